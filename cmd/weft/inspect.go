@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/weft-ml/weft"
+)
+
+func init() {
+	register(&command{
+		name:    "inspect",
+		summary: "show a checkpoint's format, metadata, tensors and totals (reads headers only)",
+		usage: `Usage: weft inspect PATH [--json] [--tensors=false] [--full]
+
+Shows the format, the metadata (safetensors __metadata__ or GGUF key-values, long arrays
+summarised), a table of tensors (name, dtype, shape, bytes) and totals by dtype. PATH is a
+.safetensors, .gguf (the first part of a split), .bin/.pt file, or a Hugging Face directory.
+Only headers are read.
+
+Flags:
+  --json           machine-readable output
+  --tensors=false  omit the tensor table
+  --full           print arrays in full
+
+Example:
+  weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
+`,
+		run: runInspect,
+	})
+}
+
+type inspectTensor struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"`
+	Shape []int64 `json:"shape"`
+	Bytes int64   `json:"bytes"`
+	Shard int     `json:"shard,omitempty"`
+}
+
+type inspectTotal struct {
+	Tensors    int   `json:"tensors"`
+	Parameters int64 `json:"parameters"`
+	Bytes      int64 `json:"bytes"`
+}
+
+type inspectReport struct {
+	Path       string                  `json:"path"`
+	Format     weft.Format             `json:"format"`
+	Files      []string                `json:"files"`
+	Version    uint32                  `json:"gguf_version,omitempty"`
+	Alignment  int64                   `json:"alignment,omitempty"`
+	Metadata   map[string]string       `json:"metadata,omitempty"`
+	KV         []inspectKV             `json:"kv,omitempty"`
+	SideFiles  []string                `json:"side_files,omitempty"`
+	HeaderHash string                  `json:"header_sha256"`
+	Tensors    []inspectTensor         `json:"tensors,omitempty"`
+	Totals     inspectTotal            `json:"totals"`
+	ByDType    map[string]inspectTotal `json:"by_dtype"`
+}
+
+type inspectKV struct {
+	Key   string `json:"key"`
+	Type  string `json:"type"`
+	Value any    `json:"value"`
+}
+
+func runInspect(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "")
+	showTensors := fs.Bool("tensors", true, "")
+	full := fs.Bool("full", false, "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one PATH, got %d arguments", len(pos))
+	}
+	c, err := openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := inspectReport{Path: c.Path, Format: c.Format, Files: c.Files, Version: c.GGUFVersion, Metadata: c.Metadata, HeaderHash: c.HeaderHash, ByDType: map[string]inspectTotal{}}
+	if c.Format == weft.GGUF {
+		r.Alignment = c.Alignment
+	}
+	for _, kv := range c.KV {
+		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, *full, *asJSON)})
+	}
+	for _, s := range c.SideFiles {
+		r.SideFiles = append(r.SideFiles, s.Name)
+	}
+	if *showTensors {
+		for _, t := range c.Tensors {
+			n, _ := t.Size()
+			r.Tensors = append(r.Tensors, inspectTensor{Name: t.Name, DType: t.DType.String(), Shape: nonNil(t.Shape), Bytes: n, Shard: t.Shard})
+		}
+	}
+	tot := c.Totals()
+	r.Totals = inspectTotal{tot.Tensors, tot.Parameters, tot.Bytes}
+	for d, x := range tot.ByDType {
+		r.ByDType[d.String()] = inspectTotal{x.Tensors, x.Parameters, x.Bytes}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "path:    %s\nformat:  %s", r.Path, r.Format)
+	if r.Format == weft.GGUF {
+		fmt.Fprintf(w, " v%d (alignment %d)", r.Version, r.Alignment)
+	}
+	fmt.Fprintf(w, "\nfiles:   %d\n", len(r.Files))
+	if len(r.Files) > 1 {
+		for _, f := range r.Files {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
+	if len(r.SideFiles) > 0 {
+		fmt.Fprintf(w, "side files: %s\n", strings.Join(r.SideFiles, ", "))
+	}
+	if len(r.Metadata) > 0 {
+		fmt.Fprintf(w, "\nmetadata (%d):\n", len(r.Metadata))
+		keys := make([]string, 0, len(r.Metadata))
+		for k := range r.Metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %-40s %s\n", k, clip(r.Metadata[k], 120, *full))
+		}
+	}
+	if len(r.KV) > 0 {
+		fmt.Fprintf(w, "\nkey-values (%d):\n", len(r.KV))
+		for _, kv := range r.KV {
+			fmt.Fprintf(w, "  %-44s %-10s %v\n", kv.Key, kv.Type, kv.Value)
+		}
+	}
+	if *showTensors {
+		fmt.Fprintf(w, "\ntensors (%d):\n", len(r.Tensors))
+		for _, t := range r.Tensors {
+			fmt.Fprintf(w, "  %-52s %-7s %-18s %12d\n", t.Name, t.DType, shapeString(t.Shape), t.Bytes)
+		}
+	}
+	fmt.Fprintf(w, "\ntotals: %d tensors, %d parameters, %d bytes (%s)\n", r.Totals.Tensors, r.Totals.Parameters, r.Totals.Bytes, humanBytes(r.Totals.Bytes))
+	for _, d := range tot.SortedDTypes() {
+		x := tot.ByDType[d]
+		fmt.Fprintf(w, "  %-8s %5d tensors %14d parameters %14d bytes\n", d, x.Tensors, x.Parameters, x.Bytes)
+	}
+	return nil
+}
+
+func nonNil(s []int64) []int64 {
+	if s == nil {
+		return []int64{}
+	}
+	return s
+}
+
+func clip(s string, n int, full bool) string {
+	if full || len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+// kvType names the GGUF type of a KV value.
+func kvType(v any) string {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Slice {
+		return "[]" + ggufTypeName(rv.Type().Elem().Kind())
+	}
+	return ggufTypeName(rv.Kind())
+}
+
+func ggufTypeName(k reflect.Kind) string {
+	switch k {
+	case reflect.Uint8:
+		return "u8"
+	case reflect.Int8:
+		return "i8"
+	case reflect.Uint16:
+		return "u16"
+	case reflect.Int16:
+		return "i16"
+	case reflect.Uint32:
+		return "u32"
+	case reflect.Int32:
+		return "i32"
+	case reflect.Uint64:
+		return "u64"
+	case reflect.Int64:
+		return "i64"
+	case reflect.Float32:
+		return "f32"
+	case reflect.Float64:
+		return "f64"
+	case reflect.Bool:
+		return "bool"
+	case reflect.String:
+		return "str"
+	}
+	return k.String()
+}
+
+// summarise shortens long arrays and strings for display.
+func summarise(v any, full, asJSON bool) any {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.String {
+		s := rv.String()
+		if asJSON {
+			return s
+		}
+		return fmt.Sprintf("%q", clip(s, 100, full))
+	}
+	if rv.Kind() != reflect.Slice || full || rv.Len() <= 8 {
+		return v
+	}
+	head := make([]any, 0, 4)
+	for i := 0; i < 4; i++ {
+		head = append(head, rv.Index(i).Interface())
+	}
+	if asJSON {
+		return map[string]any{"count": rv.Len(), "first": head}
+	}
+	parts := make([]string, len(head))
+	for i, h := range head {
+		if s, ok := h.(string); ok {
+			parts[i] = fmt.Sprintf("%q", clip(s, 20, false))
+		} else {
+			parts[i] = fmt.Sprint(h)
+		}
+	}
+	return fmt.Sprintf("[%s, ... %d items]", strings.Join(parts, ", "), rv.Len())
+}

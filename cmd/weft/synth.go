@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/safetensors"
+)
+
+func init() {
+	register(&command{
+		name:    "synth",
+		summary: "write a synthetic Llama-style checkpoint (for demos, tests and benchmarks)",
+		usage: `Usage: weft synth -o OUT [--size S | --tiny] [--seed N] [--related-to SEED] [--dtype T]
+                  [--max-shard-size S] [--force]
+
+Writes a deterministic random Llama-shaped model: a Hugging Face directory (config.json,
+word-level tokenizer.json, safetensors) or, with a .gguf/.safetensors name, a single file.
+--related-to SEED makes a "tuned" model: the model of SEED plus small noise from --seed.
+
+Example:
+  weft synth --tiny --seed 1 -o demo/base
+  weft synth --tiny --seed 2 --related-to 1 -o demo/tuned
+  weft synth --size 2GB --dtype bf16 -o /tmp/big
+`,
+		run: runSynth,
+	})
+}
+
+func runSynth(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("synth", flag.ContinueOnError)
+	out := fs.String("o", "", "")
+	size := fs.String("size", "", "")
+	tiny := fs.Bool("tiny", false, "")
+	seed := fs.Uint64("seed", 1, "")
+	related := fs.Uint64("related-to", 0, "")
+	dtype := fs.String("dtype", "bf16", "")
+	shard := fs.String("max-shard-size", "", "")
+	force := fs.Bool("force", false, "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *out == "" {
+		return usagef("want -o OUT and no positional arguments")
+	}
+	dt, err := weft.ParseDType(*dtype)
+	if err != nil || dt.Quantized() {
+		return usagef("--dtype %q: want f32, f16 or bf16", *dtype)
+	}
+	var s synth.Spec
+	switch {
+	case *tiny == (*size != ""):
+		return usagef("give exactly one of --tiny and --size")
+	case *tiny:
+		s = synth.Tiny(*seed)
+		s.DType = dt
+	default:
+		n, err := safetensors.ParseSize(*size)
+		if err != nil || n <= 0 {
+			return usagef("--size %q: want a size such as 2GB", *size)
+		}
+		s = synth.Sized(n, dt, *seed)
+	}
+	s.Related = *related
+	if *shard != "" {
+		if s.MaxShardSize, err = safetensors.ParseSize(*shard); err != nil {
+			return usagef("--max-shard-size: %v", err)
+		}
+	}
+	return ckpt.Write(ctx, s.Checkpoint(), *out, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force})
+}

@@ -1,0 +1,209 @@
+package gguf
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/weft-ml/weft"
+)
+
+// Open opens a GGUF file as a checkpoint. The file stays open (Checkpoint.Close closes it)
+// and each tensor's Data is a section reader over it. When the file is the first part of
+// a split model (split.count > 1), the other parts, named as llama.cpp's gguf-split names
+// them (PREFIX-00002-of-00003.gguf, ...), are opened too and their tensors follow in part
+// order, Tensor.Shard giving the part. Key-values come from the first part, without the
+// split.* keys. On error nothing is left open.
+func Open(path string) (*weft.Checkpoint, error) {
+	c := &weft.Checkpoint{Format: weft.GGUF, Path: path}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+
+	first, osf, err := openPart(c, path)
+	if err != nil {
+		return nil, err
+	}
+	name := filepath.Base(path)
+	parts := []*File{first}
+	files := []*os.File{osf}
+	paths := []string{path}
+
+	n, hasCount, err := splitInt(first, KeySplitCount)
+	if err != nil {
+		return nil, err
+	}
+	if hasCount && n > 1 {
+		if n > math.MaxUint16 {
+			return nil, fmt.Errorf("gguf: %s: %s is %d, more than a split can have (%d)", name, KeySplitCount, n, math.MaxUint16)
+		}
+		no, hasNo, err := splitInt(first, KeySplitNo)
+		if err != nil {
+			return nil, err
+		}
+		if !hasNo {
+			return nil, fmt.Errorf("gguf: %s: %s is %d but %s is missing", name, KeySplitCount, n, KeySplitNo)
+		}
+		if no != 0 {
+			hint := fmt.Sprintf("PREFIX-00001-of-%05d.gguf", n)
+			if prefix, ok := splitPrefix(path, int(no), int(n)); ok && no >= 0 && no < n {
+				hint = filepath.Base(SplitName(prefix, 0, int(n)))
+			}
+			return nil, fmt.Errorf("gguf: %s: this is part %d (split.no %d) of a model split in %d parts; open the first part, %s", name, no+1, no, n, hint)
+		}
+		prefix, ok := splitPrefix(path, 0, int(n))
+		if !ok {
+			return nil, fmt.Errorf("gguf: %s: first part of a model split in %d parts, but its name does not end in %q, so the other parts cannot be found", name, n, fmt.Sprintf("-00001-of-%05d.gguf", n))
+		}
+		total, hasTotal, err := splitInt(first, KeySplitTensorsCount)
+		if err != nil {
+			return nil, err
+		}
+		for i := 1; i < int(n); i++ {
+			p := SplitName(prefix, i, int(n))
+			pf, posf, err := openPart(c, p)
+			if err != nil {
+				return nil, err
+			}
+			pname := filepath.Base(p)
+			pno, has, err := splitInt(pf, KeySplitNo)
+			if err != nil {
+				return nil, err
+			}
+			if !has || pno != int64(i) {
+				return nil, fmt.Errorf("gguf: %s: expected %s = %d (part %d of %d), got %s", pname, KeySplitNo, i, i+1, n, describe(pno, has))
+			}
+			pn, has, err := splitInt(pf, KeySplitCount)
+			if err != nil {
+				return nil, err
+			}
+			if !has || pn != n {
+				return nil, fmt.Errorf("gguf: %s: expected %s = %d as in %s, got %s", pname, KeySplitCount, n, name, describe(pn, has))
+			}
+			parts = append(parts, pf)
+			files = append(files, posf)
+			paths = append(paths, p)
+		}
+		sum := int64(0)
+		for _, pf := range parts {
+			sum += int64(len(pf.Tensors))
+		}
+		if hasTotal && sum != total {
+			return nil, fmt.Errorf("gguf: %s: %s is %d but the %d parts hold %d tensors", name, KeySplitTensorsCount, total, n, sum)
+		}
+	}
+
+	seen := map[string]int{}
+	h := sha256.New()
+	for i, pf := range parts {
+		if _, err := io.Copy(h, io.NewSectionReader(files[i], 0, pf.DataOffset)); err != nil {
+			return nil, fmt.Errorf("gguf: %s: hashing header: %v", filepath.Base(paths[i]), err)
+		}
+		for _, e := range pf.Tensors {
+			if j, dup := seen[e.Name]; dup {
+				return nil, fmt.Errorf("gguf: %s: tensor %q is also in part %d (%s)", filepath.Base(paths[i]), e.Name, j+1, filepath.Base(paths[j]))
+			}
+			seen[e.Name] = i
+			c.Tensors = append(c.Tensors, &weft.Tensor{
+				TensorInfo: e.TensorInfo,
+				Data:       io.NewSectionReader(files[i], e.Offset, e.Bytes),
+				File:       paths[i],
+				Offset:     e.Offset,
+				Shard:      i,
+			})
+		}
+	}
+	c.HeaderHash = hex.EncodeToString(h.Sum(nil))
+	c.Files = paths
+	for _, kv := range first.KV {
+		if !strings.HasPrefix(kv.Key, "split.") {
+			c.KV = append(c.KV, kv)
+		}
+	}
+	c.GGUFVersion = first.Version
+	c.Alignment = first.Alignment
+	ok = true
+	return c, nil
+}
+
+// openPart opens one file, registers it with c for closing, and reads its header.
+func openPart(c *weft.Checkpoint, path string) (*File, *os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: %v", err)
+	}
+	c.Closers = append(c.Closers, f)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: %v", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("gguf: %s: not a regular file", path)
+	}
+	hdr, err := Read(f, st.Size(), filepath.Base(path))
+	if err != nil {
+		return nil, nil, err
+	}
+	return hdr, f, nil
+}
+
+// splitInt returns an integer split.* key of f, accepting any integer type.
+func splitInt(f *File, key string) (int64, bool, error) {
+	v, ok := f.Get(key)
+	if !ok {
+		return 0, false, nil
+	}
+	var n int64
+	switch x := v.(type) {
+	case uint8:
+		n = int64(x)
+	case int8:
+		n = int64(x)
+	case uint16:
+		n = int64(x)
+	case int16:
+		n = int64(x)
+	case uint32:
+		n = int64(x)
+	case int32:
+		n = int64(x)
+	case int64:
+		n = x
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, true, fmt.Errorf("gguf: %s: key %q is %d, out of range", f.Name, key, x)
+		}
+		n = int64(x)
+	default:
+		return 0, true, fmt.Errorf("gguf: %s: key %q must be an integer but is %s", f.Name, key, goTypeName(v))
+	}
+	if n < 0 {
+		return 0, true, fmt.Errorf("gguf: %s: key %q is negative (%d)", f.Name, key, n)
+	}
+	return n, true, nil
+}
+
+// splitPrefix returns the prefix of a split part's path, which must end in the gguf-split
+// suffix of part no (0-based) of n.
+func splitPrefix(path string, no, n int) (string, bool) {
+	suffix := fmt.Sprintf("-%05d-of-%05d.gguf", no+1, n)
+	if !strings.HasSuffix(path, suffix) {
+		return "", false
+	}
+	return strings.TrimSuffix(path, suffix), true
+}
+
+func describe(v int64, has bool) string {
+	if !has {
+		return "no such key"
+	}
+	return fmt.Sprint(v)
+}

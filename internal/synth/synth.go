@@ -1,0 +1,153 @@
+// Package synth makes synthetic Llama-style checkpoints for the demo, tests and benchmarks:
+// deterministic for a seed, streamed (no tensor is ever held whole), in Hugging Face layout
+// with a config and a word-level tokenizer, or as GGUF.
+package synth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
+)
+
+// Spec describes a synthetic model.
+type Spec struct {
+	Layers, Hidden, Intermediate, Vocab, Heads int
+	DType                                      weft.DType
+	Seed                                       uint64
+	// Related, when non-zero, makes the weights base(seed=Related) + 0.1*noise(seed=Seed): a
+	// "tuned" model close to its base, as fine-tuning leaves it.
+	Related uint64
+	// MaxShardSize shards the safetensors output.
+	MaxShardSize int64
+}
+
+// Tiny is the demo's model shape.
+func Tiny(seed uint64) Spec {
+	return Spec{Layers: 4, Hidden: 64, Intermediate: 128, Vocab: 256, Heads: 4, DType: weft.BF16, Seed: seed}
+}
+
+// Sized returns a spec whose weights take about the given number of bytes in dtype dt.
+func Sized(bytes int64, dt weft.DType, seed uint64) Spec {
+	s := Spec{Hidden: 2048, Intermediate: 5632, Vocab: 32000, Heads: 16, DType: dt, Seed: seed}
+	per := int64(4*s.Hidden*s.Hidden+3*s.Hidden*s.Intermediate+2*s.Hidden) * dt.BlockBytes()
+	fixed := int64(2*s.Vocab*s.Hidden+s.Hidden) * dt.BlockBytes()
+	s.Layers = int(max(1, (bytes-fixed+per/2)/per))
+	return s
+}
+
+type tdef struct {
+	name  string
+	shape []int64
+	std   float64
+	one   bool // norms: ones (plus noise for the tuned model)
+}
+
+func (s Spec) tensors() []tdef {
+	h, f, v := int64(s.Hidden), int64(s.Intermediate), int64(s.Vocab)
+	defs := []tdef{{name: "model.embed_tokens.weight", shape: []int64{v, h}, std: 0.02}}
+	for l := 0; l < s.Layers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		defs = append(defs,
+			tdef{name: p + "input_layernorm.weight", shape: []int64{h}, one: true},
+			tdef{name: p + "mlp.down_proj.weight", shape: []int64{h, f}, std: 0.02},
+			tdef{name: p + "mlp.gate_proj.weight", shape: []int64{f, h}, std: 0.02},
+			tdef{name: p + "mlp.up_proj.weight", shape: []int64{f, h}, std: 0.02},
+			tdef{name: p + "post_attention_layernorm.weight", shape: []int64{h}, one: true},
+			tdef{name: p + "self_attn.k_proj.weight", shape: []int64{h, h}, std: 0.02},
+			tdef{name: p + "self_attn.o_proj.weight", shape: []int64{h, h}, std: 0.02},
+			tdef{name: p + "self_attn.q_proj.weight", shape: []int64{h, h}, std: 0.02},
+			tdef{name: p + "self_attn.v_proj.weight", shape: []int64{h, h}, std: 0.02},
+		)
+	}
+	defs = append(defs, tdef{name: "model.norm.weight", shape: []int64{h}, one: true}, tdef{name: "lm_head.weight", shape: []int64{v, h}, std: 0.02})
+	return defs
+}
+
+func (s Spec) value(d tdef, seed uint64, row int64, out []float64) {
+	st := ops.RowStream(seed, d.name, row)
+	for i := range out {
+		if d.one {
+			out[i] = 1 + 0.05*st.Normal()
+		} else {
+			out[i] = d.std * st.Normal()
+		}
+	}
+}
+
+// Checkpoint returns the synthetic model as a checkpoint of computed tensors, with config
+// and tokenizer side files.
+func (s Spec) Checkpoint() *weft.Checkpoint {
+	c := &weft.Checkpoint{Format: weft.Safetensors, Path: fmt.Sprintf("synthetic-seed%d", s.Seed), Metadata: map[string]string{"format": "pt"}}
+	for _, d := range s.tensors() {
+		d := d
+		info := weft.TensorInfo{Name: d.name, DType: s.DType, Shape: d.shape}
+		c.Tensors = append(c.Tensors, ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+			n := info.RowLen()
+			row := make([]float64, n)
+			buf := make([]float64, n)
+			for r := r0; r < r1; r++ {
+				if s.Related != 0 {
+					s.value(d, s.Related, r, row)
+					s.value(tdef{name: d.name, std: 0.002, one: false}, s.Seed, r, buf)
+					for i := range row {
+						row[i] += buf[i]
+					}
+				} else {
+					s.value(d, s.Seed, r, row)
+				}
+				rb := info.RowBytes()
+				if err := codec.EncodeF64(info.DType, row, dst[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	c.SideFiles = s.sideFiles()
+	return c
+}
+
+func (s Spec) sideFiles() []weft.SideFile {
+	dtName := map[weft.DType]string{weft.BF16: "bfloat16", weft.F16: "float16", weft.F32: "float32"}[s.DType]
+	cfg := map[string]any{
+		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": s.Hidden, "intermediate_size": s.Intermediate, "num_hidden_layers": s.Layers,
+		"num_attention_heads": s.Heads, "num_key_value_heads": s.Heads, "vocab_size": s.Vocab,
+		"max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+		"hidden_act": "silu", "initializer_range": 0.02, "tie_word_embeddings": false,
+		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": dtName,
+	}
+	cj, _ := json.MarshalIndent(cfg, "", "  ")
+	vocab := map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2}
+	for i := 3; i < s.Vocab; i++ {
+		vocab[fmt.Sprintf("w%d", i)] = i
+	}
+	tok := map[string]any{
+		"version": "1.0", "truncation": nil, "padding": nil,
+		"added_tokens": []map[string]any{
+			{"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+			{"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+			{"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+		},
+		"normalizer": nil, "pre_tokenizer": map[string]any{"type": "Whitespace"}, "post_processor": nil, "decoder": nil,
+		"model": map[string]any{"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+	}
+	tj, _ := json.MarshalIndent(tok, "", "  ")
+	tc, _ := json.MarshalIndent(map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
+	return []weft.SideFile{
+		{Name: "config.json", Data: append(cj, '\n')},
+		{Name: "tokenizer.json", Data: append(tj, '\n')},
+		{Name: "tokenizer_config.json", Data: append(tc, '\n')},
+		{Name: "generation_config.json", Data: []byte("{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n")},
+	}
+}
+
+// Write writes the synthetic model to path (a directory for Hugging Face layout).
+func (s Spec) Write(ctx context.Context, path string, force bool) error {
+	return ckpt.Write(ctx, s.Checkpoint(), path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+}

@@ -1,0 +1,735 @@
+// Package blend implements weft's blend and diff operations.
+//
+// Blend interpolates between a base checkpoint and one or more tuned checkpoints of the same
+// architecture, tensor by tensor, streaming: every output element is
+// base + sum_i c_i*(tuned_i - base), computed in float64 and rounded once to the output
+// dtype, where the coefficients c_i come from the blend weight (--alpha, per-tensor rules,
+// per-layer schedules) and, for more than two models, the per-model weights (task
+// arithmetic). Spherical interpolation (slerp) of two models is available too.
+//
+// Diff measures, tensor by tensor, how far a second checkpoint moved from a first: cosine
+// similarity, relative L2 distance and largest absolute difference, with a per-layer
+// summary.
+package blend
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
+)
+
+// Method is how two models are interpolated.
+type Method string
+
+// The blend methods.
+const (
+	// Linear is base + sum_i c_i*(tuned_i - base); with one tuned model and c = alpha it is
+	// base + alpha*(tuned - base).
+	Linear Method = "linear"
+	// Slerp is spherical linear interpolation of two models, per tensor, the tensor taken
+	// as one flattened vector (see SlerpThreshold).
+	Slerp Method = "slerp"
+)
+
+// SlerpThreshold is the absolute cosine above which slerp treats two tensors as colinear and
+// interpolates linearly instead: mergekit's DOT_THRESHOLD. As in mergekit, the cosine is the
+// dot product of the two tensors each divided by its L2 norm, a norm at or below SlerpEps
+// being left undivided.
+const SlerpThreshold = 0.9995
+
+// SlerpEps is the norm below which slerp does not normalise a tensor (mergekit's eps).
+const SlerpEps = 1e-8
+
+// Missing policies: what to do with tensors that not every input has.
+const (
+	// MissingError (the default) refuses inputs with different tensor sets.
+	MissingError = ""
+	// MissingBase keeps the base's tensor set: tensors only the base has are copied from
+	// it, tensors the base lacks are left out (and listed in Result.Notes).
+	MissingBase = "base"
+)
+
+// Vocabulary policies: what to do with embedding and output-head tensors whose row counts
+// (vocabulary sizes) differ.
+const (
+	// VocabError (the default) refuses them as any other shape mismatch.
+	VocabError = ""
+	// VocabBase gives the output the base's row count: rows every input has are blended,
+	// the base's extra rows are copied.
+	VocabBase = "base"
+	// VocabTuned gives the output the tuned model's row count (one tuned model only): rows
+	// both have are blended, the tuned model's extra rows are copied.
+	VocabTuned = "tuned"
+	// VocabUnion gives the output the largest row count: rows every input has are blended,
+	// the others are copied from the input with the most rows (the base on a tie).
+	VocabUnion = "union"
+)
+
+// Options control a blend.
+type Options struct {
+	// Method is Linear (the default when empty) or Slerp (two models only).
+	Method Method
+	// Alpha is the blend weight of tensors no rule or schedule covers: 0 gives the base, 1
+	// the tuned model, values above 1 extrapolate and below 0 move away from the tuned
+	// model. With several tuned models it scales every model's weight (use 1).
+	Alpha float64
+	// AlphaFor gives matching tensors their own weight; the first matching rule wins.
+	AlphaFor []AlphaRule
+	// Schedule gives layer tensors a weight interpolated over the layer index (see
+	// ScheduleAt); tensors outside the layers get Alpha. AlphaFor rules take precedence.
+	Schedule []float64
+	// Weights holds one weight per tuned model for task arithmetic:
+	// base + alpha*sum_i w_i*(tuned_i - base). Nil means one weight of 1 per tuned model and
+	// is only allowed with a single tuned model.
+	Weights []float64
+	// Missing and Vocab are the mismatch policies (MissingError/MissingBase,
+	// VocabError/VocabBase/VocabTuned/VocabUnion).
+	Missing string
+	Vocab   string
+	// DType, when valid, is the output type of every floating-point (not quantized) tensor.
+	DType weft.DType
+	// OutType, when valid, is the output type of every quantized tensor (by default a
+	// quantized tensor is quantized back to its own type).
+	OutType weft.DType
+	// TypeFor gives matching tensors their own output type; the first matching rule wins
+	// and takes precedence over DType and OutType.
+	TypeFor []TypeRule
+}
+
+// Step describes what the blend does to one output tensor.
+type Step struct {
+	Name string `json:"name"`
+	// Action is "blend", "slerp", "copy" (a raw byte copy of Source), "convert" (Source's
+	// values in another dtype, no arithmetic) or "copy-int" (a non-float tensor copied
+	// from the base).
+	Action string `json:"action"`
+	// Source names the input copied or converted ("base", "tuned", "tuned2", ...).
+	Source string `json:"source,omitempty"`
+	// Alpha is the tensor's blend weight; Coeffs the coefficient of each tuned model.
+	Alpha  float64   `json:"alpha"`
+	Coeffs []float64 `json:"coeffs,omitempty"`
+	DType  string    `json:"dtype"`
+	Shape  []int64   `json:"shape"`
+	// Note explains vocabulary handling and similar special cases.
+	Note string `json:"note,omitempty"`
+}
+
+// Describe returns a one-line description of the step for plans.
+func (s Step) Describe() string {
+	var b strings.Builder
+	switch s.Action {
+	case "copy", "convert", "copy-int":
+		fmt.Fprintf(&b, "%s %s", s.Action, s.Source)
+	case "slerp":
+		fmt.Fprintf(&b, "slerp t=%g", s.Alpha)
+	default:
+		if len(s.Coeffs) == 1 {
+			fmt.Fprintf(&b, "blend alpha=%g", s.Coeffs[0])
+		} else {
+			fmt.Fprintf(&b, "blend coeffs=%v", s.Coeffs)
+		}
+	}
+	if s.Note != "" {
+		b.WriteString("; " + s.Note)
+	}
+	return b.String()
+}
+
+// Result is the outcome of Blend: the output checkpoint, ready to be written, and the plan.
+type Result struct {
+	Out *weft.Checkpoint
+	// Steps has one entry per output tensor, in output order.
+	Steps []Step
+	// Notes lists what the mismatch policies did (tensors left out, vocabulary changes).
+	Notes []string
+}
+
+// Step returns the step of the named output tensor, or nil.
+func (r *Result) Step(name string) *Step {
+	for i := range r.Steps {
+		if r.Steps[i].Name == name {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+// params is what the output's provenance records.
+type params struct {
+	Method   string      `json:"method"`
+	Alpha    float64     `json:"alpha"`
+	AlphaFor []string    `json:"alpha_for,omitempty"`
+	Schedule []float64   `json:"alpha_schedule,omitempty"`
+	Weights  []float64   `json:"weights,omitempty"`
+	Missing  string      `json:"missing,omitempty"`
+	Vocab    string      `json:"vocab,omitempty"`
+	DType    string      `json:"dtype,omitempty"`
+	OutType  string      `json:"out_type,omitempty"`
+	TypeFor  []string    `json:"type_for,omitempty"`
+	Slerp    *slerpParam `json:"slerp,omitempty"`
+}
+
+type slerpParam struct {
+	Threshold float64 `json:"dot_threshold"`
+	Eps       float64 `json:"eps"`
+}
+
+// inputName is how messages name input k (0 the base).
+func inputName(k, ntuned int) string {
+	switch {
+	case k == 0:
+		return "base"
+	case ntuned == 1:
+		return "tuned"
+	}
+	return fmt.Sprintf("tuned%d", k)
+}
+
+// listNames formats up to 20 names.
+func listNames(names []string) string {
+	const max = 20
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(", ... and %d more", len(names)-max)
+}
+
+// Blend plans the blend of base with tuned (one or more checkpoints) and returns the output
+// checkpoint, whose tensors are computed on demand when it is written, together with the
+// plan. Only headers are read here. The output has the base's format, tensor order, shards,
+// metadata, key-values and side files, with provenance recorded by ops.Record; when the
+// output's floating-point dtype changes, config.json's torch_dtype follows.
+func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Result, error) {
+	if base == nil || len(tuned) == 0 {
+		return nil, fmt.Errorf("blend: need a base and at least one tuned checkpoint")
+	}
+	method := opts.Method
+	if method == "" {
+		method = Linear
+	}
+	if method != Linear && method != Slerp {
+		return nil, fmt.Errorf("blend: unknown method %q (want linear or slerp)", method)
+	}
+	weights := opts.Weights
+	if weights == nil {
+		if len(tuned) > 1 {
+			return nil, fmt.Errorf("blend: %d tuned models need --weights with %d values (task arithmetic: base + sum w_i*(T_i - base))", len(tuned), len(tuned))
+		}
+		weights = []float64{1}
+	}
+	if len(weights) != len(tuned) {
+		return nil, fmt.Errorf("blend: %d weights for %d tuned models", len(weights), len(tuned))
+	}
+	if method == Slerp {
+		if len(tuned) != 1 {
+			return nil, fmt.Errorf("blend: slerp takes exactly two models (a base and one tuned), got %d", len(tuned)+1)
+		}
+		if opts.Weights != nil {
+			return nil, fmt.Errorf("blend: --weights is for task arithmetic (linear), not slerp")
+		}
+	}
+	switch opts.Missing {
+	case MissingError, MissingBase:
+	default:
+		return nil, fmt.Errorf("blend: unknown --missing policy %q (want base)", opts.Missing)
+	}
+	switch opts.Vocab {
+	case VocabError, VocabBase, VocabUnion:
+	case VocabTuned:
+		if len(tuned) != 1 {
+			return nil, fmt.Errorf("blend: --vocab tuned needs exactly one tuned model; use base or union")
+		}
+	default:
+		return nil, fmt.Errorf("blend: unknown --vocab policy %q (want base, tuned or union)", opts.Vocab)
+	}
+	for _, d := range []weft.DType{opts.DType, opts.OutType} {
+		if d != weft.Invalid && !d.Valid() {
+			return nil, fmt.Errorf("blend: invalid output type %v", d)
+		}
+	}
+	if opts.DType.Valid() && !opts.DType.Float() {
+		return nil, fmt.Errorf("blend: --dtype %v is not a floating-point type (use --out-type or --type-for for quantized types)", opts.DType)
+	}
+	if opts.OutType.Valid() && !opts.OutType.Quantized() && !opts.OutType.Float() {
+		return nil, fmt.Errorf("blend: --out-type %v is neither quantized nor floating-point", opts.OutType)
+	}
+
+	all := append([]*weft.Checkpoint{base}, tuned...)
+	// Naming: refuse to mix Hugging Face and GGUF names.
+	namings := make([]arch.Naming, len(all))
+	for k, c := range all {
+		names := make([]string, len(c.Tensors))
+		for i, t := range c.Tensors {
+			names[i] = t.Name
+		}
+		namings[k] = arch.DetectNaming(names)
+	}
+	for k := 1; k < len(all); k++ {
+		if namings[0] != arch.Unknown && namings[k] != arch.Unknown && namings[k] != namings[0] {
+			return nil, fmt.Errorf("blend: %s (%s) uses %s tensor names but %s (%s) uses %s names; blending needs both in the same naming (convert one first)",
+				inputName(0, len(tuned)), filepath.Base(base.Path), namingLabel(namings[0]),
+				inputName(k, len(tuned)), filepath.Base(all[k].Path), namingLabel(namings[k]))
+		}
+	}
+
+	alphaRules := make([]*Pattern, len(opts.AlphaFor))
+	alphaUsed := make([]bool, len(opts.AlphaFor))
+	for i, r := range opts.AlphaFor {
+		p, err := CompilePattern(r.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		alphaRules[i] = p
+	}
+	typeRules := make([]*Pattern, len(opts.TypeFor))
+	typeUsed := make([]bool, len(opts.TypeFor))
+	for i, r := range opts.TypeFor {
+		p, err := CompilePattern(r.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		if !r.DType.Valid() {
+			return nil, fmt.Errorf("blend: --type-for %q: invalid type", r.Pattern)
+		}
+		typeRules[i] = p
+	}
+
+	baseNames := make([]string, len(base.Tensors))
+	for i, t := range base.Tensors {
+		baseNames[i] = t.Name
+	}
+	nLayers := arch.NumLayers(baseNames)
+
+	// Tensor sets and shapes.
+	idx := make([]map[string]*weft.Tensor, len(all))
+	for k, c := range all {
+		idx[k] = c.Index()
+	}
+	var onlyBase []string
+	onlyTuned := make([][]string, len(all))
+	var shapeBad []string
+	var vocabBad []string
+	for _, t := range base.Tensors {
+		var miss []string
+		for k := 1; k < len(all); k++ {
+			u := idx[k][t.Name]
+			if u == nil {
+				miss = append(miss, inputName(k, len(tuned)))
+				continue
+			}
+			if !sameShape(t.Shape, u.Shape) {
+				if vocabRole(t.Name) && sameTrailing(t.Shape, u.Shape) {
+					if opts.Vocab == VocabError {
+						vocabBad = append(vocabBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, len(tuned)), u.Shape, inputName(k, len(tuned))))
+					}
+				} else {
+					shapeBad = append(shapeBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, len(tuned)), u.Shape, inputName(k, len(tuned))))
+				}
+			}
+		}
+		if len(miss) > 0 {
+			if len(tuned) == 1 {
+				onlyBase = append(onlyBase, t.Name)
+			} else {
+				onlyBase = append(onlyBase, t.Name+" (missing in "+strings.Join(miss, ", ")+")")
+			}
+		}
+	}
+	for k := 1; k < len(all); k++ {
+		for _, t := range all[k].Tensors {
+			if idx[0][t.Name] == nil {
+				onlyTuned[k] = append(onlyTuned[k], t.Name)
+			}
+		}
+	}
+	var problems []string
+	if opts.Missing == MissingError {
+		if len(onlyBase) > 0 {
+			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
+		}
+		for k := 1; k < len(all); k++ {
+			if len(onlyTuned[k]) > 0 {
+				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, len(tuned)), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
+			}
+		}
+	}
+	if len(shapeBad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d tensors differ in shape: %s", len(shapeBad), listNames(shapeBad)))
+	}
+	if len(vocabBad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d embedding/head tensors differ in vocabulary size: %s", len(vocabBad), listNames(vocabBad)))
+	}
+	if len(problems) > 0 {
+		hint := ""
+		switch {
+		case len(vocabBad) > 0 && opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
+			hint = " (--missing base keeps the base's tensor set; --vocab base|tuned|union handles vocabulary sizes)"
+		case len(vocabBad) > 0:
+			hint = " (--vocab base|tuned|union handles vocabulary sizes)"
+		case opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
+			hint = " (--missing base keeps the base's tensor set)"
+		}
+		return nil, fmt.Errorf("blend: inputs do not match: %s%s", strings.Join(problems, "; "), hint)
+	}
+
+	res := &Result{Out: ops.Derive(base)}
+	if opts.Missing == MissingBase {
+		if len(onlyBase) > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("copied %d tensors only the base has: %s", len(onlyBase), listNames(onlyBase)))
+		}
+		for k := 1; k < len(all); k++ {
+			if len(onlyTuned[k]) > 0 {
+				res.Notes = append(res.Notes, fmt.Sprintf("left out %d tensors only %s has: %s", len(onlyTuned[k]), inputName(k, len(tuned)), listNames(onlyTuned[k])))
+			}
+		}
+	}
+
+	res.Out.Tensors = res.Out.Tensors[:0]
+	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
+	var vocabRows int64 = -1
+	for _, b := range base.Tensors {
+		// Coefficients.
+		alpha := opts.Alpha
+		matched := false
+		for i, p := range alphaRules {
+			if p.Match(b.Name) {
+				alpha = opts.AlphaFor[i].Alpha
+				alphaUsed[i] = true
+				matched = true
+				break
+			}
+		}
+		if !matched && len(opts.Schedule) > 0 {
+			if l, _, ok := arch.Layer(b.Name); ok {
+				alpha = ScheduleAt(opts.Schedule, l, nLayers)
+			}
+		}
+		coeffs := make([]float64, len(tuned))
+		for i, w := range weights {
+			coeffs[i] = alpha * w
+		}
+
+		// Output type.
+		outDT := b.DType
+		typed := false
+		for i, p := range typeRules {
+			if p.Match(b.Name) {
+				outDT = opts.TypeFor[i].DType
+				typeUsed[i] = true
+				typed = true
+				break
+			}
+		}
+		if !typed {
+			switch {
+			case b.DType.Quantized() && opts.OutType.Valid():
+				outDT = opts.OutType
+			case b.DType.Float() && opts.DType.Valid():
+				outDT = opts.DType
+			}
+		}
+
+		step := Step{Name: b.Name, Alpha: alpha, Coeffs: coeffs, DType: outDT.String()}
+
+		ins := make([]*weft.Tensor, len(all))
+		ins[0] = b
+		complete := true
+		for k := 1; k < len(all); k++ {
+			ins[k] = idx[k][b.Name]
+			if ins[k] == nil {
+				complete = false
+			}
+		}
+
+		floatLike := func(d weft.DType) bool { return d.Float() || d.Quantized() }
+		n, _ := b.NumElements()
+		switch {
+		case !complete:
+			// Only the base has it (--missing base).
+			step.Note = "only in the base"
+			t, err := convertWhole(b, outDT, "base")
+			if err != nil {
+				return nil, err
+			}
+			step.Action, step.Source = actionFor(b, outDT), "base"
+			step.Shape = b.Shape
+			res.add(t, b, step)
+			continue
+		case !floatLike(b.DType):
+			// Integer and bool tensors (masks, counters) are not blended.
+			step.Action, step.Source, step.DType, step.Shape = "copy-int", "base", b.DType.String(), b.Shape
+			step.Note = "not a floating-point tensor"
+			res.add(keep(b, b), b, step)
+			continue
+		case n == 0:
+			step.Action, step.Source, step.DType, step.Shape = "copy", "base", b.DType.String(), b.Shape
+			res.add(keep(b, b), b, step)
+			continue
+		}
+		for k := 1; k < len(all); k++ {
+			if !floatLike(ins[k].DType) {
+				return nil, fmt.Errorf("blend: tensor %q is %v in the base but %v in %s; only floating-point and quantized tensors blend", b.Name, b.DType, ins[k].DType, inputName(k, len(tuned)))
+			}
+		}
+
+		// Rows: blended rows are those every input has; the rest come from the vocabulary
+		// source.
+		outShape := append([]int64(nil), b.Shape...)
+		common := b.Rows()
+		src := 0
+		vocabDiff := false
+		for k := 1; k < len(all); k++ {
+			if !sameShape(b.Shape, ins[k].Shape) {
+				vocabDiff = true
+			}
+		}
+		if vocabDiff {
+			perRow := int64(1)
+			for _, d := range b.Shape[1 : len(b.Shape)-1] {
+				perRow *= d
+			}
+			minD0 := b.Shape[0]
+			for k := 1; k < len(all); k++ {
+				minD0 = min(minD0, ins[k].Shape[0])
+			}
+			switch opts.Vocab {
+			case VocabBase:
+				src = 0
+			case VocabTuned:
+				src = 1
+			case VocabUnion:
+				for k := 1; k < len(all); k++ {
+					if ins[k].Shape[0] > ins[src].Shape[0] {
+						src = k
+					}
+				}
+			}
+			outShape[0] = ins[src].Shape[0]
+			common = minD0 * perRow
+			step.Note = fmt.Sprintf("vocabulary: %d rows blended, %d copied from %s", minD0, outShape[0]-minD0, inputName(src, len(tuned)))
+			if src != 0 && outShape[0] != b.Shape[0] {
+				if vocabSrc >= 0 && vocabSrc != src {
+					return nil, fmt.Errorf("blend: embedding and head tensors take their vocabulary from different inputs (%s and %s)", inputName(vocabSrc, len(tuned)), inputName(src, len(tuned)))
+				}
+				vocabSrc = src
+				vocabRows = outShape[0]
+			}
+		}
+		outInfo := weft.TensorInfo{Name: b.Name, DType: outDT, Shape: outShape}
+		if _, err := outInfo.Size(); err != nil {
+			return nil, fmt.Errorf("blend: output type %v for tensor %q: %v", outDT, b.Name, err)
+		}
+		step.Shape = outShape
+
+		// Identity: all coefficients 0 (the base) or one of them 1 and the rest 0 (that
+		// tuned model): emit the input's values without arithmetic, which keeps -0, inf and
+		// NaN exactly.
+		ident := identity(coeffs)
+		j := &job{
+			out:    outInfo,
+			ins:    ins,
+			common: common,
+			method: method,
+			coeffs: coeffs,
+			ident:  ident,
+			alpha:  alpha,
+		}
+		if common < outInfo.Rows() {
+			j.extra = ins[src]
+		}
+		// Codecs: check every decode and encode the job will do.
+		if err := j.checkCodecs(inputName); err != nil {
+			return nil, err
+		}
+		if ident >= 0 && j.extra == nil && sameShape(ins[ident].Shape, outShape) && ins[ident].DType == outDT {
+			step.Action, step.Source = "copy", inputName(ident, len(tuned))
+			res.add(keep(ins[ident], b), b, step)
+			continue
+		}
+		switch {
+		case ident >= 0:
+			step.Action, step.Source = "convert", inputName(ident, len(tuned))
+			if j.extra != nil || ins[ident].DType == outDT {
+				step.Action = "copy"
+			}
+		case method == Slerp:
+			step.Action = "slerp"
+			step.Coeffs = nil
+		default:
+			step.Action = "blend"
+		}
+		t := ops.Computed(outInfo, j.fill)
+		t.Shard = b.Shard
+		res.add(t, b, step)
+	}
+
+	var unused []string
+	for i, u := range alphaUsed {
+		if !u {
+			unused = append(unused, fmt.Sprintf("--alpha-for %q", opts.AlphaFor[i].Pattern))
+		}
+	}
+	for i, u := range typeUsed {
+		if !u {
+			unused = append(unused, fmt.Sprintf("--type-for %q", opts.TypeFor[i].Pattern))
+		}
+	}
+	if len(unused) > 0 {
+		return nil, fmt.Errorf("blend: %s matches no tensor of the base (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), groupList())
+	}
+
+	if vocabSrc > 0 {
+		res.Notes = append(res.Notes, takeVocabulary(res.Out, all[vocabSrc], vocabRows, inputName(vocabSrc, len(tuned)))...)
+	}
+	if err := updateDTypeRecords(res.Out, base); err != nil {
+		return nil, err
+	}
+
+	p := params{Method: string(method), Alpha: opts.Alpha, Schedule: opts.Schedule, Weights: opts.Weights,
+		Missing: opts.Missing, Vocab: opts.Vocab}
+	for _, r := range opts.AlphaFor {
+		p.AlphaFor = append(p.AlphaFor, fmt.Sprintf("%s=%g", r.Pattern, r.Alpha))
+	}
+	for _, r := range opts.TypeFor {
+		p.TypeFor = append(p.TypeFor, fmt.Sprintf("%s=%v", r.Pattern, r.DType))
+	}
+	if opts.DType.Valid() {
+		p.DType = opts.DType.String()
+	}
+	if opts.OutType.Valid() {
+		p.OutType = opts.OutType.String()
+	}
+	if method == Slerp {
+		p.Slerp = &slerpParam{Threshold: SlerpThreshold, Eps: SlerpEps}
+	}
+	if err := ops.Record(res.Out, "blend", p, all, -1); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (r *Result) add(t, base *weft.Tensor, s Step) {
+	t.Shard = base.Shard
+	r.Out.Tensors = append(r.Out.Tensors, t)
+	r.Steps = append(r.Steps, s)
+}
+
+// keep returns input tensor t (copied raw when written) placed in base's shard.
+func keep(t, base *weft.Tensor) *weft.Tensor {
+	c := *t
+	c.Shard = base.Shard
+	return &c
+}
+
+func actionFor(t *weft.Tensor, outDT weft.DType) string {
+	if t.DType == outDT {
+		return "copy"
+	}
+	return "convert"
+}
+
+// convertWhole returns t itself when outDT is its dtype, or a computed tensor holding its
+// values in outDT.
+func convertWhole(t *weft.Tensor, outDT weft.DType, who string) (*weft.Tensor, error) {
+	if t.DType == outDT {
+		return keep(t, t), nil
+	}
+	info := weft.TensorInfo{Name: t.Name, DType: outDT, Shape: append([]int64(nil), t.Shape...)}
+	if _, err := info.Size(); err != nil {
+		return nil, fmt.Errorf("blend: output type %v for tensor %q: %v", outDT, t.Name, err)
+	}
+	if !codec.CanDecode(t.DType) {
+		return nil, fmt.Errorf("blend: tensor %q (%s): cannot decode type %v", t.Name, who, t.DType)
+	}
+	if !codec.CanEncode(outDT) {
+		return nil, fmt.Errorf("blend: tensor %q: cannot encode type %v", t.Name, outDT)
+	}
+	return ops.MapF64(info, []*weft.Tensor{t}, func(_ int64, out []float64, in [][]float64) error {
+		copy(out, in[0])
+		return nil
+	}), nil
+}
+
+// identity returns -1 when the coefficients need arithmetic, 0 when they are all zero (the
+// output is the base), or k when coefficient k-1 is exactly 1 and the others 0 (the output
+// is tuned model k).
+func identity(coeffs []float64) int {
+	one := -1
+	for i, c := range coeffs {
+		switch c {
+		case 0:
+		case 1:
+			if one >= 0 {
+				return -1
+			}
+			one = i + 1
+		default:
+			return -1
+		}
+	}
+	if one < 0 {
+		return 0
+	}
+	return one
+}
+
+func sameShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameTrailing reports whether two shapes of 2 or more dimensions differ at most in their
+// first dimension.
+func sameTrailing(a, b []int64) bool {
+	if len(a) != len(b) || len(a) < 2 {
+		return false
+	}
+	return sameShape(a[1:], b[1:])
+}
+
+// vocabRole reports whether a tensor has one row per vocabulary entry.
+func vocabRole(name string) bool {
+	r := arch.RoleOf(name)
+	return r == arch.RoleEmbedding || r == arch.RoleHead
+}
+
+func anyNonEmpty(l [][]string) bool {
+	for _, x := range l {
+		if len(x) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func namingLabel(n arch.Naming) string {
+	switch n {
+	case arch.HF:
+		return "Hugging Face"
+	case arch.GGUFN:
+		return "GGUF (llama.cpp)"
+	}
+	return "unknown"
+}
+
+func groupList() string {
+	g := make([]string, 0, len(arch.Groups))
+	for k := range arch.Groups {
+		g = append(g, k)
+	}
+	sort.Strings(g)
+	return strings.Join(g, ", ")
+}

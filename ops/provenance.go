@@ -1,0 +1,94 @@
+package ops
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+
+	"github.com/weft-ml/weft"
+)
+
+// Provenance keys, written to safetensors __metadata__ and to GGUF KVs (as strings).
+const (
+	KeyVersion = "weft.version"
+	KeyOp      = "weft.op"
+	KeyParams  = "weft.params"
+	KeyInputs  = "weft.inputs"
+	KeySeed    = "weft.seed"
+)
+
+// InputRecord identifies an input checkpoint in an output's provenance.
+type InputRecord struct {
+	Path       string `json:"path"`
+	Format     string `json:"format"`
+	HeaderHash string `json:"header_sha256"`
+}
+
+// Record writes how out was made into its metadata (safetensors) or KVs (GGUF): weft's
+// version, the op and its parameters (as JSON), the inputs with their header hashes, and the
+// seed when the op is random (seed < 0 means none). Earlier weft records are replaced.
+func Record(out *weft.Checkpoint, op string, params any, inputs []*weft.Checkpoint, seed int64) error {
+	p, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	recs := make([]InputRecord, len(inputs))
+	for i, in := range inputs {
+		recs[i] = InputRecord{Path: filepath.Base(in.Path), Format: string(in.Format), HeaderHash: in.HeaderHash}
+	}
+	ins, err := json.Marshal(recs)
+	if err != nil {
+		return err
+	}
+	vals := [][2]string{{KeyVersion, weft.Version}, {KeyOp, op}, {KeyParams, string(p)}, {KeyInputs, string(ins)}}
+	if seed >= 0 {
+		vals = append(vals, [2]string{KeySeed, strconv.FormatInt(seed, 10)})
+	}
+	if out.Format == weft.GGUF {
+		out.KV = removeKV(out.KV, KeySeed)
+		for _, kv := range vals {
+			out.SetKV(kv[0], kv[1])
+		}
+		return nil
+	}
+	m := make(map[string]string, len(out.Metadata)+len(vals))
+	for k, v := range out.Metadata {
+		if k != KeySeed {
+			m[k] = v
+		}
+	}
+	for _, kv := range vals {
+		m[kv[0]] = kv[1]
+	}
+	out.Metadata = m
+	return nil
+}
+
+func removeKV(kvs []weft.KV, key string) []weft.KV {
+	out := kvs[:0:0]
+	for _, kv := range kvs {
+		if kv.Key != key {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// Derive returns a new checkpoint that starts as a shallow copy of in: same format, path,
+// directory, metadata (copied), KVs (copied), side files (copied slice) and tensor list
+// (copied slice of the same tensors), ready for an op to replace what it changes. It holds
+// no files: closing it closes nothing.
+func Derive(in *weft.Checkpoint) *weft.Checkpoint {
+	out := *in
+	out.Tensors = append([]*weft.Tensor(nil), in.Tensors...)
+	out.KV = append([]weft.KV(nil), in.KV...)
+	out.SideFiles = append([]weft.SideFile(nil), in.SideFiles...)
+	if in.Metadata != nil {
+		out.Metadata = make(map[string]string, len(in.Metadata))
+		for k, v := range in.Metadata {
+			out.Metadata[k] = v
+		}
+	}
+	out.Closers = nil
+	return &out
+}

@@ -1,0 +1,870 @@
+package quant
+
+// K-quants: ggml's 256-element super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_K.
+//
+// The quantizers follow ggml's reference quantizers (quantize_row_qX_K_ref, no importance
+// matrix) operation for operation: every intermediate is a float32 computed in the same
+// order as the C code, so that the bytes written are identical. Expressions that C could
+// contract into a fused multiply-add are written with explicit float32 conversions, which
+// the Go specification guarantees are rounded separately.
+//
+// Some loops skip work whose result is provably discarded (a search candidate identical to
+// the previous one, an error sum that already exceeds the best one); each such shortcut
+// is commented with why it cannot change the output.
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/weft-ml/weft"
+)
+
+const (
+	kQK          = 256                  // elements per super-block (QK_K)
+	kGroupMaxEps = float32(1e-15)       // GROUP_MAX_EPS
+	kQ2Bytes     = 2*2 + kQK/16 + kQK/4 // 84
+	kQ3Bytes     = 2 + kQK/4 + kQK/8 + 12
+	kQ4Bytes     = 2*2 + 12 + kQK/2
+	kQ5Bytes     = 2*2 + 12 + kQK/2 + kQK/8
+	kQ6Bytes     = 2 + kQK/16 + 3*kQK/4
+	kQ8Bytes     = 4 + kQK + 2*kQK/16
+)
+
+func init() {
+	register(weft.Q2_K, kDequantQ2K, kQuantQ2K)
+	register(weft.Q3_K, kDequantQ3K, kQuantQ3K)
+	register(weft.Q4_K, kDequantQ4K, kQuantQ4K)
+	register(weft.Q5_K, kDequantQ5K, kQuantQ5K)
+	register(weft.Q6_K, kDequantQ6K, kQuantQ6K)
+	register(weft.Q8_K, kDequantQ8K, kQuantQ8K)
+}
+
+func kAbs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// kSqrt is C's sqrtf: the float64 square root of a float32 rounded to float32 is the
+// correctly rounded float32 square root.
+func kSqrt(x float32) float32 { return float32(math.Sqrt(float64(x))) }
+
+func kLE16(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
+
+// kScaleMinK4 is get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12
+// packed bytes of a Q4_K or Q5_K block.
+func kScaleMinK4(j int, q *[12]byte) (d, m uint8) {
+	if j < 4 {
+		return q[j] & 63, q[j+4] & 63
+	}
+	return q[j+4]&0xF | (q[j-4]>>6)<<4, q[j+4]>>4 | (q[j]>>6)<<4
+}
+
+// kPackScaleMinK4 stores the 6-bit scales ls and mins lm of the 8 sub-blocks into the 12
+// packed bytes, as quantize_row_q4_K_ref does.
+func kPackScaleMinK4(q *[12]byte, ls, lm *[8]uint8) {
+	for j := 0; j < 8; j++ {
+		if j < 4 {
+			q[j] = ls[j]
+			q[j+4] = lm[j]
+		} else {
+			q[j+4] = ls[j]&0xF | (lm[j]&0xF)<<4
+			q[j-4] |= (ls[j] >> 4) << 6
+			q[j] |= (lm[j] >> 4) << 6
+		}
+	}
+}
+
+// kMakeQkx2Quants is ggml's make_qkx2_quants: it fits x ≈ scale*L - min with L in
+// [0, nmax] by weighted least squares over nstep+1 candidate inverse scales. It returns
+// the scale and the min (as the positive offset the_min). len(w), len(L) and len(laux)
+// must be at least len(x), which is at most 32.
+func kMakeQkx2Quants(nmax int32, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
+	n := len(x)
+	w = w[:n]
+	L = L[:n]
+	laux = laux[:n]
+	mn, mx := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < n; i++ {
+		if x[i] < mn {
+			mn = x[i]
+		}
+		if x[i] > mx {
+			mx = x[i]
+		}
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+	}
+	if mn > 0 {
+		mn = 0
+	}
+	if mx == mn {
+		for i := range L {
+			L[i] = 0
+		}
+		return 0, -mn
+	}
+	var xmBuf [32]float32 // x[i] - min, the same float32 the C code recomputes each time
+	xm := xmBuf[:n]
+	for i := range xm {
+		xm[i] = x[i] - mn
+	}
+	fnmax := float32(nmax)
+	rng := mx - mn
+	iscale := fnmax / rng
+	scale := 1 / iscale
+	var bestErr float32
+	for i, v := range xm {
+		l := min(nmax, max(0, nearestInt(iscale*v)))
+		L[i] = uint8(l)
+		diff := float32(float32(scale*float32(l))+mn) - x[i]
+		if useMad {
+			diff = kAbs(diff)
+		} else {
+			diff = diff * diff
+		}
+		bestErr += float32(w[i] * diff)
+	}
+	if nstep < 1 {
+		return scale, -mn
+	}
+	for is := 0; is <= nstep; is++ {
+		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / rng
+		changed := is == 0
+		for i, v := range xm {
+			l := uint8(min(nmax, max(0, nearestInt(iscale*v))))
+			if l != laux[i] {
+				changed = true
+			}
+			laux[i] = l
+		}
+		// The candidate depends only on laux: if it equals the previous candidate it was
+		// either accepted then (so its error now equals bestErr and "<" fails) or
+		// rejected (and bestErr has not grown since), so evaluating it again is a no-op.
+		if !changed {
+			continue
+		}
+		var sumL, sumL2, sumXL float32
+		for i, v := range laux {
+			fl := float32(v)
+			wl := float32(w[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * x[i])
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if D > 0 {
+			thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+			thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+			if thisMin > 0 {
+				thisMin = 0
+				thisScale = sumXL / sumL2
+			}
+			// Every term of the error is w*diff with w >= 0 and diff >= 0 (or NaN), so a
+			// float32 partial sum never decreases: once it reaches bestErr the candidate
+			// is rejected, and stopping early gives the same decision.
+			var curErr float32
+			ok := true
+			for i, v := range laux {
+				diff := float32(float32(thisScale*float32(v))+thisMin) - x[i]
+				if useMad {
+					diff = kAbs(diff)
+				} else {
+					diff = diff * diff
+				}
+				curErr += float32(w[i] * diff)
+				if i&7 == 7 && curErr >= bestErr {
+					ok = false
+					break
+				}
+			}
+			if ok && curErr < bestErr {
+				copy(L, laux)
+				bestErr = curErr
+				scale = thisScale
+				// C keeps using its variable min, now this_min, in the later candidates'
+				// x[i] - min and max - min.
+				mn = thisMin
+				rng = mx - mn
+				for i := range xm {
+					xm[i] = x[i] - mn
+				}
+			}
+		}
+	}
+	return scale, -mn
+}
+
+// kMakeQxQuants is ggml's make_qx_quants with rmse_type 1 and no importance weights (the
+// weight of x[i] is x[i]*x[i]): a symmetric fit x ≈ scale*(L-nmax), L in [0, 2*nmax), with
+// a search over 18 perturbed inverse scales. len(L) >= len(x) <= 16.
+func kMakeQxQuants(nmax int32, x []float32, L []int8) float32 {
+	n := len(x)
+	L = L[:n]
+	var mx, amax float32
+	for _, v := range x {
+		if ax := kAbs(v); ax > amax {
+			amax = ax
+			mx = v
+		}
+	}
+	if amax < kGroupMaxEps {
+		for i := range L {
+			L[i] = 0
+		}
+		return 0
+	}
+	var wBuf [16]float32
+	w := wBuf[:n]
+	for i, v := range x {
+		w[i] = v * v
+	}
+	iscale := -float32(nmax) / mx
+	var sumlx, suml2 float32
+	for i, v := range x {
+		l := max(-nmax, min(nmax-1, nearestInt(iscale*v)))
+		L[i] = int8(l + nmax)
+		fl := float32(l)
+		sumlx += float32(float32(w[i]*v) * fl)
+		suml2 += float32(float32(w[i]*fl) * fl)
+	}
+	var scale float32
+	if suml2 != 0 {
+		scale = sumlx / suml2
+	}
+	best := scale * sumlx
+	var laux, prev [16]int8
+	havePrev := false
+	for is := -9; is <= 9; is++ {
+		if is == 0 {
+			continue
+		}
+		iscale = -(float32(nmax) + float32(0.1)*float32(is)) / mx
+		same := havePrev
+		for i, v := range x {
+			l := int8(max(-nmax, min(nmax-1, nearestInt(iscale*v))))
+			if l != prev[i] {
+				same = false
+			}
+			laux[i] = l
+		}
+		// The outcome depends only on laux and the current (L, scale, best). If laux equals
+		// the previous candidate, that one was either rejected (state unchanged, so it is
+		// rejected again) or accepted, and accepting it again reproduces the same state.
+		if same {
+			continue
+		}
+		prev = laux
+		havePrev = true
+		sumlx, suml2 = 0, 0
+		for i, v := range x {
+			fl := float32(laux[i])
+			sumlx += float32(float32(w[i]*v) * fl)
+			suml2 += float32(float32(w[i]*fl) * fl)
+		}
+		if suml2 > 0 && float32(sumlx*sumlx) > float32(best*suml2) {
+			for i := range L {
+				L[i] = int8(int32(laux[i]) + nmax)
+			}
+			scale = sumlx / suml2
+			best = scale * sumlx
+		}
+	}
+	return scale
+}
+
+// kMakeQ3Quants is ggml's make_q3_quants with do_rmse: a symmetric fit x ≈ scale*L with
+// L in [-nmax, nmax) refined by coordinate descent; L receives L+nmax. len(L) >= len(x).
+func kMakeQ3Quants(nmax int32, x []float32, L []int8) float32 {
+	n := len(x)
+	L = L[:n]
+	var mx, amax float32
+	for _, v := range x {
+		if ax := kAbs(v); ax > amax {
+			amax = ax
+			mx = v
+		}
+	}
+	if amax < kGroupMaxEps {
+		for i := range L {
+			L[i] = 0
+		}
+		return 0
+	}
+	iscale := -float32(nmax) / mx
+	var sumlx, suml2 float32
+	for i, v := range x {
+		l := max(-nmax, min(nmax-1, nearestInt(iscale*v)))
+		L[i] = int8(l)
+		w := v * v
+		fl := float32(l)
+		sumlx += float32(float32(w*v) * fl)
+		suml2 += float32(float32(w*fl) * fl)
+	}
+	for itry := 0; itry < 5; itry++ {
+		nChanged := 0
+		for i, v := range x {
+			w := v * v
+			fL := float32(L[i])
+			slx := sumlx - float32(float32(w*v)*fL)
+			if slx > 0 {
+				sl2 := suml2 - float32(float32(w*fL)*fL)
+				newL := max(-nmax, min(nmax-1, nearestInt(float32(v*sl2)/slx)))
+				if newL != int32(L[i]) {
+					fn := float32(newL)
+					slx += float32(float32(w*v) * fn)
+					sl2 += float32(float32(w*fn) * fn)
+					if sl2 > 0 && float32(float32(slx*slx)*suml2) > float32(float32(sumlx*sumlx)*sl2) {
+						L[i] = int8(newL)
+						sumlx = slx
+						suml2 = sl2
+						nChanged++
+					}
+				}
+			}
+		}
+		if nChanged == 0 {
+			break
+		}
+	}
+	for i := range L {
+		L[i] += int8(nmax)
+	}
+	if suml2 > 0 {
+		return sumlx / suml2
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------------------- Q2_K
+//
+// Block (84 bytes): scales[16] (low nibble scale, high nibble min), qs[64] (2-bit quants),
+// d and dmin (fp16).
+
+func kQuantQ2K(src []float32, dst []byte) {
+	var L, laux [kQK]uint8
+	var weights [16]float32
+	var mins, scales [16]float32
+	const q4scale = float32(15)
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ2Bytes]byte)(dst[b*kQ2Bytes:])
+		var maxScale, maxMin float32
+		for j := 0; j < 16; j++ {
+			xs := x[16*j : 16*j+16]
+			for l, v := range xs {
+				weights[l] = kAbs(v)
+			}
+			scales[j], mins[j] = kMakeQkx2Quants(3, xs, weights[:], L[16*j:], laux[:], -0.5, 0.1, 15, true)
+			if scales[j] > maxScale {
+				maxScale = scales[j]
+			}
+			if mins[j] > maxMin {
+				maxMin = mins[j]
+			}
+		}
+		sc := y[:16]
+		if maxScale > 0 {
+			iscale := q4scale / maxScale
+			for j := range sc {
+				sc[j] = uint8(nearestInt(iscale * scales[j]))
+			}
+			binary.LittleEndian.PutUint16(y[80:], toF16(maxScale/q4scale))
+		} else {
+			for j := range sc {
+				sc[j] = 0
+			}
+			binary.LittleEndian.PutUint16(y[80:], toF16(0))
+		}
+		if maxMin > 0 {
+			iscale := q4scale / maxMin
+			for j := range sc {
+				sc[j] |= uint8(nearestInt(iscale*mins[j]) << 4)
+			}
+			binary.LittleEndian.PutUint16(y[82:], toF16(maxMin/q4scale))
+		} else {
+			binary.LittleEndian.PutUint16(y[82:], toF16(0))
+		}
+		dAll, mAll := f16(kLE16(y[80:])), f16(kLE16(y[82:]))
+		for j := 0; j < 16; j++ {
+			d := dAll * float32(sc[j]&0xF)
+			if d == 0 {
+				continue
+			}
+			dm := mAll * float32(sc[j]>>4)
+			xs := x[16*j : 16*j+16]
+			ls := L[16*j : 16*j+16]
+			for i, v := range xs {
+				ls[i] = uint8(min(3, max(0, nearestInt((v+dm)/d))))
+			}
+		}
+		qs := y[16:80]
+		for j := 0; j < kQK; j += 128 {
+			q := qs[j/4 : j/4+32]
+			l0, l1, l2, l3 := L[j:j+32], L[j+32:j+64], L[j+64:j+96], L[j+96:j+128]
+			for l := range q {
+				q[l] = l0[l] | l1[l]<<2 | l2[l]<<4 | l3[l]<<6
+			}
+		}
+	}
+}
+
+func kDequantQ2K(src []byte, dst []float32) {
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		d, mn := f16(kLE16(x[80:])), f16(kLE16(x[82:]))
+		sc := x[:16]
+		for half := 0; half < 2; half++ {
+			q := (*[32]byte)(x[16+32*half:])
+			for j := 0; j < 4; j++ {
+				shift := uint(2 * j)
+				for h := 0; h < 2; h++ {
+					s := sc[8*half+2*j+h]
+					dl, ml := d*float32(s&0xF), mn*float32(s>>4)
+					// The 4 possible values, computed as dequantize_row_q2_K does.
+					t := [4]float32{float32(dl*0) - ml, float32(dl*1) - ml, float32(dl*2) - ml, float32(dl*3) - ml}
+					out := (*[16]float32)(y[128*half+32*j+16*h:])
+					qq := (*[16]byte)(q[16*h:])
+					for l := range out {
+						out[l] = t[(qq[l]>>shift)&3]
+					}
+				}
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------- Q3_K
+//
+// Block (110 bytes): hmask[32] (high bit), qs[64] (low 2 bits), scales[12] (16 6-bit
+// scales), d (fp16).
+
+func kQuantQ3K(src []float32, dst []byte) {
+	var L [kQK]int8
+	var scales [16]float32
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ3Bytes]byte)(dst[b*kQ3Bytes:])
+		var maxScale, amax float32
+		for j := 0; j < 16; j++ {
+			scales[j] = kMakeQ3Quants(4, x[16*j:16*j+16], L[16*j:])
+			if s := kAbs(scales[j]); s > amax {
+				amax = s
+				maxScale = scales[j]
+			}
+		}
+		sc := (*[12]byte)(y[96:])
+		*sc = [12]byte{}
+		if maxScale != 0 {
+			iscale := -32 / maxScale
+			for j := 0; j < 16; j++ {
+				l := int32(int8(nearestInt(iscale * scales[j])))
+				l = max(-32, min(31, l)) + 32
+				if j < 8 {
+					sc[j] = uint8(l & 0xF)
+				} else {
+					sc[j-8] |= uint8((l & 0xF) << 4)
+				}
+				l >>= 4
+				sc[j%4+8] |= uint8(l << (2 * (j / 4)))
+			}
+			binary.LittleEndian.PutUint16(y[108:], toF16(1/iscale))
+		} else {
+			binary.LittleEndian.PutUint16(y[108:], toF16(0))
+		}
+		dAll := f16(kLE16(y[108:]))
+		for j := 0; j < 16; j++ {
+			var s uint8
+			if j < 8 {
+				s = sc[j] & 0xF
+			} else {
+				s = sc[j-8] >> 4
+			}
+			s |= ((sc[8+j%4] >> (2 * (j / 4))) & 3) << 4
+			d := dAll * float32(int32(s)-32)
+			if d == 0 {
+				continue
+			}
+			ls := L[16*j : 16*j+16]
+			for i, v := range x[16*j : 16*j+16] {
+				ls[i] = int8(max(-4, min(3, nearestInt(v/d))) + 4)
+			}
+		}
+		hmask := y[:32]
+		for m := range hmask {
+			hmask[m] = 0
+		}
+		// The high bit of element j goes to bit j/32 of hmask[j%32].
+		for j := 0; j < kQK; j++ {
+			if L[j] > 3 {
+				hmask[j%32] |= 1 << (j / 32)
+				L[j] -= 4
+			}
+		}
+		qs := y[32:96]
+		for j := 0; j < kQK; j += 128 {
+			q := qs[j/4 : j/4+32]
+			l0, l1, l2, l3 := L[j:j+32], L[j+32:j+64], L[j+64:j+96], L[j+96:j+128]
+			for l := range q {
+				q[l] = uint8(l0[l]) | uint8(l1[l])<<2 | uint8(l2[l])<<4 | uint8(l3[l])<<6
+			}
+		}
+	}
+}
+
+// kQ3Scales unpacks the 16 6-bit scales of a Q3_K block (before subtracting 32).
+func kQ3Scales(sc *[12]byte) [16]int32 {
+	var s [16]int32
+	for j := 0; j < 16; j++ {
+		var lo uint8
+		if j < 8 {
+			lo = sc[j] & 0xF
+		} else {
+			lo = sc[j-8] >> 4
+		}
+		s[j] = int32(lo | ((sc[8+j%4]>>(2*(j/4)))&3)<<4)
+	}
+	return s
+}
+
+func kDequantQ3K(src []byte, dst []float32) {
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		dAll := f16(kLE16(x[108:]))
+		scales := kQ3Scales((*[12]byte)(x[96:]))
+		hm := (*[32]byte)(x[:32])
+		m := uint8(1)
+		for half := 0; half < 2; half++ {
+			q := (*[32]byte)(x[32+32*half:])
+			for j := 0; j < 4; j++ {
+				shift := uint(2 * j)
+				for h := 0; h < 2; h++ {
+					dl := dAll * float32(scales[8*half+2*j+h]-32)
+					// Index: low 2 bits | high bit << 2; value (low - 4*(1-high)) * dl.
+					t := [8]float32{dl * -4, dl * -3, dl * -2, dl * -1, dl * 0, dl * 1, dl * 2, dl * 3}
+					out := (*[16]float32)(y[128*half+32*j+16*h:])
+					qq := (*[16]byte)(q[16*h:])
+					hh := (*[16]byte)(hm[16*h:])
+					for l := range out {
+						idx := (qq[l] >> shift) & 3
+						if hh[l]&m != 0 {
+							idx |= 4
+						}
+						out[l] = t[idx]
+					}
+				}
+				m <<= 1
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------- Q4_K / Q5_K
+//
+// Q4_K block (144 bytes): d, dmin (fp16), scales[12] (8 6-bit scales and mins), qs[128].
+// Q5_K block (176 bytes): the same, then qh[32] (fifth bits) before qs[128].
+
+// kQuantQ45KScales runs the shared part of quantize_row_q4_K_ref and quantize_row_q5_K_ref:
+// the per-sub-block fits, the 6-bit scales and the final quants L (values in [0, nmax]).
+// It writes d, dmin and the 12 scale bytes into hdr.
+func kQuantQ45KScales(x *[kQK]float32, L *[kQK]uint8, hdr *[16]byte, nmax int32, rmin float32, nstep int) {
+	var laux [32]uint8
+	var weights [32]float32
+	var mins, scales [8]float32
+	var maxScale, maxMin float32
+	for j := 0; j < 8; j++ {
+		xs := x[32*j : 32*j+32]
+		var sumX2 float32
+		for _, v := range xs {
+			sumX2 += float32(v * v)
+		}
+		avX := kSqrt(sumX2 / 32)
+		for l, v := range xs {
+			weights[l] = avX + kAbs(v)
+		}
+		scales[j], mins[j] = kMakeQkx2Quants(nmax, xs, weights[:], L[32*j:], laux[:], rmin, 0.1, nstep, false)
+		if scales[j] > maxScale {
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	var ls, lm [8]uint8
+	for j := 0; j < 8; j++ {
+		ls[j] = min(63, uint8(nearestInt(invScale*scales[j])))
+		lm[j] = min(63, uint8(nearestInt(invMin*mins[j])))
+	}
+	sc := (*[12]byte)(hdr[4:])
+	kPackScaleMinK4(sc, &ls, &lm)
+	binary.LittleEndian.PutUint16(hdr[0:], toF16(maxScale/63))
+	binary.LittleEndian.PutUint16(hdr[2:], toF16(maxMin/63))
+	dAll, mAll := f16(kLE16(hdr[0:])), f16(kLE16(hdr[2:]))
+	for j := 0; j < 8; j++ {
+		s, m := kScaleMinK4(j, sc)
+		d := dAll * float32(s)
+		if d == 0 {
+			continue
+		}
+		dm := mAll * float32(m)
+		ld := L[32*j : 32*j+32]
+		for i, v := range x[32*j : 32*j+32] {
+			ld[i] = uint8(min(nmax, max(0, nearestInt((v+dm)/d))))
+		}
+	}
+}
+
+func kQuantQ4K(src []float32, dst []byte) {
+	var L [kQK]uint8
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ4Bytes]byte)(dst[b*kQ4Bytes:])
+		kQuantQ45KScales(x, &L, (*[16]byte)(y[:16]), 15, -1, 20)
+		for j := 0; j < 4; j++ {
+			q := (*[32]byte)(y[16+32*j:])
+			lo := (*[32]uint8)(L[64*j:])
+			hi := (*[32]uint8)(L[64*j+32:])
+			for l := range q {
+				q[l] = lo[l] | hi[l]<<4
+			}
+		}
+	}
+}
+
+func kQuantQ5K(src []float32, dst []byte) {
+	var L [kQK]uint8
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ5Bytes]byte)(dst[b*kQ5Bytes:])
+		kQuantQ45KScales(x, &L, (*[16]byte)(y[:16]), 31, -0.5, 15)
+		qh := (*[32]byte)(y[16:])
+		*qh = [32]byte{}
+		m1, m2 := uint8(1), uint8(2)
+		for n := 0; n < 4; n++ {
+			ql := (*[32]byte)(y[48+32*n:])
+			lo := (*[32]uint8)(L[64*n:])
+			hi := (*[32]uint8)(L[64*n+32:])
+			for j := range ql {
+				l1, l2 := lo[j], hi[j]
+				if l1 > 15 {
+					l1 -= 16
+					qh[j] |= m1
+				}
+				if l2 > 15 {
+					l2 -= 16
+					qh[j] |= m2
+				}
+				ql[j] = l1 | l2<<4
+			}
+			m1 <<= 2
+			m2 <<= 2
+		}
+	}
+}
+
+func kDequantQ4K(src []byte, dst []float32) {
+	var t1, t2 [16]float32
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
+		sc := (*[12]byte)(x[4:])
+		for j := 0; j < 4; j++ {
+			s, m := kScaleMinK4(2*j, sc)
+			d1, m1 := d*float32(s), mn*float32(m)
+			s, m = kScaleMinK4(2*j+1, sc)
+			d2, m2 := d*float32(s), mn*float32(m)
+			for v := range t1 {
+				t1[v] = float32(d1*float32(v)) - m1
+				t2[v] = float32(d2*float32(v)) - m2
+			}
+			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[64]float32)(y[64*j:]))
+		}
+	}
+}
+
+// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4].
+func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
+	for l := 0; l < 32; l += 4 {
+		v0, v1, v2, v3 := q[l], q[l+1], q[l+2], q[l+3]
+		out[l] = lo[v0&0xF]
+		out[l+1] = lo[v1&0xF]
+		out[l+2] = lo[v2&0xF]
+		out[l+3] = lo[v3&0xF]
+		out[l+32] = hi[v0>>4]
+		out[l+33] = hi[v1>>4]
+		out[l+34] = hi[v2>>4]
+		out[l+35] = hi[v3>>4]
+	}
+}
+
+func kDequantQ5K(src []byte, dst []float32) {
+	var t1, t2 [32]float32
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
+		sc := (*[12]byte)(x[4:])
+		qh := (*[32]byte)(x[16:])
+		for j := 0; j < 4; j++ {
+			s, m := kScaleMinK4(2*j, sc)
+			d1, m1 := d*float32(s), mn*float32(m)
+			s, m = kScaleMinK4(2*j+1, sc)
+			d2, m2 := d*float32(s), mn*float32(m)
+			for v := range t1 {
+				t1[v] = float32(d1*float32(v)) - m1
+				t2[v] = float32(d2*float32(v)) - m2
+			}
+			ql := (*[32]byte)(x[48+32*j:])
+			o1 := (*[32]float32)(y[64*j:])
+			o2 := (*[32]float32)(y[64*j+32:])
+			sh := uint(2 * j)
+			for l, v := range ql {
+				h := qh[l] >> sh
+				o1[l] = t1[v&0xF|(h&1)<<4]
+				o2[l] = t2[v>>4|(h&2)<<3]
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------- Q6_K
+//
+// Block (210 bytes): ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16] (int8), d (fp16).
+
+func kQuantQ6K(src []float32, dst []byte) {
+	var L [kQK]int8
+	var scales [16]float32
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ6Bytes]byte)(dst[b*kQ6Bytes:])
+		var maxScale, maxAbsScale float32
+		for ib := 0; ib < 16; ib++ {
+			s := kMakeQxQuants(32, x[16*ib:16*ib+16], L[16*ib:])
+			scales[ib] = s
+			if as := kAbs(s); as > maxAbsScale {
+				maxAbsScale = as
+				maxScale = s
+			}
+		}
+		if maxAbsScale < kGroupMaxEps {
+			*y = [kQ6Bytes]byte{}
+			binary.LittleEndian.PutUint16(y[208:], toF16(0))
+			continue
+		}
+		iscale := -128 / maxScale
+		binary.LittleEndian.PutUint16(y[208:], toF16(1/iscale))
+		sc := y[192:208]
+		for ib := range sc {
+			sc[ib] = uint8(int8(min(127, nearestInt(iscale*scales[ib]))))
+		}
+		dAll := f16(kLE16(y[208:]))
+		for j := 0; j < 16; j++ {
+			d := dAll * float32(int8(sc[j]))
+			if d == 0 {
+				continue
+			}
+			ls := L[16*j : 16*j+16]
+			for i, v := range x[16*j : 16*j+16] {
+				ls[i] = int8(max(-32, min(31, nearestInt(v/d))) + 32)
+			}
+		}
+		for h := 0; h < 2; h++ {
+			ql := (*[64]byte)(y[64*h:])
+			qh := (*[32]byte)(y[128+32*h:])
+			l0 := (*[32]int8)(L[128*h:])
+			l1 := (*[32]int8)(L[128*h+32:])
+			l2 := (*[32]int8)(L[128*h+64:])
+			l3 := (*[32]int8)(L[128*h+96:])
+			for l := 0; l < 32; l++ {
+				q1, q2, q3, q4 := uint8(l0[l]), uint8(l1[l]), uint8(l2[l]), uint8(l3[l])
+				ql[l] = q1&0xF | (q3&0xF)<<4
+				ql[l+32] = q2&0xF | (q4&0xF)<<4
+				qh[l] = q1>>4 | (q2>>4)<<2 | (q3>>4)<<4 | (q4>>4)<<6
+			}
+		}
+	}
+}
+
+func kDequantQ6K(src []byte, dst []float32) {
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ6Bytes]byte)(src[b*kQ6Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		d := f16(kLE16(x[208:]))
+		for h := 0; h < 2; h++ {
+			ql := (*[64]byte)(x[64*h:])
+			qh := (*[32]byte)(x[128+32*h:])
+			sc := (*[8]byte)(x[192+8*h:])
+			out := (*[128]float32)(y[128*h:])
+			for g := 0; g < 2; g++ { // l in [16g, 16g+16) uses scales is = g
+				// d * sc[is] * q is (d*sc[is])*q in C.
+				s0 := d * float32(int8(sc[g+0]))
+				s2 := d * float32(int8(sc[g+2]))
+				s4 := d * float32(int8(sc[g+4]))
+				s6 := d * float32(int8(sc[g+6]))
+				for l := 16 * g; l < 16*g+16; l++ {
+					a, c, hb := ql[l], ql[l+32], qh[l]
+					out[l] = s0 * float32(int32(a&0xF|(hb&3)<<4)-32)
+					out[l+32] = s2 * float32(int32(c&0xF|((hb>>2)&3)<<4)-32)
+					out[l+64] = s4 * float32(int32(a>>4|((hb>>4)&3)<<4)-32)
+					out[l+96] = s6 * float32(int32(c>>4|((hb>>6)&3)<<4)-32)
+				}
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------- Q8_K
+//
+// Block (292 bytes): d (float32), qs[256] (int8), bsums[16] (int16 sums of 16 quants).
+
+func kQuantQ8K(src []float32, dst []byte) {
+	for b := 0; b < len(src)/kQK; b++ {
+		x := (*[kQK]float32)(src[b*kQK:])
+		y := (*[kQ8Bytes]byte)(dst[b*kQ8Bytes:])
+		var mx, amax float32
+		for _, v := range x {
+			if ax := kAbs(v); ax > amax {
+				amax = ax
+				mx = v
+			}
+		}
+		if amax == 0 {
+			// ggml leaves bsums unwritten here; they are zero, the sums of the zero quants.
+			*y = [kQ8Bytes]byte{}
+			continue
+		}
+		iscale := -127 / mx
+		qs := y[4 : 4+kQK]
+		for j, v := range x {
+			qs[j] = uint8(int8(min(127, nearestInt(iscale*v))))
+		}
+		for j := 0; j < 16; j++ {
+			var sum int32
+			for _, q := range qs[16*j : 16*j+16] {
+				sum += int32(int8(q))
+			}
+			binary.LittleEndian.PutUint16(y[260+2*j:], uint16(int16(sum)))
+		}
+		binary.LittleEndian.PutUint32(y[0:], math.Float32bits(1/iscale))
+	}
+}
+
+func kDequantQ8K(src []byte, dst []float32) {
+	for b := 0; b < len(dst)/kQK; b++ {
+		x := (*[kQ8Bytes]byte)(src[b*kQ8Bytes:])
+		y := (*[kQK]float32)(dst[b*kQK:])
+		d := math.Float32frombits(binary.LittleEndian.Uint32(x[0:]))
+		qs := (*[kQK]byte)(x[4:])
+		for j, q := range qs {
+			y[j] = d * float32(int8(q))
+		}
+	}
+}

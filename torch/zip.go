@@ -1,0 +1,189 @@
+package torch
+
+import (
+	"archive/zip"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"path"
+	"strings"
+
+	"github.com/nlpodyssey/gopickle/types"
+	"github.com/weft-ml/weft"
+)
+
+// readZip reads the zip serialization of torch >= 1.6: <prefix>/data.pkl, the storages as
+// <prefix>/data/<key> (stored, never compressed) and, since torch 2.x, <prefix>/byteorder.
+func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
+		// Entry names are only ever looked up, never used as paths, so insecure names are
+		// harmless here.
+		return nil, fmt.Errorf("torch: %s: not a valid zip archive (truncated?): %v", name, err)
+	}
+	entries := make(map[string]*zip.File, len(zr.File))
+	var pkls []*zip.File
+	for _, f := range zr.File {
+		if _, dup := entries[f.Name]; dup {
+			return nil, fmt.Errorf("torch: %s: zip entry %q occurs twice", name, f.Name)
+		}
+		entries[f.Name] = f
+		if path.Base(f.Name) == "data.pkl" && strings.Count(f.Name, "/") <= 1 {
+			pkls = append(pkls, f)
+		}
+	}
+	switch len(pkls) {
+	case 0:
+		return nil, fmt.Errorf("torch: %s: zip archive has no data.pkl: not a torch.save checkpoint", name)
+	case 1:
+	default:
+		return nil, fmt.Errorf("torch: %s: zip archive has %d data.pkl entries (%s, %s...)", name, len(pkls), pkls[0].Name, pkls[1].Name)
+	}
+	pkl := pkls[0]
+	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
+
+	if bo := entries[prefix+"byteorder"]; bo != nil {
+		b, err := readSmallEntry(bo, 16)
+		if err != nil {
+			return nil, fmt.Errorf("torch: %s: %s: %v", name, bo.Name, err)
+		}
+		switch s := strings.TrimSpace(string(b)); s {
+		case "little":
+		case "big":
+			return nil, fmt.Errorf("torch: %s: storages are big-endian (%s says \"big\"); weft reads only little-endian checkpoints", name, bo.Name)
+		default:
+			return nil, fmt.Errorf("torch: %s: %s holds %q, want \"little\"", name, bo.Name, s)
+		}
+	}
+
+	if pkl.UncompressedSize64 > maxPickle {
+		return nil, fmt.Errorf("torch: %s: data.pkl is %d bytes, more than the %d weft allows", name, pkl.UncompressedSize64, maxPickle)
+	}
+	data, err := readSmallEntry(pkl, maxPickle)
+	if err != nil {
+		return nil, fmt.Errorf("torch: %s: %s: %v", name, pkl.Name, err)
+	}
+	h.Write(data)
+
+	storages := map[string]*storage{}
+	persistent := func(pid any) (any, error) {
+		t, ok := pid.(*types.Tuple)
+		if !ok || len(*t) != 5 || (*t)[0] != "storage" {
+			return nil, refusef("data.pkl has persistent id %s, want ('storage', type, key, location, numel)", describePID(pid))
+		}
+		cls, ok := (*t)[1].(*storageClass)
+		if !ok {
+			return nil, refusef("data.pkl: persistent id has storage type %s, not a torch storage class", describe((*t)[1]))
+		}
+		key, ok := (*t)[2].(string)
+		if !ok {
+			return nil, refusef("data.pkl: persistent id has key %s, not a string", describe((*t)[2]))
+		}
+		if _, ok := (*t)[3].(string); !ok {
+			return nil, refusef("data.pkl: storage %q has location %s, not a string", key, describe((*t)[3]))
+		}
+		numel, err := pyInt((*t)[4])
+		if err != nil || numel < 0 {
+			return nil, refusef("data.pkl: storage %q: bad element count (%v)", key, (*t)[4])
+		}
+		if st := storages[key]; st != nil {
+			if st.dtype != cls.dtype || st.numel != numel {
+				return nil, refusef("data.pkl: storage %q is referenced as %d x %v and as %d x %v", key, st.numel, st.dtype, numel, cls.dtype)
+			}
+			return st, nil
+		}
+		st, err := locateZipStorage(entries, prefix, key, cls.dtype, numel, size)
+		if err != nil {
+			return nil, err
+		}
+		storages[key] = st
+		return st, nil
+	}
+	top, err := unpickle(data, "data.pkl", persistent)
+	if err != nil {
+		return nil, fmt.Errorf("torch: %s: %v", name, err)
+	}
+	return finish(r, name, top, len(data), false)
+}
+
+// locateZipStorage finds the entry of storage key and checks it can hold numel elements.
+func locateZipStorage(entries map[string]*zip.File, prefix, key string, dt weft.DType, numel, fileSize int64) (*storage, error) {
+	ename := prefix + "data/" + key
+	e := entries[ename]
+	if e == nil {
+		return nil, refusef("data.pkl references storage %q, but the archive has no entry %q", key, ename)
+	}
+	if e.Method != zip.Store {
+		return nil, refusef("storage entry %q is compressed (method %d); torch writes storages uncompressed, and weft reads them in place", ename, e.Method)
+	}
+	if e.CompressedSize64 != e.UncompressedSize64 || e.CompressedSize64 > math.MaxInt64 {
+		return nil, refusef("storage entry %q: stored size %d differs from its size %d", ename, e.CompressedSize64, e.UncompressedSize64)
+	}
+	esize := int64(e.CompressedSize64)
+	off, err := e.DataOffset()
+	if err != nil {
+		return nil, refusef("storage entry %q: %v", ename, err)
+	}
+	if off < 0 || off > fileSize || esize > fileSize-off {
+		return nil, refusef("storage entry %q: offset+size (%d+%d) exceeds file size (%d)", ename, off, esize, fileSize)
+	}
+	need, ok := mulOK(numel, dt.BlockBytes())
+	if !ok || need > esize {
+		return nil, refusef("storage %q: %d elements of %v need more bytes than its entry %q holds (%d)", key, numel, dt, ename, esize)
+	}
+	return &storage{key: key, dtype: dt, numel: numel, base: off, size: esize, located: true}, nil
+}
+
+// readSmallEntry reads a whole zip entry of at most max bytes.
+func readSmallEntry(f *zip.File, max int64) ([]byte, error) {
+	if f.UncompressedSize64 > uint64(max) {
+		return nil, fmt.Errorf("%d bytes, more than %d", f.UncompressedSize64, max)
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("more than %d bytes", max)
+	}
+	return b, nil
+}
+
+// describePID shows a persistent id's first field for messages.
+func describePID(pid any) string {
+	if t, ok := pid.(*types.Tuple); ok && len(*t) > 0 {
+		if s, ok := (*t)[0].(string); ok {
+			return fmt.Sprintf("(%q, ...) of %d items", s, len(*t))
+		}
+		return fmt.Sprintf("a tuple of %d items", len(*t))
+	}
+	return describe(pid)
+}
+
+// finish flattens the unpickled state dict and turns its views into tensors.
+func finish(r io.ReaderAt, name string, top any, pickleLen int, legacy bool) (*File, error) {
+	what := "data.pkl"
+	if legacy {
+		what = "legacy pickle"
+	}
+	fl, err := flatten(top, what, pickleLen+16)
+	if err != nil {
+		return nil, fmt.Errorf("torch: %s: %v", name, err)
+	}
+	out := &File{Name: name, Legacy: legacy, Skipped: fl.skipped}
+	for i, v := range fl.views {
+		t, err := makeTensor(name, fl.names[i], v, r)
+		if err != nil {
+			return nil, err
+		}
+		out.Tensors = append(out.Tensors, t)
+	}
+	return out, nil
+}
