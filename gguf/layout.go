@@ -9,6 +9,11 @@ import (
 	"github.com/weft-ml/weft"
 )
 
+// MaxLayoutAlignment is the largest alignment Layout accepts: the header it returns
+// includes its padding, and ggml's limit (any power of two in a u32) would let it allocate
+// up to 2 GiB of zeros. Read accepts any alignment ggml accepts.
+const MaxLayoutAlignment = 16 << 20
+
 // LayoutOptions configures Layout.
 type LayoutOptions struct {
 	// Name is the output file name, e.g. "out.gguf". A split output is named after it
@@ -98,6 +103,11 @@ func Layout(kvs []weft.KV, infos []weft.TensorInfo, opts LayoutOptions) (*weft.L
 		align = DefaultAlignment
 	case align < 0 || align > math.MaxUint32 || align&(align-1) != 0:
 		return nil, errf("alignment %d is not a power of two that fits in a u32", align)
+	}
+	if align > MaxLayoutAlignment {
+		return nil, errf("alignment %d is larger than %d, the most Layout pads a header to", align, MaxLayoutAlignment)
+	}
+	switch {
 	case kvAlign != 0 && kvAlign != align:
 		return nil, errf("alignment %d disagrees with key %q = %d", align, KeyAlignment, kvAlign)
 	case kvAlign == 0 && align != DefaultAlignment:

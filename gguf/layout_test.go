@@ -287,3 +287,26 @@ func TestLayoutRefuses(t *testing.T) {
 		t.Errorf("key-values\n got %#v\nwant %#v", f.KV, kvs)
 	}
 }
+
+func TestHugeAlignment(t *testing.T) {
+	// ggml accepts any power of two; without tensors the data section may be missing.
+	b := rfile{kvs: []rkv{kvU32(KeyAlignment, 1<<31)}}.build()
+	b = b[:24+8+len(KeyAlignment)+4+4]
+	f, err := readBytes(b, "huge.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Alignment != 1<<31 || f.DataOffset != f.HeaderSize {
+		t.Errorf("alignment %d data offset %d header %d", f.Alignment, f.DataOffset, f.HeaderSize)
+	}
+	_, err = Layout(f.KV, nil, LayoutOptions{Name: "huge.gguf"})
+	wantErr(t, err, "huge.gguf", "alignment 2147483648 is larger than 16777216")
+	// The largest alignment Layout takes works.
+	l, err := Layout(nil, []weft.TensorInfo{{Name: "a", DType: weft.F32, Shape: []int64{1}}}, LayoutOptions{Name: "big.gguf", Alignment: MaxLayoutAlignment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Files[0].Header) != MaxLayoutAlignment || l.Files[0].Size != 2*MaxLayoutAlignment {
+		t.Errorf("header %d size %d", len(l.Files[0].Header), l.Files[0].Size)
+	}
+}

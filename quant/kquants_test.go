@@ -457,6 +457,9 @@ func BenchmarkKQuantize(b *testing.B) {
 		bb := int(typ.BlockBytes())
 		rowBytes := kBenchRow / kQK * bb
 		dst := make([]byte, nrows*rowBytes)
+		for i := range dst {
+			dst[i] = 1 // fault the pages in before timing
+		}
 		for _, th := range kBenchThreads() {
 			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
 				b.SetBytes(int64(len(x)) * 4)
@@ -479,6 +482,9 @@ func BenchmarkKDequantize(b *testing.B) {
 	x := kBenchData()
 	nrows := len(x) / kBenchRow
 	y := make([]float32, len(x))
+	for i := range y {
+		y[i] = 1 // fault the pages in before timing
+	}
 	for _, typ := range kTypes {
 		bb := int(typ.BlockBytes())
 		rowBytes := kBenchRow / kQK * bb

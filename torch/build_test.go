@@ -4,8 +4,10 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -179,7 +181,7 @@ func legacyFile(main []byte, keys []string, data map[string][]byte, es map[strin
 	b = append(b, kl.b...)
 	for _, k := range keys {
 		n, ok := counts[k]
-		if !ok {
+		if !ok && es[k] > 0 {
 			n = int64(len(data[k]) / es[k])
 		}
 		b = binary.LittleEndian.AppendUint64(b, uint64(n))
@@ -213,4 +215,29 @@ func smallZip(t testing.TB) []byte {
 func smallLegacy() []byte {
 	items, st := smallState(true)
 	return legacyFile(statePickle(items), []string{"0", "1", "2"}, st, map[string]int{"0": 4, "1": 1, "2": 8}, nil)
+}
+
+// zipEntry returns the contents of the entry whose name ends with "/"+suffix.
+func zipEntry(t testing.TB, raw []byte, suffix string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/"+suffix) {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("no entry %s", suffix)
+	return nil
 }

@@ -322,7 +322,7 @@ func init() {
 			opcodes[ops[i]] = opInfo{kind: kind, n: n, mark: mark, valid: true}
 		}
 	}
-	set(".02NRab}])Q\x81\x85\x86\x87\x88\x89\x8f\x92\x93\x94\x97\x98", argNone, 0, 0)
+	set(".02NRabs}])Q\x81\x85\x86\x87\x88\x89\x8f\x92\x93\x94\x97\x98", argNone, 0, 0)
 	set("(", argNone, 0, 1)
 	set("1delotu\x90\x91", argNone, 0, -1)
 	set("Khq\x80\x82", argFixed, 1, 0)

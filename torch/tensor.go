@@ -117,7 +117,8 @@ func makeTensor(file, name string, v *tensorView, r io.ReaderAt) (*weft.Tensor, 
 		return nil, fmt.Errorf("torch: %s: tensor %q: storage offset %d is past the end of storage %q (%d elements)", file, name, v.offset, st.key, st.numel)
 	}
 	es := st.elemSize()
-	t := &weft.Tensor{TensorInfo: info.Clone(), File: file}
+	// A fresh, non-nil shape: a 0-d tensor has shape [] (not nil, which JSON writes as null).
+	t := &weft.Tensor{TensorInfo: weft.TensorInfo{Name: name, DType: st.dtype, Shape: append(make([]int64, 0, len(v.shape)), v.shape...)}, File: file}
 	if contiguous(v.shape, v.stride) {
 		// offset*es <= numel*es <= size, checked when the storage was located.
 		start := st.base + v.offset*es

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -18,7 +19,8 @@ func init() {
                   [--max-shard-size S] [--force]
 
 Writes a deterministic random Llama-shaped model: a Hugging Face directory (config.json,
-word-level tokenizer.json, safetensors) or, with a .gguf/.safetensors name, a single file.
+word-level tokenizer.json, safetensors) or, with a .safetensors name, a single file, or with a
+.gguf name a GGUF file with llama.cpp tensor names and llama key-values.
 --related-to SEED makes a "tuned" model: the model of SEED plus small noise from --seed.
 
 Example:
@@ -66,6 +68,7 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 		s = synth.Sized(n, dt, *seed)
 	}
 	s.Related = *related
+	s.GGUF = strings.HasSuffix(strings.ToLower(*out), ".gguf")
 	if *shard != "" {
 		if s.MaxShardSize, err = safetensors.ParseSize(*shard); err != nil {
 			return usagef("--max-shard-size: %v", err)

@@ -24,6 +24,34 @@ type Spec struct {
 	Related uint64
 	// MaxShardSize shards the safetensors output.
 	MaxShardSize int64
+	// GGUF names the tensors as llama.cpp does and gives the checkpoint llama KVs, for
+	// writing a .gguf file.
+	GGUF bool
+}
+
+// ggufNames maps the Hugging Face names synth uses to llama.cpp's.
+var ggufNames = map[string]string{
+	"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight",
+	"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+	"mlp.down_proj.weight": "ffn_down.weight", "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+	"self_attn.k_proj.weight": "attn_k.weight", "self_attn.o_proj.weight": "attn_output.weight",
+	"self_attn.q_proj.weight": "attn_q.weight", "self_attn.v_proj.weight": "attn_v.weight",
+}
+
+func (s Spec) name(hf string) string {
+	if !s.GGUF {
+		return hf
+	}
+	if g, ok := ggufNames[hf]; ok {
+		return g
+	}
+	var l int
+	var rest string
+	if _, err := fmt.Sscanf(hf, "model.layers.%d.", &l); err == nil {
+		rest = hf[len(fmt.Sprintf("model.layers.%d.", l)):]
+		return fmt.Sprintf("blk.%d.%s", l, ggufNames[rest])
+	}
+	return hf
 }
 
 // Tiny is the demo's model shape.
@@ -85,7 +113,10 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 	c := &weft.Checkpoint{Format: weft.Safetensors, Path: fmt.Sprintf("synthetic-seed%d", s.Seed), Metadata: map[string]string{"format": "pt"}}
 	for _, d := range s.tensors() {
 		d := d
-		info := weft.TensorInfo{Name: d.name, DType: s.DType, Shape: d.shape}
+		info := weft.TensorInfo{Name: s.name(d.name), DType: s.DType, Shape: d.shape}
+		if s.GGUF && len(d.shape) == 1 {
+			info.DType = weft.F32 // llama.cpp keeps 1-D tensors in F32
+		}
 		c.Tensors = append(c.Tensors, ops.Computed(info, func(r0, r1 int64, dst []byte) error {
 			n := info.RowLen()
 			row := make([]float64, n)
@@ -107,6 +138,42 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			}
 			return nil
 		}))
+	}
+	if s.GGUF {
+		c.Format = weft.GGUF
+		c.Metadata = nil
+		c.Alignment = 32
+		c.GGUFVersion = 3
+		toks := make([]string, s.Vocab)
+		scores := make([]float32, s.Vocab)
+		types := make([]int32, s.Vocab)
+		for i := range toks {
+			toks[i] = fmt.Sprintf("w%d", i)
+			types[i] = 1
+		}
+		toks[0], toks[1], toks[2] = "<unk>", "<s>", "</s>"
+		types[0], types[1], types[2] = 2, 3, 3
+		c.KV = []weft.KV{
+			{Key: "general.architecture", Value: "llama"},
+			{Key: "general.name", Value: c.Path},
+			{Key: "llama.context_length", Value: uint32(256)},
+			{Key: "llama.embedding_length", Value: uint32(s.Hidden)},
+			{Key: "llama.block_count", Value: uint32(s.Layers)},
+			{Key: "llama.feed_forward_length", Value: uint32(s.Intermediate)},
+			{Key: "llama.attention.head_count", Value: uint32(s.Heads)},
+			{Key: "llama.attention.head_count_kv", Value: uint32(s.Heads)},
+			{Key: "llama.rope.dimension_count", Value: uint32(s.Hidden / s.Heads)},
+			{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
+			{Key: "general.file_type", Value: uint32(map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType])},
+			{Key: "tokenizer.ggml.model", Value: "llama"},
+			{Key: "tokenizer.ggml.tokens", Value: toks},
+			{Key: "tokenizer.ggml.scores", Value: scores},
+			{Key: "tokenizer.ggml.token_type", Value: types},
+			{Key: "tokenizer.ggml.bos_token_id", Value: uint32(1)},
+			{Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
+			{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)},
+		}
+		return c
 	}
 	c.SideFiles = s.sideFiles()
 	return c

@@ -309,22 +309,20 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 		}
 		var row []float64
 		return sel.eachIn(r0, r1, func(r int64) error {
-			{
-				if row == nil {
-					row = make([]float64, d)
-				}
-				b := dst[(r-r0)*rb : (r-r0+1)*rb]
-				if err := codec.DecodeF64(info.DType, b, row); err != nil {
-					return fmt.Errorf("tensor %q row %d: %w", info.Name, r, err)
-				}
-				sd, err := scale(row)
-				if err != nil {
-					return err
-				}
-				AddNoise(row, ops.RowStream(seed, key, r), sd, uniform)
-				if err := codec.EncodeF64(info.DType, row, b); err != nil {
-					return fmt.Errorf("tensor %q row %d: %w", info.Name, r, err)
-				}
+			if row == nil {
+				row = make([]float64, d)
+			}
+			b := dst[(r-r0)*rb : (r-r0+1)*rb]
+			if err := codec.DecodeF64(info.DType, b, row); err != nil {
+				return fmt.Errorf("tensor %q row %d: %w", info.Name, r, err)
+			}
+			sd, err := scale(row)
+			if err != nil {
+				return err
+			}
+			AddNoise(row, ops.RowStream(seed, key, r), sd, uniform)
+			if err := codec.EncodeF64(info.DType, row, b); err != nil {
+				return fmt.Errorf("tensor %q row %d: %w", info.Name, r, err)
 			}
 			return nil
 		})

@@ -1,0 +1,166 @@
+package ablate
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
+)
+
+// ggufTrailingKeys are the keys of arch.GGUFCappedLayerKeys that count the last layers
+// (multi-token-prediction blocks sit at the end of the block list); the others count the
+// first ones.
+var ggufTrailingKeys = map[string]bool{"nextn_predict_layers": true}
+
+// ggufNotPerLayer are array keys (after "{arch}.") that never hold one value per layer,
+// whatever their length.
+var ggufNotPerLayer = map[string]bool{"rope.dimension_sections": true, "classifier.output_labels": true}
+
+// kvInt returns an integer KV value of any GGUF integer type.
+func kvInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case uint8:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(x), true
+	case int64:
+		return x, true
+	}
+	return 0, false
+}
+
+// sameIntType returns n in the Go type of like (an integer KV value), so that a rewritten
+// key keeps its GGUF type.
+func sameIntType(like any, n int64) any {
+	switch like.(type) {
+	case uint8:
+		return uint8(n)
+	case int8:
+		return int8(n)
+	case uint16:
+		return uint16(n)
+	case int16:
+		return int16(n)
+	case int32:
+		return int32(n)
+	case uint64:
+		return uint64(n)
+	case int64:
+		return n
+	}
+	return uint32(n)
+}
+
+// ggufArch returns general.architecture, or "".
+func ggufArch(c *weft.Checkpoint) string {
+	v, _ := c.GetKV("general.architecture")
+	s, _ := v.(string)
+	return s
+}
+
+// ggufKVInt returns an integer KV of c (the value for layer l when the KV is a per-layer
+// array and l >= 0).
+func ggufKVInt(c *weft.Checkpoint, key string, l int) (int64, bool) {
+	v, ok := c.GetKV(key)
+	if !ok {
+		return 0, false
+	}
+	if n, ok := kvInt(v); ok {
+		return n, true
+	}
+	rv := reflect.ValueOf(v)
+	if l >= 0 && rv.Kind() == reflect.Slice && l < rv.Len() {
+		return kvInt(rv.Index(l).Interface())
+	}
+	return 0, false
+}
+
+// remapKVs updates the block count, every per-layer array and the leading/trailing layer
+// counts of out's KVs for the output layer sequence seq of a model with n layers.
+func remapKVs(out *weft.Checkpoint, archName string, n int, seq []int) ([]Change, error) {
+	var changes []Change
+	prefix := archName + "."
+	blockKey := arch.GGUFKey(arch.GGUFBlockCount, archName)
+	capped := map[string]bool{}
+	for _, k := range arch.GGUFCappedLayerKeys {
+		capped[prefix+k] = true
+	}
+	for i, kv := range out.KV {
+		if !strings.HasPrefix(kv.Key, prefix) {
+			continue
+		}
+		sub := strings.TrimPrefix(kv.Key, prefix)
+		switch {
+		case kv.Key == blockKey:
+			nv := sameIntType(kv.Value, int64(len(seq)))
+			out.KV[i].Value = nv
+			changes = append(changes, change("gguf", kv.Key, kv.Value, nv))
+		case capped[kv.Key]:
+			k, ok := kvInt(kv.Value)
+			if !ok {
+				return nil, fmt.Errorf("ablate: gguf key %s is %T, not an integer", kv.Key, kv.Value)
+			}
+			kk := int(min(max(k, 0), int64(n)))
+			var nk int
+			var err error
+			if ggufTrailingKeys[sub] {
+				nk, err = trailingCount(kk, n, seq)
+			} else {
+				nk, err = leadingCount(kk, n, seq)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("ablate: gguf key %s (%d): %v", kv.Key, k, err)
+			}
+			if int64(nk) != k {
+				nv := sameIntType(kv.Value, int64(nk))
+				out.KV[i].Value = nv
+				changes = append(changes, change("gguf", kv.Key, kv.Value, nv))
+			}
+		case !ggufNotPerLayer[sub]:
+			rv := reflect.ValueOf(kv.Value)
+			if rv.Kind() != reflect.Slice || rv.Len() != n {
+				continue
+			}
+			nr := reflect.MakeSlice(rv.Type(), len(seq), len(seq))
+			for j, s := range seq {
+				nr.Index(j).Set(rv.Index(s))
+			}
+			out.KV[i].Value = nr.Interface()
+			changes = append(changes, change("gguf", kv.Key, kv.Value, nr.Interface()))
+		}
+	}
+	return changes, nil
+}
+
+// change makes a Change of two values that marshal to JSON.
+func change(file, key string, old, new any) Change {
+	for _, p := range []*any{&old, &new} {
+		if b, ok := (*p).([]uint8); ok { // not base64, as json would have it
+			ints := make([]int, len(b))
+			for i, x := range b {
+				ints[i] = int(x)
+			}
+			*p = ints
+		}
+	}
+	o, _ := json.Marshal(old)
+	n, _ := json.Marshal(new)
+	return Change{File: file, Key: key, Old: o, New: n}
+}
