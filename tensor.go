@@ -111,7 +111,9 @@ type Tensor struct {
 	Data io.ReaderAt
 
 	// File and Offset say where a tensor read from disk lives (absolute offset of its first
-	// byte); they are empty for computed tensors and serve messages and inspection.
+	// byte); they are empty for computed tensors and serve messages and inspection. Offset
+	// is -1 when the data is not one contiguous run of the file (a strided PyTorch view):
+	// never copy raw bytes from File/Offset, always read through Data.
 	File   string
 	Offset int64
 	// Shard is the index of the input file the tensor came from (0 for single files); a

@@ -19,7 +19,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"strings"
+	"strconv"
 
 	"github.com/weft-ml/weft"
 )
@@ -163,54 +163,84 @@ func (r *reader) errf(format string, args ...any) error {
 
 func (r *reader) remain() int64 { return r.size - r.pos }
 
-// fill reads exactly len(p) bytes; what names the item for the error.
-func (r *reader) fill(p []byte, what string) error {
+// label describes the item being read for error messages; it is formatted only when an
+// error needs it, so reading a vocabulary of 200,000 strings formats nothing.
+type label struct {
+	text   string // the description, or the array's key when elem >= 0
+	elem   int    // index of an element of a string array, or -1
+	suffix string // appended, e.g. " length"
+}
+
+func (l label) String() string {
+	if l.elem < 0 {
+		return l.text + l.suffix
+	}
+	return fmt.Sprintf("element %d of array %q%s", l.elem, l.text, l.suffix)
+}
+
+func plain(what string) label { return label{text: what, elem: -1} }
+
+// fill reads exactly len(p) bytes; l names the item for the error.
+func (r *reader) fill(p []byte, l label) error {
 	if int64(len(p)) > r.remain() {
-		return r.errf("truncated: %s at offset %d needs %d bytes, only %d left in the file (size %d)", what, r.pos, len(p), r.remain(), r.size)
+		return r.errf("truncated: %v at offset %d needs %d bytes, only %d left in the file (size %d)", l, r.pos, len(p), r.remain(), r.size)
 	}
 	n, err := io.ReadFull(r.br, p)
 	r.pos += int64(n)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return r.errf("truncated: %s at offset %d: file ended early", what, r.pos)
+			return r.errf("truncated: %v at offset %d: file ended early", l, r.pos)
 		}
-		return r.errf("reading %s at offset %d: %v", what, r.pos, err)
+		return r.errf("reading %v at offset %d: %v", l, r.pos, err)
 	}
 	return nil
 }
 
 func (r *reader) u32(what string) (uint32, error) {
-	if err := r.fill(r.buf[:4], what); err != nil {
+	if err := r.fill(r.buf[:4], plain(what)); err != nil {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint32(r.buf[:4]), nil
 }
 
 func (r *reader) u64(what string) (uint64, error) {
-	if err := r.fill(r.buf[:8], what); err != nil {
+	if err := r.fill(r.buf[:8], plain(what)); err != nil {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint64(r.buf[:8]), nil
 }
 
-// str reads a length-prefixed string, checking the length against the bytes left and
+// str reads a length-prefixed string described by what.
+func (r *reader) str(what string) (string, error) { return r.strL(plain(what)) }
+
+// strL reads a length-prefixed string, checking the length against the bytes left and
 // MaxStringLen before allocating.
-func (r *reader) str(what string) (string, error) {
-	n, err := r.u64(what + " length")
-	if err != nil {
+func (r *reader) strL(l label) (string, error) {
+	ll := l
+	ll.suffix = " length"
+	if err := r.fill(r.buf[:8], ll); err != nil {
 		return "", err
 	}
+	n := binary.LittleEndian.Uint64(r.buf[:8])
 	if n > MaxStringLen {
-		return "", r.errf("%s at offset %d: length %d exceeds the maximum %d", what, r.pos-8, n, MaxStringLen)
+		return "", r.errf("%v at offset %d: length %d exceeds the maximum %d", l, r.pos-8, n, MaxStringLen)
 	}
 	if int64(n) > r.remain() {
-		return "", r.errf("%s at offset %d: length %d exceeds the %d bytes left in the file (size %d)", what, r.pos-8, n, r.remain(), r.size)
+		return "", r.errf("%v at offset %d: length %d exceeds the %d bytes left in the file (size %d)", l, r.pos-8, n, r.remain(), r.size)
 	}
 	if n == 0 {
 		return "", nil
 	}
+	if int(n) <= r.br.Size() {
+		if b, err := r.br.Peek(int(n)); err == nil {
+			s := string(b)
+			r.br.Discard(int(n))
+			r.pos += int64(n)
+			return s, nil
+		}
+	}
 	b := make([]byte, n)
-	if err := r.fill(b, what); err != nil {
+	if err := r.fill(b, l); err != nil {
 		return "", err
 	}
 	return string(b), nil
@@ -231,7 +261,7 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	f := &File{Name: name, Size: size, Alignment: DefaultAlignment}
 
 	var m [4]byte
-	if err := rd.fill(m[:], "magic"); err != nil {
+	if err := rd.fill(m[:], plain("magic")); err != nil {
 		return nil, err
 	}
 	if string(m[:]) != magic {
@@ -468,7 +498,7 @@ func (r *reader) scalar(key string, t uint32) (any, error) {
 		return r.str(fmt.Sprintf("value of key %q", key))
 	}
 	b := r.buf[:typeSize(t)]
-	if err := r.fill(b, fmt.Sprintf("value of key %q", key)); err != nil {
+	if err := r.fill(b, plain(fmt.Sprintf("value of key %q", key))); err != nil {
 		return nil, err
 	}
 	return decodeScalar(t, b), nil
@@ -508,11 +538,11 @@ func decodeScalar(t uint32, b []byte) any {
 // array reads n elements of type et. The count has been checked against the bytes left,
 // and slices grow as data arrives, so memory follows what the file really holds.
 func (r *reader) array(key string, et uint32, n int) (any, error) {
-	what := fmt.Sprintf("array %q", key)
+	what := label{text: "array " + strconv.Quote(key), elem: -1}
 	if et == typeString {
 		out := make([]string, 0, min(n, 1<<16))
 		for i := 0; i < n; i++ {
-			s, err := r.str(fmt.Sprintf("element %d of array %q", i, key))
+			s, err := r.strL(label{text: key, elem: i})
 			if err != nil {
 				return nil, err
 			}
@@ -596,5 +626,5 @@ func goTypeName(v any) string {
 		}
 		return typeName(t)
 	}
-	return strings.TrimPrefix(fmt.Sprintf("%T", v), "main.")
+	return fmt.Sprintf("Go type %T", v)
 }

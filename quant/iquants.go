@@ -304,8 +304,12 @@ func mxfp4Exponent(amax float32) uint8 {
 	if math.IsInf(float64(amax), 1) {
 		return 0
 	}
-	l := math.Floor(float64(float32(math.Log2(float64(amax)))))
-	return uint8(int32(float32(l) - 2 + 127))
+	return uint8(int32(mxfp4FloorLog2(amax) - 2 + 127))
+}
+
+// mxfp4FloorLog2 is floorf(log2f(a)) for a finite a > 0.
+func mxfp4FloorLog2(a float32) float32 {
+	return float32(math.Floor(float64(float32(math.Log2(float64(a))))))
 }
 
 // mxfp4BestIndex is ggml's best_index_mxfp4: the first of the 16 values v minimising

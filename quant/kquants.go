@@ -408,28 +408,37 @@ func kQuantQ2K(src []float32, dst []byte) {
 }
 
 func kDequantQ2K(src []byte, dst []float32) {
+	var t [8][4]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
 		d, mn := f16(kLE16(x[80:])), f16(kLE16(x[82:]))
-		sc := x[:16]
 		for half := 0; half < 2; half++ {
-			q := (*[32]byte)(x[16+32*half:])
-			for j := 0; j < 4; j++ {
-				shift := uint(2 * j)
-				for h := 0; h < 2; h++ {
-					s := sc[8*half+2*j+h]
-					dl, ml := d*float32(s&0xF), mn*float32(s>>4)
-					// The 4 possible values, computed as dequantize_row_q2_K does.
-					t := [4]float32{float32(dl*0) - ml, float32(dl*1) - ml, float32(dl*2) - ml, float32(dl*3) - ml}
-					out := (*[16]float32)(y[128*half+32*j+16*h:])
-					qq := (*[16]byte)(q[16*h:])
-					for l := range out {
-						out[l] = t[(qq[l]>>shift)&3]
-					}
-				}
+			// Sub-block 8*half+k holds elements 128*half+16*k.. and uses scales[8*half+k]:
+			// 16-byte run h of qs (h = k%2) shifted by 2*(k/2).
+			for k := 0; k < 8; k++ {
+				s := x[8*half+k]
+				dl, ml := d*float32(s&0xF), mn*float32(s>>4)
+				// The 4 possible outputs, each computed as dequantize_row_q2_K does.
+				t[k] = [4]float32{float32(dl*0) - ml, float32(dl*1) - ml, float32(dl*2) - ml, float32(dl*3) - ml}
 			}
+			q := x[16+32*half:]
+			out := y[128*half:]
+			kDeq2((*[16]byte)(q), &t[0], &t[2], &t[4], &t[6], (*[112]float32)(out))
+			kDeq2((*[16]byte)(q[16:]), &t[1], &t[3], &t[5], &t[7], (*[112]float32)(out[16:]))
 		}
+	}
+}
+
+// kDeq2 decodes 16 bytes of 2-bit quants: bits 2k..2k+1 of q[l] give out[32*k+l] through
+// table tk.
+func kDeq2(q *[16]byte, t0, t1, t2, t3 *[4]float32, out *[112]float32) {
+	for l := 0; l < 16; l++ {
+		v := q[l]
+		out[l] = t0[v&3]
+		out[l+32] = t1[(v>>2)&3]
+		out[l+64] = t2[(v>>4)&3]
+		out[l+96] = t3[v>>6]
 	}
 }
 
@@ -527,35 +536,39 @@ func kQ3Scales(sc *[12]byte) [16]int32 {
 }
 
 func kDequantQ3K(src []byte, dst []float32) {
+	var t [16][8]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
 		dAll := f16(kLE16(x[108:]))
 		scales := kQ3Scales((*[12]byte)(x[96:]))
-		hm := (*[32]byte)(x[:32])
-		m := uint8(1)
-		for half := 0; half < 2; half++ {
-			q := (*[32]byte)(x[32+32*half:])
-			for j := 0; j < 4; j++ {
-				shift := uint(2 * j)
-				for h := 0; h < 2; h++ {
-					dl := dAll * float32(scales[8*half+2*j+h]-32)
-					// Index: low 2 bits | high bit << 2; value (low - 4*(1-high)) * dl.
-					t := [8]float32{dl * -4, dl * -3, dl * -2, dl * -1, dl * 0, dl * 1, dl * 2, dl * 3}
-					out := (*[16]float32)(y[128*half+32*j+16*h:])
-					qq := (*[16]byte)(q[16*h:])
-					hh := (*[16]byte)(hm[16*h:])
-					for l := range out {
-						idx := (qq[l] >> shift) & 3
-						if hh[l]&m != 0 {
-							idx |= 4
-						}
-						out[l] = t[idx]
-					}
-				}
-				m <<= 1
-			}
+		for j := range t {
+			dl := dAll * float32(scales[j]-32)
+			// Index: low 2 bits | high bit << 2; value dl*(low - (high ? 0 : 4)) as in C.
+			t[j] = [8]float32{dl * -4, dl * -3, dl * -2, dl * -1, dl * 0, dl * 1, dl * 2, dl * 3}
 		}
+		hm := x[:32]
+		for half := 0; half < 2; half++ {
+			// Sub-block 8*half+2*k+h: qs run h of this half shifted by 2k, hmask bit 4*half+k.
+			q := x[32+32*half:]
+			out := y[128*half:]
+			hb := uint(4 * half)
+			kDeq3((*[16]byte)(q), (*[16]byte)(hm), hb, &t[8*half], &t[8*half+2], &t[8*half+4], &t[8*half+6], (*[112]float32)(out))
+			kDeq3((*[16]byte)(q[16:]), (*[16]byte)(hm[16:]), hb, &t[8*half+1], &t[8*half+3], &t[8*half+5], &t[8*half+7], (*[112]float32)(out[16:]))
+		}
+	}
+}
+
+// kDeq3 decodes 16 elements of each of 4 Q3_K sub-blocks: out[32*k+l] from bits 2k..2k+1
+// of q[l] and bit hb+k of hm[l], through table tk.
+func kDeq3(q, hm *[16]byte, hb uint, t0, t1, t2, t3 *[8]float32, out *[112]float32) {
+	for l := 0; l < 16; l++ {
+		v := uint(q[l])
+		h := uint(hm[l]) >> hb
+		out[l] = t0[(v&3)|(h&1)<<2]
+		out[l+32] = t1[((v>>2)&3)|(h&2)<<1]
+		out[l+64] = t2[((v>>4)&3)|(h&4)]
+		out[l+96] = t3[((v>>6)&3)|(h&8)>>1]
 	}
 }
 
@@ -712,7 +725,6 @@ func kDequantQ5K(src []byte, dst []float32) {
 		y := (*[kQK]float32)(dst[b*kQK:])
 		d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
 		sc := (*[12]byte)(x[4:])
-		qh := (*[32]byte)(x[16:])
 		for j := 0; j < 4; j++ {
 			s, m := kScaleMinK4(2*j, sc)
 			d1, m1 := d*float32(s), mn*float32(m)
@@ -722,16 +734,19 @@ func kDequantQ5K(src []byte, dst []float32) {
 				t1[v] = float32(d1*float32(v)) - m1
 				t2[v] = float32(d2*float32(v)) - m2
 			}
-			ql := (*[32]byte)(x[48+32*j:])
-			o1 := (*[32]float32)(y[64*j:])
-			o2 := (*[32]float32)(y[64*j+32:])
-			sh := uint(2 * j)
-			for l, v := range ql {
-				h := qh[l] >> sh
-				o1[l] = t1[v&0xF|(h&1)<<4]
-				o2[l] = t2[v>>4|(h&2)<<3]
-			}
+			kDeqNibbles5((*[32]byte)(x[48+32*j:]), (*[32]byte)(x[16:]), uint(2*j), &t1, &t2, (*[64]float32)(y[64*j:]))
 		}
+	}
+}
+
+// kDeqNibbles5 writes out[l] = lo[q[l]&15 | bit sh of qh[l] << 4] and
+// out[32+l] = hi[q[l]>>4 | bit sh+1 of qh[l] << 4].
+func kDeqNibbles5(q, qh *[32]byte, sh uint, lo, hi *[32]float32, out *[64]float32) {
+	for l := 0; l < 32; l++ {
+		v := uint(q[l])
+		h := uint(qh[l]) >> sh
+		out[l] = lo[v&0xF|(h&1)<<4]
+		out[l+32] = hi[v>>4|(h&2)<<3]
 	}
 }
 
@@ -863,8 +878,11 @@ func kDequantQ8K(src []byte, dst []float32) {
 		y := (*[kQK]float32)(dst[b*kQK:])
 		d := math.Float32frombits(binary.LittleEndian.Uint32(x[0:]))
 		qs := (*[kQK]byte)(x[4:])
-		for j, q := range qs {
-			y[j] = d * float32(int8(q))
+		for j := 0; j < kQK; j += 4 {
+			y[j] = d * float32(int8(qs[j]))
+			y[j+1] = d * float32(int8(qs[j+1]))
+			y[j+2] = d * float32(int8(qs[j+2]))
+			y[j+3] = d * float32(int8(qs[j+3]))
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/weft-ml/weft"
@@ -336,6 +337,50 @@ func TestReadCore(t *testing.T) {
 			} else if !strings.Contains(err.Error(), "cut.bin") {
 				t.Errorf("%s cut at %d: error %q does not name the file", file, cut, err)
 			}
+		}
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestLazy checks that opening reads the headers only, not the storages: the fixtures hold
+// about 120 KB of tensor data, and opening may read a few KB (zip directory, data.pkl or the
+// legacy pickles, read-ahead); then reading one tensor reads exactly its bytes.
+func TestLazy(t *testing.T) {
+	needFixtures(t)
+	for _, file := range []string{"gpt2-tiny-f32.bin", "gpt2-tiny-legacy.bin"} {
+		raw, err := os.ReadFile(filepath.Join(fixtureDir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr := &countingReader{r: bytes.NewReader(raw)}
+		f, err := Read(cr, int64(len(raw)), file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data int64
+		for _, x := range f.Tensors {
+			data += x.MustSize()
+		}
+		opened := cr.n.Load()
+		t.Logf("%s: %d bytes, %d of tensor data, opening read %d", file, len(raw), data, opened)
+		if opened > 16<<10 || data < 100<<10 {
+			t.Errorf("%s: opening read %d bytes of a %d-byte file", file, opened, len(raw))
+		}
+		x := f.Tensors[1] // transformer.wpe.weight, 8 KB
+		readAll(t, x)
+		if got := cr.n.Load() - opened; got != x.MustSize() {
+			t.Errorf("%s: reading %q (%d bytes) read %d bytes", file, x.Name, x.MustSize(), got)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package torch
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -144,6 +145,26 @@ func TestHostile(t *testing.T) {
 		p.raw(0x80, 4, 0x8c, byte(len(g[0])))
 		p.raw([]byte(g[0])...).raw(0x94, 0x8c, byte(len(g[1]))).raw([]byte(g[1])...).raw(0x94, 0x93, ')', 'R', '.')
 		add("STACK_GLOBAL "+g[0]+"."+g[1], archive(t, p.b, nil), "data.pkl references "+g[0]+"."+g[1], "does not allow")
+	}
+	// The same names pushed by the other string opcodes: STRING (quoted), BINUNICODE8,
+	// SHORT_BINSTRING, BINSTRING, UNICODE.
+	for i, push := range []func(p *pw, s string){
+		func(p *pw, s string) { p.raw('S').raw([]byte("'" + s + "'\n")...) },
+		func(p *pw, s string) {
+			p.raw(0x8d).raw(binary.LittleEndian.AppendUint64(nil, uint64(len(s)))...).raw([]byte(s)...)
+		},
+		func(p *pw, s string) { p.raw('U', byte(len(s))).raw([]byte(s)...) },
+		func(p *pw, s string) {
+			p.raw('T').raw(binary.LittleEndian.AppendUint32(nil, uint32(len(s)))...).raw([]byte(s)...)
+		},
+		func(p *pw, s string) { p.raw('V').raw([]byte(s + "\n")...) },
+	} {
+		p := &pw{}
+		p.raw(0x80, 4)
+		push(p, "copy_reg")
+		push(p, "_reconstructor")
+		p.raw(0x93, '.')
+		add(fmt.Sprintf("STACK_GLOBAL via string opcode %d", i), archive(t, p.b, nil), "data.pkl references copy_reg._reconstructor")
 	}
 	add("unsupported storage type", zipWith(t, []item{{key: "t", v: &view{cls: "ComplexFloatStorage", key: "0", numel: 1, shape: []int64{1}, stride: []int64{1}}}}, st12),
 		"torch.ComplexFloatStorage", "storage type")
@@ -352,5 +373,25 @@ func TestStridedReader(t *testing.T) {
 			t.Errorf("view %+v: got %v, want %v", c, got, want)
 		}
 		checkPartialReads(t, x)
+	}
+}
+
+// TestStateDictMetadata reads what model.state_dict() pickles as: an OrderedDict built by
+// REDUCE, filled by SETITEMS, then given its _metadata attribute by BUILD.
+func TestStateDictMetadata(t *testing.T) {
+	p := &pw{}
+	p.raw(0x80, 2).global("collections", "OrderedDict").raw(')', 'R', '(')
+	p.str("w").tensor(view{cls: "BFloat16Storage", key: "0", numel: 2, shape: []int64{2}, stride: []int64{1}})
+	p.raw('u', '}').str("_metadata").global("collections", "OrderedDict").raw(')', 'R', '(')
+	p.str("").raw('}').str("version").raw('K', 1, 's', 'u', 's', 'b', '.')
+	f, err := readBytes(archive(t, p.b, map[string][]byte{"0": {0x80, 0x3f, 0x00, 0x40}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Tensors) != 1 || f.Tensors[0].Name != "w" || f.Tensors[0].DType != weft.BF16 || len(f.Skipped) != 0 {
+		t.Fatalf("tensors %v skipped %v", f.Tensors, f.Skipped)
+	}
+	if got := decode(t, weft.BF16, readAll(t, f.Tensors[0])); !reflect.DeepEqual(got, []float64{1, 2}) {
+		t.Errorf("w = %v", got)
 	}
 }

@@ -31,7 +31,7 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 			limit = size - pos
 		}
 		sr := io.NewSectionReader(r, pos, limit)
-		res, err := scanPickle(bufio.NewReaderSize(sr, 64<<10), limit, what)
+		res, err := scanPickle(bufio.NewReaderSize(sr, 4<<10), limit, what)
 		if err != nil {
 			return nil, err
 		}

@@ -431,7 +431,10 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			if err != nil {
 				return scanResult{}, err
 			}
-			if op == 'V' && len(s) <= 64 {
+			if op == 'S' && len(s) >= 2 && (s[0] == '\'' || s[0] == '"') && s[len(s)-1] == s[0] {
+				s = s[1 : len(s)-1] // the unpickler strips the quotes
+			}
+			if (op == 'V' || op == 'S') && len(s) <= 64 {
 				lits = append(lits, s)
 			}
 		case argNumLn:
@@ -485,7 +488,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 					return scanResult{}, malformed("integer of %d bytes at offset %d (want 1 to %d)", n, at, maxLongBytes)
 				}
 			}
-			if (op == 'X' || op == 0x8c || op == 'U' || op == 'T') && n <= 64 {
+			if (op == 'X' || op == 0x8c || op == 0x8d || op == 'U' || op == 'T') && n <= 64 {
 				b, err := readN(n)
 				if err != nil {
 					return scanResult{}, err

@@ -59,52 +59,27 @@ func F64ToBF16(x float64) uint16 {
 }
 
 // F32ToF16 rounds f to the nearest IEEE half, ties to even (as the F16C instruction and
-// ggml's conversion do); overflow gives infinity, NaN stays NaN.
+// ggml's conversion do); overflow gives infinity, NaN stays NaN (quiet, top payload bits kept).
 func F32ToF16(f float32) uint16 {
 	u := math.Float32bits(f)
 	sign := uint16(u>>16) & 0x8000
-	exp := int32(u>>23) & 0xff
-	mant := u & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
+	a := u & 0x7fffffff
+	switch {
+	case a >= 0x47800000: // 2^16 and up: infinity, or NaN
+		if a > 0x7f800000 {
+			return sign | 0x7e00 | uint16((a&0x7fffff)>>13)
 		}
 		return sign | 0x7c00
+	case a < 0x38800000: // below 2^-14: a half subnormal or zero
+		// Adding 0.5 aligns the half's 10 subnormal bits at the bottom of the float's
+		// mantissa; the float addition rounds to nearest even, exactly as wanted.
+		v := math.Float32frombits(a) + 0.5
+		return sign | uint16(math.Float32bits(v)-0x3f000000)
+	default:
+		odd := (a >> 13) & 1
+		a += 0xc8000000 + 0xfff + odd // rebias the exponent (-112 << 23) and round
+		return sign | uint16(a>>13)
 	}
-	e := exp - 127
-	if e >= -14 {
-		if e > 15 {
-			return sign | 0x7c00
-		}
-		m := mant | 0x800000 // 24 bits
-		q := m >> 13
-		rem := m & 0x1fff
-		if rem > 0x1000 || (rem == 0x1000 && q&1 == 1) {
-			q++
-		}
-		// q in [0x400, 0x800]; 0x800 carries into the exponent naturally below.
-		r := uint32(e+14)<<10 + q // (e+15-1)<<10 + q, since q has the implicit bit at 1<<10
-		if r >= 0x7c00 {
-			return sign | 0x7c00
-		}
-		return sign | uint16(r)
-	}
-	if exp == 0 {
-		return sign // f32 subnormals are far below half's smallest subnormal
-	}
-	// Half subnormal: value = m * 2^(e-23); in units of 2^-24 that is m >> (-e - 1).
-	m := mant | 0x800000
-	shift := uint32(-e - 1)
-	if shift > 25 {
-		return sign
-	}
-	q := m >> shift
-	rem := m & (1<<shift - 1)
-	half := uint32(1) << (shift - 1)
-	if rem > half || (rem == half && q&1 == 1) {
-		q++
-	}
-	return sign | uint16(q)
 }
 
 // F64ToF16 rounds x once, to nearest even, to IEEE half.

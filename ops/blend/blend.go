@@ -94,8 +94,10 @@ type Options struct {
 	Vocab   string
 	// DType, when valid, is the output type of every floating-point (not quantized) tensor.
 	DType weft.DType
-	// OutType, when valid, is the output type of every quantized tensor (by default a
-	// quantized tensor is quantized back to its own type).
+	// OutType, when valid, is the output type of every floating-point or quantized tensor
+	// of two or more dimensions (the matrices; 1-D tensors such as norms keep their type or
+	// take DType), as llama-quantize --pure does. By default a quantized tensor is quantized
+	// back to its own type.
 	OutType weft.DType
 	// TypeFor gives matching tensors their own output type; the first matching rule wins
 	// and takes precedence over DType and OutType.
@@ -428,7 +430,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		}
 		if !typed {
 			switch {
-			case b.DType.Quantized() && opts.OutType.Valid():
+			case opts.OutType.Valid() && len(b.Shape) >= 2 && (b.DType.Float() || b.DType.Quantized()):
 				outDT = opts.OutType
 			case b.DType.Float() && opts.DType.Valid():
 				outDT = opts.DType
@@ -622,6 +624,9 @@ func (r *Result) add(t, base *weft.Tensor, s Step) {
 
 // keep returns input tensor t (copied raw when written) placed in base's shard.
 func keep(t, base *weft.Tensor) *weft.Tensor {
+	if t.Shard == base.Shard {
+		return t
+	}
 	c := *t
 	c.Shard = base.Shard
 	return &c

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -650,5 +651,63 @@ func TestTypeSelection(t *testing.T) {
 	_, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{"output.weight", weft.Q4_K}}})
 	if err == nil || !strings.Contains(err.Error(), "output.weight") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestOutTypeAndCodecErrors(t *testing.T) {
+	g := func(path string, seed uint64) *weft.Checkpoint {
+		return mkCkpt(path, weft.GGUF,
+			mkTensor(t, "token_embd.weight", weft.F16, []int64{4, 64}, randVals(seed, 256, 0.1)),
+			mkTensor(t, "blk.0.attn_norm.weight", weft.F32, []int64{64}, randVals(seed+1, 64, 0.1)),
+			mkTensor(t, "blk.0.ffn_down.weight", weft.F16, []int64{4, 64}, randVals(seed+2, 256, 0.1)))
+	}
+	base, tuned := g("b.gguf", 1), g("t.gguf", 10)
+	base.KV = []weft.KV{{Key: "general.file_type", Value: uint32(1)}}
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, OutType: weft.Q8_0})
+	for i, out := range r.Out.Tensors {
+		want := weft.Q8_0
+		if len(out.Shape) == 1 {
+			want = weft.F32
+		}
+		if out.DType != want {
+			t.Errorf("%s: %v, want %v", out.Name, out.DType, want)
+		}
+		ref := refLinear(decodeAll(t, base.Tensors[i]), [][]float64{decodeAll(t, tuned.Tensors[i])}, []float64{0.5})
+		if !bytes.Equal(readAll(t, out), encode(t, want, ref)) {
+			t.Errorf("%s differs from quantize(blend)", out.Name)
+		}
+	}
+	if v, _ := r.Out.GetKV("general.file_type"); v != uint32(7) {
+		t.Errorf("general.file_type = %v, want 7 (MOSTLY_Q8_0)", v)
+	}
+
+	// A type that can be decoded but not encoded: blending it is an error naming the
+	// tensor and the type; alpha 0 is still a raw copy.
+	var noEnc weft.DType
+	for _, d := range weft.AllDTypes() {
+		if d.Quantized() && codec.CanDecode(d) && !codec.CanEncode(d) {
+			noEnc = d
+			break
+		}
+	}
+	if noEnc == weft.Invalid {
+		t.Log("every quantized type has an encoder; skipping the unencodable-type check")
+		return
+	}
+	row := make([]byte, 256/noEnc.BlockSize()*noEnc.BlockBytes())
+	qb := mkCkpt("b.gguf", weft.GGUF, rawTensor("blk.0.ffn_up.weight", noEnc, []int64{1, 256}, row))
+	qt := mkCkpt("t.gguf", weft.GGUF, rawTensor("blk.0.ffn_up.weight", noEnc, []int64{1, 256}, row))
+	_, err := Blend(qb, []*weft.Checkpoint{qt}, Options{Alpha: 0.5})
+	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_up.weight") || !strings.Contains(err.Error(), noEnc.String()) {
+		t.Fatalf("err = %v", err)
+	}
+	r = mustBlend(t, qb, []*weft.Checkpoint{qt}, Options{Alpha: 0})
+	if r.Steps[0].Action != "copy" {
+		t.Fatalf("alpha 0: %+v", r.Steps[0])
+	}
+	// An output type without an encoder is refused too.
+	_, err = Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{"blk.0.ffn_down.weight", noEnc}}})
+	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_down.weight") || !strings.Contains(err.Error(), noEnc.String()) {
+		t.Fatalf("err = %v", err)
 	}
 }

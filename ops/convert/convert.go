@@ -223,7 +223,7 @@ func tiedDuplicates(in *weft.Checkpoint, keep bool) map[string]string {
 	}
 	first := map[key]*weft.Tensor{}
 	for _, t := range in.Tensors {
-		if t.File == "" {
+		if t.File == "" || t.Offset < 0 {
 			continue
 		}
 		k := key{t.File, t.Offset, t.DType, fmt.Sprint(t.Shape)}

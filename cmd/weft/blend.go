@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops/blend"
+)
+
+func init() {
+	register(&command{
+		name:    "blend",
+		summary: "interpolate a base and a tuned model (per-tensor weights, schedules, task arithmetic, slerp)",
+		usage: `Usage: weft blend BASE TUNED [TUNED2 ...] -o OUT --alpha A [--alpha-for PATTERN=A ...]
+                  [--alpha-schedule a,b,...] [--weights w1,w2,...] [--method linear|slerp]
+                  [--missing base] [--vocab base|tuned|union] [--dtype T] [--out-type T]
+                  [--type-for PATTERN=T ...] [--dry-run] [--threads N] [--force]
+
+Writes OUT with every tensor base + A*(tuned - base), computed in float64 and rounded once
+to the output type. A = 0 reproduces the base's bytes, 1 the tuned model's, A > 1
+extrapolates past the tuned model, A < 0 moves away from it. Inputs are any checkpoints
+weft reads (safetensors files or Hugging Face directories, .bin, GGUF including quantized
+GGUF), all in the same naming (Hugging Face or GGUF, not mixed). The output has the base's
+tensors, order, shards, metadata and side files; config.json's torch_dtype follows --dtype.
+
+Weights per tensor (first that applies wins):
+  --alpha-for P=A      tensors matching P get A (repeatable; the first matching rule wins).
+                       P is a group, the same in Hugging Face and GGUF naming: embeddings,
+                       head, attention (attn), mlp (ffn), norms (norm); or a glob over whole
+                       tensor names: * matches any characters INCLUDING dots,
+                       ? one character, [a-z] a class, \* a literal *. Example:
+                       "model.layers.*.self_attn.*=0.2". A rule that applies to no tensor is an
+                       error (patterns match whole names: write "*self_attn*", not "self_attn").
+  --alpha-schedule L   per-layer weights a,b,c,... interpolated linearly over the layers
+                       (layer i of n sits at i/(n-1) along the list), as mergekit gradients;
+                       tensors outside the layers (embeddings, head, final norm) get --alpha
+  --alpha A            every other tensor (required, except with --weights where it
+                       defaults to 1)
+
+More models:
+  --weights w1,w2,...  task arithmetic with several tuned models:
+                       base + A * sum_i w_i*(tuned_i - base), summed in input order, one
+                       rounding at the end; A and the rules above scale all the w_i
+  --method slerp       spherical interpolation of two models, each tensor one flat vector:
+                       s0*base + s1*tuned with s0 = sin((1-A)θ)/sinθ, s1 = sin(Aθ)/sinθ,
+                       θ the angle between them; when |cos θ| > 0.9995 (nearly colinear,
+                       mergekit's DOT_THRESHOLD) the tensor is blended linearly instead
+
+Mismatches (by default an error listing the tensors):
+  --missing base       keep the base's tensor set: tensors only the base has are copied,
+                       tensors only a tuned model has are left out
+  --vocab P            embeddings and heads whose vocabulary sizes differ: blend the rows all
+                       inputs have and copy the others; the output has the base's rows (base),
+                       the tuned model's (tuned, taking its tokenizer files and vocab_size too)
+                       or the most (union, rows copied from the larger)
+
+Types (by default each tensor keeps the base's type; quantized GGUF tensors are dequantized,
+blended and quantized back to their own type):
+  --dtype T            floating-point tensors become T (f32, f16, bf16, f64)
+  --out-type T         tensors of two or more dimensions become T (e.g. q8_0, q4_k, f16);
+                       1-D tensors (norms) keep their type or take --dtype
+  --type-for P=T       tensors matching P (as in --alpha-for) become T; first match wins
+
+Output:
+  -o OUT               a .safetensors file, a .gguf file, or a directory (Hugging Face)
+  --dry-run            print what happens to each tensor and write nothing
+  --threads N          worker threads; the output bytes do not depend on N
+  --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+
+Example:
+  weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
+  weft blend base.gguf chat.gguf -o mix.gguf --alpha 0.5 --alpha-for mlp=0.8 --alpha-schedule 0,1
+  weft blend base math code -o merged --weights 0.7,0.5
+`,
+		run: runBlend,
+	})
+}
+
+// alphaRules is a repeatable --alpha-for flag.
+type alphaRules []blend.AlphaRule
+
+func (r *alphaRules) String() string { return fmt.Sprint(*r) }
+func (r *alphaRules) Set(v string) error {
+	rule, err := blend.ParseAlphaRule(v)
+	if err != nil {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "blend: "))
+	}
+	*r = append(*r, rule)
+	return nil
+}
+
+// blendTypeRules is a repeatable --type-for flag.
+type blendTypeRules []blend.TypeRule
+
+func (r *blendTypeRules) String() string { return fmt.Sprint(*r) }
+func (r *blendTypeRules) Set(v string) error {
+	rule, err := blend.ParseTypeRule(v)
+	if err != nil {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "blend: "))
+	}
+	*r = append(*r, rule)
+	return nil
+}
+
+func runBlend(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("blend", flag.ContinueOnError)
+	var of outFlags
+	of.add(fs)
+	alpha := fs.String("alpha", "", "")
+	schedule := fs.String("alpha-schedule", "", "")
+	weights := fs.String("weights", "", "")
+	method := fs.String("method", "linear", "")
+	missing := fs.String("missing", "", "")
+	vocab := fs.String("vocab", "", "")
+	dtype := fs.String("dtype", "", "")
+	outType := fs.String("out-type", "", "")
+	var aRules alphaRules
+	fs.Var(&aRules, "alpha-for", "")
+	var tRules blendTypeRules
+	fs.Var(&tRules, "type-for", "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usagef("want a base and at least one tuned model, got %d arguments", len(pos))
+	}
+	if of.out == "" {
+		return usagef("an output is required: -o PATH")
+	}
+	opts := blend.Options{Method: blend.Method(*method), AlphaFor: aRules, TypeFor: tRules, Missing: *missing, Vocab: *vocab}
+	if opts.Method != blend.Linear && opts.Method != blend.Slerp {
+		return usagef("--method %q: want linear or slerp", *method)
+	}
+	switch opts.Missing {
+	case blend.MissingError, blend.MissingBase:
+	default:
+		return usagef("--missing %q: want base", *missing)
+	}
+	switch opts.Vocab {
+	case blend.VocabError, blend.VocabBase, blend.VocabTuned, blend.VocabUnion:
+	default:
+		return usagef("--vocab %q: want base, tuned or union", *vocab)
+	}
+	if *weights != "" {
+		if opts.Weights, err = blend.ParseList(*weights); err != nil {
+			return usagef("--weights: %v", err)
+		}
+		if len(opts.Weights) != len(pos)-1 {
+			return usagef("--weights has %d values for %d tuned models", len(opts.Weights), len(pos)-1)
+		}
+	} else if len(pos) > 2 {
+		return usagef("%d tuned models need --weights w1,...,w%d (task arithmetic)", len(pos)-1, len(pos)-1)
+	}
+	switch {
+	case *alpha != "":
+		if opts.Alpha, err = blend.ParseReal(*alpha); err != nil {
+			return usagef("--alpha: %v", err)
+		}
+	case opts.Weights != nil:
+		opts.Alpha = 1
+	case *schedule != "":
+		return usagef("--alpha is required: it weights the tensors outside the layers (embeddings, head, final norm), which --alpha-schedule does not cover")
+	default:
+		return usagef("--alpha is required (0 = base, 1 = tuned)")
+	}
+	if *schedule != "" {
+		if opts.Schedule, err = blend.ParseList(*schedule); err != nil {
+			return usagef("--alpha-schedule: %v", err)
+		}
+	}
+	if *dtype != "" {
+		if opts.DType, err = weft.ParseDType(*dtype); err != nil {
+			return usagef("--dtype: %v", err)
+		}
+		if !opts.DType.Float() {
+			return usagef("--dtype %v: want a floating-point type (f32, f16, bf16, f64); use --out-type for quantized types", opts.DType)
+		}
+	}
+	if *outType != "" {
+		if opts.OutType, err = weft.ParseDType(*outType); err != nil {
+			return usagef("--out-type: %v", err)
+		}
+	}
+
+	var inputs []*weft.Checkpoint
+	defer func() {
+		for _, c := range inputs {
+			c.Close()
+		}
+	}()
+	for _, p := range pos {
+		c, err := openInput(p)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, c)
+	}
+	res, err := blend.Blend(inputs[0], inputs[1:], opts)
+	if err != nil {
+		return err
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(e.stderr, "note: %s\n", n)
+	}
+	steps := make(map[string]string, len(res.Steps))
+	for _, s := range res.Steps {
+		steps[s.Name] = s.Describe()
+	}
+	return of.write(ctx, e, res.Out, func(t *weft.Tensor) string { return steps[t.Name] }, inputs...)
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/weft-ml/weft/ops/blend"
+)
+
+func init() {
+	register(&command{
+		name:    "diff",
+		summary: "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
+		usage: `Usage: weft diff A B [--json] [--top K] [--threads N]
+
+Compares every tensor A and B share, streaming them (float64 accumulation): cosine
+similarity, relative L2 distance ||B-A||/||A|| and largest absolute difference, listed most
+changed first, then a summary per layer (mean relative L2 of the layer's tensors, and the
+layer's distance as one vector), plus the embeddings, the head and the other tensors: where
+did the tuning move the weights. Tensors only one side has, or whose shapes differ, are
+listed; embeddings of different vocabulary sizes are compared over their common rows. A and B
+are any checkpoints weft reads, in the same naming (Hugging Face or GGUF).
+
+Flags:
+  --json        machine-readable output (infinite or NaN values as "+Inf"/"NaN" strings)
+  --top K       list the K most changed tensors (default 20 in the table, all with --json;
+                0 means all)
+  --threads N   tensors compared at once (results do not depend on it)
+
+Example:
+  weft diff Llama-3.1-8B Llama-3.1-8B-Instruct --top 10
+`,
+		run: runDiff,
+	})
+}
+
+func runDiff(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "")
+	top := fs.Int("top", 20, "")
+	threads := fs.Int("threads", runtime.NumCPU(), "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usagef("want two checkpoints, got %d arguments", len(pos))
+	}
+	if *top < 0 {
+		return usagef("--top must be 0 or more, got %d", *top)
+	}
+	if *threads < 1 {
+		return usagef("--threads must be at least 1, got %d", *threads)
+	}
+	topSet := false
+	fs.Visit(func(f *flag.Flag) { topSet = topSet || f.Name == "top" })
+	a, err := openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	b, err := openInput(pos[1])
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads})
+	if err != nil {
+		return err
+	}
+	total := len(res.Tensors)
+	k := *top
+	if *asJSON && !topSet {
+		k = 0
+	}
+	if k > 0 && k < total {
+		res.Tensors = res.Tensors[:k]
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "A: %s\nB: %s\n", res.A, res.B)
+	fmt.Fprintf(w, "%d tensors compared", total)
+	if len(res.OnlyA) > 0 {
+		fmt.Fprintf(w, "; %d only in A", len(res.OnlyA))
+	}
+	if len(res.OnlyB) > 0 {
+		fmt.Fprintf(w, "; %d only in B", len(res.OnlyB))
+	}
+	if len(res.Mismatched) > 0 {
+		fmt.Fprintf(w, "; %d not comparable", len(res.Mismatched))
+	}
+	fmt.Fprintln(w)
+	width := len("tensor")
+	for _, d := range res.Tensors {
+		width = max(width, len(d.Name))
+	}
+	if len(res.Tensors) < total {
+		fmt.Fprintf(w, "\nmost changed (top %d of %d):\n", len(res.Tensors), total)
+	} else {
+		fmt.Fprintf(w, "\nmost changed:\n")
+	}
+	fmt.Fprintf(w, "  %-*s  %12s  %12s  %12s\n", width, "tensor", "rel_l2", "cosine", "max_abs")
+	for _, d := range res.Tensors {
+		note := ""
+		if d.Note != "" {
+			note = "  (" + d.Note + ")"
+		}
+		fmt.Fprintf(w, "  %-*s  %12.6g  %12.8f  %12.6g%s\n", width, d.Name, d.RelL2, d.Cosine, d.MaxAbs, note)
+	}
+	fmt.Fprintf(w, "\nper layer:\n  %-12s  %7s  %12s  %12s  %12s\n", "group", "tensors", "mean_rel_l2", "rel_l2", "min_cosine")
+	for _, g := range res.Groups {
+		fmt.Fprintf(w, "  %-12s  %7d  %12.6g  %12.6g  %12.8f\n", g.Label(), g.Tensors, g.MeanRelL2, g.RelL2, g.MinCosine)
+	}
+	for _, l := range []struct {
+		title string
+		names []string
+	}{{"only in A", res.OnlyA}, {"only in B", res.OnlyB}, {"not comparable", res.Mismatched}} {
+		if len(l.names) > 0 {
+			fmt.Fprintf(w, "\n%s: %s\n", l.title, strings.Join(l.names, ", "))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package convert
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/fp"
+	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/quant"
+)
+
+const shared = "../../../shared"
+
+func open(t *testing.T, rel string) *weft.Checkpoint {
+	t.Helper()
+	p := filepath.Join(shared, rel)
+	if _, err := os.Stat(shared); err != nil {
+		t.Skip("../shared is absent")
+	}
+	c, err := ckpt.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readAll(t *testing.T, x *weft.Tensor) []byte {
+	t.Helper()
+	b, err := ops.ReadAll(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCastBF16ToF16Exact checks every element of a cast against an independent
+// conversion through float64: one rounding, to nearest even.
+func TestCastBF16ToF16Exact(t *testing.T) {
+	in := open(t, "fixtures/hf/tiny-llama-base")
+	res, err := Convert(in, Options{DType: weft.F16, Kind: ckpt.KindHFDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res.Out.Tensors {
+		src, dst := readAll(t, in.Tensors[i]), readAll(t, x)
+		if x.DType != weft.F16 || len(dst) != len(src) {
+			t.Fatalf("%s: %v, %d bytes", x.Name, x.DType, len(dst))
+		}
+		for j := 0; j < len(src); j += 2 {
+			v := float64(fp.BF16ToF32(binary.LittleEndian.Uint16(src[j:])))
+			if want, got := fp.F64ToF16(v), binary.LittleEndian.Uint16(dst[j:]); want != got {
+				t.Fatalf("%s element %d: %g -> %04x, want %04x", x.Name, j/2, v, got, want)
+			}
+		}
+	}
+	cfg := res.Out.SideFile("config.json")
+	if cfg == nil || !bytes.Contains(cfg.Data, []byte(`"torch_dtype": "float16"`)) {
+		t.Fatal("config.json torch_dtype not updated")
+	}
+	if res.Out.Metadata[ops.KeyOp] != "convert" {
+		t.Fatal("provenance not recorded")
+	}
+}
+
+func TestTiedStorageWrittenOnce(t *testing.T) {
+	in := open(t, "fixtures/torch/gpt2-tiny-f32.bin")
+	res, err := Convert(in, Options{Kind: ckpt.KindSafetensorsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, x := range res.Out.Tensors {
+		names[x.Name] = true
+	}
+	if names["lm_head.weight"] || !names["transformer.wte.weight"] || len(res.Out.Tensors) != len(in.Tensors)-1 {
+		t.Fatalf("tied duplicate handling: %v", names)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "lm_head.weight") {
+		t.Fatalf("no warning about the tie: %v", res.Warnings)
+	}
+	res, err = Convert(in, Options{Kind: ckpt.KindSafetensorsFile, KeepTied: true})
+	if err != nil || len(res.Out.Tensors) != len(in.Tensors) {
+		t.Fatalf("--keep-tied: %v, %d tensors", err, len(res.Out.Tensors))
+	}
+}
+
+func TestQuantizeGGUFLikeLlamaQuantizePure(t *testing.T) {
+	in := open(t, "fixtures/gguf/tiny-llama-base-f16.gguf")
+	if !quant.CanQuantize(weft.Q8_0) {
+		t.Fatal("Q8_0 quantizer missing")
+	}
+	res, err := Convert(in, Options{DType: weft.Q8_0, Kind: ckpt.KindGGUF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res.Out.Tensors {
+		src := in.Tensors[i]
+		if len(src.Shape) < 2 {
+			if x.DType != src.DType || x != src {
+				t.Fatalf("%s: 1-D tensor should stay %v as raw bytes, got %v", x.Name, src.DType, x.DType)
+			}
+			continue
+		}
+		if x.DType != weft.Q8_0 {
+			t.Fatalf("%s: %v", x.Name, x.DType)
+		}
+		// The output equals the reference quantizer applied to the decoded input.
+		raw := readAll(t, src)
+		n := len(raw) / 2
+		f := make([]float32, n)
+		if err := codec.Decode(src.DType, raw, f); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, len(readAll(t, x)))
+		if err := quant.Quantize(weft.Q8_0, f, want); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, readAll(t, x)) {
+			t.Fatalf("%s: quantized bytes differ from the reference quantizer's", x.Name)
+		}
+	}
+	ft, ok := res.Out.GetKV("general.file_type")
+	if !ok || ft != uint32(7) {
+		t.Fatalf("general.file_type = %v", ft)
+	}
+}
+
+// TestFallbackWhenBlocksDontFit quantizes a model whose rows (64) are shorter than a
+// K-quant block (256): llama-quantize falls back to Q5_0 for Q4_K, and so must weft.
+func TestFallbackWhenBlocksDontFit(t *testing.T) {
+	s := synth.Tiny(1)
+	s.GGUF = true
+	s.DType = weft.F16
+	in := s.Checkpoint()
+	if !quant.CanQuantize(weft.Q5_0) {
+		t.Fatal("Q5_0 quantizer missing")
+	}
+	res, err := Convert(in, Options{DType: weft.Q4_K, Kind: ckpt.KindGGUF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Out.Tensors {
+		if len(x.Shape) >= 2 && x.DType != weft.Q5_0 {
+			t.Fatalf("%s: %v, want the Q5_0 fallback", x.Name, x.DType)
+		}
+	}
+	found := false
+	for _, w := range res.Warnings {
+		found = found || strings.Contains(w, "Q5_0")
+	}
+	if !found {
+		t.Fatalf("no fallback warning: %v", res.Warnings)
+	}
+	// Requantizing warns.
+	res2, err := Convert(res.Out, Options{DType: weft.Q8_0, Kind: ckpt.KindGGUF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(res2.Warnings, "\n"), "requantizing") {
+		t.Fatalf("no requantization warning: %v", res2.Warnings)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	hf := open(t, "fixtures/hf/tiny-llama-base")
+	if _, err := Convert(hf, Options{Kind: ckpt.KindGGUF}); err == nil || !strings.Contains(err.Error(), "convert_hf_to_gguf") {
+		t.Fatalf("HF to GGUF: %v", err)
+	}
+	if _, err := Convert(hf, Options{DType: weft.Q4_0, Kind: ckpt.KindHFDir}); err == nil {
+		t.Fatal("quantized safetensors accepted")
+	}
+	q := open(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
+	if _, err := Convert(q, Options{Kind: ckpt.KindSafetensorsFile}); err == nil || !strings.Contains(err.Error(), "--dtype") {
+		t.Fatalf("quantized GGUF to safetensors without --dtype: %v", err)
+	}
+	res, err := Convert(q, Options{DType: weft.F32, Kind: ckpt.KindSafetensorsFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := ckpt.Write(context.Background(), res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ckpt.Open(filepath.Join(dir, "q.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	// Dequantized values equal ggml's to_float of the input blocks.
+	for i, x := range back.Tensors {
+		src := q.Tensors[i]
+		raw := readAll(t, src)
+		n, _ := src.NumElements()
+		f := make([]float32, n)
+		if err := codec.Decode(src.DType, raw, f); err != nil {
+			t.Fatal(err)
+		}
+		got := readAll(t, x)
+		for j := range f {
+			if math.Float32bits(f[j]) != binary.LittleEndian.Uint32(got[4*j:]) {
+				t.Fatalf("%s element %d differs", x.Name, j)
+			}
+		}
+	}
+}
+
+func TestMatches(t *testing.T) {
+	cases := []struct {
+		p, n string
+		ok   bool
+	}{
+		{"*.mlp.*", "model.layers.3.mlp.down_proj.weight", true},
+		{"model.layers.1?.*", "model.layers.12.mlp.up_proj.weight", true},
+		{"model.layers.1?.*", "model.layers.2.mlp.up_proj.weight", false},
+		{"mlp", "blk.0.ffn_down.weight", true},
+		{"embeddings", "token_embd.weight", true},
+		{"lm_head.weight", "lm_head.weight", true},
+		{"lm_head", "lm_head.weight", false},
+	}
+	for _, c := range cases {
+		if Matches(c.p, c.n) != c.ok {
+			t.Errorf("Matches(%q, %q) != %v", c.p, c.n, c.ok)
+		}
+	}
+}

@@ -1,0 +1,337 @@
+// Package glitch makes and finds untrained ("glitch") tokens: Add appends new tokens whose
+// embedding and head rows are initialised as untrained rows are, keeping the tokenizer files
+// and the vocabulary sizes consistent; Reset re-initialises existing tokens; SoftTokens draws
+// vectors in the embedding space, matched to its statistics; Scan ranks the tokens whose rows
+// look untrained.
+//
+// Every generated row is drawn from ops.RowStream(seed, tensor, row), so the output bytes do
+// not depend on thread count or chunking. Rows that an op does not generate are raw copies
+// of the input's bytes (never decoded), even in quantized tensors.
+package glitch
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// MaxNewTokens bounds how many tokens one Add may create.
+const MaxNewTokens = 1 << 20
+
+// DefaultInitializerRange is the standard deviation of normal init when config.json has no
+// initializer_range (transformers' PretrainedConfig default).
+const DefaultInitializerRange = 0.02
+
+// AddOptions says which tokens Add creates and how their rows start.
+type AddOptions struct {
+	// Count generated tokens named <|glitch_K|>, or the explicit Tokens; exactly one is set.
+	Count  int
+	Tokens []string
+	// Seed keys the random streams; it must be >= 0.
+	Seed int64
+	// Special makes the tokens special (GGUF type CONTROL, special in the HF files) instead of
+	// user-defined.
+	Special bool
+	// InitIn and InitOut are init specs (see ParseInit) for the embedding and for an untied
+	// head; InitOut defaults to InitIn, which defaults to "normal".
+	InitIn, InitOut string
+	// PadToMultipleOf, when positive, grows the matrices to a multiple of it; the padding
+	// rows are not tokens (in GGUF they are "[PAD{id}]" tokens of type UNUSED, as llama.cpp's
+	// converters write them, since llama.cpp needs one token per row).
+	PadToMultipleOf int64
+	// ReusePadding puts the new tokens on rows past the tokenizer's vocabulary instead of
+	// growing the matrices.
+	ReusePadding bool
+}
+
+// NewToken is a token Add created.
+type NewToken struct {
+	ID      int64  `json:"id"`
+	Content string `json:"content"`
+}
+
+// Report describes what Add or Reset planned.
+type Report struct {
+	Tokens []NewToken `json:"tokens,omitempty"`
+	// RowsBefore and RowsAfter are the embedding's row counts.
+	RowsBefore int64 `json:"rows_before"`
+	RowsAfter  int64 `json:"rows_after"`
+	// Tensors lists the tensors rewritten, each with the init used.
+	Tensors []TensorInit `json:"tensors"`
+	Tied    bool         `json:"tied"`
+	// Files lists the side files and GGUF keys rewritten.
+	Files []string `json:"files,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// TensorInit names a rewritten tensor and how its rows start.
+type TensorInit struct {
+	Name string `json:"name"`
+	Init string `json:"init"`
+	Rows int64  `json:"rows"`
+}
+
+type addParams struct {
+	Tokens          []string `json:"tokens"`
+	Special         bool     `json:"special,omitempty"`
+	InitIn          string   `json:"init_in"`
+	InitOut         string   `json:"init_out,omitempty"`
+	PadToMultipleOf int64    `json:"pad_to_multiple_of,omitempty"`
+	ReusePadding    bool     `json:"reuse_padding,omitempty"`
+}
+
+// initializerRange returns config.json's initializer_range, or the default.
+func initializerRange(c *weft.Checkpoint) (float64, error) {
+	cfg, err := noise.Config(c)
+	if err != nil {
+		return 0, err
+	}
+	if v, ok := noise.ConfigValue(cfg, "initializer_range"); ok {
+		if f, ok := v.(float64); ok && f > 0 && !math.IsInf(f, 0) {
+			return f, nil
+		}
+		return 0, fmt.Errorf("config.json: initializer_range is %v, want a positive number", v)
+	}
+	return DefaultInitializerRange, nil
+}
+
+// matrixPlan plans the rewriting of the embedding and head of in: rows rows in total, rows
+// of regen (and every new row) generated, statistics from the rows of ref.
+type matrixPlan struct {
+	in      *weft.Checkpoint
+	emb     *noise.Embeddings
+	rows    int64
+	regen   *noise.TokenSet
+	ref     *noise.TokenSet
+	seed    uint64
+	initIn  InitSpec
+	initOut InitSpec
+	std     float64
+}
+
+func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
+	e := p.emb.Embedding
+	targets := p.regen.Union(noise.RangeSet(e.Shape[0], p.rows))
+	// The scan behind mean-untrained runs once per fraction, for the embedding and the head
+	// together.
+	type scanOnce struct {
+		once sync.Once
+		set  *noise.TokenSet
+		err  error
+	}
+	var mu sync.Mutex
+	scans := map[float64]*scanOnce{}
+	untrainedFor := func(spec InitSpec) func() (*noise.TokenSet, error) {
+		return func() (*noise.TokenSet, error) {
+			mu.Lock()
+			so := scans[spec.Untrained]
+			if so == nil {
+				so = &scanOnce{}
+				scans[spec.Untrained] = so
+			}
+			mu.Unlock()
+			so.once.Do(func() { so.set, so.err = untrainedRows(p.in, spec.Untrained, p.regen) })
+			return so.set, so.err
+		}
+	}
+	gen := func(t *weft.Tensor, spec InitSpec, key string) *generator {
+		return &generator{spec: spec, src: t, key: key, seed: p.seed, std: spec.stdOr(p.std), ref: p.ref, targets: targets, untrained: untrainedFor(spec)}
+	}
+	ge := gen(e, p.initIn, e.Name)
+	et, err := rewritten(e, p.rows, p.regen, ge)
+	if err != nil {
+		return err
+	}
+	replace(out, e.Name, et)
+	rep.Tensors = append(rep.Tensors, TensorInit{e.Name, p.initIn.String(), p.rows})
+	if h := p.emb.Head; h != nil {
+		if len(h.Shape) != 2 || h.Shape[0] != e.Shape[0] {
+			return fmt.Errorf("head %q has shape %v, embedding %q %v: their rows differ", h.Name, h.Shape, e.Name, e.Shape)
+		}
+		gh, init := gen(h, p.initOut, h.Name), p.initOut.String()
+		if p.emb.Tied {
+			// One matrix: the head gets the embedding's rows.
+			gh, init = gen(h, p.initIn, e.Name), p.initIn.String()+" (tied: same rows as "+e.Name+")"
+		}
+		ht, err := rewritten(h, p.rows, p.regen, gh)
+		if err != nil {
+			return err
+		}
+		replace(out, h.Name, ht)
+		rep.Tensors = append(rep.Tensors, TensorInit{h.Name, init, p.rows})
+		if p.rows != e.Shape[0] {
+			bias := strings.TrimSuffix(h.Name, ".weight") + ".bias"
+			if b := p.in.Tensor(bias); b != nil && len(b.Shape) == 1 && b.Shape[0] == e.Shape[0] {
+				bt, err := grownVector(b, p.rows)
+				if err != nil {
+					return err
+				}
+				replace(out, bias, bt)
+				rep.Tensors = append(rep.Tensors, TensorInit{bias, "zero", p.rows})
+			}
+		}
+	}
+	return nil
+}
+
+func replace(out *weft.Checkpoint, name string, t *weft.Tensor) {
+	for i, x := range out.Tensors {
+		if x.Name == name {
+			out.Tensors[i] = t
+			return
+		}
+	}
+}
+
+// parseInits parses the embedding and head init specs (the head's defaulting to the
+// embedding's) and reads initializer_range.
+func parseInits(in *weft.Checkpoint, initIn, initOut string) (InitSpec, InitSpec, float64, error) {
+	si, err := ParseInit(initIn)
+	if err != nil {
+		return si, si, 0, err
+	}
+	so := si
+	if strings.TrimSpace(initOut) != "" {
+		if so, err = ParseInit(initOut); err != nil {
+			return si, so, 0, err
+		}
+	}
+	std, err := initializerRange(in)
+	if err != nil {
+		return si, so, 0, fmt.Errorf("glitch: %s: %w", in.Path, err)
+	}
+	for _, s := range []*InitSpec{&si, &so} {
+		if s.Kind == InitNormal && s.Std == 0 {
+			s.text = fmt.Sprintf("normal:%g (initializer_range)", std)
+		}
+	}
+	return si, so, std, nil
+}
+
+func (s InitSpec) stdOr(def float64) float64 {
+	if s.Std > 0 {
+		return s.Std
+	}
+	return def
+}
+
+// Add returns a checkpoint derived from in with new tokens: the embedding and the head grow
+// (or, with ReusePadding, padding rows become the tokens), the new rows are initialised as
+// opts says, and the tokenizer files and vocabulary sizes are updated to match. Nothing is
+// read from the tensors until the output is.
+func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
+	fail := func(err error) (*weft.Checkpoint, *Report, error) {
+		return nil, nil, fmt.Errorf("glitch: add: %s: %w", in.Path, err)
+	}
+	if (opts.Count > 0) == (len(opts.Tokens) > 0) {
+		return fail(fmt.Errorf("give either a count (got %d) or token names (got %d), not both or neither", opts.Count, len(opts.Tokens)))
+	}
+	if opts.Count < 0 || opts.Count > MaxNewTokens || len(opts.Tokens) > MaxNewTokens {
+		return fail(fmt.Errorf("count %d out of range [1, %d]", max(opts.Count, len(opts.Tokens)), MaxNewTokens))
+	}
+	if opts.Seed < 0 || opts.PadToMultipleOf < 0 {
+		return fail(fmt.Errorf("seed (%d) and pad-to-multiple-of (%d) must not be negative", opts.Seed, opts.PadToMultipleOf))
+	}
+	si, so, std, err := parseInits(in, opts.InitIn, opts.InitOut)
+	if err != nil {
+		return nil, nil, err
+	}
+	emb, err := noise.FindEmbeddings(in)
+	if err != nil {
+		return fail(err)
+	}
+	voc, err := loadVocab(in)
+	if err != nil {
+		return fail(err)
+	}
+	rows := emb.Embedding.Shape[0]
+	rep := &Report{RowsBefore: rows, Tied: emb.Tied}
+	if emb.Tied {
+		rep.Notes = append(rep.Notes, "tied embeddings ("+emb.TiedReason+"): the new rows serve as output rows too")
+	}
+	if voc.kind == "" {
+		voc.size, voc.real = rows, rows
+		rep.Notes = append(rep.Notes, "no tokenizer found (tokenizer.json or tokenizer.ggml.tokens): the new rows are not registered as tokens anywhere")
+	}
+	switch {
+	case voc.size > rows:
+		return fail(fmt.Errorf("the tokenizer has %d tokens but %q has only %d rows", voc.size, emb.Embedding.Name, rows))
+	case voc.kind == "gguf" && voc.size != rows:
+		return fail(fmt.Errorf("%s has %d tokens but %q has %d rows; llama.cpp needs them equal", keyTokens, voc.size, emb.Embedding.Name, rows))
+	}
+
+	names := opts.Tokens
+	if opts.Count > 0 {
+		names = voc.generateNames(opts.Count)
+	} else if err := voc.checkNames(names); err != nil {
+		return fail(err)
+	}
+	n := int64(len(names))
+
+	var start int64
+	switch {
+	case opts.ReusePadding:
+		start = voc.real
+		if avail := rows - voc.real; n > avail {
+			return fail(fmt.Errorf("--reuse-padding: %d new tokens but only %d padding rows past the tokenizer's %d tokens (the matrices have %d rows)", n, avail, voc.real, rows))
+		}
+	case voc.kind == "gguf":
+		start = voc.size
+	default:
+		if rows > voc.real {
+			return fail(fmt.Errorf("%q has %d rows but the tokenizer only %d tokens: new tokens take ids %d.., which are padding rows; pass --reuse-padding to use them", emb.Embedding.Name, rows, voc.real, voc.real))
+		}
+		start = rows
+	}
+	newRows := max(rows, start+n)
+	if m := opts.PadToMultipleOf; m > 0 {
+		newRows = (newRows + m - 1) / m * m
+	}
+	toks := make([]newToken, n)
+	for i, s := range names {
+		toks[i] = newToken{id: start + int64(i), content: s}
+		rep.Tokens = append(rep.Tokens, NewToken{start + int64(i), s})
+	}
+	rep.RowsAfter = newRows
+
+	out := ops.Derive(in)
+	plan := &matrixPlan{in: in, emb: emb, rows: newRows, regen: noise.RangeSet(start, start+n),
+		ref: noise.RangeSet(0, min(voc.real, rows)), seed: uint64(opts.Seed), initIn: si, initOut: so, std: std}
+	if err := plan.apply(out, rep); err != nil {
+		return fail(err)
+	}
+
+	if out.Format == weft.GGUF {
+		if err := voc.editGGUF(out, toks, opts.Special, newRows); err != nil {
+			return fail(err)
+		}
+		if voc.kind == "gguf" {
+			rep.Files = append(rep.Files, keyTokens, keyScores+" (if present)", keyTokenType+" (if present)")
+		}
+	} else {
+		if err := voc.editHF(out, toks, opts.Special); err != nil {
+			return fail(err)
+		}
+		if err := setConfigVocab(out, newRows); err != nil {
+			return fail(err)
+		}
+		for _, f := range out.SideFiles {
+			if f.Data != nil {
+				rep.Files = append(rep.Files, f.Name)
+			}
+		}
+	}
+	p := addParams{Tokens: names, Special: opts.Special, InitIn: si.String(), PadToMultipleOf: opts.PadToMultipleOf, ReusePadding: opts.ReusePadding}
+	if emb.Head != nil && !emb.Tied {
+		p.InitOut = so.String()
+	}
+	if err := ops.Record(out, "glitch-add", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
+		return nil, nil, err
+	}
+	return out, rep, nil
+}

@@ -1,0 +1,93 @@
+package glitch
+
+import (
+	"fmt"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// rewritten returns a tensor like src but with rows rows (at least src's): rows in regen,
+// and every row past src's last, come from gen, encoded in src's dtype (quantized types
+// through codec); every other row is a raw copy of src's bytes, never decoded.
+func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generator) (*weft.Tensor, error) {
+	info := src.TensorInfo.Clone()
+	if len(info.Shape) != 2 {
+		return nil, fmt.Errorf("tensor %q has shape %v, want [rows, hidden]", info.Name, info.Shape)
+	}
+	old := info.Shape[0]
+	if rows < old {
+		return nil, fmt.Errorf("internal error: tensor %q shrinks from %d to %d rows", info.Name, old, rows)
+	}
+	info.Shape[0] = rows
+	if _, err := info.Size(); err != nil {
+		return nil, err
+	}
+	if !(info.DType.Float() || info.DType.Quantized()) || !codec.CanEncode(info.DType) {
+		return nil, fmt.Errorf("tensor %q: weft cannot encode new rows as %v", info.Name, info.DType)
+	}
+	if err := regen.Check(rows, info.Name); err != nil {
+		return nil, err
+	}
+	if err := gen.prepare(); err != nil {
+		return nil, err
+	}
+	d, rb := info.RowLen(), info.RowBytes()
+	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		// Raw copy of the old rows in range, then overwrite the generated ones.
+		if c1 := min(r1, old); c1 > r0 {
+			if err := ops.ReadRows(src, r0, c1, dst[:(c1-r0)*rb]); err != nil {
+				return err
+			}
+		}
+		row := make([]float64, d)
+		put := func(r int64) error {
+			if err := gen.row(r, row); err != nil {
+				return err
+			}
+			if err := codec.EncodeF64(info.DType, row, dst[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
+				return fmt.Errorf("tensor %q row %d: %w", info.Name, r, err)
+			}
+			return nil
+		}
+		for r := max(r0, old); r < r1; r++ {
+			if err := put(r); err != nil {
+				return err
+			}
+		}
+		for _, sp := range regen.Spans() {
+			for r := max(sp[0], r0); r <= min(sp[1], min(r1, old)-1); r++ {
+				if err := put(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}), nil
+}
+
+// grownVector returns a 1-d tensor (a head bias) extended to n elements with zeros: the old
+// elements are raw bytes.
+func grownVector(src *weft.Tensor, n int64) (*weft.Tensor, error) {
+	info := src.TensorInfo.Clone()
+	if len(info.Shape) != 1 || info.DType.BlockSize() != 1 || !codec.CanEncode(info.DType) {
+		return nil, fmt.Errorf("tensor %q (%v %v): weft can grow only plain 1-d vectors here", info.Name, info.DType, info.Shape)
+	}
+	oldSize, err := src.Size()
+	if err != nil {
+		return nil, err
+	}
+	info.Shape[0] = n
+	if _, err := info.Size(); err != nil {
+		return nil, err
+	}
+	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		if err := ops.ReadRows(src, 0, 1, dst[:oldSize]); err != nil {
+			return err
+		}
+		zeros := make([]float64, n-src.Shape[0])
+		return codec.EncodeF64(info.DType, zeros, dst[oldSize:])
+	}), nil
+}

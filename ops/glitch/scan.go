@@ -1,0 +1,347 @@
+package glitch
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// Indicator names.
+const (
+	// IndicatorNorm is the L2 norm of the input embedding row: untrained rows of untied
+	// models keep their small initial norm (weight decay shrinks them further).
+	IndicatorNorm = "embedding_norm"
+	// IndicatorCosNoPC1 is the cosine distance, after removing the matrix's first principal
+	// component, between a row of the (tied) unembedding and the mean of the reference rows
+	// that look unused: Land and Bartolo's indicator for tied models.
+	IndicatorCosNoPC1 = "cosine_distance_no_pc1"
+)
+
+// ScanOptions configures Scan.
+type ScanOptions struct {
+	// Top is the number of tokens to return, most untrained-looking first; 0 returns all.
+	Top int
+	// Reference lists tokens known to be unused, whose mean is the reference of the tied
+	// indicator. When nil, the rows past the tokenizer's vocabulary (padding) and GGUF tokens
+	// of type UNUSED are used; failing those, the RefFraction of rows with the smallest norm.
+	Reference *noise.TokenSet
+	// RefFraction is the share of rows the bootstrapped reference takes (default 0.01).
+	RefFraction float64
+}
+
+// TokenScore is one token's indicators. Lower Indicator means more untrained-looking.
+type TokenScore struct {
+	ID    int64  `json:"id"`
+	Token string `json:"token"`
+	Rank  int    `json:"rank"`
+	// Indicator is the main indicator's value (ScanResult.Indicator names it).
+	Indicator float64 `json:"indicator"`
+	// Zero marks an all-zero row, ranked first whatever the indicator.
+	Zero bool `json:"zero_row,omitempty"`
+	// Padding marks a row past the tokenizer's vocabulary.
+	Padding       bool     `json:"padding,omitempty"`
+	EmbeddingNorm float64  `json:"embedding_norm"`
+	HeadNorm      *float64 `json:"head_norm,omitempty"`
+	CosDist       *float64 `json:"cosine_distance,omitempty"`
+	CosDistNoPC1  *float64 `json:"cosine_distance_no_pc1,omitempty"`
+	L2Dist        *float64 `json:"l2_distance,omitempty"`
+}
+
+// ScanResult is what Scan found.
+type ScanResult struct {
+	Tensor    string `json:"tensor"`
+	Head      string `json:"head,omitempty"`
+	Tied      bool   `json:"tied"`
+	Indicator string `json:"indicator"`
+	Rows      int64  `json:"rows"`
+	// Reference says which rows the tied indicator compares with, and how they were chosen.
+	Reference      string       `json:"reference,omitempty"`
+	ReferenceCount int64        `json:"reference_count,omitempty"`
+	PC1Iterations  int          `json:"pc1_iterations,omitempty"`
+	Tokens         []TokenScore `json:"tokens"`
+}
+
+// Scan ranks the rows of c's token embedding by how untrained they look, from the weights
+// alone, streaming over rows: for untied models by the input embedding's row norm; for tied
+// ones by the cosine distance, first principal component removed, to the mean of rows that
+// look unused (Land and Bartolo 2024, "Fishing for Magikarp"). All-zero rows come first.
+func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
+	res, scores, err := scan(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	n := len(scores)
+	if opts.Top > 0 && opts.Top < n {
+		n = opts.Top
+	}
+	res.Tokens = scores[:n]
+	return res, nil
+}
+
+func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
+	emb, err := noise.FindEmbeddings(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+	}
+	voc, err := loadVocab(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+	}
+	e := emb.Embedding
+	rows, d := e.Shape[0], int(e.Shape[1])
+	res := &ScanResult{Tensor: e.Name, Tied: emb.Tied, Rows: rows}
+	if emb.Head != nil && !emb.Tied {
+		res.Head = emb.Head.Name
+	}
+	scores := make([]TokenScore, rows)
+	nTok := rows
+	if voc.kind != "" {
+		nTok = min(rows, voc.real)
+	}
+	for i := range scores {
+		scores[i].ID = int64(i)
+		scores[i].Padding = int64(i) >= nTok
+	}
+	all := noise.RangeSet(0, rows)
+
+	// Pass 1: norms and the column mean.
+	mu := make([]float64, d)
+	norm2 := make([]float64, rows)
+	err = eachChunk(e, all, func(r0 int64, x []float64) error {
+		for i := 0; i < len(x)/d; i++ {
+			s := 0.0
+			for j, v := range x[i*d : (i+1)*d] {
+				s += v * v
+				mu[j] += v
+			}
+			norm2[r0+int64(i)] = s
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for j := range mu {
+		mu[j] /= float64(rows)
+	}
+	for i := range scores {
+		scores[i].EmbeddingNorm = math.Sqrt(norm2[i])
+		scores[i].Zero = norm2[i] == 0
+	}
+
+	if !emb.Tied {
+		res.Indicator = IndicatorNorm
+		for i := range scores {
+			scores[i].Indicator = scores[i].EmbeddingNorm
+		}
+		if emb.Head != nil && len(emb.Head.Shape) == 2 && emb.Head.Shape[0] == rows {
+			err := eachChunk(emb.Head, all, func(r0 int64, x []float64) error {
+				hd := int(emb.Head.Shape[1])
+				for i := 0; i < len(x)/hd; i++ {
+					s := 0.0
+					for _, v := range x[i*hd : (i+1)*hd] {
+						s += v * v
+					}
+					s = math.Sqrt(s)
+					scores[r0+int64(i)].HeadNorm = &s
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+	} else {
+		res.Indicator = IndicatorCosNoPC1
+		if err := tiedIndicators(c, e, voc, mu, norm2, scores, nTok, opts, res); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	sort.SliceStable(scores, func(i, j int) bool {
+		a, b := &scores[i], &scores[j]
+		if a.Zero != b.Zero {
+			return a.Zero
+		}
+		if a.Indicator != b.Indicator {
+			return a.Indicator < b.Indicator
+		}
+		return a.ID < b.ID
+	})
+	for i := range scores {
+		scores[i].Rank = i + 1
+		scores[i].Token = voc.tokenString(scores[i].ID)
+	}
+	return res, scores, nil
+}
+
+// tiedIndicators fills the cosine and L2 indicators of a tied embedding.
+func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []float64, scores []TokenScore, nTok int64, opts ScanOptions, res *ScanResult) error {
+	rows, d := e.Shape[0], len(mu)
+	all := noise.RangeSet(0, rows)
+
+	// First principal component of the centred rows, by power iteration (a pass each).
+	pc := make([]float64, d)
+	s := ops.RowStream(0, "weft.scan.pc1", 0)
+	for j := range pc {
+		pc[j] = s.Normal()
+	}
+	normalize(pc)
+	w := make([]float64, d)
+	y := make([]float64, d)
+	for it := 1; it <= 50; it++ {
+		clear(w)
+		err := eachChunk(e, all, func(_ int64, x []float64) error {
+			for i := 0; i < len(x)/d; i++ {
+				p := 0.0
+				for j, v := range x[i*d : (i+1)*d] {
+					y[j] = v - mu[j]
+					p += y[j] * pc[j]
+				}
+				for j := range w {
+					w[j] += p * y[j]
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if normalize(w) == 0 {
+			break // every row equal: no principal direction
+		}
+		dot := 0.0
+		for j := range w {
+			dot += w[j] * pc[j]
+		}
+		copy(pc, w)
+		res.PC1Iterations = it
+		if 1-math.Abs(dot) < 1e-10 {
+			break
+		}
+	}
+
+	// The reference: known unused rows, else the smallest non-zero norms.
+	ref, how := opts.Reference, "given"
+	if ref != nil {
+		if err := ref.Check(rows, e.Name); err != nil {
+			return err
+		}
+	} else {
+		ref, how = noise.RangeSet(nTok, rows), "padding rows past the tokenizer's vocabulary"
+		if voc.kind == "gguf" && voc.hasTy {
+			var ids []int64
+			for i, t := range voc.types {
+				if t == TokenUnused && int64(i) < rows {
+					ids = append(ids, int64(i))
+				}
+			}
+			if len(ids) > 0 {
+				ref, how = ref.Union(noise.NewTokenSet(ids...)), "padding rows and tokens of type UNUSED"
+			}
+		}
+		// Drop zero rows: they carry no direction.
+		var zeros []int64
+		ref.Each(func(id int64) error {
+			if norm2[id] == 0 {
+				zeros = append(zeros, id)
+			}
+			return nil
+		})
+		ref = ref.Minus(noise.NewTokenSet(zeros...))
+		if ref.Len() == 0 {
+			frac := opts.RefFraction
+			if frac <= 0 {
+				frac = DefaultUntrainedFraction
+			}
+			k := max(1, int64(math.Ceil(frac*float64(rows))))
+			order := make([]int64, 0, rows)
+			for i := int64(0); i < rows; i++ {
+				if norm2[i] > 0 {
+					order = append(order, i)
+				}
+			}
+			sort.SliceStable(order, func(a, b int) bool { return norm2[order[a]] < norm2[order[b]] })
+			ref = noise.NewTokenSet(order[:min(k, int64(len(order)))]...)
+			how = fmt.Sprintf("the %d non-zero rows of smallest norm (%g of the rows)", ref.Len(), frac)
+		}
+	}
+	res.Reference, res.ReferenceCount = how+": "+ref.String(), ref.Len()
+	if ref.Len() == 0 {
+		return fmt.Errorf("glitch: scan: %s: no reference rows for the tied indicator", c.Path)
+	}
+	st, err := rowStats(e, ref, false)
+	if err != nil {
+		return err
+	}
+	m := st.mean
+	// m' = m without its first-PC component; x'·m' = x·m' since m' ⟂ pc.
+	mpc := dotv(m, pc)
+	m1 := make([]float64, d)
+	for j := range m {
+		m1[j] = m[j] - mpc*pc[j]
+	}
+	nm, nm1 := math.Sqrt(dotv(m, m)), math.Sqrt(dotv(m1, m1))
+	return eachChunk(e, all, func(r0 int64, x []float64) error {
+		for i := 0; i < len(x)/d; i++ {
+			xi := x[i*d : (i+1)*d]
+			r := r0 + int64(i)
+			xm, xm1, xc := dotv(xi, m), dotv(xi, m1), dotv(xi, pc)
+			n := math.Sqrt(norm2[r])
+			n1 := math.Sqrt(max(0, norm2[r]-xc*xc))
+			cd := 1 - xm/math.Max(n*nm, 1e-6)
+			cd1 := 1 - xm1/math.Max(n1*nm1, 1e-6)
+			l2 := math.Sqrt(max(0, norm2[r]-2*xm+nm*nm))
+			sc := &scores[r]
+			sc.CosDist, sc.CosDistNoPC1, sc.L2Dist = &cd, &cd1, &l2
+			sc.Indicator = cd1
+		}
+		return nil
+	})
+}
+
+func dotv(a, b []float64) float64 {
+	s := 0.0
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// normalize scales v to unit length and returns its former length.
+func normalize(v []float64) float64 {
+	n := math.Sqrt(dotv(v, v))
+	if n > 0 {
+		for i := range v {
+			v[i] /= n
+		}
+	}
+	return n
+}
+
+// untrainedRows returns the k rows the scan ranks most untrained-looking, k being frac of
+// the rows when frac < 1 and frac itself otherwise, leaving out the rows of exclude.
+func untrainedRows(c *weft.Checkpoint, frac float64, exclude *noise.TokenSet) (*noise.TokenSet, error) {
+	_, scores, err := scan(c, ScanOptions{})
+	if err != nil {
+		return nil, err
+	}
+	k := int64(frac)
+	if frac < 1 {
+		k = max(1, int64(math.Ceil(frac*float64(len(scores)))))
+	}
+	var ids []int64
+	for _, s := range scores {
+		if int64(len(ids)) >= k {
+			break
+		}
+		if !exclude.Contains(s.ID) {
+			ids = append(ids, s.ID)
+		}
+	}
+	return noise.NewTokenSet(ids...), nil
+}

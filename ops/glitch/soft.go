@@ -1,0 +1,117 @@
+package glitch
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// DefaultSoftTokenName is the tensor name SoftTokens writes.
+const DefaultSoftTokenName = "soft_tokens"
+
+// MaxSoftTokens bounds how many vectors SoftTokens draws.
+const MaxSoftTokens = 1 << 20
+
+// SoftOptions configures SoftTokens.
+type SoftOptions struct {
+	// Count is the number of vectors.
+	Count int64
+	// Seed keys the random streams; it must be >= 0.
+	Seed int64
+	// Match is "diag" (default: each dimension's mean and standard deviation), "mvn" (the
+	// mean and full covariance of the rows) or "normal:STD" (N(0, STD^2), unmatched).
+	Match string
+	// Name is the output tensor's name (default "soft_tokens").
+	Name string
+}
+
+type softParams struct {
+	Count  int64  `json:"count"`
+	Match  string `json:"match"`
+	Tensor string `json:"tensor"`
+	Source string `json:"source"`
+}
+
+// SoftTokens returns a one-tensor safetensors checkpoint holding Count vectors [Count, d] F32
+// drawn in the space of in's input embedding, matched to the statistics of its token rows
+// (the tokenizer's vocabulary, without padding rows), for use as inputs_embeds. Vector k is
+// drawn from ops.RowStream(seed, name, k). The statistics are computed by streaming over the
+// embedding when the output is first read.
+func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error) {
+	fail := func(err error) (*weft.Checkpoint, error) {
+		return nil, fmt.Errorf("glitch: soft-token: %s: %w", in.Path, err)
+	}
+	if opts.Count <= 0 || opts.Count > MaxSoftTokens {
+		return fail(fmt.Errorf("count %d out of range [1, %d]", opts.Count, MaxSoftTokens))
+	}
+	if opts.Seed < 0 {
+		return fail(fmt.Errorf("seed %d is negative", opts.Seed))
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultSoftTokenName
+	}
+	match := strings.TrimSpace(opts.Match)
+	if match == "" {
+		match = matchDiag
+	}
+	var spec InitSpec
+	switch {
+	case match == matchDiag:
+		spec = InitSpec{Kind: matchDiag, text: match}
+	case match == InitMVN:
+		spec = InitSpec{Kind: InitMVN, Scale: 1, text: match}
+	case strings.HasPrefix(match, InitNormal+":"):
+		var err error
+		if spec, err = ParseInit(match); err != nil {
+			return nil, err
+		}
+	default:
+		return fail(fmt.Errorf("unknown --match %q (want diag, mvn or normal:STD)", match))
+	}
+	emb, err := noise.FindEmbeddings(in)
+	if err != nil {
+		return fail(err)
+	}
+	e := emb.Embedding
+	if !codec.CanDecode(e.DType) {
+		return fail(fmt.Errorf("tensor %q: weft cannot decode %v", e.Name, e.DType))
+	}
+	voc, err := loadVocab(in)
+	if err != nil {
+		return fail(err)
+	}
+	nTok := e.Shape[0]
+	if voc.kind != "" {
+		nTok = min(nTok, voc.real)
+	}
+	d := e.Shape[1]
+	g := &generator{spec: spec, src: e, key: opts.Name, seed: uint64(opts.Seed), std: spec.Std,
+		ref: noise.RangeSet(0, nTok), targets: noise.RangeSet(0, opts.Count)}
+	if err := g.prepare(); err != nil {
+		return fail(err)
+	}
+	info := weft.TensorInfo{Name: opts.Name, DType: weft.F32, Shape: []int64{opts.Count, d}}
+	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		row := make([]float64, d)
+		rb := info.RowBytes()
+		for r := r0; r < r1; r++ {
+			if err := g.row(r, row); err != nil {
+				return err
+			}
+			if err := codec.EncodeF64(weft.F32, row, dst[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	out := &weft.Checkpoint{Format: weft.Safetensors, Path: opts.Name, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
+	p := softParams{Count: opts.Count, Match: match, Tensor: opts.Name, Source: e.Name}
+	if err := ops.Record(out, "soft-token", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,541 @@
+package glitch
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// GGUF token types (llama.cpp's llama_token_type).
+const (
+	TokenNormal      = 1
+	TokenUnknown     = 2
+	TokenControl     = 3
+	TokenUserDefined = 4
+	TokenUnused      = 5
+	TokenByte        = 6
+)
+
+// GGUF tokenizer keys.
+const (
+	keyTokens    = "tokenizer.ggml.tokens"
+	keyScores    = "tokenizer.ggml.scores"
+	keyTokenType = "tokenizer.ggml.token_type"
+)
+
+// addedScore is the score llama.cpp's converters give user-defined and padding tokens.
+const addedScore = -1000
+
+// hfAdded is one entry of tokenizer.json's added_tokens, fields in the order the tokenizers
+// library writes them.
+type hfAdded struct {
+	ID         int64  `json:"id"`
+	Content    string `json:"content"`
+	SingleWord bool   `json:"single_word"`
+	Lstrip     bool   `json:"lstrip"`
+	Rstrip     bool   `json:"rstrip"`
+	Normalized bool   `json:"normalized"`
+	Special    bool   `json:"special"`
+}
+
+// vocab is a checkpoint's tokenizer as the token ops see it: Hugging Face tokenizer.json,
+// GGUF tokenizer.ggml.*, or none.
+type vocab struct {
+	kind string // "hf", "gguf" or ""
+	// size is the number of ids the tokenizer uses (one more than its largest id).
+	size int64
+	// real is the tokenizer's vocabulary without trailing padding tokens (GGUF "[PAD...]"
+	// tokens of type UNUSED, which converters add to fill the matrices); real == size for
+	// Hugging Face tokenizers, whose padding rows are not tokens.
+	real int64
+	// strings maps token text to id, for duplicate checks.
+	strings map[string]int64
+
+	// Hugging Face.
+	tok      *object
+	added    []hfAdded
+	addedRaw []json.RawMessage // the entries as written, kept byte for byte
+	modelID  map[int64]string
+
+	// GGUF.
+	tokens []string
+	scores []float32
+	types  []int32
+	hasSc  bool
+	hasTy  bool
+}
+
+// tokenString returns the text of token id, or "".
+func (v *vocab) tokenString(id int64) string {
+	switch v.kind {
+	case "gguf":
+		if id >= 0 && id < int64(len(v.tokens)) {
+			return v.tokens[id]
+		}
+	case "hf":
+		if s, ok := v.modelID[id]; ok {
+			return s
+		}
+		for _, a := range v.added {
+			if a.ID == id {
+				return a.Content
+			}
+		}
+	}
+	return ""
+}
+
+// loadVocab reads c's tokenizer.
+func loadVocab(c *weft.Checkpoint) (*vocab, error) {
+	if c.Format == weft.GGUF {
+		return loadGGUFVocab(c)
+	}
+	b, ok, err := noise.ReadSideFile(c, "tokenizer.json")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &vocab{strings: map[string]int64{}}, nil
+	}
+	return parseHFTokenizer(b)
+}
+
+func parseHFTokenizer(b []byte) (*vocab, error) {
+	v := &vocab{kind: "hf", strings: map[string]int64{}, modelID: map[int64]string{}}
+	var err error
+	if v.tok, err = parseObject(b, "tokenizer.json"); err != nil {
+		return nil, err
+	}
+	if raw, ok := v.tok.vals["added_tokens"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &v.added); err != nil {
+			return nil, fmt.Errorf("tokenizer.json: added_tokens: %v", err)
+		}
+		if err := json.Unmarshal(raw, &v.addedRaw); err != nil {
+			return nil, fmt.Errorf("tokenizer.json: added_tokens: %v", err)
+		}
+	}
+	maxID := int64(-1)
+	note := func(s string, id int64) error {
+		if id < 0 || id > noise.MaxTokenID {
+			return fmt.Errorf("tokenizer.json: token %q has id %d", s, id)
+		}
+		maxID = max(maxID, id)
+		v.strings[s] = id
+		return nil
+	}
+	if raw, ok := v.tok.vals["model"]; ok && string(raw) != "null" {
+		var m struct {
+			Vocab json.RawMessage `json:"vocab"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("tokenizer.json: model: %v", err)
+		}
+		t := strings.TrimLeft(string(m.Vocab), " \t\r\n")
+		switch {
+		case strings.HasPrefix(t, "{"): // BPE, WordPiece, WordLevel: token -> id
+			var mv map[string]int64
+			if err := json.Unmarshal(m.Vocab, &mv); err != nil {
+				return nil, fmt.Errorf("tokenizer.json: model.vocab: %v", err)
+			}
+			for s, id := range mv {
+				if err := note(s, id); err != nil {
+					return nil, err
+				}
+				v.modelID[id] = s
+			}
+		case strings.HasPrefix(t, "["): // Unigram: [[piece, score], ...], id = index
+			var uv [][2]any
+			if err := json.Unmarshal(m.Vocab, &uv); err != nil {
+				return nil, fmt.Errorf("tokenizer.json: model.vocab: %v", err)
+			}
+			for i, e := range uv {
+				s, _ := e[0].(string)
+				if err := note(s, int64(i)); err != nil {
+					return nil, err
+				}
+				v.modelID[int64(i)] = s
+			}
+		}
+	}
+	for _, a := range v.added {
+		if err := note(a.Content, a.ID); err != nil {
+			return nil, err
+		}
+	}
+	v.size = maxID + 1
+	v.real = v.size
+	return v, nil
+}
+
+func loadGGUFVocab(c *weft.Checkpoint) (*vocab, error) {
+	v := &vocab{kind: "gguf", strings: map[string]int64{}}
+	raw, ok := c.GetKV(keyTokens)
+	if !ok {
+		return &vocab{strings: map[string]int64{}}, nil
+	}
+	toks, ok := raw.([]string)
+	if !ok {
+		return nil, fmt.Errorf("%s is %T, want an array of strings", keyTokens, raw)
+	}
+	v.tokens = toks
+	n := len(toks)
+	if raw, ok := c.GetKV(keyScores); ok {
+		sc, ok := raw.([]float32)
+		if !ok || len(sc) != n {
+			return nil, fmt.Errorf("%s is %T of %d, want %d float32", keyScores, raw, arrayLen(raw), n)
+		}
+		v.scores, v.hasSc = sc, true
+	}
+	if raw, ok := c.GetKV(keyTokenType); ok {
+		ty, ok := raw.([]int32)
+		if !ok || len(ty) != n {
+			return nil, fmt.Errorf("%s is %T of %d, want %d int32", keyTokenType, raw, arrayLen(raw), n)
+		}
+		v.types, v.hasTy = ty, true
+	}
+	for i, s := range toks {
+		if _, dup := v.strings[s]; !dup {
+			v.strings[s] = int64(i)
+		}
+	}
+	v.size = int64(n)
+	v.real = v.size
+	if v.hasTy {
+		for v.real > 0 && v.types[v.real-1] == TokenUnused && strings.HasPrefix(v.tokens[v.real-1], "[PAD") {
+			v.real--
+		}
+	}
+	return v, nil
+}
+
+func arrayLen(v any) int {
+	switch a := v.(type) {
+	case []float32:
+		return len(a)
+	case []int32:
+		return len(a)
+	case []string:
+		return len(a)
+	}
+	return -1
+}
+
+// newToken is a token an op adds.
+type newToken struct {
+	id      int64
+	content string
+}
+
+// checkNames validates explicit token names: non-empty UTF-8, not already in the vocabulary,
+// not repeated.
+func (v *vocab) checkNames(names []string) error {
+	seen := map[string]bool{}
+	for _, s := range names {
+		if s == "" || !utf8.ValidString(s) {
+			return fmt.Errorf("token %q is empty or not valid UTF-8", s)
+		}
+		if id, ok := v.strings[s]; ok {
+			return fmt.Errorf("token %q already exists (id %d)", s, id)
+		}
+		if seen[s] {
+			return fmt.Errorf("token %q given twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// generateNames returns n names <|glitch_K|> that the vocabulary does not hold, K counting
+// up from 0.
+func (v *vocab) generateNames(n int) []string {
+	out := make([]string, 0, n)
+	for k := 0; len(out) < n; k++ {
+		s := "<|glitch_" + strconv.Itoa(k) + "|>"
+		if _, ok := v.strings[s]; !ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// editHF writes the new tokens into the Hugging Face side files of out: tokenizer.json
+// added_tokens (as the tokenizers library's add_tokens does: the model's own vocabulary is
+// not touched), tokenizer_config.json added_tokens_decoder, added_tokens.json when present,
+// and for special tokens additional_special_tokens in tokenizer_config.json and
+// special_tokens_map.json (created when absent).
+func (v *vocab) editHF(out *weft.Checkpoint, toks []newToken, special bool) error {
+	if v.kind == "hf" {
+		for _, t := range toks {
+			a := hfAdded{ID: t.id, Content: t.content, Normalized: !special, Special: special}
+			b, err := marshal(a)
+			if err != nil {
+				return err
+			}
+			v.added = append(v.added, a)
+			v.addedRaw = append(v.addedRaw, b)
+		}
+		if err := v.tok.setValue("added_tokens", v.addedRaw); err != nil {
+			return err
+		}
+		setSide(out, "tokenizer.json", v.tok.bytes())
+	}
+
+	var tc *object
+	if b, ok, err := noise.ReadSideFile(out, "tokenizer_config.json"); err != nil {
+		return err
+	} else if ok {
+		if tc, err = parseObject(b, "tokenizer_config.json"); err != nil {
+			return err
+		}
+		dec := newObject()
+		if raw, ok := tc.vals["added_tokens_decoder"]; ok {
+			if dec, err = parseObject(raw, "tokenizer_config.json: added_tokens_decoder"); err != nil {
+				return err
+			}
+		}
+		for _, t := range toks {
+			e := struct {
+				Content    string `json:"content"`
+				Lstrip     bool   `json:"lstrip"`
+				Normalized bool   `json:"normalized"`
+				Rstrip     bool   `json:"rstrip"`
+				SingleWord bool   `json:"single_word"`
+				Special    bool   `json:"special"`
+			}{Content: t.content, Normalized: !special, Special: special}
+			if err := dec.setValue(strconv.FormatInt(t.id, 10), e); err != nil {
+				return err
+			}
+		}
+		tc.set("added_tokens_decoder", dec.bytes())
+		if special {
+			if err := appendSpecial(tc, "additional_special_tokens", toks, false); err != nil {
+				return fmt.Errorf("tokenizer_config.json: %w", err)
+			}
+		}
+		setSide(out, "tokenizer_config.json", tc.bytes())
+	}
+
+	if b, ok, err := noise.ReadSideFile(out, "added_tokens.json"); err != nil {
+		return err
+	} else if ok {
+		at, err := parseObject(b, "added_tokens.json")
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if err := at.setValue(t.content, t.id); err != nil {
+				return err
+			}
+		}
+		setSide(out, "added_tokens.json", at.bytes())
+	}
+
+	if special && v.kind == "hf" {
+		sm := newObject()
+		if b, ok, err := noise.ReadSideFile(out, "special_tokens_map.json"); err != nil {
+			return err
+		} else if ok {
+			if sm, err = parseObject(b, "special_tokens_map.json"); err != nil {
+				return err
+			}
+		} else if tc != nil {
+			// A new map carries the named special tokens too, as save_pretrained writes it.
+			for _, k := range namedSpecials {
+				if raw, ok := tc.vals[k]; ok && string(raw) != "null" {
+					sm.set(k, raw)
+				}
+			}
+		}
+		if err := appendSpecial(sm, "additional_special_tokens", toks, true); err != nil {
+			return fmt.Errorf("special_tokens_map.json: %w", err)
+		}
+		setSide(out, "special_tokens_map.json", sm.bytes())
+	}
+	return nil
+}
+
+// namedSpecials are the special-token roles of transformers' tokenizers.
+var namedSpecials = []string{"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}
+
+// appendSpecial appends the tokens to the list under key (created when absent), as strings,
+// or as AddedToken objects when the list already holds objects (or, for
+// special_tokens_map.json, when asObjects is set).
+func appendSpecial(o *object, key string, toks []newToken, asObjects bool) error {
+	var list []json.RawMessage
+	if raw, ok := o.vals[key]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return fmt.Errorf("%s is not a list: %v", key, err)
+		}
+		if len(list) > 0 {
+			asObjects = strings.HasPrefix(strings.TrimSpace(string(list[0])), "{")
+		}
+	}
+	for _, t := range toks {
+		var v any = t.content
+		if asObjects {
+			v = struct {
+				Content    string `json:"content"`
+				Lstrip     bool   `json:"lstrip"`
+				Normalized bool   `json:"normalized"`
+				Rstrip     bool   `json:"rstrip"`
+				SingleWord bool   `json:"single_word"`
+			}{Content: t.content}
+		}
+		b, err := marshal(v)
+		if err != nil {
+			return err
+		}
+		list = append(list, b)
+	}
+	return o.setValue(key, list)
+}
+
+// setSide replaces (or adds) a side file's contents in out.
+func setSide(out *weft.Checkpoint, name string, data []byte) {
+	for i := range out.SideFiles {
+		if out.SideFiles[i].Name == name {
+			out.SideFiles[i].Data = data
+			return
+		}
+	}
+	out.SideFiles = append(out.SideFiles, weft.SideFile{Name: name, Data: data})
+}
+
+// setConfigVocab sets vocab_size in config.json (top level and nested language-model
+// configs, wherever it is present; at the top level when it is nowhere) to n.
+func setConfigVocab(out *weft.Checkpoint, n int64) error {
+	b, ok, err := noise.ReadSideFile(out, "config.json")
+	if err != nil || !ok {
+		return err
+	}
+	cfg, err := parseObject(b, "config.json")
+	if err != nil {
+		return err
+	}
+	num := json.RawMessage(strconv.FormatInt(n, 10))
+	found := false
+	for _, k := range arch.VocabKeys {
+		if cfg.has(k) {
+			cfg.set(k, num)
+			found = true
+		}
+	}
+	for _, nk := range arch.NestedConfigKeys {
+		raw, ok := cfg.vals[nk]
+		if !ok || !strings.HasPrefix(strings.TrimSpace(string(raw)), "{") {
+			continue
+		}
+		sub, err := parseObject(raw, "config.json: "+nk)
+		if err != nil {
+			return err
+		}
+		changed := false
+		for _, k := range arch.VocabKeys {
+			if sub.has(k) {
+				sub.set(k, num)
+				changed, found = true, true
+			}
+		}
+		if changed {
+			cfg.set(nk, sub.bytes())
+		}
+	}
+	if !found {
+		cfg.set("vocab_size", num)
+	}
+	setSide(out, "config.json", cfg.bytes())
+	return nil
+}
+
+// editGGUF writes the tokenizer arrays of out: the tokens at their ids (replacing reused
+// padding entries or appending), padding tokens "[PAD{id}]" of type UNUSED up to rows (as
+// llama.cpp's converters pad), and {arch}.vocab_size where present.
+func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, rows int64) error {
+	if v.kind != "gguf" {
+		return nil
+	}
+	typ := int32(TokenUserDefined)
+	if special {
+		typ = TokenControl
+	}
+	// scores and types are kept in step with tokens even when the file has none (then they
+	// are not written).
+	tokens := append([]string(nil), v.tokens...)
+	scores := make([]float32, len(tokens))
+	copy(scores, v.scores)
+	types := make([]int32, len(tokens))
+	copy(types, v.types)
+	put := func(id int64, s string, ty int32) {
+		for int64(len(tokens)) <= id {
+			tokens = append(tokens, "")
+			scores = append(scores, addedScore)
+			types = append(types, TokenUnused)
+		}
+		tokens[id], scores[id], types[id] = s, addedScore, ty
+	}
+	sort.Slice(toks, func(i, j int) bool { return toks[i].id < toks[j].id })
+	for _, t := range toks {
+		put(t.id, t.content, typ)
+	}
+	for id := int64(len(tokens)); id < rows; id++ {
+		put(id, "[PAD"+strconv.FormatInt(id, 10)+"]", TokenUnused)
+	}
+	for i, s := range tokens {
+		if s == "" {
+			return fmt.Errorf("internal error: GGUF token %d left empty", i)
+		}
+	}
+	out.SetKV(keyTokens, tokens)
+	if v.hasSc {
+		out.SetKV(keyScores, scores)
+	}
+	if v.hasTy {
+		out.SetKV(keyTokenType, types)
+	}
+	if a, ok := out.GetKV("general.architecture"); ok {
+		if name, ok := a.(string); ok {
+			key := arch.GGUFKey(arch.GGUFVocabSize, name)
+			if old, ok := out.GetKV(key); ok {
+				nv, err := sameIntType(old, int64(len(tokens)))
+				if err != nil {
+					return fmt.Errorf("%s: %w", key, err)
+				}
+				out.SetKV(key, nv)
+			}
+		}
+	}
+	return nil
+}
+
+// sameIntType returns n in the Go integer type of old (GGUF keeps value types).
+func sameIntType(old any, n int64) (any, error) {
+	fits := func(lo, hi int64) error {
+		if n < lo || n > hi {
+			return fmt.Errorf("%d does not fit in %T", n, old)
+		}
+		return nil
+	}
+	switch old.(type) {
+	case uint32:
+		return uint32(n), fits(0, math.MaxUint32)
+	case int32:
+		return int32(n), fits(math.MinInt32, math.MaxInt32)
+	case uint64:
+		return uint64(n), fits(0, math.MaxInt64)
+	case int64:
+		return n, nil
+	case uint16:
+		return uint16(n), fits(0, math.MaxUint16)
+	case int16:
+		return int16(n), fits(math.MinInt16, math.MaxInt16)
+	}
+	return nil, fmt.Errorf("is %T, not an integer", old)
+}

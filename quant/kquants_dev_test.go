@@ -1,0 +1,57 @@
+package quant
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"github.com/weft-ml/weft"
+)
+
+func kThreadCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func TestKDevCPU(t *testing.T) {
+	types := os.Getenv("KDEV")
+	if types == "" {
+		t.Skip("KDEV not set")
+	}
+	runtime.LockOSThread()
+	x := kBenchData()
+	for _, typ := range kTypes {
+		if types != "all" && types != typ.String() {
+			continue
+		}
+		bb := int(typ.BlockBytes())
+		q := make([]byte, len(x)/kQK*bb)
+		y := make([]float32, len(x))
+		for i := range y {
+			y[i] = 1
+		}
+		for i := range q {
+			q[i] = 1
+		}
+		bq, bd := 1e9, 1e9
+		for r := 0; r < 3; r++ {
+			t0 := kThreadCPU()
+			for i := 0; i < len(x); i += kBenchRow {
+				Quantize(typ, x[i:i+kBenchRow], q[i/kQK*bb:(i+kBenchRow)/kQK*bb])
+			}
+			bq = min(bq, kThreadCPU()-t0)
+		}
+		for r := 0; r < 10; r++ {
+			t0 := kThreadCPU()
+			for i := 0; i < len(x); i += kBenchRow {
+				Dequantize(typ, q[i/kQK*bb:(i+kBenchRow)/kQK*bb], y[i:i+kBenchRow])
+			}
+			bd = min(bd, kThreadCPU()-t0)
+		}
+		fmt.Printf("GO %v quantize %.1f Melem/s dequantize %.1f Melem/s (cpu time)\n", typ, float64(len(x))/bq/1e6, float64(len(x))/bd/1e6)
+	}
+	_ = weft.Q4_K
+}
