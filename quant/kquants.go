@@ -15,6 +15,7 @@ package quant
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 
 	"github.com/weft-ml/weft"
 )
@@ -433,6 +434,7 @@ func kDequantQ2K(src []byte, dst []float32) {
 // kDeq2 decodes 16 bytes of 2-bit quants: bits 2k..2k+1 of q[l] give out[32*k+l] through
 // table tk.
 func kDeq2(q *[16]byte, t0, t1, t2, t3 *[4]float32, out *[112]float32) {
+	_, _, _, _, _, _ = q[0], t0[0], t1[0], t2[0], t3[0], out[0] // nil checks once
 	for l := 0; l < 16; l++ {
 		v := q[l]
 		out[l] = t0[v&3]
@@ -562,6 +564,8 @@ func kDequantQ3K(src []byte, dst []float32) {
 // kDeq3 decodes 16 elements of each of 4 Q3_K sub-blocks: out[32*k+l] from bits 2k..2k+1
 // of q[l] and bit hb+k of hm[l], through table tk.
 func kDeq3(q, hm *[16]byte, hb uint, t0, t1, t2, t3 *[8]float32, out *[112]float32) {
+	_, _, _, _, _, _, _ = q[0], hm[0], t0[0], t1[0], t2[0], t3[0], out[0] // nil checks once
+	hb &= 7
 	for l := 0; l < 16; l++ {
 		v := uint(q[l])
 		h := uint(hm[l]) >> hb
@@ -683,7 +687,7 @@ func kQuantQ5K(src []float32, dst []byte) {
 }
 
 func kDequantQ4K(src []byte, dst []float32) {
-	var t1, t2 [16]float32
+	var t1, t2 [16]uint32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -695,31 +699,26 @@ func kDequantQ4K(src []byte, dst []float32) {
 			s, m = kScaleMinK4(2*j+1, sc)
 			d2, m2 := d*float32(s), mn*float32(m)
 			for v := range t1 {
-				t1[v] = float32(d1*float32(v)) - m1
-				t2[v] = float32(d2*float32(v)) - m2
+				t1[v] = math.Float32bits(float32(d1*float32(v)) - m1)
+				t2[v] = math.Float32bits(float32(d2*float32(v)) - m2)
 			}
-			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[64]float32)(y[64*j:]))
+			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[32]uint64)(unsafe.Pointer(&y[64*j])))
 		}
 	}
 }
 
-// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4].
-func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
-	for l := 0; l < 32; l += 4 {
-		v0, v1, v2, v3 := q[l], q[l+1], q[l+2], q[l+3]
-		out[l] = lo[v0&0xF]
-		out[l+1] = lo[v1&0xF]
-		out[l+2] = lo[v2&0xF]
-		out[l+3] = lo[v3&0xF]
-		out[l+32] = hi[v0>>4]
-		out[l+33] = hi[v1>>4]
-		out[l+34] = hi[v2>>4]
-		out[l+35] = hi[v3>>4]
+// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4], viewing out as
+// pairs of float32 bit patterns.
+func kDeqNibbles(q *[32]byte, lo, hi *[16]uint32, out *[32]uint64) {
+	_, _, _, _ = q[0], lo[0], hi[0], out[0] // nil checks once, not per iteration
+	for l := 0; l < 32; l += 2 {
+		v0, v1 := q[l], q[l+1]
+		out[l/2] = uint64(lo[v0&0xF]) | uint64(lo[v1&0xF])<<32
+		out[16+l/2] = uint64(hi[v0>>4]) | uint64(hi[v1>>4])<<32
 	}
 }
 
 func kDequantQ5K(src []byte, dst []float32) {
-	var t1, t2 [32]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -730,23 +729,26 @@ func kDequantQ5K(src []byte, dst []float32) {
 			d1, m1 := d*float32(s), mn*float32(m)
 			s, m = kScaleMinK4(2*j+1, sc)
 			d2, m2 := d*float32(s), mn*float32(m)
-			for v := range t1 {
-				t1[v] = float32(d1*float32(v)) - m1
-				t2[v] = float32(d2*float32(v)) - m2
-			}
-			kDeqNibbles5((*[32]byte)(x[48+32*j:]), (*[32]byte)(x[16:]), uint(2*j), &t1, &t2, (*[64]float32)(y[64*j:]))
+			kDeqNibbles5((*[32]byte)(x[48+32*j:]), (*[32]byte)(x[16:]), uint(2*j), d1, m1, d2, m2, (*[64]float32)(y[64*j:]))
 		}
 	}
 }
 
-// kDeqNibbles5 writes out[l] = lo[q[l]&15 | bit sh of qh[l] << 4] and
-// out[32+l] = hi[q[l]>>4 | bit sh+1 of qh[l] << 4].
-func kDeqNibbles5(q, qh *[32]byte, sh uint, lo, hi *[32]float32, out *[64]float32) {
+// kSmallInts holds float32(i) for i in [0, 32): a load instead of an int conversion.
+var kSmallInts = [32]float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31}
+
+// kDeqNibbles5 decodes two Q5_K sub-blocks as dequantize_row_q5_K does: out[l] =
+// d1*v - m1 with v = q[l]&15 | bit sh of qh[l] << 4, and out[32+l] = d2*v - m2 with
+// v = q[l]>>4 | bit sh+1 of qh[l] << 4.
+func kDeqNibbles5(q, qh *[32]byte, sh uint, d1, m1, d2, m2 float32, out *[64]float32) {
+	_, _, _ = q[0], qh[0], out[0] // nil checks once, not per iteration
+	sh &= 7
+	f := &kSmallInts
 	for l := 0; l < 32; l++ {
 		v := uint(q[l])
 		h := uint(qh[l]) >> sh
-		out[l] = lo[v&0xF|(h&1)<<4]
-		out[l+32] = hi[v>>4|(h&2)<<3]
+		out[l] = float32(d1*f[v&0xF|(h&1)<<4]) - m1
+		out[l+32] = float32(d2*f[v>>4|(h&2)<<3]) - m2
 	}
 }
 

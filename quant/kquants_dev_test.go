@@ -55,3 +55,26 @@ func TestKDevCPU(t *testing.T) {
 	}
 	_ = weft.Q4_K
 }
+
+func TestKDevSmall(t *testing.T) {
+	if os.Getenv("KDEV") == "" {
+		t.Skip()
+	}
+	runtime.LockOSThread()
+	x := kGaussian(kBenchRow*4, 1, 1)
+	for _, typ := range kTypes {
+		bb := int(typ.BlockBytes())
+		q := make([]byte, len(x)/kQK*bb)
+		Quantize(typ, x, q)
+		y := make([]float32, len(x))
+		best := 1e9
+		for r := 0; r < 3; r++ {
+			t0 := kThreadCPU()
+			for k := 0; k < 3000; k++ {
+				Dequantize(typ, q, y)
+			}
+			best = min(best, kThreadCPU()-t0)
+		}
+		fmt.Printf("GO small %v dequantize %.1f Melem/s\n", typ, float64(len(x))*3000/best/1e6)
+	}
+}

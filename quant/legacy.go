@@ -53,6 +53,58 @@ func legacyPutF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, toF16(
 
 func legacyF16(b []byte) float32 { return f16(binary.LittleEndian.Uint16(b)) }
 
+// legacyNaNBit is set in the OR of u + legacyNaNAdd over magnitudes u (float bits without
+// the sign) exactly when one of them is a NaN (u > 0x7f800000).
+const (
+	legacyNaNAdd = 0x007fffff
+	legacyNaNBit = 0x80000000
+)
+
+// legacyAbsMaxBits returns the bits of max |x_j| (as an integer maximum over the
+// magnitude bits, which orders non-NaN floats like their values) and whether x holds a
+// NaN, in which case the result is meaningless and the caller falls back to ggml's
+// literal loop.
+func legacyAbsMaxBits(x *[32]float32) (amax uint32, nan bool) {
+	var m0, m1, m2, m3, or uint32
+	for j := 0; j < 32; j += 4 {
+		u0 := math.Float32bits(x[j]) &^ (1 << 31)
+		u1 := math.Float32bits(x[j+1]) &^ (1 << 31)
+		u2 := math.Float32bits(x[j+2]) &^ (1 << 31)
+		u3 := math.Float32bits(x[j+3]) &^ (1 << 31)
+		or |= (u0 + legacyNaNAdd) | (u1 + legacyNaNAdd) | (u2 + legacyNaNAdd) | (u3 + legacyNaNAdd)
+		m0 = max(m0, u0)
+		m1 = max(m1, u1)
+		m2 = max(m2, u2)
+		m3 = max(m3, u3)
+	}
+	return max(max(m0, m1), max(m2, m3)), or&legacyNaNBit != 0
+}
+
+// legacySignedAbsMax is ggml's search `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`
+// over x from amax = max = 0: it returns the first element of largest magnitude (0 if
+// all are zero or NaN).
+func legacySignedAbsMax(x *[32]float32) float32 {
+	amax, nan := legacyAbsMaxBits(x)
+	if nan {
+		var am, mx float32
+		for _, v := range x {
+			if a := legacyAbs(v); am < a {
+				am, mx = a, v
+			}
+		}
+		return mx
+	}
+	if amax == 0 {
+		return 0
+	}
+	for _, v := range x {
+		if math.Float32bits(v)&^(1<<31) == amax {
+			return v
+		}
+	}
+	return 0 // not reached
+}
+
 // Lookup tables for nibble decoding: entry b holds the values of the low and the high
 // nibble of byte b.
 var (
@@ -77,13 +129,7 @@ func quantQ4_0(src []float32, dst []byte) {
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
 		y := (*[18]byte)(dst[i*18:])
-		var amax, max float32
-		for _, v := range x {
-			if a := legacyAbs(v); amax < a {
-				amax, max = a, v
-			}
-		}
-		d := max / -8
+		d := legacySignedAbsMax(x) / -8
 		var id float32
 		if d != 0 {
 			id = 1 / d
@@ -120,19 +166,45 @@ func dequantQ4_0(src []byte, dst []float32) {
 
 // ---- Q4_1 ----
 
-// legacyMinMax returns the minimum and maximum of x, starting from FLT_MAX and -FLT_MAX
-// as ggml does.
+// legacyMinMax returns the minimum and maximum of x as ggml's loop `if (v < min) min = v;
+// if (v > max) max = v;` from FLT_MAX and -FLT_MAX finds them: the first element of
+// least (greatest) value, so that of -0 and +0 the first one seen wins.
 func legacyMinMax(x *[32]float32) (lo, hi float32) {
-	lo, hi = math.MaxFloat32, -math.MaxFloat32
-	for _, v := range x {
-		if v < lo {
-			lo = v
+	// Order the floats as integers: the key of a negative float flips its magnitude bits,
+	// and -0 gets the key of +0 so that they tie as in a float comparison.
+	key := func(v float32) int32 {
+		b := int32(math.Float32bits(v))
+		k := b ^ (b >> 31 & 0x7fffffff)
+		if k == -1 {
+			k = 0
 		}
-		if v > hi {
-			hi = v
-		}
+		return k
 	}
-	return lo, hi
+	var or uint32
+	lo0, lo1 := int32(math.MaxInt32), int32(math.MaxInt32)
+	hi0, hi1 := int32(math.MinInt32), int32(math.MinInt32)
+	for j := 0; j < 32; j += 2 {
+		or |= (math.Float32bits(x[j])&^(1<<31) + legacyNaNAdd) | (math.Float32bits(x[j+1])&^(1<<31) + legacyNaNAdd)
+		k0, k1 := key(x[j]), key(x[j+1])
+		lo0, hi0 = min(lo0, k0), max(hi0, k0)
+		lo1, hi1 = min(lo1, k1), max(hi1, k1)
+	}
+	klo, khi := min(lo0, lo1), max(hi0, hi1)
+	if or&legacyNaNBit != 0 || klo == 0 || khi == 0 {
+		// NaNs, or a zero extreme whose sign depends on which zero came first: ggml's loop.
+		lo, hi = math.MaxFloat32, -math.MaxFloat32
+		for _, v := range x {
+			if v < lo {
+				lo = v
+			}
+			if v > hi {
+				hi = v
+			}
+		}
+		return lo, hi
+	}
+	unkey := func(k int32) float32 { return math.Float32frombits(uint32(k ^ (k >> 31 & 0x7fffffff))) }
+	return unkey(klo), unkey(khi)
 }
 
 func quantQ4_1(src []float32, dst []byte) {
@@ -191,13 +263,7 @@ func quantQ5_0(src []float32, dst []byte) {
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
 		y := (*[22]byte)(dst[i*22:])
-		var amax, max float32
-		for _, v := range x {
-			if a := legacyAbs(v); amax < a {
-				amax, max = a, v
-			}
-		}
-		d := max / -16
+		d := legacySignedAbsMax(x) / -16
 		var id float32
 		if d != 0 {
 			id = 1 / d
@@ -281,13 +347,17 @@ func dequantQ5_1(src []byte, dst []float32) {
 // legacyAbsMax32 returns MAX(amax, fabsf(v)) folded over x from 0, with ggml's
 // MAX(a, b) = a > b ? a : b (so a NaN is kept only while no later value replaces it).
 func legacyAbsMax32(x *[32]float32) float32 {
-	var amax float32
+	amax, nan := legacyAbsMaxBits(x)
+	if !nan {
+		return math.Float32frombits(amax)
+	}
+	var am float32
 	for _, v := range x {
-		if a := legacyAbs(v); !(amax > a) {
-			amax = a
+		if a := legacyAbs(v); !(am > a) {
+			am = a
 		}
 	}
-	return amax
+	return am
 }
 
 func quantQ8_0(src []float32, dst []byte) {

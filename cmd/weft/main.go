@@ -68,8 +68,9 @@ func main() {
 		os.Exit(130)
 	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, isTerminal(os.Stderr))
+	interrupted := ctx.Err() != nil // before stop(), which cancels ctx too
 	stop()
-	if ctx.Err() != nil && code != 0 {
+	if interrupted && code != 0 {
 		ckpt.RemoveTemps()
 		code = 130
 	}

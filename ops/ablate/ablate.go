@@ -431,8 +431,9 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		plan.Sequence = []int{}
 	}
 
-	// Output order: tensors outside the layers keep their places; output layer j takes
-	// the place of input layer j, layers beyond the input's count follow the last one.
+	// Output order: the input's when the layers stay as they are; otherwise tensors outside
+	// the layers keep their places, output layer j takes the place of input layer j, and
+	// layers beyond the input's count follow the last one.
 	byLayer := make([][]int, n)
 	for i, l := range m.layerOf {
 		if l >= 0 {
@@ -459,6 +460,16 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	seenLayer := make([]bool, n)
 	for i, t := range in.Tensors {
 		l := m.layerOf[i]
+		if l >= 0 && identity {
+			// Same layers: every tensor keeps its place.
+			ot, tp, err := b.layerTensor(t, l, l)
+			if err != nil {
+				return nil, err
+			}
+			tensors = append(tensors, ot)
+			plan.Tensors = append(plan.Tensors, tp)
+			continue
+		}
 		if l < 0 {
 			ot, tp, err := b.otherTensor(t, embDir)
 			if err != nil {
@@ -486,8 +497,10 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 	}
 	for j := range seq {
-		if err := emit(j); err != nil {
-			return nil, err
+		if !identity {
+			if err := emit(j); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for i, t := range in.Tensors {
@@ -663,7 +676,7 @@ func sameShape(a, b []int64) bool {
 
 // recordParams is the provenance record of the options.
 func recordParams(o Options, n int) map[string]any {
-	p := map[string]any{"layers": n}
+	p := map[string]any{"n_layers": n}
 	if len(o.Drop) > 0 {
 		p["drop"] = FormatSpec(o.Drop)
 	}

@@ -3,6 +3,7 @@ package ablate
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -206,12 +207,14 @@ func (b *builder) finish(rc *recipe, from string, l, j int) (*weft.Tensor, Tenso
 }
 
 func (b *builder) note(rc *recipe) {
-	k := rc.out.DType.String()
+	dt := rc.out.DType.String()
+	headsOnly := rc.headAxis != headsNone && rc.scale == 1 && rc.noise == 0 && rc.dir == nil && rc.src.DType == rc.out.DType
+	k := dt + " " + strconv.FormatBool(headsOnly)
 	if b.requant[k] == 0 {
-		if rc.headAxis != headsNone && rc.scale == 1 && rc.noise == 0 && rc.dir == nil {
-			b.notes = append(b.notes, fmt.Sprintf("zeroing heads of %s tensors decodes the %d-element blocks that hold them, zeroes the heads and quantizes the blocks again: their other elements change by requantization; other blocks are copied", k, rc.out.DType.BlockSize()))
+		if headsOnly {
+			b.notes = append(b.notes, fmt.Sprintf("zeroing heads of %s tensors decodes the %d-element blocks that hold them, zeroes the heads and quantizes those blocks again: their other elements change by requantization; other blocks are copied", dt, rc.out.DType.BlockSize()))
 		} else {
-			b.notes = append(b.notes, fmt.Sprintf("edited %s tensors are dequantized, edited in float64 and quantized again with weft's reference quantizer", k))
+			b.notes = append(b.notes, fmt.Sprintf("edited %s tensors are dequantized, edited in float64 and quantized again with weft's reference quantizer", dt))
 		}
 	}
 	b.requant[k]++

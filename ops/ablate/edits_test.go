@@ -28,6 +28,11 @@ func untouched(t *testing.T, in, out *weft.Checkpoint, changed map[string]bool) 
 	if len(out.Tensors) != len(in.Tensors) {
 		t.Fatalf("%d tensors out, %d in", len(out.Tensors), len(in.Tensors))
 	}
+	for i, x := range in.Tensors {
+		if out.Tensors[i].Name != x.Name {
+			t.Fatalf("tensor %d is %s, was %s: the order changed", i, out.Tensors[i].Name, x.Name)
+		}
+	}
 }
 
 func hfNames(l int) (attn, mlp string) {
@@ -204,6 +209,51 @@ func TestBiases(t *testing.T) {
 	}
 	if res.Out.Tensor("gpt_neox.layers.0.attention.dense.bias") != in.Tensor("gpt_neox.layers.0.attention.dense.bias") {
 		t.Fatal("the bias of the output projection belongs to no head and must stay")
+	}
+}
+
+// TestHeadsConv1D zeroes heads in GPT-2's Conv1D layout, where c_proj.weight is stored
+// [in, out]: a head is a block of rows.
+func TestHeadsConv1D(t *testing.T) {
+	var ts []*weft.Tensor
+	add := func(name string, shape []int64, seed uint64) {
+		n := shape[0]
+		if len(shape) > 1 {
+			n *= shape[1]
+		}
+		ts = append(ts, memTensor(name, weft.F32, shape, encode(t, weft.F32, randVec(int(n), seed))))
+	}
+	add("transformer.wte.weight", []int64{10, 8}, 1)
+	add("transformer.h.0.attn.c_proj.weight", []int64{8, 8}, 2)
+	add("transformer.h.0.attn.c_proj.bias", []int64{8}, 3)
+	add("transformer.h.0.mlp.c_proj.weight", []int64{32, 8}, 4)
+	cfg := `{"model_type": "gpt2", "n_embd": 8, "n_head": 4, "n_layer": 1}`
+	in := &weft.Checkpoint{Format: weft.Torch, Path: "gpt2", Tensors: ts, SideFiles: []weft.SideFile{{Name: "config.json", Data: []byte(cfg)}}}
+	res := mustAblate(t, in, Options{Heads: []HeadSel{{0, []int{1, 3}}}})
+	name := "transformer.h.0.attn.c_proj.weight"
+	v, v0 := decode(t, res.Out.Tensor(name)), decode(t, in.Tensor(name))
+	for i := range v {
+		want := v0[i]
+		if row := i / 8; row/2 == 1 || row/2 == 3 {
+			want = 0
+		}
+		if v[i] != want {
+			t.Fatalf("element %d (row %d) = %v, want %v", i, i/8, v[i], want)
+		}
+	}
+	if d := res.Plan.Describe(name); !strings.Contains(d, "zero heads 1,3 (rows 2-3,6-7)") {
+		t.Fatalf("plan: %q", d)
+	}
+	// Square matrices only: the model type decides.
+	in.Tensors = ts[:3]
+	res = mustAblate(t, in, Options{Heads: []HeadSel{{0, []int{0}}}})
+	if d := res.Plan.Describe(name); !strings.Contains(d, "(rows 0-1)") {
+		t.Fatalf("plan: %q", d)
+	}
+	in.SideFiles[0].Data = []byte(`{"model_type": "gpt_bigcode", "n_embd": 8, "n_head": 4, "n_layer": 1}`)
+	res = mustAblate(t, in, Options{Heads: []HeadSel{{0, []int{0}}}})
+	if d := res.Plan.Describe(name); !strings.Contains(d, "(columns 0-1)") {
+		t.Fatalf("plan: %q", d)
 	}
 }
 

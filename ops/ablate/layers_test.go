@@ -179,7 +179,7 @@ func TestPerLayerKVs(t *testing.T) {
 		"llama.attention.sliding_window_pattern": []bool{true, false, true},
 		"llama.feed_forward_length":              []uint32{513, 514, 515},
 		"llama.rope.dimension_sections":          []int32{1, 2, 3, 4}, // not per layer
-		"llama.leading_dense_block_count":        uint32(1),            // input layer 1 is the only dense one left
+		"llama.leading_dense_block_count":        uint32(1),           // input layer 1 is the only dense one left
 		"llama.nextn_predict_layers":             uint32(1),
 		"tokenizer.ggml.test_array":              []int32{9, 9, 9, 9}, // not under llama.
 		"llama.attention.head_count":             uint32(4),

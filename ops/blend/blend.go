@@ -14,6 +14,7 @@ package blend
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -236,6 +237,28 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 			return nil, fmt.Errorf("blend: --weights is for task arithmetic (linear), not slerp")
 		}
 	}
+	finite := func(what string, v ...float64) error {
+		for _, x := range v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("blend: %s must be finite, got %v", what, x)
+			}
+		}
+		return nil
+	}
+	if err := finite("alpha", opts.Alpha); err != nil {
+		return nil, err
+	}
+	if err := finite("--alpha-schedule", opts.Schedule...); err != nil {
+		return nil, err
+	}
+	if err := finite("--weights", weights...); err != nil {
+		return nil, err
+	}
+	for _, r := range opts.AlphaFor {
+		if err := finite("--alpha-for "+r.Pattern, r.Alpha); err != nil {
+			return nil, err
+		}
+	}
 	switch opts.Missing {
 	case MissingError, MissingBase:
 	default:
@@ -280,104 +303,19 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		}
 	}
 
-	alphaRules := make([]*Pattern, len(opts.AlphaFor))
-	alphaUsed := make([]bool, len(opts.AlphaFor))
-	for i, r := range opts.AlphaFor {
-		p, err := CompilePattern(r.Pattern)
-		if err != nil {
-			return nil, err
-		}
-		alphaRules[i] = p
+	rs, err := newResolver(opts, base)
+	if err != nil {
+		return nil, err
 	}
-	typeRules := make([]*Pattern, len(opts.TypeFor))
-	typeUsed := make([]bool, len(opts.TypeFor))
-	for i, r := range opts.TypeFor {
-		p, err := CompilePattern(r.Pattern)
-		if err != nil {
-			return nil, err
-		}
-		if !r.DType.Valid() {
-			return nil, fmt.Errorf("blend: --type-for %q: invalid type", r.Pattern)
-		}
-		typeRules[i] = p
-	}
-
-	baseNames := make([]string, len(base.Tensors))
-	for i, t := range base.Tensors {
-		baseNames[i] = t.Name
-	}
-	nLayers := arch.NumLayers(baseNames)
 
 	// Tensor sets and shapes.
 	idx := make([]map[string]*weft.Tensor, len(all))
 	for k, c := range all {
 		idx[k] = c.Index()
 	}
-	var onlyBase []string
-	onlyTuned := make([][]string, len(all))
-	var shapeBad []string
-	var vocabBad []string
-	for _, t := range base.Tensors {
-		var miss []string
-		for k := 1; k < len(all); k++ {
-			u := idx[k][t.Name]
-			if u == nil {
-				miss = append(miss, inputName(k, len(tuned)))
-				continue
-			}
-			if !sameShape(t.Shape, u.Shape) {
-				if vocabRole(t.Name) && sameTrailing(t.Shape, u.Shape) {
-					if opts.Vocab == VocabError {
-						vocabBad = append(vocabBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, len(tuned)), u.Shape, inputName(k, len(tuned))))
-					}
-				} else {
-					shapeBad = append(shapeBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, len(tuned)), u.Shape, inputName(k, len(tuned))))
-				}
-			}
-		}
-		if len(miss) > 0 {
-			if len(tuned) == 1 {
-				onlyBase = append(onlyBase, t.Name)
-			} else {
-				onlyBase = append(onlyBase, t.Name+" (missing in "+strings.Join(miss, ", ")+")")
-			}
-		}
-	}
-	for k := 1; k < len(all); k++ {
-		for _, t := range all[k].Tensors {
-			if idx[0][t.Name] == nil {
-				onlyTuned[k] = append(onlyTuned[k], t.Name)
-			}
-		}
-	}
-	var problems []string
-	if opts.Missing == MissingError {
-		if len(onlyBase) > 0 {
-			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
-		}
-		for k := 1; k < len(all); k++ {
-			if len(onlyTuned[k]) > 0 {
-				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, len(tuned)), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
-			}
-		}
-	}
-	if len(shapeBad) > 0 {
-		problems = append(problems, fmt.Sprintf("%d tensors differ in shape: %s", len(shapeBad), listNames(shapeBad)))
-	}
-	if len(vocabBad) > 0 {
-		problems = append(problems, fmt.Sprintf("%d embedding/head tensors differ in vocabulary size: %s", len(vocabBad), listNames(vocabBad)))
-	}
-	if len(problems) > 0 {
-		hint := ""
-		switch {
-		case len(vocabBad) > 0 && opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
-			hint = " (--missing base keeps the base's tensor set; --vocab base|tuned|union handles vocabulary sizes)"
-		case len(vocabBad) > 0:
-			hint = " (--vocab base|tuned|union handles vocabulary sizes)"
-		case opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
-			hint = " (--missing base keeps the base's tensor set)"
-		}
-		return nil, fmt.Errorf("blend: inputs do not match: %s%s", strings.Join(problems, "; "), hint)
+	onlyBase, onlyTuned, err := checkInputs(all, idx, opts)
+	if err != nil {
+		return nil, err
 	}
 
 	res := &Result{Out: ops.Derive(base)}
@@ -396,46 +334,12 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
 	var vocabRows int64 = -1
 	for _, b := range base.Tensors {
-		// Coefficients.
-		alpha := opts.Alpha
-		matched := false
-		for i, p := range alphaRules {
-			if p.Match(b.Name) {
-				alpha = opts.AlphaFor[i].Alpha
-				alphaUsed[i] = true
-				matched = true
-				break
-			}
-		}
-		if !matched && len(opts.Schedule) > 0 {
-			if l, _, ok := arch.Layer(b.Name); ok {
-				alpha = ScheduleAt(opts.Schedule, l, nLayers)
-			}
-		}
+		alpha := rs.alpha(b.Name)
 		coeffs := make([]float64, len(tuned))
 		for i, w := range weights {
 			coeffs[i] = alpha * w
 		}
-
-		// Output type.
-		outDT := b.DType
-		typed := false
-		for i, p := range typeRules {
-			if p.Match(b.Name) {
-				outDT = opts.TypeFor[i].DType
-				typeUsed[i] = true
-				typed = true
-				break
-			}
-		}
-		if !typed {
-			switch {
-			case opts.OutType.Valid() && len(b.Shape) >= 2 && (b.DType.Float() || b.DType.Quantized()):
-				outDT = opts.OutType
-			case b.DType.Float() && opts.DType.Valid():
-				outDT = opts.DType
-			}
-		}
+		outDT := rs.outType(b)
 
 		step := Step{Name: b.Name, Alpha: alpha, Coeffs: coeffs, DType: outDT.String()}
 
@@ -571,19 +475,8 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		res.add(t, b, step)
 	}
 
-	var unused []string
-	for i, u := range alphaUsed {
-		if !u {
-			unused = append(unused, fmt.Sprintf("--alpha-for %q", opts.AlphaFor[i].Pattern))
-		}
-	}
-	for i, u := range typeUsed {
-		if !u {
-			unused = append(unused, fmt.Sprintf("--type-for %q", opts.TypeFor[i].Pattern))
-		}
-	}
-	if len(unused) > 0 {
-		return nil, fmt.Errorf("blend: %s matches no tensor of the base (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), groupList())
+	if err := rs.checkUsed(); err != nil {
+		return nil, err
 	}
 
 	if vocabSrc > 0 {
@@ -616,8 +509,85 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	return res, nil
 }
 
+// checkInputs compares the tensor sets and shapes of the inputs (all[0] the base) and
+// returns the tensors only the base has and, per tuned input, the tensors only it has. It
+// fails, listing every problem, on shape mismatches, on vocabulary mismatches without a
+// --vocab policy and on different tensor sets without --missing base.
+func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Options) (onlyBase []string, onlyTuned [][]string, err error) {
+	base, ntuned := all[0], len(all)-1
+	onlyTuned = make([][]string, len(all))
+	var shapeBad []string
+	var vocabBad []string
+	for _, t := range base.Tensors {
+		var miss []string
+		for k := 1; k < len(all); k++ {
+			u := idx[k][t.Name]
+			if u == nil {
+				miss = append(miss, inputName(k, ntuned))
+				continue
+			}
+			if !sameShape(t.Shape, u.Shape) {
+				if vocabRole(t.Name) && sameTrailing(t.Shape, u.Shape) {
+					if opts.Vocab == VocabError {
+						vocabBad = append(vocabBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, ntuned), u.Shape, inputName(k, ntuned)))
+					}
+				} else {
+					shapeBad = append(shapeBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, ntuned), u.Shape, inputName(k, ntuned)))
+				}
+			}
+		}
+		if len(miss) > 0 {
+			if ntuned == 1 {
+				onlyBase = append(onlyBase, t.Name)
+			} else {
+				onlyBase = append(onlyBase, t.Name+" (missing in "+strings.Join(miss, ", ")+")")
+			}
+		}
+	}
+	for k := 1; k < len(all); k++ {
+		for _, t := range all[k].Tensors {
+			if idx[0][t.Name] == nil {
+				onlyTuned[k] = append(onlyTuned[k], t.Name)
+			}
+		}
+	}
+	var problems []string
+	if opts.Missing == MissingError {
+		if len(onlyBase) > 0 {
+			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
+		}
+		for k := 1; k < len(all); k++ {
+			if len(onlyTuned[k]) > 0 {
+				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
+			}
+		}
+	}
+	if len(shapeBad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d tensors differ in shape: %s", len(shapeBad), listNames(shapeBad)))
+	}
+	if len(vocabBad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d embedding/head tensors differ in vocabulary size: %s", len(vocabBad), listNames(vocabBad)))
+	}
+	if len(problems) > 0 {
+		hint := ""
+		switch {
+		case len(vocabBad) > 0 && opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
+			hint = " (--missing base keeps the base's tensor set; --vocab base|tuned|union handles vocabulary sizes)"
+		case len(vocabBad) > 0:
+			hint = " (--vocab base|tuned|union handles vocabulary sizes)"
+		case opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
+			hint = " (--missing base keeps the base's tensor set)"
+		}
+		return nil, nil, fmt.Errorf("blend: inputs do not match: %s%s", strings.Join(problems, "; "), hint)
+	}
+
+	return onlyBase, onlyTuned, nil
+}
+
 func (r *Result) add(t, base *weft.Tensor, s Step) {
-	t.Shard = base.Shard
+	if t.Shard != base.Shard { // computed tensors; keep already placed input tensors
+		t.Shard = base.Shard
+	}
 	r.Out.Tensors = append(r.Out.Tensors, t)
 	r.Steps = append(r.Steps, s)
 }
@@ -737,4 +707,94 @@ func groupList() string {
 	}
 	sort.Strings(g)
 	return strings.Join(g, ", ")
+}
+
+// resolver gives each tensor its blend weight and output type from the options.
+type resolver struct {
+	opts                Options
+	alphaPats, typePats []*Pattern
+	alphaUsed, typeUsed []bool
+	nLayers             int
+}
+
+func newResolver(opts Options, base *weft.Checkpoint) (*resolver, error) {
+	rs := &resolver{opts: opts, alphaUsed: make([]bool, len(opts.AlphaFor)), typeUsed: make([]bool, len(opts.TypeFor))}
+	for _, r := range opts.AlphaFor {
+		p, err := CompilePattern(r.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		rs.alphaPats = append(rs.alphaPats, p)
+	}
+	for _, r := range opts.TypeFor {
+		p, err := CompilePattern(r.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		if !r.DType.Valid() {
+			return nil, fmt.Errorf("blend: --type-for %q: invalid type", r.Pattern)
+		}
+		rs.typePats = append(rs.typePats, p)
+	}
+	names := make([]string, len(base.Tensors))
+	for i, t := range base.Tensors {
+		names[i] = t.Name
+	}
+	rs.nLayers = arch.NumLayers(names)
+	return rs, nil
+}
+
+// alpha returns a tensor's weight: the first matching --alpha-for rule, else the schedule
+// for layer tensors, else --alpha.
+func (rs *resolver) alpha(name string) float64 {
+	for i, p := range rs.alphaPats {
+		if p.Match(name) {
+			rs.alphaUsed[i] = true
+			return rs.opts.AlphaFor[i].Alpha
+		}
+	}
+	if len(rs.opts.Schedule) > 0 {
+		if l, _, ok := arch.Layer(name); ok {
+			return ScheduleAt(rs.opts.Schedule, l, rs.nLayers)
+		}
+	}
+	return rs.opts.Alpha
+}
+
+// outType returns a tensor's output type: the first matching --type-for rule, else
+// --out-type for matrices, else --dtype for floating-point tensors, else the base's type.
+func (rs *resolver) outType(b *weft.Tensor) weft.DType {
+	for i, p := range rs.typePats {
+		if p.Match(b.Name) {
+			rs.typeUsed[i] = true
+			return rs.opts.TypeFor[i].DType
+		}
+	}
+	switch {
+	case rs.opts.OutType.Valid() && len(b.Shape) >= 2 && (b.DType.Float() || b.DType.Quantized()):
+		return rs.opts.OutType
+	case b.DType.Float() && rs.opts.DType.Valid():
+		return rs.opts.DType
+	}
+	return b.DType
+}
+
+// checkUsed fails when a rule applied to no tensor: a typo, or a pattern written as a
+// substring ("self_attn") where globs match whole names.
+func (rs *resolver) checkUsed() error {
+	var unused []string
+	for i, u := range rs.alphaUsed {
+		if !u {
+			unused = append(unused, fmt.Sprintf("--alpha-for %q", rs.opts.AlphaFor[i].Pattern))
+		}
+	}
+	for i, u := range rs.typeUsed {
+		if !u {
+			unused = append(unused, fmt.Sprintf("--type-for %q", rs.opts.TypeFor[i].Pattern))
+		}
+	}
+	if len(unused) > 0 {
+		return fmt.Errorf("blend: %s applies to no tensor of the base (no match, or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), groupList())
+	}
+	return nil
 }

@@ -711,3 +711,37 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestVocabGGUFTokenizerKeys(t *testing.T) {
+	g := func(path string, seed uint64, vocab int64) *weft.Checkpoint {
+		c := mkCkpt(path, weft.GGUF,
+			mkTensor(t, "token_embd.weight", weft.F32, []int64{vocab, 8}, randVals(seed, int(vocab*8), 0.1)),
+			mkTensor(t, "blk.0.ffn_down.weight", weft.F32, []int64{8, 8}, randVals(seed+1, 64, 0.1)))
+		toks := make([]string, vocab)
+		for i := range toks {
+			toks[i] = fmt.Sprintf("%s%d", path, i)
+		}
+		c.KV = []weft.KV{{Key: "general.architecture", Value: "llama"}, {Key: "llama.vocab_size", Value: uint32(vocab)},
+			{Key: "tokenizer.ggml.tokens", Value: toks}, {Key: "general.name", Value: path}}
+		return c
+	}
+	base, tuned := g("b", 1, 10), g("t", 5, 12)
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Vocab: VocabUnion})
+	if toks, _ := r.Out.GetKV("tokenizer.ggml.tokens"); len(toks.([]string)) != 12 {
+		t.Fatalf("tokens %v", toks)
+	}
+	if v, _ := r.Out.GetKV("llama.vocab_size"); v != uint32(12) {
+		t.Fatalf("vocab_size %v", v)
+	}
+	if v, _ := r.Out.GetKV("general.name"); v != "b" {
+		t.Fatalf("general.name %v: other keys must stay the base's", v)
+	}
+	if toks, _ := base.GetKV("tokenizer.ggml.tokens"); len(toks.([]string)) != 10 {
+		t.Fatal("base modified")
+	}
+	// --vocab base keeps the base's tokenizer.
+	r = mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Vocab: VocabBase})
+	if toks, _ := r.Out.GetKV("tokenizer.ggml.tokens"); len(toks.([]string)) != 10 {
+		t.Fatalf("tokens %v", toks)
+	}
+}

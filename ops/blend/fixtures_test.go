@@ -136,6 +136,7 @@ func TestFixtureHFDTypeAndConfig(t *testing.T) {
 func TestFixtureAlphaZeroOneByteIdentical(t *testing.T) {
 	for _, pair := range [][2]string{
 		{"hf/tiny-llama-base", "hf/tiny-llama-tuned"},
+		{"gguf/tiny-llama-base-f32.gguf", "gguf/tiny-llama-tuned-f32.gguf"},
 		{"gguf/tiny-llama-base-f16.gguf", "gguf/tiny-llama-tuned-f16.gguf"},
 		{"gguf/tiny-llama-base-q8_0.gguf", "gguf/tiny-llama-tuned-q8_0.gguf"},
 		{"gguf/tiny-llama-base-q4_k.gguf", "gguf/tiny-llama-tuned-q4_k.gguf"},
@@ -262,8 +263,13 @@ func TestFixtureSlerp(t *testing.T) {
 // TestFixtureQuantized blends quantized GGUF pairs. Each quantized output tensor must be
 // exactly what ggml's reference quantizer makes of the float64 blend of the dequantized
 // inputs (rounded once to float32, which the quantizer takes): the only error is that
-// type's requantization error, and the test also bounds that error per element by the
-// block's quantization step, as a sanity check independent of the quantizer.
+// type's requantization error. As a sanity check independent of the quantizer the test
+// also bounds that error per element by the block's largest magnitude m:
+//   - Q8_0 stores q = round(x/d) with d = m/127 (kept as f16): |error| <= d/2 plus
+//     127*|d - f16(d)| <= m/254 + m*2^-11 < m/127.
+//   - Q4_K stores 8 sub-blocks of 32 as d*q - dmin with 4-bit q and 6-bit sub-scales: the
+//     step is at most 2m/15 and its half plus the 6-bit scale error stays below m/4, a
+//     loose bound.
 func TestFixtureQuantized(t *testing.T) {
 	for _, ty := range []struct {
 		name string

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 
+	"gonum.org/v1/gonum/mat"
+
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
@@ -184,46 +186,12 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 	rows, d := e.Shape[0], len(mu)
 	all := noise.RangeSet(0, rows)
 
-	// First principal component of the centred rows, by power iteration (a pass each).
-	pc := make([]float64, d)
-	s := ops.RowStream(0, "weft.scan.pc1", 0)
-	for j := range pc {
-		pc[j] = s.Normal()
+	// First principal component of the centred rows.
+	pc, iters, err := firstPC(e, mu)
+	if err != nil {
+		return err
 	}
-	normalize(pc)
-	w := make([]float64, d)
-	y := make([]float64, d)
-	for it := 1; it <= 50; it++ {
-		clear(w)
-		err := eachChunk(e, all, func(_ int64, x []float64) error {
-			for i := 0; i < len(x)/d; i++ {
-				p := 0.0
-				for j, v := range x[i*d : (i+1)*d] {
-					y[j] = v - mu[j]
-					p += y[j] * pc[j]
-				}
-				for j := range w {
-					w[j] += p * y[j]
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if normalize(w) == 0 {
-			break // every row equal: no principal direction
-		}
-		dot := 0.0
-		for j := range w {
-			dot += w[j] * pc[j]
-		}
-		copy(pc, w)
-		res.PC1Iterations = it
-		if 1-math.Abs(dot) < 1e-10 {
-			break
-		}
-	}
+	res.PC1Iterations = iters
 
 	// The reference: known unused rows, else the smallest non-zero norms.
 	ref, how := opts.Reference, "given"
@@ -302,6 +270,129 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 		}
 		return nil
 	})
+}
+
+// pcBlock is the size of the block of vectors firstPC iterates: convergence goes as
+// (lambda_{k+1}/lambda_1)^passes instead of (lambda_2/lambda_1)^passes for plain power
+// iteration, which matters for embeddings whose top eigenvalues are close.
+const pcBlock = 8
+
+// maxPCPasses bounds the passes over the embedding firstPC makes.
+const maxPCPasses = 60
+
+// firstPC returns the first principal component of the rows of t centred at mu (the unit
+// eigenvector of the largest eigenvalue of their covariance), by subspace iteration with
+// Rayleigh-Ritz (gonum's EigenSym on the small block), one streaming pass per iteration,
+// keeping pcBlock vectors of d values: no d x d matrix is formed. It returns the number of
+// passes made.
+func firstPC(t *weft.Tensor, mu []float64) ([]float64, int, error) {
+	d := len(mu)
+	k := min(pcBlock, d, int(t.Shape[0]))
+	v := make([][]float64, k)
+	s := ops.RowStream(0, "weft.scan.pc1", 0)
+	for a := range v {
+		v[a] = make([]float64, d)
+		for j := range v[a] {
+			v[a][j] = s.Normal()
+		}
+	}
+	orthonormalize(v)
+	w := make([][]float64, k)
+	for a := range w {
+		w[a] = make([]float64, d)
+	}
+	y := make([]float64, d)
+	p := make([]float64, k)
+	prev := make([]float64, d)
+	all := noise.RangeSet(0, t.Shape[0])
+	for it := 1; ; it++ {
+		for a := range w {
+			clear(w[a])
+		}
+		err := eachChunk(t, all, func(_ int64, x []float64) error {
+			for i := 0; i < len(x)/d; i++ {
+				for j, xv := range x[i*d : (i+1)*d] {
+					y[j] = xv - mu[j]
+				}
+				for a := range v {
+					p[a] = dotv(y, v[a])
+				}
+				for a := range w {
+					pa, wa := p[a], w[a]
+					for j, yv := range y {
+						wa[j] += pa * yv
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, it, err
+		}
+		// Rayleigh-Ritz: H = V^T C V; its eigenvectors rotate V (and W = C V) so that the
+		// first vector is the best estimate of the top eigenvector.
+		h := mat.NewSymDense(k, nil)
+		for a := 0; a < k; a++ {
+			for b := a; b < k; b++ {
+				h.SetSym(a, b, (dotv(v[a], w[b])+dotv(v[b], w[a]))/2)
+			}
+		}
+		var eig mat.EigenSym
+		if !eig.Factorize(h, true) {
+			return nil, it, fmt.Errorf("glitch: scan: tensor %q: eigen-decomposition of the principal-component block failed", t.Name)
+		}
+		vals := eig.Values(nil)
+		var vecs mat.Dense
+		eig.VectorsTo(&vecs)
+		order := make([]int, k)
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(i, j int) bool { return vals[order[i]] > vals[order[j]] })
+		if vals[order[0]] <= 0 {
+			return v[0], it, nil // every row equal: no principal direction
+		}
+		ritz := make([]float64, d)
+		next := make([][]float64, k)
+		for c, col := range order {
+			next[c] = make([]float64, d)
+			for a := 0; a < k; a++ {
+				e := vecs.At(a, col)
+				for j := range next[c] {
+					next[c][j] += e * w[a][j]
+				}
+				if c == 0 {
+					for j := range ritz {
+						ritz[j] += e * v[a][j]
+					}
+				}
+			}
+		}
+		normalize(ritz)
+		converged := it > 1 && 1-math.Abs(dotv(ritz, prev)) < 1e-12
+		copy(prev, ritz)
+		if converged || it >= maxPCPasses {
+			return ritz, it, nil
+		}
+		orthonormalize(next)
+		v = next
+	}
+}
+
+// orthonormalize applies modified Gram-Schmidt to the vectors (a vector that becomes zero is
+// replaced by a unit basis vector orthogonal enough to continue).
+func orthonormalize(v [][]float64) {
+	for a := range v {
+		for b := 0; b < a; b++ {
+			p := dotv(v[a], v[b])
+			for j := range v[a] {
+				v[a][j] -= p * v[b][j]
+			}
+		}
+		if normalize(v[a]) < 1e-300 {
+			v[a][a%len(v[a])] = 1
+		}
+	}
 }
 
 func dotv(a, b []float64) float64 {

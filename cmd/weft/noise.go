@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+func init() {
+	register(&command{
+		name:    "noise",
+		summary: "add Gaussian, uniform or NEFTune noise to embedding rows (or other tensors)",
+		usage: `Usage: weft noise IN -o OUT --seed N (--std S | --relative K [--scale-by row|tensor] |
+                  --neftune ALPHA --seq-len L) [--tokens SPEC] [--tensor PATTERN ...]
+                  [--dist gaussian|uniform] [--dry-run] [--json] [--threads N] [--force]
+
+Adds noise to rows of IN (any checkpoint weft reads) and writes OUT. By default the noise
+goes on every row of the input token embedding (model.embed_tokens.weight, token_embd.weight,
+...). With tied embeddings the output head is the same matrix, so it changes too (a note
+says so on stderr; a head tensor stored separately gets the very same noise).
+
+  --seed N             required: the noise of row r of tensor T depends only on (N, T, r),
+                       so the output is the same at any --threads
+  --std S              standard deviation of the noise
+  --relative K         standard deviation K x the row's own standard deviation, or with
+                       --scale-by tensor K x the whole tensor's
+  --neftune ALPHA      NEFTune's noise: uniform in [-m, m], m = ALPHA / sqrt(L x d), d the
+  --seq-len L          hidden size (the row length)
+  --dist D             gaussian (default) or uniform (uniform of standard deviation S is
+                       uniform in [-S sqrt(3), S sqrt(3)])
+  --tokens SPEC        only these rows (token ids): 5,10-20,@ids.txt (ranges inclusive; a
+                       file holds ids and ranges separated by commas, spaces or newlines,
+                       # starts a comment)
+  --tensor PATTERN     noise these tensors instead of the embedding: a name, a glob
+                       (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
+                       repeatable
+  --dry-run            print the plan and write nothing; --json prints the report as JSON
+  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+
+Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
+rows are decoded, noised in float64 and encoded once in the tensor's own type.
+
+Example:
+  weft noise Llama-3.1-8B -o llama-noisy --seed 1 --std 0.01
+  weft noise model.gguf -o noisy.gguf --seed 7 --relative 0.1 --tokens 100-199
+  weft noise model -o neft --seed 3 --neftune 5 --seq-len 512
+`,
+		run: runNoise,
+	})
+}
+
+func runNoise(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("noise", flag.ContinueOnError)
+	var of outFlags
+	of.add(fs)
+	seed := fs.Int64("seed", -1, "")
+	std := fs.Float64("std", 0, "")
+	rel := fs.Float64("relative", 0, "")
+	scaleBy := fs.String("scale-by", "", "")
+	neft := fs.Float64("neftune", 0, "")
+	seqLen := fs.Int64("seq-len", 0, "")
+	dist := fs.String("dist", "", "")
+	tokens := fs.String("tokens", "", "")
+	asJSON := fs.Bool("json", false, "")
+	var tensors stringList
+	fs.Var(&tensors, "tensor", "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one input, got %d arguments", len(pos))
+	}
+	if *seed < 0 {
+		return usagef("--seed N (N >= 0) is required: it fixes the noise")
+	}
+	if of.out == "" && !of.dryRun {
+		return usagef("an output is required: -o PATH")
+	}
+	if *scaleBy != "" && *rel == 0 {
+		return usagef("--scale-by goes with --relative")
+	}
+	opts := noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
+		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
+	if *tokens != "" {
+		if opts.Tokens, err = noise.ParseTokenSet(*tokens); err != nil {
+			return usagef("--tokens: %v", err)
+		}
+	}
+	in, err := openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, rep, err := noise.Apply(in, opts)
+	if err != nil {
+		return err
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(e.stderr, "note: %s\n", n)
+	}
+	switch {
+	case *asJSON:
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		fmt.Fprintf(e.stdout, "%s\n", b)
+	case of.dryRun:
+		fmt.Fprint(e.stdout, rep.Describe())
+	case !of.quiet:
+		fmt.Fprint(e.stderr, rep.Describe())
+	}
+	if of.out == "" {
+		return nil
+	}
+	what := map[string]string{}
+	for _, t := range rep.Tensors {
+		what[t.Name] = fmt.Sprintf("noise on %d rows: %s", t.Changed, t.Noise)
+	}
+	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+}
