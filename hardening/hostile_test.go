@@ -36,14 +36,14 @@ func TestHostileOpen(t *testing.T) {
 			runtime.ReadMemStats(&before)
 			cp, err := openNoPanic(t, p)
 			runtime.ReadMemStats(&after)
+			if d := after.TotalAlloc - before.TotalAlloc; d > maxAlloc {
+				t.Errorf("opening allocated %d MiB (limit %d MiB)", d>>20, maxAlloc>>20)
+			}
 			if err == nil {
 				cp.Close()
 				t.Fatalf("%s: opened without error (%d tensors)", p, len(cp.Tensors))
 			}
 			checkMessage(t, c, p, err.Error())
-			if d := after.TotalAlloc - before.TotalAlloc; d > maxAlloc {
-				t.Errorf("opening allocated %d MiB (limit %d MiB)", d>>20, maxAlloc>>20)
-			}
 			if testing.Verbose() {
 				t.Logf("%s", err)
 			}

@@ -15,7 +15,6 @@ package quant
 import (
 	"encoding/binary"
 	"math"
-	"unsafe"
 
 	"github.com/weft-ml/weft"
 )
@@ -687,10 +686,11 @@ func kQuantQ5K(src []float32, dst []byte) {
 }
 
 func kDequantQ4K(src []byte, dst []float32) {
-	var t1, t2 [16]uint32
+	var t1, t2 [16]float32
+	var buf [kQK]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
-		y := (*[kQK]float32)(dst[b*kQK:])
+		y := &buf
 		d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
 		sc := (*[12]byte)(x[4:])
 		for j := 0; j < 4; j++ {
@@ -698,23 +698,48 @@ func kDequantQ4K(src []byte, dst []float32) {
 			d1, m1 := d*float32(s), mn*float32(m)
 			s, m = kScaleMinK4(2*j+1, sc)
 			d2, m2 := d*float32(s), mn*float32(m)
-			for v := range t1 {
-				t1[v] = math.Float32bits(float32(d1*float32(v)) - m1)
-				t2[v] = math.Float32bits(float32(d2*float32(v)) - m2)
-			}
-			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[32]uint64)(unsafe.Pointer(&y[64*j])))
+			kTable16(&t1, d1, m1)
+			kTable16(&t2, d2, m2)
+			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[64]float32)(y[64*j:]))
 		}
+	copy(dst[b*kQK:b*kQK+kQK], buf[:])
 	}
 }
 
-// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4], viewing out as
-// pairs of float32 bit patterns.
-func kDeqNibbles(q *[32]byte, lo, hi *[16]uint32, out *[32]uint64) {
+// kTable16 sets t[v] = d*v - m for v in [0, 16), rounding the product and the difference
+// to float32 as ggml's dequantizers do.
+func kTable16(t *[16]float32, d, m float32) {
+	t[0] = float32(d*0) - m
+	t[1] = float32(d*1) - m
+	t[2] = float32(d*2) - m
+	t[3] = float32(d*3) - m
+	t[4] = float32(d*4) - m
+	t[5] = float32(d*5) - m
+	t[6] = float32(d*6) - m
+	t[7] = float32(d*7) - m
+	t[8] = float32(d*8) - m
+	t[9] = float32(d*9) - m
+	t[10] = float32(d*10) - m
+	t[11] = float32(d*11) - m
+	t[12] = float32(d*12) - m
+	t[13] = float32(d*13) - m
+	t[14] = float32(d*14) - m
+	t[15] = float32(d*15) - m
+}
+
+// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4].
+func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 	_, _, _, _ = q[0], lo[0], hi[0], out[0] // nil checks once, not per iteration
-	for l := 0; l < 32; l += 2 {
-		v0, v1 := q[l], q[l+1]
-		out[l/2] = uint64(lo[v0&0xF]) | uint64(lo[v1&0xF])<<32
-		out[16+l/2] = uint64(hi[v0>>4]) | uint64(hi[v1>>4])<<32
+	for l := 0; l < 32; l += 4 {
+		v0, v1, v2, v3 := q[l], q[l+1], q[l+2], q[l+3]
+		out[l] = lo[v0&0xF]
+		out[l+1] = lo[v1&0xF]
+		out[l+2] = lo[v2&0xF]
+		out[l+3] = lo[v3&0xF]
+		out[l+32] = hi[v0>>4]
+		out[l+33] = hi[v1>>4]
+		out[l+34] = hi[v2>>4]
+		out[l+35] = hi[v3>>4]
 	}
 }
 

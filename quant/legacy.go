@@ -53,39 +53,41 @@ func legacyPutF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, toF16(
 
 func legacyF16(b []byte) float32 { return f16(binary.LittleEndian.Uint16(b)) }
 
-// legacyNaNBit is set in the OR of u + legacyNaNAdd over magnitudes u (float bits without
-// the sign) exactly when one of them is a NaN (u > 0x7f800000).
-const (
-	legacyNaNAdd = 0x007fffff
-	legacyNaNBit = 0x80000000
-)
+// legacyInf is the bit pattern of +Inf: magnitude bits above it are NaNs.
+const legacyInf = 0x7f800000
 
-// legacyAbsMaxBits returns the bits of max |x_j| (as an integer maximum over the
-// magnitude bits, which orders non-NaN floats like their values) and whether x holds a
-// NaN, in which case the result is meaningless and the caller falls back to ggml's
-// literal loop.
-func legacyAbsMaxBits(x *[32]float32) (amax uint32, nan bool) {
-	var m0, m1, m2, m3, or uint32
+// legacyAbsMaxBits returns the bits of max |x_j|, as an integer maximum over the
+// magnitude bits, which orders non-NaN floats like their values. A result above
+// legacyInf means that x holds a NaN; then the caller falls back to ggml's literal loop.
+func legacyAbsMaxBits(x *[32]float32) uint32 {
+	var m0, m1, m2, m3 uint32
 	for j := 0; j < 32; j += 4 {
-		u0 := math.Float32bits(x[j]) &^ (1 << 31)
-		u1 := math.Float32bits(x[j+1]) &^ (1 << 31)
-		u2 := math.Float32bits(x[j+2]) &^ (1 << 31)
-		u3 := math.Float32bits(x[j+3]) &^ (1 << 31)
-		or |= (u0 + legacyNaNAdd) | (u1 + legacyNaNAdd) | (u2 + legacyNaNAdd) | (u3 + legacyNaNAdd)
-		m0 = max(m0, u0)
-		m1 = max(m1, u1)
-		m2 = max(m2, u2)
-		m3 = max(m3, u3)
+		m0 = max(m0, math.Float32bits(x[j])&^(1<<31))
+		m1 = max(m1, math.Float32bits(x[j+1])&^(1<<31))
+		m2 = max(m2, math.Float32bits(x[j+2])&^(1<<31))
+		m3 = max(m3, math.Float32bits(x[j+3])&^(1<<31))
 	}
-	return max(max(m0, m1), max(m2, m3)), or&legacyNaNBit != 0
+	return max(max(m0, m1), max(m2, m3))
 }
 
 // legacySignedAbsMax is ggml's search `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`
-// over x from amax = max = 0: it returns the first element of largest magnitude (0 if
+// over x from amax = max = 0: it returns the first element of largest magnitude (+0 if
 // all are zero or NaN).
 func legacySignedAbsMax(x *[32]float32) float32 {
-	amax, nan := legacyAbsMaxBits(x)
-	if nan {
+	// The maximum of key = magnitude<<5 | (31-j) is the largest magnitude, and among
+	// equal ones the first index.
+	var k0, k1, k2, k3 uint64
+	for j := 0; j < 32; j += 4 {
+		k0 = max(k0, uint64(math.Float32bits(x[j])&^(1<<31))<<5|uint64(31-j))
+		k1 = max(k1, uint64(math.Float32bits(x[j+1])&^(1<<31))<<5|uint64(30-j))
+		k2 = max(k2, uint64(math.Float32bits(x[j+2])&^(1<<31))<<5|uint64(29-j))
+		k3 = max(k3, uint64(math.Float32bits(x[j+3])&^(1<<31))<<5|uint64(28-j))
+	}
+	k := max(max(k0, k1), max(k2, k3))
+	switch amax := uint32(k >> 5); {
+	case amax == 0:
+		return 0
+	case amax > legacyInf:
 		var am, mx float32
 		for _, v := range x {
 			if a := legacyAbs(v); am < a {
@@ -94,15 +96,7 @@ func legacySignedAbsMax(x *[32]float32) float32 {
 		}
 		return mx
 	}
-	if amax == 0 {
-		return 0
-	}
-	for _, v := range x {
-		if math.Float32bits(v)&^(1<<31) == amax {
-			return v
-		}
-	}
-	return 0 // not reached
+	return x[31-int(k&31)]
 }
 
 // Lookup tables for nibble decoding: entry b holds the values of the low and the high
@@ -180,17 +174,17 @@ func legacyMinMax(x *[32]float32) (lo, hi float32) {
 		}
 		return k
 	}
-	var or uint32
+	var am uint32
 	lo0, lo1 := int32(math.MaxInt32), int32(math.MaxInt32)
 	hi0, hi1 := int32(math.MinInt32), int32(math.MinInt32)
 	for j := 0; j < 32; j += 2 {
-		or |= (math.Float32bits(x[j])&^(1<<31) + legacyNaNAdd) | (math.Float32bits(x[j+1])&^(1<<31) + legacyNaNAdd)
+		am = max(am, math.Float32bits(x[j])&^(1<<31), math.Float32bits(x[j+1])&^(1<<31))
 		k0, k1 := key(x[j]), key(x[j+1])
 		lo0, hi0 = min(lo0, k0), max(hi0, k0)
 		lo1, hi1 = min(lo1, k1), max(hi1, k1)
 	}
 	klo, khi := min(lo0, lo1), max(hi0, hi1)
-	if or&legacyNaNBit != 0 || klo == 0 || khi == 0 {
+	if am > legacyInf || klo == 0 || khi == 0 {
 		// NaNs, or a zero extreme whose sign depends on which zero came first: ggml's loop.
 		lo, hi = math.MaxFloat32, -math.MaxFloat32
 		for _, v := range x {
@@ -347,8 +341,7 @@ func dequantQ5_1(src []byte, dst []float32) {
 // legacyAbsMax32 returns MAX(amax, fabsf(v)) folded over x from 0, with ggml's
 // MAX(a, b) = a > b ? a : b (so a NaN is kept only while no later value replaces it).
 func legacyAbsMax32(x *[32]float32) float32 {
-	amax, nan := legacyAbsMaxBits(x)
-	if !nan {
+	if amax := legacyAbsMaxBits(x); amax <= legacyInf {
 		return math.Float32frombits(amax)
 	}
 	var am float32

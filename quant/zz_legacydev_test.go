@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/weft-ml/weft"
@@ -17,21 +18,30 @@ func legacyCPU() float64 {
 }
 
 func TestLegacyDevCPU(t *testing.T) {
-	if os.Getenv("LEGACYDEV") == "" {
+	env := os.Getenv("LEGACYDEV")
+	if env == "" {
 		t.Skip("dev only")
 	}
 	runtime.LockOSThread()
-	x := legacyBenchInput()
+	x := legacyGaussian(1<<22, 77, 1)
 	y := make([]float32, len(x))
-	for _, typ := range []weft.DType{weft.Q8_0, weft.Q4_0, weft.Q5_0, weft.Q4_1, weft.Q5_1, weft.IQ4_NL, weft.MXFP4, weft.TQ1_0, weft.TQ2_0} {
+	for _, typ := range legacyTypes {
+		if env != "all" && !strings.Contains(","+env+",", ","+typ.String()+",") {
+			continue
+		}
 		c := codecs[typ]
-		q := make([]byte, len(x)/int(typ.BlockSize())*int(typ.BlockBytes()))
+		var q []byte
+		if c.quant != nil {
+			q = make([]byte, len(x)/int(typ.BlockSize())*int(typ.BlockBytes()))
+		} else {
+			q = legacyRandBlocks(typ, len(x)/int(typ.BlockSize()))
+		}
 		bq, bd := 1e9, 1e9
-		reps := 5
-		if typ == weft.IQ4_NL { reps = 1 }
+		reps := 15
+		if typ == weft.IQ4_NL || typ == weft.IQ4_XS { reps = 2 }
 		for r := 0; r < reps; r++ {
 			t0 := legacyCPU()
-			c.quant(x, q)
+			if c.quant != nil { c.quant(x, q) }
 			t1 := legacyCPU()
 			c.dequant(q, y)
 			t2 := legacyCPU()

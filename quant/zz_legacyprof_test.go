@@ -2,21 +2,30 @@ package quant
 
 import (
 	"testing"
-	"github.com/weft-ml/weft"
 )
 
-func BenchmarkLegacyDevIQ4(b *testing.B) {
-	x := legacyGaussian(1<<18, 1, 1)
+func BenchmarkLegacyDevQ40(b *testing.B) {
+	x := legacyGaussian(1<<20, 1, 1)
 	q := make([]byte, len(x)/32*18)
 	for b.Loop() {
-		quantIQ4NL(x, q)
+		quantQ4_0(x, q)
 	}
-	_ = weft.Q4_0
+	b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
 }
-func BenchmarkLegacyDevMX(b *testing.B) {
-	x := legacyGaussian(1<<18, 1, 1)
-	q := make([]byte, len(x)/32*17)
+func BenchmarkLegacyDevQ50(b *testing.B) {
+	x := legacyGaussian(1<<20, 1, 1)
+	q := make([]byte, len(x)/32*22)
 	for b.Loop() {
-		quantMXFP4(x, q)
+		quantQ5_0(x, q)
 	}
+	b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
+}
+func BenchmarkLegacyDevQ50D(b *testing.B) {
+	x := legacyGaussian(1<<20, 1, 1)
+	q := make([]byte, len(x)/32*22)
+	quantQ5_0(x, q)
+	for b.Loop() {
+		dequantQ5_0(q, x)
+	}
+	b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
 }

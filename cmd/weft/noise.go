@@ -112,7 +112,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	case !of.quiet:
 		fmt.Fprint(e.stderr, rep.Describe())
 	}
-	if of.out == "" {
+	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
 	what := map[string]string{}

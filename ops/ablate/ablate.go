@@ -86,18 +86,25 @@ type Options struct {
 	Drop []int
 	// Duplicate lists blocks of input layers to repeat (see Sequence).
 	Duplicate []Block
-	Zero      *Zero
-	Scale     *Scale
+	// Zero zeroes residual-writing sublayers (nil: none).
+	Zero *Zero
+	// Scale scales residual-writing sublayers (nil: none).
+	Scale *Scale
 	// Heads lists attention heads to zero (their slice of the output projection).
-	Heads   []HeadSel
-	Noise   *Noise
+	Heads []HeadSel
+	// Noise adds noise to layers (nil: none).
+	Noise *Noise
+	// Replace takes layers from another checkpoint (nil: none).
 	Replace *Replace
+	// Project projects a direction out of layers and embeddings (nil: none).
 	Project *Project
 }
 
 // Result is an ablation's output checkpoint and its plan.
 type Result struct {
-	Out  *weft.Checkpoint
+	// Out is the output checkpoint, ready for ckpt.Write.
+	Out *weft.Checkpoint
+	// Plan says what happens to each layer and tensor.
 	Plan *Plan
 }
 
@@ -277,8 +284,9 @@ func checkLayers(what string, layers []int, n int) error {
 
 // Ablate applies opts to in and returns the output checkpoint (derived from in; its
 // computed tensors read in, and Replace.Other, when written, so both must stay open until
-// then) and the plan. Nothing is read but headers, config.json and, for Project, nothing
-// more: reductions (noise std, r^T M) are computed when the output is written.
+// then) and the plan. It reads only headers and config.json: the reductions some edits need
+// (a tensor's std for noise, r^T M for a projection) are computed, once per tensor, by a
+// sequential pass when the output is written, and only they are kept in memory.
 func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	m, err := analyze(in)
 	if err != nil {

@@ -871,3 +871,45 @@ func TestErrors(t *testing.T) {
 		t.Errorf("IQ2_XXS zeros: % x", b[:8])
 	}
 }
+
+// TestProjectOutQuantized projects out of Q8_0 matrices: the result is the float64
+// reference quantized again, so each value is within Q8_0's rounding of the reference
+// (half a step of its block's scale, plus the f16 rounding of that scale).
+func TestProjectOutQuantized(t *testing.T) {
+	in := ggufBase(t, "q8_0")
+	r := randVec(256, 4)
+	res := mustAblate(t, in, Options{Project: &Project{Directions: [][]float64{r}, Layers: []int{3}, Weight: 1, Source: "r"}})
+	ru := unit(r)
+	for _, name := range []string{"blk.3.attn_output.weight", "blk.3.ffn_down.weight"} {
+		x := in.Tensor(name)
+		m, got := decode(t, x), decode(t, res.Out.Tensor(name))
+		rows, cols := x.Shape[0], x.Shape[1]
+		c := make([]float64, cols)
+		for i := int64(0); i < rows; i++ {
+			for j := int64(0); j < cols; j++ {
+				c[j] += ru[i] * m[i*cols+j]
+			}
+		}
+		ref := make([]float64, len(m))
+		for i := int64(0); i < rows; i++ {
+			for j := int64(0); j < cols; j++ {
+				ref[i*cols+j] = m[i*cols+j] - ru[i]*c[j]
+			}
+		}
+		for b := 0; b < len(ref); b += 32 {
+			amax := 0.0
+			for _, v := range ref[b : b+32] {
+				amax = math.Max(amax, math.Abs(v))
+			}
+			d := amax / 127
+			for k := b; k < b+32; k++ {
+				if math.Abs(got[k]-ref[k]) > 0.6*d+1e-12 {
+					t.Fatalf("%s[%d] = %v, reference %v (block step %v)", name, k, got[k], ref[k], d)
+				}
+			}
+		}
+		if d := res.Plan.Describe(name); d != "project out w=1, requantize Q8_0" {
+			t.Errorf("plan: %q", d)
+		}
+	}
+}

@@ -29,12 +29,14 @@ type Plan struct {
 
 // LayerMap says which output layers an input layer becomes.
 type LayerMap struct {
+	// Input is the input layer; Outputs the output layers made from it (none: dropped).
 	Input   int   `json:"input"`
 	Outputs []int `json:"outputs"`
 }
 
 // TensorPlan says where an output tensor comes from and what happens to it.
 type TensorPlan struct {
+	// Name, DType and Shape describe the output tensor.
 	Name  string  `json:"name"`
 	DType string  `json:"dtype"`
 	Shape []int64 `json:"shape"`
@@ -56,6 +58,7 @@ type TensorPlan struct {
 
 // Change is one edit of config.json or of a GGUF key-value; Old and New are JSON.
 type Change struct {
+	// File is "config.json" (with the nested object's key, if any) or "gguf"; Key the key.
 	File string          `json:"file"`
 	Key  string          `json:"key"`
 	Old  json.RawMessage `json:"old"`

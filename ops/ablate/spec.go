@@ -69,8 +69,10 @@ func FormatSpec(layers []int) string {
 // Block is a contiguous run of input layers First..Last (inclusive) that appears Copies
 // times in a row in the output: a passthrough "frankenmerge" block.
 type Block struct {
+	// First and Last are the block's first and last input layers.
 	First, Last int
-	Copies      int
+	// Copies is how many times the block appears in the output in all (at least 2).
+	Copies int
 }
 
 // maxCopies bounds the repeat count of a duplicated block.
@@ -96,7 +98,9 @@ func ParseBlocks(s string, n int) ([]Block, error) {
 
 // HeadSel selects attention heads of one layer.
 type HeadSel struct {
+	// Layer is the input layer.
 	Layer int
+	// Heads are the heads to zero, numbered from 0.
 	Heads []int
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -311,7 +312,20 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 			return fail(err)
 		}
 		if voc.kind == "gguf" {
-			rep.Files = append(rep.Files, keyTokens, keyScores+" (if present)", keyTokenType+" (if present)")
+			rep.Files = append(rep.Files, keyTokens)
+			if voc.hasSc {
+				rep.Files = append(rep.Files, keyScores)
+			}
+			if voc.hasTy {
+				rep.Files = append(rep.Files, keyTokenType)
+			}
+		}
+		if a, ok := in.GetKV("general.architecture"); ok {
+			if name, ok := a.(string); ok {
+				if _, ok := in.GetKV(arch.GGUFKey(arch.GGUFVocabSize, name)); ok {
+					rep.Files = append(rep.Files, arch.GGUFKey(arch.GGUFVocabSize, name))
+				}
+			}
 		}
 	} else {
 		if err := voc.editHF(out, toks, opts.Special); err != nil {

@@ -135,7 +135,7 @@ type generator struct {
 
 // prepare checks what can be checked without reading data.
 func (g *generator) prepare() error {
-	if g.spec.Kind == InitMVN || g.spec.Kind == matchDiag {
+	if g.spec.Kind == InitMVN {
 		if n := g.targets.Len() * g.src.RowLen(); n > maxPrecomputed {
 			return fmt.Errorf("glitch: init %s for %d rows of %d elements needs %d values in memory, more than %d; use fewer rows, mean or normal", g.spec, g.targets.Len(), g.src.RowLen(), n, maxPrecomputed)
 		}

@@ -302,3 +302,42 @@ func TestResetErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBadTokenizerFiles feeds broken tokenizer data: errors name the file, nothing panics.
+func TestBadTokenizerFiles(t *testing.T) {
+	emb := f32Tensor("model.embed_tokens.weight", 10, 8, func(r, j int64) float64 { return float64(r + j) })
+	for _, c := range []struct {
+		file, data, frag string
+	}{
+		{"tokenizer.json", `{`, "tokenizer.json"},
+		{"tokenizer.json", `[]`, "not a JSON object"},
+		{"tokenizer.json", `{"added_tokens": [{"id": -4, "content": "x"}]}`, "id -4"},
+		{"tokenizer.json", `{"added_tokens": [{"id": 4, "content": "x"}], "added_tokens": []}`, "duplicate key"},
+		{"tokenizer.json", `{"model": {"vocab": {"a": 0, "b": 99}}}`, "100 tokens"},
+		{"config.json", `{"initializer_range": "big"}`, "initializer_range"},
+		{"config.json", `[1]`, "config.json"},
+		{"tokenizer_config.json", `{"added_tokens_decoder": 5}`, "added_tokens_decoder"},
+	} {
+		ck := &weft.Checkpoint{Format: weft.Safetensors, Path: "bad", Tensors: []*weft.Tensor{emb},
+			SideFiles: []weft.SideFile{{Name: c.file, Data: []byte(c.data)}}}
+		_, _, err := Add(ck, AddOptions{Count: 1, Seed: 1})
+		if err == nil || !strings.Contains(err.Error(), c.frag) {
+			t.Errorf("%s %s: error %v, want %q", c.file, c.data, err, c.frag)
+		}
+	}
+	g := &weft.Checkpoint{Format: weft.GGUF, Path: "bad.gguf", Tensors: []*weft.Tensor{ops.Rename(emb, "token_embd.weight")}}
+	for _, kv := range [][]weft.KV{
+		{{Key: keyTokens, Value: []string{"a"}}},
+		{{Key: keyTokens, Value: "a"}},
+		{{Key: keyTokens, Value: make([]string, 10)}, {Key: keyTokenType, Value: []int32{1}}},
+		{{Key: keyTokens, Value: make([]string, 10)}, {Key: keyScores, Value: []int32{1}}},
+	} {
+		g.KV = kv
+		if _, _, err := Add(g, AddOptions{Count: 1, Seed: 1}); err == nil || !strings.Contains(err.Error(), "tokenizer.ggml") {
+			t.Errorf("%v: error %v", kv, err)
+		}
+		if _, err := Scan(g, ScanOptions{}); err == nil && len(kv) > 1 {
+			t.Errorf("%v: scan accepted it", kv)
+		}
+	}
+}

@@ -100,8 +100,8 @@ func FindEmbeddings(c *weft.Checkpoint) (*Embeddings, error) {
 		return nil, fmt.Errorf("no input token embedding found among %d tensors (looked for token_embd.weight, *.embed_tokens.weight, *.wte.weight, ...)", len(names))
 	}
 	e := &Embeddings{Embedding: c.Tensor(en)}
-	if len(e.Embedding.Shape) != 2 {
-		return nil, fmt.Errorf("embedding %q has shape %v, want 2 dimensions", en, e.Embedding.Shape)
+	if len(e.Embedding.Shape) != 2 || e.Embedding.Shape[0] <= 0 || e.Embedding.Shape[1] <= 0 {
+		return nil, fmt.Errorf("embedding %q has shape %v, want [rows, hidden] with both positive", en, e.Embedding.Shape)
 	}
 	if hn := arch.Head(names); hn != "" {
 		e.Head = c.Tensor(hn)

@@ -201,6 +201,13 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	}
 	rep := &Report{}
 	if embErr == nil && emb.Tied {
+		headChosen := false
+		if emb.Head != nil {
+			_, headChosen = keys[emb.Head.Name]
+		}
+		if _, ok := keys[emb.Embedding.Name]; !ok && headChosen {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("tied embeddings (%s): noising %q alone makes it differ from %q, which a loader may use in its place", emb.TiedReason, emb.Head.Name, emb.Embedding.Name))
+		}
 		if _, ok := keys[emb.Embedding.Name]; ok {
 			rep.Tied = true
 			if emb.Head != nil {

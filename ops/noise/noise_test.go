@@ -331,6 +331,11 @@ func TestNoiseTiedHeadGetsSameNoise(t *testing.T) {
 	if !bytes.Equal(readAll(t, out.Tensors[0]), readAll(t, out.Tensors[1])) {
 		t.Error("tied head and embedding differ after noise")
 	}
+	// Noising the tied head alone says that it unties them.
+	_, rep, err = Apply(in, Options{Seed: 3, Std: 0.1, Tensors: []string{"lm_head.weight"}})
+	if err != nil || rep.Tied || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "alone") {
+		t.Fatalf("head alone: %v %+v", err, rep)
+	}
 	// Without a head tensor: tied, a note, one tensor.
 	in.Tensors = append(in.Tensors[:1], in.Tensors[2])
 	in.SideFiles = nil

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/weft-ml/weft/ops/glitch"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+func init() {
+	register(&command{
+		name:    "tokens",
+		summary: "find the tokens whose rows look untrained (glitch tokens), from the weights alone",
+		usage: `Usage: weft tokens scan IN [--top K] [--json] [--reference SPEC]
+
+Ranks the tokens of IN by how untrained their rows look, streaming over the embedding, with
+the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
+  untied models   the L2 norm of the input embedding row (untrained rows keep their small
+                  initial norm); the head row's norm is shown too
+  tied models     the cosine distance, after removing the matrix's first principal
+                  component, between the row and the mean of rows known or seen to be unused:
+                  --reference SPEC (ids), else the padding rows past the tokenizer and GGUF
+                  tokens of type UNUSED, else the 1% non-zero rows of smallest norm; the plain
+                  cosine and L2 distances are shown too
+All-zero rows come first. Lower indicator values look more untrained.
+  --top K         show the K most untrained-looking tokens (default 20; 0 for all)
+  --json          a JSON object: tensor, indicator, reference, and tokens, each with id,
+                  token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators
+
+Example:
+  weft tokens scan Llama-3.1-8B --top 50
+  weft tokens scan model.gguf --json > scan.json
+`,
+		run: runTokens,
+	})
+}
+
+func runTokens(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("want a subcommand: scan")
+	}
+	switch args[0] {
+	case "scan":
+	case "-h", "--help", "-help", "help":
+		return errHelp
+	default:
+		return usagef("unknown subcommand %q: want scan", args[0])
+	}
+	fs := flag.NewFlagSet("tokens scan", flag.ContinueOnError)
+	top := fs.Int("top", 20, "")
+	asJSON := fs.Bool("json", false, "")
+	ref := fs.String("reference", "", "")
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one input, got %d arguments", len(pos))
+	}
+	if *top < 0 {
+		return usagef("--top must be 0 or more")
+	}
+	opts := glitch.ScanOptions{Top: *top}
+	if *ref != "" {
+		if opts.Reference, err = noise.ParseTokenSet(*ref); err != nil {
+			return usagef("--reference: %v", err)
+		}
+	}
+	in, err := openInput(pos[0])
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	res, err := glitch.Scan(in, opts)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintf(e.stdout, "%s: %d rows, %s, indicator %s (lower looks more untrained)\n", res.Tensor, res.Rows, map[bool]string{true: "tied", false: "untied"}[res.Tied], res.Indicator)
+	if res.Reference != "" {
+		fmt.Fprintf(e.stdout, "reference (%d rows): %s\n", res.ReferenceCount, clipString(res.Reference, 200))
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "rank\tid\tindicator\tembedding_norm\ttoken\t")
+	for _, s := range res.Tokens {
+		flags := ""
+		if s.Zero {
+			flags += " (zero row)"
+		}
+		if s.Padding {
+			flags += " (padding)"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.6g\t%.6g\t%s%s\t\n", s.Rank, s.ID, s.Indicator, s.EmbeddingNorm, strconv.Quote(s.Token), flags)
+	}
+	return tw.Flush()
+}
+
+func clipString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
