@@ -39,6 +39,35 @@ func init() {
 	register(weft.Q8_K, kDequantQ8K, kQuantQ8K)
 }
 
+func kDequantQ2K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ2Bytes, kDequantQ2KDirect) }
+func kDequantQ3K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ3Bytes, kDequantQ3KDirect) }
+func kDequantQ4K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ4Bytes, kDequantQ4KDirect) }
+func kDequantQ5K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ5Bytes, kDequantQ5KDirect) }
+func kDequantQ6K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ6Bytes, kDequantQ6KDirect) }
+func kDequantQ8K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ8Bytes, kDequantQ8KDirect) }
+
+// kChunkBlocks is how many blocks kDequantChunked decodes into its buffer at a time: 16 KiB
+// of float32, which stays in L1.
+const kChunkBlocks = 16
+
+// kDequantChunked runs decode over src in chunks of kChunkBlocks blocks, decoding each
+// chunk into a buffer and copying it to dst. The copy is bulk (memmove), which streams
+// to memory much faster than the decoders' single float32 stores when dst is large and
+// not in cache; the results are identical either way.
+func kDequantChunked(src []byte, dst []float32, blockBytes int, decode func([]byte, []float32)) {
+	if len(dst) <= kChunkBlocks*kQK {
+		decode(src, dst)
+		return
+	}
+	var buf [kChunkBlocks * kQK]float32
+	for len(dst) > 0 {
+		n := min(len(dst), len(buf))
+		decode(src[:n/kQK*blockBytes], buf[:n])
+		copy(dst[:n], buf[:n])
+		src, dst = src[n/kQK*blockBytes:], dst[n:]
+	}
+}
+
 func kAbs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // kSqrt is C's sqrtf: the float64 square root of a float32 rounded to float32 is the
@@ -407,7 +436,7 @@ func kQuantQ2K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ2K(src []byte, dst []float32) {
+func kDequantQ2KDirect(src []byte, dst []float32) {
 	var t [8][4]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
@@ -536,7 +565,7 @@ func kQ3Scales(sc *[12]byte) [16]int32 {
 	return s
 }
 
-func kDequantQ3K(src []byte, dst []float32) {
+func kDequantQ3KDirect(src []byte, dst []float32) {
 	var t [16][8]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
@@ -685,12 +714,11 @@ func kQuantQ5K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ4K(src []byte, dst []float32) {
+func kDequantQ4KDirect(src []byte, dst []float32) {
 	var t1, t2 [16]float32
-	var buf [kQK]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
-		y := &buf
+		y := (*[kQK]float32)(dst[b*kQK:])
 		d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
 		sc := (*[12]byte)(x[4:])
 		for j := 0; j < 4; j++ {
@@ -702,7 +730,6 @@ func kDequantQ4K(src []byte, dst []float32) {
 			kTable16(&t2, d2, m2)
 			kDeqNibbles((*[32]byte)(x[16+32*j:]), &t1, &t2, (*[64]float32)(y[64*j:]))
 		}
-	copy(dst[b*kQK:b*kQK+kQK], buf[:])
 	}
 }
 
@@ -743,7 +770,7 @@ func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 	}
 }
 
-func kDequantQ5K(src []byte, dst []float32) {
+func kDequantQ5KDirect(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -835,7 +862,7 @@ func kQuantQ6K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ6K(src []byte, dst []float32) {
+func kDequantQ6KDirect(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ6Bytes]byte)(src[b*kQ6Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -899,7 +926,7 @@ func kQuantQ8K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ8K(src []byte, dst []float32) {
+func kDequantQ8KDirect(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ8Bytes]byte)(src[b*kQ8Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])

@@ -78,3 +78,63 @@ func TestKDevSmall(t *testing.T) {
 		fmt.Printf("GO small %v dequantize %.1f Melem/s\n", typ, float64(len(x))*3000/best/1e6)
 	}
 }
+
+func TestKDevStore(t *testing.T) {
+	if os.Getenv("KDEV") == "" {
+		t.Skip()
+	}
+	runtime.LockOSThread()
+	y := make([]float32, 16<<20)
+	for i := range y {
+		y[i] = 1
+	}
+	best := 1e9
+	for r := 0; r < 10; r++ {
+		t0 := kThreadCPU()
+		v := float32(r)
+		for i := 0; i < len(y); i += 4 {
+			y[i] = v
+			y[i+1] = v
+			y[i+2] = v
+			y[i+3] = v
+		}
+		best = min(best, kThreadCPU()-t0)
+	}
+	fmt.Printf("GO scalar store %.1f Melem/s\n", float64(len(y))/best/1e6)
+	for _, n := range []int{256, 512, 1024, 4096} {
+		best = 1e9
+		src := make([]float32, n)
+		for r := 0; r < 10; r++ {
+			t0 := kThreadCPU()
+			for i := 0; i < len(y); i += n {
+				copy(y[i:i+n], src)
+			}
+			best = min(best, kThreadCPU()-t0)
+		}
+		fmt.Printf("GO copy %d store %.1f Melem/s\n", n, float64(len(y))/best/1e6)
+	}
+}
+
+func TestKDevStore64(t *testing.T) {
+	if os.Getenv("KDEV") == "" {
+		t.Skip()
+	}
+	runtime.LockOSThread()
+	y := make([]uint64, 8<<20)
+	for i := range y {
+		y[i] = 1
+	}
+	best := 1e9
+	for r := 0; r < 10; r++ {
+		t0 := kThreadCPU()
+		v := uint64(r)
+		for i := 0; i < len(y); i += 4 {
+			y[i] = v
+			y[i+1] = v
+			y[i+2] = v
+			y[i+3] = v
+		}
+		best = min(best, kThreadCPU()-t0)
+	}
+	fmt.Printf("GO u64 store %.1f Melem/s\n", float64(2*len(y))/best/1e6)
+}

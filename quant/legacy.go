@@ -70,20 +70,29 @@ func legacyAbsMaxBits(x *[32]float32) uint32 {
 	return max(max(m0, m1), max(m2, m3))
 }
 
+// legacyAbsMaxKey returns the maximum over x of key = magnitude bits<<5 | (31-j): the
+// largest magnitude, and among equal ones the first index. (Two chains of explicit ifs
+// in a function of their own: that is what the compiler turns into CMOVs.)
+func legacyAbsMaxKey(x *[32]float32) uint64 {
+	var k0, k1 uint64
+	for j := 0; j < 32; j += 2 {
+		a := uint64(math.Float32bits(x[j])&^(1<<31))<<5 | uint64(31-j)
+		b := uint64(math.Float32bits(x[j+1])&^(1<<31))<<5 | uint64(30-j)
+		if a > k0 {
+			k0 = a
+		}
+		if b > k1 {
+			k1 = b
+		}
+	}
+	return max(k0, k1)
+}
+
 // legacySignedAbsMax is ggml's search `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`
 // over x from amax = max = 0: it returns the first element of largest magnitude (+0 if
 // all are zero or NaN).
 func legacySignedAbsMax(x *[32]float32) float32 {
-	// The maximum of key = magnitude<<5 | (31-j) is the largest magnitude, and among
-	// equal ones the first index.
-	var k0, k1, k2, k3 uint64
-	for j := 0; j < 32; j += 4 {
-		k0 = max(k0, uint64(math.Float32bits(x[j])&^(1<<31))<<5|uint64(31-j))
-		k1 = max(k1, uint64(math.Float32bits(x[j+1])&^(1<<31))<<5|uint64(30-j))
-		k2 = max(k2, uint64(math.Float32bits(x[j+2])&^(1<<31))<<5|uint64(29-j))
-		k3 = max(k3, uint64(math.Float32bits(x[j+3])&^(1<<31))<<5|uint64(28-j))
-	}
-	k := max(max(k0, k1), max(k2, k3))
+	k := legacyAbsMaxKey(x)
 	switch amax := uint32(k >> 5); {
 	case amax == 0:
 		return 0
@@ -244,13 +253,31 @@ func dequantQ4_1(src []byte, dst []float32) {
 
 // ---- Q5_0 ----
 
-// legacyQ5Vals holds q-16 for the 5-bit values q of Q5_0.
-var legacyQ5Vals = func() (t [32]float32) {
-	for i := range t {
-		t[i] = float32(i - 16)
+// legacyQ5_0Pairs and legacyQ5_1Pairs decode a qs byte and the two fifth bits of its
+// elements: entry q | hlo<<8 | hhi<<9 holds (q&15 | hlo<<4) and (q>>4 | hhi<<4), minus 16
+// for Q5_0.
+var legacyQ5_0Pairs, legacyQ5_1Pairs [1024][2]float32
+
+func init() {
+	for i := range 1024 {
+		lo := i&15 | (i>>8&1)<<4
+		hi := i>>4&15 | (i>>9&1)<<4
+		legacyQ5_0Pairs[i] = [2]float32{float32(lo - 16), float32(hi - 16)}
+		legacyQ5_1Pairs[i] = [2]float32{float32(lo), float32(hi)}
 	}
-	return
-}()
+}
+
+// legacyQ5High interleaves the fifth bits qh of a Q5 block so that bits 2j and 2j+1 of
+// the result are the fifth bits of elements j and j+16.
+func legacyQ5High(qh uint32) uint32 {
+	spread := func(h uint32) uint32 { // bit i to bit 2i, for 16 bits
+		h = (h | h<<8) & 0x00ff00ff
+		h = (h | h<<4) & 0x0f0f0f0f
+		h = (h | h<<2) & 0x33333333
+		return (h | h<<1) & 0x55555555
+	}
+	return spread(qh&0xffff) | spread(qh>>16)<<1
+}
 
 func quantQ5_0(src []float32, dst []byte) {
 	nb := len(src) / 32
@@ -281,11 +308,12 @@ func dequantQ5_0(src []byte, dst []float32) {
 		b := (*[22]byte)(src[i*22:])
 		y := (*[32]float32)(dst[i*32:])
 		d := legacyF16(b[0:2])
-		qh := binary.LittleEndian.Uint32(b[2:6])
+		w := legacyQ5High(binary.LittleEndian.Uint32(b[2:6]))
 		for j := 0; j < 16; j++ {
-			q := b[6+j]
-			y[j] = legacyQ5Vals[q&15|uint8(qh>>j<<4)&16] * d
-			y[j+16] = legacyQ5Vals[q>>4|uint8(qh>>(j+12))&16] * d
+			p := &legacyQ5_0Pairs[uint32(b[6+j])|(w&3)<<8]
+			w >>= 2
+			y[j] = p[0] * d
+			y[j+16] = p[1] * d
 		}
 	}
 }
@@ -325,13 +353,12 @@ func dequantQ5_1(src []byte, dst []float32) {
 		y := (*[32]float32)(dst[i*32:])
 		d := legacyF16(b[0:2])
 		m := legacyF16(b[2:4])
-		qh := binary.LittleEndian.Uint32(b[4:8])
+		w := legacyQ5High(binary.LittleEndian.Uint32(b[4:8]))
 		for j := 0; j < 16; j++ {
-			q := b[8+j]
-			x0 := legacyQ5Vals[q&15|uint8(qh>>j<<4)&16] + 16
-			x1 := legacyQ5Vals[q>>4|uint8(qh>>(j+12))&16] + 16
-			y[j] = float32(x0*d) + m
-			y[j+16] = float32(x1*d) + m
+			p := &legacyQ5_1Pairs[uint32(b[8+j])|(w&3)<<8]
+			w >>= 2
+			y[j] = float32(p[0]*d) + m
+			y[j+16] = float32(p[1]*d) + m
 		}
 	}
 }

@@ -572,3 +572,27 @@ func TestAddTied(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 }
+
+// TestAddGrowsHeadBias grows an untied head's bias with zeros, its old elements raw.
+func TestAddGrowsHeadBias(t *testing.T) {
+	emb := f32Tensor("model.embed_tokens.weight", 12, 8, func(r, j int64) float64 { return float64(r*8+j) + 1 })
+	head := f32Tensor("lm_head.weight", 12, 8, func(r, j int64) float64 { return -float64(r*8 + j) })
+	bias := f32Tensor("lm_head.bias", 1, 12, func(r, j int64) float64 { return float64(j) + 0.5 })
+	bias.Shape = []int64{12}
+	c := &weft.Checkpoint{Format: weft.Safetensors, Path: "b", Tensors: []*weft.Tensor{emb, head, bias}}
+	out, rep, err := Add(c, AddOptions{Count: 3, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tensors) != 3 || rep.Tensors[2].Name != "lm_head.bias" {
+		t.Fatalf("report %+v", rep.Tensors)
+	}
+	b := out.Tensor("lm_head.bias")
+	if b.Shape[0] != 15 {
+		t.Fatalf("bias shape %v", b.Shape)
+	}
+	got, old := readAll(t, b), readAll(t, bias)
+	if !bytes.Equal(got[:48], old) || !bytes.Equal(got[48:], make([]byte, 12)) {
+		t.Fatalf("bias bytes %v", got)
+	}
+}
