@@ -14,6 +14,7 @@ package ablate
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -635,7 +636,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		switch {
 		case ot == nil:
 			bad = append(bad, fmt.Sprintf("%s: missing from %s", t.Name, filepath.Base(other.Path)))
-		case !sameShape(ot.Shape, t.Shape):
+		case !slices.Equal(ot.Shape, t.Shape):
 			bad = append(bad, fmt.Sprintf("%s: shape %v in %s, %v in the input", t.Name, ot.Shape, filepath.Base(other.Path), t.Shape))
 		case ot.DType != t.DType && (!codec.CanDecode(ot.DType) || !codec.CanEncode(t.DType)):
 			bad = append(bad, fmt.Sprintf("%s: %v in %s cannot be converted to the input's %v", t.Name, ot.DType, filepath.Base(other.Path), t.DType))
@@ -668,18 +669,6 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", other.Path, FormatSpec(layers), strings.Join(bad, "\n  "), more)
 	}
 	return theirs, nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // recordParams is the provenance record of the options.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	parser "github.com/gpustack/gguf-parser-go"
@@ -115,7 +116,7 @@ func tensorOf(t testing.TB, c *weft.Checkpoint, name string) *weft.Tensor {
 func sameBytes(t testing.TB, ca *weft.Checkpoint, a string, cb *weft.Checkpoint, b string) {
 	t.Helper()
 	ta, tb := tensorOf(t, ca, a), tensorOf(t, cb, b)
-	if ta.DType != tb.DType || !sameShape(ta.Shape, tb.Shape) {
+	if ta.DType != tb.DType || !slices.Equal(ta.Shape, tb.Shape) {
 		t.Fatalf("%s %v %v vs %s %v %v", a, ta.DType, ta.Shape, b, tb.DType, tb.Shape)
 	}
 	if !bytes.Equal(readAll(t, ta), readAll(t, tb)) {

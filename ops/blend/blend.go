@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -391,7 +392,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		src := 0
 		vocabDiff := false
 		for k := 1; k < len(all); k++ {
-			if !sameShape(b.Shape, ins[k].Shape) {
+			if !slices.Equal(b.Shape, ins[k].Shape) {
 				vocabDiff = true
 			}
 		}
@@ -453,7 +454,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		if err := j.checkCodecs(inputName); err != nil {
 			return nil, err
 		}
-		if ident >= 0 && j.extra == nil && sameShape(ins[ident].Shape, outShape) && ins[ident].DType == outDT {
+		if ident >= 0 && j.extra == nil && slices.Equal(ins[ident].Shape, outShape) && ins[ident].DType == outDT {
 			step.Action, step.Source = "copy", inputName(ident, len(tuned))
 			res.add(keep(ins[ident], b), b, step)
 			continue
@@ -526,7 +527,7 @@ func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Opt
 				miss = append(miss, inputName(k, ntuned))
 				continue
 			}
-			if !sameShape(t.Shape, u.Shape) {
+			if !slices.Equal(t.Shape, u.Shape) {
 				if vocabRole(t.Name) && sameTrailing(t.Shape, u.Shape) {
 					if opts.Vocab == VocabError {
 						vocabBad = append(vocabBad, fmt.Sprintf("%s %v (%s) vs %v (%s)", t.Name, t.Shape, inputName(0, ntuned), u.Shape, inputName(k, ntuned)))
@@ -654,25 +655,13 @@ func identity(coeffs []float64) int {
 	return one
 }
 
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // sameTrailing reports whether two shapes of 2 or more dimensions differ at most in their
 // first dimension.
 func sameTrailing(a, b []int64) bool {
 	if len(a) != len(b) || len(a) < 2 {
 		return false
 	}
-	return sameShape(a[1:], b[1:])
+	return slices.Equal(a[1:], b[1:])
 }
 
 // vocabRole reports whether a tensor has one row per vocabulary entry.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -186,14 +187,14 @@ func Diff(ctx context.Context, a, b *weft.Checkpoint, opts DiffOptions) (*DiffRe
 		}
 		numeric := func(d weft.DType) bool { return d.Float() || d.Quantized() }
 		if !numeric(ta.DType) || !numeric(tb.DType) {
-			if !numeric(ta.DType) && ta.DType == tb.DType && sameShape(ta.Shape, tb.Shape) {
+			if !numeric(ta.DType) && ta.DType == tb.DType && slices.Equal(ta.Shape, tb.Shape) {
 				continue // integer buffers (masks, counters) are not weights
 			}
 			res.Mismatched = append(res.Mismatched, fmt.Sprintf("%s (%v vs %v)", ta.Name, ta.DType, tb.DType))
 			continue
 		}
 		p := &pair{a: ta, b: tb, rows: ta.Rows()}
-		if !sameShape(ta.Shape, tb.Shape) {
+		if !slices.Equal(ta.Shape, tb.Shape) {
 			if !sameTrailing(ta.Shape, tb.Shape) {
 				res.Mismatched = append(res.Mismatched, fmt.Sprintf("%s %v vs %v", ta.Name, ta.Shape, tb.Shape))
 				continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
@@ -117,23 +118,11 @@ func FindEmbeddings(c *weft.Checkpoint) (*Embeddings, error) {
 	case tieCfg == true:
 		e.Tied, e.TiedReason = true, "config.json sets tie_word_embeddings"
 	case e.Head.File != "" && e.Head.File == e.Embedding.File && e.Head.Offset == e.Embedding.Offset &&
-		e.Head.DType == e.Embedding.DType && equalShape(e.Head.Shape, e.Embedding.Shape):
+		e.Head.DType == e.Embedding.DType && slices.Equal(e.Head.Shape, e.Embedding.Shape):
 		e.Tied, e.TiedReason = true, fmt.Sprintf("%q shares its storage with %q", e.Head.Name, en)
 	}
-	if e.Head != nil && !equalShape(e.Head.Shape, e.Embedding.Shape) && e.Tied {
+	if e.Head != nil && !slices.Equal(e.Head.Shape, e.Embedding.Shape) && e.Tied {
 		return nil, fmt.Errorf("embedding %q %v and head %q %v are tied (%s) but differ in shape", en, e.Embedding.Shape, e.Head.Name, e.Head.Shape, e.TiedReason)
 	}
 	return e, nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
