@@ -1,15 +1,17 @@
 package quant
 
 // The non-K block types: IQ4_NL, IQ4_XS and MXFP4 (4-bit non-linear), TQ1_0 and TQ2_0
-// (ternary), and the lattice i-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and
-// IQ1_M. Block layouts and decoding rules follow ggml's ggml-common.h and
-// dequantize_row_* in ggml-quants.c; the grids are in iquants_tables.go.
+// (ternary). Block layouts and decoding rules follow the GGUF/ggml format definitions of
+// these types. The lattice i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
+// are not supported; see the registrations below.
 //
 // Quantizers are provided where ggml's quantizer without an importance matrix is a
 // deterministic function of the input that plain float32 code can reproduce: IQ4_NL and
-// IQ4_XS (quantize_iq4_nl / quantize_iq4_xs, which is what ggml_quantize_chunk runs),
-// MXFP4, TQ1_0 and TQ2_0. The lattice i-quants need an importance matrix in ggml (or a
-// search over big neighbour tables) and are decode-only here.
+// IQ4_XS, MXFP4, TQ1_0 and TQ2_0. For IQ4_NL weft follows quantize_iq4_nl, which is what
+// ggml_quantize_chunk (and so llama-quantize) runs: a search over 15 scales per block.
+// ggml's quantize_row_iq4_nl_ref (its from_float_ref) skips that search (ntry = -1) and
+// leaves the levels of an all-zero block uninitialised, so it has no reproducible output
+// to match. IQ4_XS has one path (quantize_iq4_xs).
 
 import (
 	"encoding/binary"
@@ -24,17 +26,26 @@ func init() {
 	register(weft.MXFP4, dequantMXFP4, quantMXFP4)
 	register(weft.TQ1_0, dequantTQ1_0, quantTQ1_0)
 	register(weft.TQ2_0, dequantTQ2_0, quantTQ2_0)
-	register(weft.IQ2_XXS, dequantIQ2XXS, nil)
-	register(weft.IQ2_XS, dequantIQ2XS, nil)
-	register(weft.IQ2_S, dequantIQ2S, nil)
-	register(weft.IQ3_XXS, dequantIQ3XXS, nil)
-	register(weft.IQ3_S, dequantIQ3S, nil)
-	register(weft.IQ1_S, dequantIQ1S, nil)
-	register(weft.IQ1_M, dequantIQ1M, nil)
+
+	// The lattice i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) are not
+	// registered: decoding them needs their codebooks (the lattice grids), which are ggml's
+	// data tables, and weft does not ship them. CanDequantize and CanQuantize (and so
+	// codec.CanDecode and codec.CanEncode) report false for these types, Dequantize and
+	// Quantize return an error naming the type, and callers report an error naming the
+	// tensor and its type.
 }
 
 // iq4nlValues is ggml's kvalues_iq4nl: the 16 levels of IQ4_NL and IQ4_XS.
 var iq4nlValues = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+
+// iq4nlF holds iq4nlValues as floats. (A variable initializer, not init code: iq4Cells
+// is computed from it during variable initialization.)
+var iq4nlF = func() (f [16]float32) {
+	for i, v := range iq4nlValues {
+		f[i] = float32(v)
+	}
+	return
+}()
 
 // mxfp4Values is ggml's kvalues_mxfp4: the E2M1 values, doubled.
 var mxfp4Values = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
@@ -42,35 +53,13 @@ var mxfp4Values = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -
 var (
 	iq4nlPairs [256][2]float32 // levels of the low and high nibble
 	mxfp4Pairs [256][2]float32
-	iq4nlF     [16]float32
-	// iqSigns[s] holds the 8 factors ±1 for a sign byte s (bit j set: element j is negative).
-	iqSigns [256][8]float32
 )
 
 func init() {
 	for b := range 256 {
 		iq4nlPairs[b] = [2]float32{float32(iq4nlValues[b&15]), float32(iq4nlValues[b>>4])}
 		mxfp4Pairs[b] = [2]float32{float32(mxfp4Values[b&15]), float32(mxfp4Values[b>>4])}
-		for j := range 8 {
-			iqSigns[b][j] = 1
-			if b>>j&1 != 0 {
-				iqSigns[b][j] = -1
-			}
-		}
 	}
-	for i, v := range iq4nlValues {
-		iq4nlF[i] = float32(v)
-	}
-}
-
-// iqKSigns is ggml's ksigns_iq2xs: 7 stored sign bits plus an eighth that makes the
-// number of negative signs even.
-func iqKSigns(s uint32) uint8 {
-	s &= 127
-	p := s ^ s>>4
-	p ^= p >> 2
-	p ^= p >> 1
-	return uint8(s | (p&1)<<7)
 }
 
 // ---- IQ4_NL ----
@@ -90,28 +79,38 @@ func dequantIQ4NL(src []byte, dst []float32) {
 }
 
 // iq4BestIndex is ggml's best_index_int8 over the 16 IQ4_NL levels: the nearest level
-// to x, the lower one on a tie.
+// to x, the upper one on a tie. Level j is nearest for x from the midpoint below it
+// (inclusive) to the midpoint above it (exclusive); the midpoints are multiples of 0.5,
+// so the answer is constant on each interval [k/2, (k+1)/2) and iq4Cells holds it, for
+// k = floor(2x) + 512. (The binary search of ggml compares x - val[mu-1] with
+// val[mu] - x in float32; near a midpoint x is at least 4 in magnitude and both
+// differences are exact, so the comparisons agree with the exact midpoint rule;
+// TestIQ4BestIndex checks this against a transcription of the search.)
 func iq4BestIndex(x float32) uint8 {
-	if x <= iq4nlF[0] {
+	if !(x > -127) {
+		if x != x {
+			return 15 // where ggml's search ends for a NaN
+		}
 		return 0
 	}
-	if x >= iq4nlF[15] {
+	if x >= 113 {
 		return 15
 	}
-	ml, mu := 0, 15
-	for mu-ml > 1 {
-		mav := (ml + mu) / 2
-		if x < iq4nlF[mav] {
-			mu = mav
-		} else {
-			ml = mav
+	return iq4Cells[int(float64(x)*2+512)&1023]
+}
+
+var iq4Cells = func() (t [1024]uint8) {
+	for k := range t {
+		x := float32(k-512) / 2
+		for j := 1; j < 16; j++ {
+			// x lies at or above the midpoint of levels j-1 and j.
+			if 2*x >= iq4nlF[j-1]+iq4nlF[j] {
+				t[k] = uint8(j)
+			}
 		}
 	}
-	if x-iq4nlF[mu-1] < iq4nlF[mu]-x {
-		return uint8(mu - 1)
-	}
-	return uint8(mu)
-}
+	return
+}()
 
 // iq4Scratch is the working memory of iq4Quantize for one super-block.
 type iq4Scratch struct {
@@ -312,11 +311,11 @@ func mxfp4FloorLog2(a float32) float32 {
 	return float32(math.Floor(float64(float32(math.Log2(float64(a))))))
 }
 
-// mxfp4BestIndex is ggml's best_index_mxfp4: the first of the 16 values v minimising
-// |v*e - x|.
-func mxfp4BestIndex(x, e float32) uint8 {
+// mxfp4BestIndexRef is ggml's best_index_mxfp4 as written: the first of the 16 values v
+// minimising |v*e - x|.
+func mxfp4BestIndexRef(x, e float32) uint8 {
 	best := uint8(0)
-	bestErr := legacyAbs(float32(mxfp4Values[0])*e - x)
+	bestErr := legacyAbs(float32(float32(mxfp4Values[0])*e) - x)
 	for i := 1; i < 16; i++ {
 		if err := legacyAbs(float32(float32(mxfp4Values[i])*e) - x); err < bestErr {
 			best, bestErr = uint8(i), err
@@ -325,25 +324,68 @@ func mxfp4BestIndex(x, e float32) uint8 {
 	return best
 }
 
+// mxfp4Ceil[c] is, for c = ceil(2|x|/e), the index of the magnitude nearest |x| among 0,
+// 1, 2, 3, 4, 6, 8, 12 times e, the smaller on a tie: the number of midpoints (in units
+// of e/2: 1, 3, 5, 7, 10, 14, 20) strictly below 2|x|/e, i.e. at most c-1.
+var mxfp4Ceil = func() (t [64]uint8) {
+	for c := 1; c < 64; c++ {
+		for _, m := range []int{1, 3, 5, 7, 10, 14, 20} {
+			if m <= c-1 {
+				t[c]++
+			}
+		}
+	}
+	return
+}()
+
+// mxfp4BestIndex is mxfp4BestIndexRef for a block whose values all satisfy
+// 2|x|/e < 32, with e <= 2^124 so that 12*e is finite (the caller checks); inv2 is 2/e. For x >= 0 the candidates with the
+// smallest error are among the non-negative values 0..12*e (indices 0..7, which come
+// first), for x < 0 among 0 and the negative ones (indices 0, 9..15), whose errors are
+// those of |x| against 0..12*e. Of the magnitudes, the first minimum is the nearest one,
+// the smaller on a tie: with |x| < 16e, near each midpoint |x| and the two levels are
+// within a factor 2, so ggml's float32 differences are exact there and its comparisons
+// agree with the exact rule. TestMXFP4BestIndex compares both.
+func mxfp4BestIndex(x float32, inv2 float64) uint8 {
+	b := math.Float32bits(x)
+	t := float64(math.Float32frombits(b&^(1<<31))) * inv2 // exact: e is a power of two
+	j := mxfp4Ceil[int(math.Ceil(t))&63]
+	return j + uint8(b>>31&(uint32(j+7)>>3))<<3 // +8 for a negative x, unless j == 0
+}
+
 func quantMXFP4(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
 		y := (*[17]byte)(dst[i*17:])
-		var amax float32
-		for _, v := range x {
-			if a := legacyAbs(v); amax < a {
-				amax = a
+		// ggml's `if (amax < fabsf(v)) amax = fabsf(v);` skips NaNs: so does the integer
+		// maximum, apart from NaNs, handled by the literal loop.
+		raw := legacyAbsMaxBits(x)
+		ab := raw
+		if ab > legacyInf {
+			ab = 0
+			for _, v := range x {
+				if a := math.Float32bits(v) &^ (1 << 31); a <= legacyInf && a > ab {
+					ab = a
+				}
 			}
 		}
+		amax := math.Float32frombits(ab)
 		var e uint8
 		if amax > 0 {
 			e = mxfp4Exponent(amax)
 		}
 		d := mxfp4Scale(e)
+		inv2 := 2 / float64(d)
 		y[0] = e
-		for j := 0; j < 16; j++ {
-			y[1+j] = mxfp4BestIndex(x[j], d) | mxfp4BestIndex(x[j+16], d)<<4
+		if e <= 252 && float64(amax)*inv2 < 32 && raw == ab {
+			for j := 0; j < 16; j++ {
+				y[1+j] = mxfp4BestIndex(x[j], inv2) | mxfp4BestIndex(x[j+16], inv2)<<4
+			}
+		} else { // NaNs, a scale from an infinite or wrapped exponent, or one so large that 12*e overflows
+			for j := 0; j < 16; j++ {
+				y[1+j] = mxfp4BestIndexRef(x[j], d) | mxfp4BestIndexRef(x[j+16], d)<<4
+			}
 		}
 	}
 }
@@ -385,20 +427,28 @@ func dequantTQ1_0(src []byte, dst []float32) {
 		b := (*[54]byte)(src[i*54:])
 		y := (*[256]float32)(dst[i*256:])
 		d := legacyF16(b[52:54])
-		for n := 0; n < 5; n++ {
-			for m := 0; m < 32; m++ {
-				y[n*32+m] = tq1Trits[b[m]][n] * d
-			}
+		for m := 0; m < 32; m++ {
+			p := &tq1Trits[b[m]]
+			y[m] = p[0] * d
+			y[32+m] = p[1] * d
+			y[64+m] = p[2] * d
+			y[96+m] = p[3] * d
+			y[128+m] = p[4] * d
 		}
-		for n := 0; n < 5; n++ {
-			for m := 0; m < 16; m++ {
-				y[160+n*16+m] = tq1Trits[b[32+m]][n] * d
-			}
+		for m := 0; m < 16; m++ {
+			p := &tq1Trits[b[32+m]]
+			y[160+m] = p[0] * d
+			y[176+m] = p[1] * d
+			y[192+m] = p[2] * d
+			y[208+m] = p[3] * d
+			y[224+m] = p[4] * d
 		}
-		for n := 0; n < 4; n++ {
-			for j := 0; j < 4; j++ {
-				y[240+n*4+j] = tq1Trits[b[48+j]][n] * d
-			}
+		for j := 0; j < 4; j++ {
+			p := &tq1Trits[b[48+j]]
+			y[240+j] = p[0] * d
+			y[244+j] = p[1] * d
+			y[248+j] = p[2] * d
+			y[252+j] = p[3] * d
 		}
 	}
 }
@@ -445,6 +495,17 @@ func quantTQ1_0(src []float32, dst []byte) {
 }
 
 // TQ2_0: qs[64] (4 two-bit values per byte, value 0..3 meaning -1..2), d f16 at byte 64.
+// Byte m of qs[32k:32k+32] holds elements 128k+m, +32, +64, +96, from its low bits up.
+
+// tq2Vals[b][l] is the l-th two-bit value of byte b, minus one, as a float.
+var tq2Vals = func() (t [256][4]float32) {
+	for b := range 256 {
+		for l := range 4 {
+			t[b][l] = float32(b>>(2*l)&3 - 1)
+		}
+	}
+	return
+}()
 
 func dequantTQ2_0(src []byte, dst []float32) {
 	nb := len(dst) / 256
@@ -452,13 +513,17 @@ func dequantTQ2_0(src []byte, dst []float32) {
 		b := (*[66]byte)(src[i*66:])
 		y := (*[256]float32)(dst[i*256:])
 		d := legacyF16(b[64:66])
-		for j := 0; j < 64; j += 32 {
-			for l := 0; l < 4; l++ {
-				for m := 0; m < 32; m++ {
-					q := int(b[j+m]>>(2*l)) & 3
-					y[j*4+l*32+m] = float32(q-1) * d
-				}
-			}
+		for m := 0; m < 32; m++ {
+			p := &tq2Vals[b[m]]
+			q := &tq2Vals[b[32+m]]
+			y[m] = p[0] * d
+			y[32+m] = p[1] * d
+			y[64+m] = p[2] * d
+			y[96+m] = p[3] * d
+			y[128+m] = q[0] * d
+			y[160+m] = q[1] * d
+			y[192+m] = q[2] * d
+			y[224+m] = q[3] * d
 		}
 	}
 }
@@ -481,202 +546,6 @@ func quantTQ2_0(src []float32, dst []byte) {
 					q += (tqTrit(x[j*4+m+n*32], id) & 3) << (2 * n)
 				}
 				y[j+m] = q
-			}
-		}
-	}
-}
-
-// ---- Lattice i-quants (decode only) ----
-
-// iqPut8 writes the 8 grid bytes of g, times db, with signs s, to y.
-func iqPut8(y *[8]float32, db float32, g uint64, s uint8) {
-	sg := &iqSigns[s]
-	for j := 0; j < 8; j++ {
-		y[j] = db * float32(uint8(g>>(8*j))) * sg[j]
-	}
-}
-
-// IQ2_XXS: d f16, qs[32] u16. Each 32-element group is 8 bytes: four grid indices, then
-// a u32 of four 7-bit sign fields and a 4-bit scale in the top bits.
-func dequantIQ2XXS(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[66]byte)(src[i*66:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			g := (*[8]byte)(b[2+8*ib:])
-			aux1 := binary.LittleEndian.Uint32(g[4:8])
-			db := float32(d*(0.5+float32(aux1>>28))) * 0.25
-			for l := 0; l < 4; l++ {
-				y := (*[8]float32)(dst[i*256+32*ib+8*l:])
-				iqPut8(y, db, iq2xxsGrid[g[l]], iqKSigns(aux1>>(7*l)))
-			}
-		}
-	}
-}
-
-// IQ2_XS: d f16, qs[32] u16 (9-bit grid index, 7-bit signs), scales[8] (two 4-bit).
-func dequantIQ2XS(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[74]byte)(src[i*74:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			sc := b[66+ib]
-			db := [2]float32{
-				float32(d*(0.5+float32(sc&15))) * 0.25,
-				float32(d*(0.5+float32(sc>>4))) * 0.25,
-			}
-			for l := 0; l < 4; l++ {
-				q := binary.LittleEndian.Uint16(b[2+8*ib+2*l:])
-				y := (*[8]float32)(dst[i*256+32*ib+8*l:])
-				iqPut8(y, db[l/2], iq2xsGrid[q&511], iqKSigns(uint32(q>>9)))
-			}
-		}
-	}
-}
-
-// IQ2_S: d f16, qs[64] (32 grid index low bytes, then 32 sign bytes), qh[8], scales[8].
-func dequantIQ2S(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[82]byte)(src[i*82:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			sc := b[74+ib]
-			db := [2]float32{
-				float32(d*(0.5+float32(sc&15))) * 0.25,
-				float32(d*(0.5+float32(sc>>4))) * 0.25,
-			}
-			qh := uint32(b[66+ib])
-			for l := 0; l < 4; l++ {
-				idx := uint32(b[2+4*ib+l]) | qh<<(8-2*l)&0x300
-				y := (*[8]float32)(dst[i*256+32*ib+8*l:])
-				iqPut8(y, db[l/2], iq2sGrid[idx], b[34+4*ib+l])
-			}
-		}
-	}
-}
-
-// iqPut4 writes the 4 grid bytes of g, times db, with the signs sg, to y.
-func iqPut4(y []float32, db float32, g uint32, sg []float32) {
-	y = y[:4]
-	sg = sg[:4]
-	for j := 0; j < 4; j++ {
-		y[j] = db * float32(uint8(g>>(8*j))) * sg[j]
-	}
-}
-
-// IQ3_XXS: d f16, qs[96]: 64 grid index bytes, then 8 u32 of four 7-bit sign fields and
-// a 4-bit scale.
-func dequantIQ3XXS(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[98]byte)(src[i*98:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			aux := binary.LittleEndian.Uint32(b[66+4*ib:])
-			db := float32(d*(0.5+float32(aux>>28))) * 0.5
-			for l := 0; l < 4; l++ {
-				sg := &iqSigns[iqKSigns(aux>>(7*l))]
-				y := dst[i*256+32*ib+8*l:]
-				iqPut4(y[0:4], db, iq3xxsGrid[b[2+8*ib+2*l]], sg[0:4])
-				iqPut4(y[4:8], db, iq3xxsGrid[b[2+8*ib+2*l+1]], sg[4:8])
-			}
-		}
-	}
-}
-
-// IQ3_S: d f16, qs[64], qh[8], signs[32], scales[4].
-func dequantIQ3S(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[110]byte)(src[i*110:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			sc := b[106+ib/2]
-			var db float32
-			if ib%2 == 0 {
-				db = d * float32(1+2*int(sc&15))
-			} else {
-				db = d * float32(1+2*int(sc>>4))
-			}
-			qh := uint32(b[66+ib])
-			for l := 0; l < 4; l++ {
-				sg := &iqSigns[b[74+4*ib+l]]
-				i1 := uint32(b[2+8*ib+2*l]) | qh<<(8-2*l)&256
-				i2 := uint32(b[2+8*ib+2*l+1]) | qh<<(7-2*l)&256
-				y := dst[i*256+32*ib+8*l:]
-				iqPut4(y[0:4], db, iq3sGrid[i1], sg[0:4])
-				iqPut4(y[4:8], db, iq3sGrid[i2], sg[4:8])
-			}
-		}
-	}
-}
-
-const iq1Delta = 0.125 // IQ1S_DELTA and IQ1M_DELTA
-
-// iq1Put8 writes dl*(g_j + delta) for the 8 signed grid bytes of g.
-func iq1Put8(y *[8]float32, dl, delta float32, g uint64) {
-	for j := 0; j < 8; j++ {
-		y[j] = dl * (float32(int8(g>>(8*j))) + delta)
-	}
-}
-
-// IQ1_S: d f16, qs[32], qh[8] u16 (4 x 3-bit index highs, 3-bit scale, delta sign).
-func dequantIQ1S(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[50]byte)(src[i*50:])
-		d := legacyF16(b[0:2])
-		for ib := 0; ib < 8; ib++ {
-			qh := uint32(binary.LittleEndian.Uint16(b[34+2*ib:]))
-			dl := d * float32(2*int(qh>>12&7)+1)
-			delta := float32(iq1Delta)
-			if qh&0x8000 != 0 {
-				delta = -iq1Delta
-			}
-			for l := 0; l < 4; l++ {
-				idx := uint32(b[2+4*ib+l]) | (qh>>(3*l)&7)<<8
-				iq1Put8((*[8]float32)(dst[i*256+32*ib+8*l:]), dl, delta, iq1sGrid[idx])
-			}
-		}
-	}
-}
-
-// IQ1_M: qs[32], qh[16], scales[8] (four u16: 3-bit block scales, and the f16
-// super-block scale spread over their top nibbles).
-func dequantIQ1M(src []byte, dst []float32) {
-	nb := len(dst) / 256
-	for i := 0; i < nb; i++ {
-		b := (*[56]byte)(src[i*56:])
-		var sc [4]uint16
-		for k := range sc {
-			sc[k] = binary.LittleEndian.Uint16(b[48+2*k:])
-		}
-		d := f16(sc[0]>>12 | sc[1]>>8&0x00f0 | sc[2]>>4&0x0f00 | sc[3]&0xf000)
-		for ib := 0; ib < 8; ib++ {
-			s := sc[ib/2] >> (6 * (ib % 2))
-			dl1 := d * float32(2*int(s&7)+1)
-			dl2 := d * float32(2*int(s>>3&7)+1)
-			qh0, qh1 := uint32(b[32+2*ib]), uint32(b[33+2*ib])
-			idx := [4]uint32{
-				uint32(b[4*ib]) | qh0<<8&0x700,
-				uint32(b[4*ib+1]) | qh0<<4&0x700,
-				uint32(b[4*ib+2]) | qh1<<8&0x700,
-				uint32(b[4*ib+3]) | qh1<<4&0x700,
-			}
-			hb := [4]uint32{qh0 & 0x08, qh0 & 0x80, qh1 & 0x08, qh1 & 0x80}
-			for l := 0; l < 4; l++ {
-				delta := float32(iq1Delta)
-				if hb[l] != 0 {
-					delta = -iq1Delta
-				}
-				dl := dl1
-				if l >= 2 {
-					dl = dl2
-				}
-				iq1Put8((*[8]float32)(dst[i*256+32*ib+8*l:]), dl, delta, iq1sGrid[idx[l]])
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package quant
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/weft-ml/weft"
@@ -41,29 +42,7 @@ func iqCheck(t *testing.T, typ weft.DType, blk []byte, want []float32) {
 	}
 }
 
-// fill returns n copies of v.
-func iqFill(n int, v float32) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = v
-	}
-	return s
-}
-
-func iqCat(parts ...[]float32) []float32 {
-	var s []float32
-	for _, p := range parts {
-		s = append(s, p...)
-	}
-	return s
-}
-
-// The values used below from ggml's grids (ggml-common.h): iq2xxs_grid[0], iq2xs_grid[0]
-// and iq2s_grid[0] are eight 8s; iq2xxs_grid[1] is 43 then seven 8s; iq2xs_grid[511]
-// and iq2s_grid[1023] are eight 43s; iq3xxs_grid[0] is four 4s and iq3xxs_grid[255] is
-// 4, 28, 52, 62; iq3s_grid[0] is four 1s and iq3s_grid[511] is 1, 1, 15, 15;
-// iq1s_grid[0] is eight -1s and iq1s_grid[2047] eight +1s.
-
+// TestIQ4NLHandBuilt decodes an IQ4_NL block whose nibbles run through all 16 levels.
 func TestIQ4NLHandBuilt(t *testing.T) {
 	blk := iqBlock(weft.IQ4_NL, 0, 0.5)
 	for j := 0; j < 16; j++ {
@@ -84,6 +63,7 @@ func TestIQ4NLHandBuilt(t *testing.T) {
 	}
 }
 
+// TestIQ4XSHandBuilt decodes an IQ4_XS block with a different 6-bit scale per sub-block.
 func TestIQ4XSHandBuilt(t *testing.T) {
 	blk := iqBlock(weft.IQ4_XS, 0, 0.25)
 	// Block scale of sub-block ib: ls = 28 + ib (6 bits: low nibble in scales_l, high
@@ -111,6 +91,8 @@ func TestIQ4XSHandBuilt(t *testing.T) {
 	iqCheck(t, weft.IQ4_XS, blk, want)
 }
 
+// TestMXFP4HandBuilt decodes MXFP4 blocks with every code point, for extreme and ordinary
+// E8M0 exponents.
 func TestMXFP4HandBuilt(t *testing.T) {
 	// E2M1 code points: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives; the block value is
 	// code * 2^(e-127).
@@ -233,6 +215,7 @@ func TestMXFP4QuantizeNearest(t *testing.T) {
 	}
 }
 
+// TestTQ1_0HandBuilt decodes a TQ1_0 block with base-3 packed bytes worked out by hand.
 func TestTQ1_0HandBuilt(t *testing.T) {
 	// A byte holding trits t0..t4 (t0 most significant, each 0..2 for -1..1) is
 	// ceil(q*256/243) with q = sum t_n 3^(4-n). Trits (2,0,1,2,0): q = 162+9+6 = 177,
@@ -260,6 +243,7 @@ func TestTQ1_0HandBuilt(t *testing.T) {
 	iqCheck(t, weft.TQ1_0, blk, want)
 }
 
+// TestTQ2_0HandBuilt decodes a TQ2_0 block with two-bit fields set by hand.
 func TestTQ2_0HandBuilt(t *testing.T) {
 	// Byte m of qs[j:j+32] holds elements 4j+m, 4j+m+32, 4j+m+64, 4j+m+96 in bit pairs
 	// from the lowest, value v meaning v-1.
@@ -303,132 +287,6 @@ func TestTernaryRoundTrip(t *testing.T) {
 			}
 		}
 	}
-}
-
-func TestIQ2XXSHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ2_XXS, 0, 1)
-	// Group 0: grid indices 0,1,0,1; sign fields 0, 1 (elements 0 and 7: the eighth sign
-	// makes the count even), 127 (all eight), 3 (elements 0 and 1); scale 3, so
-	// db = (0.5+3)/4 = 0.875. Groups 1..7: index 0, scale 0: db = 0.125, values 1.
-	blk[2], blk[3], blk[4], blk[5] = 0, 1, 0, 1
-	binary.LittleEndian.PutUint32(blk[6:], 0|1<<7|127<<14|3<<21|3<<28)
-	s := float32(0.875)
-	want := iqCat(
-		iqFill(8, 8*s),
-		[]float32{-43 * s, 8 * s, 8 * s, 8 * s, 8 * s, 8 * s, 8 * s, -8 * s},
-		iqFill(8, -8*s),
-		[]float32{-43 * s, -8 * s, 8 * s, 8 * s, 8 * s, 8 * s, 8 * s, 8 * s},
-		iqFill(224, 1),
-	)
-	iqCheck(t, weft.IQ2_XXS, blk, want)
-}
-
-func TestIQ2XSHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ2_XS, 0, 2)
-	// Group 0: 9-bit index | 7-bit sign field << 9: 511; 0 with signs 1; 511 with signs
-	// 127; 0. Scales 0x21: db = 2*(0.5+1)/4 = 0.75 for the first half, 2*(0.5+2)/4 = 1.25
-	// for the second. Other groups: index 0, scale 0: db = 0.25, values 2.
-	for l, q := range []uint16{511, 1 << 9, 511 | 127<<9, 0} {
-		binary.LittleEndian.PutUint16(blk[2+2*l:], q)
-	}
-	blk[66] = 0x21
-	want := iqCat(
-		iqFill(8, 43*0.75),
-		[]float32{-6, 6, 6, 6, 6, 6, 6, -6},
-		iqFill(8, -43*1.25),
-		iqFill(8, 10),
-		iqFill(224, 2),
-	)
-	iqCheck(t, weft.IQ2_XS, blk, want)
-}
-
-func TestIQ2SHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ2_S, 0, 1)
-	// Group 0: index low bytes 0xff, 0xff, 0, 0 with high bits (qh[0], two per index)
-	// 3, 3, 0, 0: indices 1023, 1023, 0, 0. Sign bytes (no parity rule here) 0, 0x81,
-	// 0xff, 0x01. Scales 0x10: db = 0.125 (first half), 0.375 (second half).
-	blk[2], blk[3] = 0xff, 0xff
-	blk[66] = 0x0f
-	blk[34], blk[35], blk[36], blk[37] = 0, 0x81, 0xff, 0x01
-	blk[74] = 0x10
-	want := iqCat(
-		iqFill(8, 43*0.125),
-		[]float32{-5.375, 5.375, 5.375, 5.375, 5.375, 5.375, 5.375, -5.375},
-		iqFill(8, -3),
-		[]float32{-3, 3, 3, 3, 3, 3, 3, 3},
-		iqFill(224, 1),
-	)
-	iqCheck(t, weft.IQ2_S, blk, want)
-}
-
-func TestIQ3XXSHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ3_XXS, 0, 1)
-	// Group 0: grid index bytes 0, 255, 255, 0, 0...; sign fields 1 (elements 0 and 7),
-	// 0, 0, 0; scale 1: db = (0.5+1)/2 = 0.75. Other groups: scale 0, db = 0.25, 4s -> 1.
-	blk[3], blk[4] = 255, 255
-	binary.LittleEndian.PutUint32(blk[66:], 1|1<<28)
-	want := iqCat(
-		[]float32{-3, 3, 3, 3, 3, 21, 39, -46.5},
-		[]float32{3, 21, 39, 46.5, 3, 3, 3, 3},
-		iqFill(16, 3),
-		iqFill(224, 1),
-	)
-	iqCheck(t, weft.IQ3_XXS, blk, want)
-}
-
-func TestIQ3SHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ3_S, 0, 0.5)
-	// Group 0: index bytes 0xff, 0xff with their ninth bits set (qh[0] bits 0 and 1):
-	// both 511 = (1,1,15,15); sign byte 0x11 (elements 0 and 4). Scales 0x32: db =
-	// 0.5*(1+2*2) = 2.5 for group 0, 0.5*(1+2*3) = 3.5 for group 1; the rest db = 0.5.
-	blk[2], blk[3] = 0xff, 0xff
-	blk[66] = 0x03
-	blk[74] = 0x11
-	blk[106] = 0x32
-	want := iqCat(
-		[]float32{-2.5, 2.5, 37.5, 37.5, -2.5, 2.5, 37.5, 37.5},
-		iqFill(24, 2.5),
-		iqFill(32, 3.5),
-		iqFill(192, 0.5),
-	)
-	iqCheck(t, weft.IQ3_S, blk, want)
-}
-
-func TestIQ1SHandBuilt(t *testing.T) {
-	blk := iqBlock(weft.IQ1_S, 0, 0.5)
-	// Group 0: index 0xff with high bits 7 (2047, all +1), then index 0 (all -1); scale
-	// 2: dl = 0.5*(2*2+1) = 2.5; delta sign set: -0.125. Other groups: dl = 0.5, +0.125.
-	blk[2] = 0xff
-	binary.LittleEndian.PutUint16(blk[34:], 7|2<<12|0x8000)
-	want := iqCat(
-		iqFill(8, 2.5*(1-0.125)),
-		iqFill(24, 2.5*(-1-0.125)),
-		iqFill(224, 0.5*(-1+0.125)),
-	)
-	iqCheck(t, weft.IQ1_S, blk, want)
-}
-
-func TestIQ1MHandBuilt(t *testing.T) {
-	blk := make([]byte, 56)
-	// Group 0: index 0xff with high bits 7 (all +1) and delta sign (qh[0] = 0x0f), then
-	// three index-0 groups (all -1), the last with its delta sign (qh[1] = 0x80). Block
-	// scales (3 bits each): 1 for the first half (dl = 3), 2 for the second (dl = 5). The
-	// f16 super scale 1.0 = 0x3c00 is spread over the top nibbles of the four u16 scales:
-	// 0, 0, 0xc, 0x3. Other groups: block scale 0 (dl = 1), delta +0.125.
-	blk[0] = 0xff
-	blk[32] = 0x0f
-	blk[33] = 0x80
-	binary.LittleEndian.PutUint16(blk[48:], 1|2<<3)
-	binary.LittleEndian.PutUint16(blk[52:], 0xc000)
-	binary.LittleEndian.PutUint16(blk[54:], 0x3000)
-	want := iqCat(
-		iqFill(8, 3*(1-0.125)),
-		iqFill(8, 3*(-1+0.125)),
-		iqFill(8, 5*(-1+0.125)),
-		iqFill(8, 5*(-1-0.125)),
-		iqFill(224, -0.875),
-	)
-	iqCheck(t, weft.IQ1_M, blk, want)
 }
 
 // iq4BlockScale returns the decoded scale of 32-element block b of an IQ4_NL or IQ4_XS
@@ -513,5 +371,124 @@ func TestIQ4ZeroBlocks(t *testing.T) {
 	}
 	if sh := binary.LittleEndian.Uint16(q[2:]); sh != 0xaaaa {
 		t.Errorf("IQ4_XS zero block: scales_h = %#04x, want 0xaaaa (every scale 0+32)", sh)
+	}
+}
+
+// iq4BestIndexRef transcribes ggml's best_index_int8 (binary search, then the nearer
+// of two neighbours, the upper one on a tie) over the IQ4_NL levels.
+func iq4BestIndexRef(x float32) uint8 {
+	val := &iq4nlF
+	if x <= val[0] {
+		return 0
+	}
+	if x >= val[15] {
+		return 15
+	}
+	ml, mu := 0, 15
+	for mu-ml > 1 {
+		mav := (ml + mu) / 2
+		if x < val[mav] {
+			mu = mav
+		} else {
+			ml = mav
+		}
+	}
+	if x-val[mu-1] < val[mu]-x {
+		return uint8(mu - 1)
+	}
+	return uint8(mu)
+}
+
+// TestIQ4BestIndex compares the table lookup with ggml's search around every half
+// integer in the level range (where the midpoints are), at random points and at special
+// values.
+func TestIQ4BestIndex(t *testing.T) {
+	check := func(x float32) {
+		if got, want := iq4BestIndex(x), iq4BestIndexRef(x); got != want {
+			t.Fatalf("iq4BestIndex(%v) = %d, ggml's search gives %d", x, got, want)
+		}
+	}
+	for h := float32(-130); h <= 116; h += 0.5 {
+		up, down := h, h
+		for i := 0; i < 300; i++ {
+			check(up)
+			check(down)
+			up = math.Nextafter32(up, 1000)
+			down = math.Nextafter32(down, -1000)
+		}
+	}
+	r := legacyRNG{17}
+	for i := 0; i < 1000000; i++ {
+		check(float32((r.float64() - 0.5) * 280))
+		check(math.Float32frombits(uint32(r.next())))
+	}
+	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 1e-45, -1e-45, -127, 113, -127.00001, 113.00001,
+		float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, -math.MaxFloat32} {
+		check(x)
+	}
+}
+
+// TestMXFP4BestIndex compares the direct rule with ggml's search, for scales from the
+// subnormal 2^-128 up to 2^124 (above, 12 times the scale overflows and quantMXFP4 runs
+// the search), around every level and midpoint and at random points
+// below 16 times the scale (the range the fast path is used for).
+func TestMXFP4BestIndex(t *testing.T) {
+	r := legacyRNG{23}
+	for _, eb := range []int{0, 1, 2, 3, 20, 100, 126, 127, 128, 140, 200, 251, 252} {
+		e := mxfp4Scale(uint8(eb))
+		inv2 := 2 / float64(e)
+		check := func(x float32) {
+			if !(float64(legacyAbs(x))*inv2 < 32) {
+				return
+			}
+			if got, want := mxfp4BestIndex(x, inv2), mxfp4BestIndexRef(x, e); got != want {
+				t.Fatalf("scale %g: mxfp4BestIndex(%v) = %d, ggml's search gives %d", e, x, got, want)
+			}
+		}
+		for m := float32(0); m < 16; m += 0.5 {
+			for _, s := range []float32{1, -1} {
+				up, down := s*m*e, s*m*e
+				for i := 0; i < 100; i++ {
+					check(up)
+					check(down)
+					up = math.Nextafter32(up, float32(math.Inf(1)))
+					down = math.Nextafter32(down, float32(math.Inf(-1)))
+				}
+			}
+		}
+		for i := 0; i < 100000; i++ {
+			check(float32((r.float64()*2 - 1) * 16 * float64(e)))
+		}
+		check(0)
+		check(float32(math.Copysign(0, -1)))
+	}
+}
+
+// TestLatticeIQuantsUnsupported checks that the lattice i-quants, whose codebooks are
+// ggml's data tables that weft does not ship, are reported as unsupported: no decoder or
+// encoder is registered, and Dequantize and Quantize fail with an error naming the type.
+func TestLatticeIQuantsUnsupported(t *testing.T) {
+	for _, typ := range []weft.DType{
+		weft.IQ2_XXS, weft.IQ2_XS, weft.IQ2_S, weft.IQ3_XXS, weft.IQ3_S, weft.IQ1_S, weft.IQ1_M,
+	} {
+		if CanDequantize(typ) {
+			t.Errorf("%v: CanDequantize is true", typ)
+		}
+		if CanQuantize(typ) {
+			t.Errorf("%v: CanQuantize is true", typ)
+		}
+		bs, bb := int(typ.BlockSize()), int(typ.BlockBytes())
+		err := Dequantize(typ, make([]byte, bb), make([]float32, bs))
+		if err == nil {
+			t.Errorf("%v: Dequantize succeeded", typ)
+		} else if !strings.Contains(err.Error(), typ.String()) {
+			t.Errorf("%v: Dequantize error %q does not name the type", typ, err)
+		}
+		err = Quantize(typ, make([]float32, bs), make([]byte, bb))
+		if err == nil {
+			t.Errorf("%v: Quantize succeeded", typ)
+		} else if !strings.Contains(err.Error(), typ.String()) {
+			t.Errorf("%v: Quantize error %q does not name the type", typ, err)
+		}
 	}
 }

@@ -48,7 +48,7 @@ func kDequantQ8K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ8Bytes
 
 // kChunkBlocks is how many blocks kDequantChunked decodes into its buffer at a time: 16 KiB
 // of float32, which stays in L1.
-const kChunkBlocks = 16
+const kChunkBlocks = 32
 
 // kDequantChunked runs decode over src in chunks of kChunkBlocks blocks, decoding each
 // chunk into a buffer and copying it to dst. The copy is bulk (memmove), which streams
@@ -786,21 +786,47 @@ func kDequantQ5KDirect(src []byte, dst []float32) {
 	}
 }
 
-// kSmallInts holds float32(i) for i in [0, 32): a load instead of an int conversion.
-var kSmallInts = [32]float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31}
+// kSmallInts holds float32(i) for i in [0, 256): a load instead of an int conversion.
+var kSmallInts = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(i)
+	}
+	return
+}()
 
 // kDeqNibbles5 decodes two Q5_K sub-blocks as dequantize_row_q5_K does: out[l] =
 // d1*v - m1 with v = q[l]&15 | bit sh of qh[l] << 4, and out[32+l] = d2*v - m2 with
-// v = q[l]>>4 | bit sh+1 of qh[l] << 4.
+// v = q[l]>>4 | bit sh+1 of qh[l] << 4. The 5-bit indices are assembled 8 at a time in a
+// uint64.
 func kDeqNibbles5(q, qh *[32]byte, sh uint, d1, m1, d2, m2 float32, out *[64]float32) {
+	const lo4, lo1 = 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
 	_, _, _ = q[0], qh[0], out[0] // nil checks once, not per iteration
 	sh &= 7
 	f := &kSmallInts
-	for l := 0; l < 32; l++ {
-		v := uint(q[l])
-		h := uint(qh[l]) >> sh
-		out[l] = float32(d1*f[v&0xF|(h&1)<<4]) - m1
-		out[l+32] = float32(d2*f[v>>4|(h&2)<<3]) - m2
+	var idx [16]byte
+	for l := 0; l < 32; l += 8 {
+		qw := binary.LittleEndian.Uint64(q[l:])
+		hw := binary.LittleEndian.Uint64(qh[l:]) >> sh
+		binary.LittleEndian.PutUint64(idx[:], qw&lo4|(hw&lo1)<<4)
+		binary.LittleEndian.PutUint64(idx[8:], (qw>>4)&lo4|(hw>>1&lo1)<<4)
+		o1 := (*[8]float32)(out[l:])
+		o2 := (*[8]float32)(out[l+32:])
+		o1[0] = float32(d1*f[idx[0]]) - m1
+		o1[1] = float32(d1*f[idx[1]]) - m1
+		o1[2] = float32(d1*f[idx[2]]) - m1
+		o1[3] = float32(d1*f[idx[3]]) - m1
+		o1[4] = float32(d1*f[idx[4]]) - m1
+		o1[5] = float32(d1*f[idx[5]]) - m1
+		o1[6] = float32(d1*f[idx[6]]) - m1
+		o1[7] = float32(d1*f[idx[7]]) - m1
+		o2[0] = float32(d2*f[idx[8]]) - m2
+		o2[1] = float32(d2*f[idx[9]]) - m2
+		o2[2] = float32(d2*f[idx[10]]) - m2
+		o2[3] = float32(d2*f[idx[11]]) - m2
+		o2[4] = float32(d2*f[idx[12]]) - m2
+		o2[5] = float32(d2*f[idx[13]]) - m2
+		o2[6] = float32(d2*f[idx[14]]) - m2
+		o2[7] = float32(d2*f[idx[15]]) - m2
 	}
 }
 

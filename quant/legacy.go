@@ -183,17 +183,17 @@ func legacyMinMax(x *[32]float32) (lo, hi float32) {
 		}
 		return k
 	}
-	var am uint32
 	lo0, lo1 := int32(math.MaxInt32), int32(math.MaxInt32)
 	hi0, hi1 := int32(math.MinInt32), int32(math.MinInt32)
 	for j := 0; j < 32; j += 2 {
-		am = max(am, math.Float32bits(x[j])&^(1<<31), math.Float32bits(x[j+1])&^(1<<31))
 		k0, k1 := key(x[j]), key(x[j+1])
 		lo0, hi0 = min(lo0, k0), max(hi0, k0)
 		lo1, hi1 = min(lo1, k1), max(hi1, k1)
 	}
 	klo, khi := min(lo0, lo1), max(hi0, hi1)
-	if am > legacyInf || klo == 0 || khi == 0 {
+	// NaNs have keys above that of +Inf or below that of -Inf.
+	const keyNegInf = -0x7f800000 - 1
+	if khi > legacyInf || klo < keyNegInf || klo == 0 || khi == 0 {
 		// NaNs, or a zero extreme whose sign depends on which zero came first: ggml's loop.
 		lo, hi = math.MaxFloat32, -math.MaxFloat32
 		for _, v := range x {

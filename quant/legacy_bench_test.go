@@ -54,6 +54,7 @@ func legacyReport(b *testing.B) {
 	b.ReportMetric(float64(legacyBenchElems)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
 }
 
+// BenchmarkQuantize measures Quantize for each quantizable type here.
 func BenchmarkQuantize(b *testing.B) {
 	for _, typ := range legacyQuantTypes {
 		b.Run(typ.String(), func(b *testing.B) {
@@ -77,6 +78,8 @@ func BenchmarkQuantize(b *testing.B) {
 	}
 }
 
+// BenchmarkDequantize measures Dequantize for each type here (decode-only types on
+// pseudo-random blocks).
 func BenchmarkDequantize(b *testing.B) {
 	for _, typ := range legacyTypes {
 		b.Run(typ.String(), func(b *testing.B) {

@@ -60,7 +60,7 @@ func legacyEdgeInput(t testing.TB) []float32 {
 }
 
 // TestLegacyReferenceHashes compares weft with ggml outputs recorded as SHA-256 in
-// testdata/legacy_ref.txt (made by running ggml's own code, see testdata/README.md):
+// testdata/legacy_ref.txt (made by running ggml's own code, see testdata/legacy_README.md):
 // quantization of the shared inputs and of the edge input for every quantizable type
 // here, their dequantization, and the dequantization of 1024 pseudo-random blocks for
 // every type here.
@@ -384,5 +384,70 @@ func TestLegacyErrorMessage(t *testing.T) {
 	err := Dequantize(weft.Q4_0, make([]byte, 17), make([]float32, 32))
 	if err == nil || !strings.Contains(err.Error(), "Q4_0") || !strings.Contains(err.Error(), "17") {
 		t.Errorf("error %v should name the type and the byte count", err)
+	}
+}
+
+// TestLegacyMaxSearches compares the branch-free searches for the block extremes with
+// transcriptions of ggml's loops, on blocks mixing ordinary values with ±0, ±Inf, NaNs of
+// both signs, subnormals and repeated magnitudes of both signs.
+func TestLegacyMaxSearches(t *testing.T) {
+	negNaN := math.Float32frombits(0xffc00001)
+	special := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), negNaN, 1e-45, -1e-45, 3, -3, 5, -5, math.MaxFloat32, -math.MaxFloat32}
+	refSigned := func(x *[32]float32) float32 {
+		var amax, mx float32
+		for _, v := range x {
+			if amax < legacyAbs(v) {
+				amax, mx = legacyAbs(v), v
+			}
+		}
+		return mx
+	}
+	refFold := func(x *[32]float32) float32 {
+		var amax float32
+		for _, v := range x {
+			if a := legacyAbs(v); !(amax > a) {
+				amax = a
+			}
+		}
+		return amax
+	}
+	refMinMax := func(x *[32]float32) (float32, float32) {
+		lo, hi := float32(math.MaxFloat32), float32(-math.MaxFloat32)
+		for _, v := range x {
+			if v < lo {
+				lo = v
+			}
+			if v > hi {
+				hi = v
+			}
+		}
+		return lo, hi
+	}
+	same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }
+	r := legacyRNG{99}
+	for n := 0; n < 200000; n++ {
+		var x [32]float32
+		for j := range x {
+			switch r.next() % 4 {
+			case 0:
+				x[j] = special[r.next()%uint64(len(special))]
+			case 1:
+				x[j] = float32(int(r.next()%7) - 3)
+			default:
+				x[j] = float32(r.gauss())
+			}
+		}
+		if got, want := legacySignedAbsMax(&x), refSigned(&x); !same(got, want) {
+			t.Fatalf("signed max of %v: %v, ggml's loop gives %v", x, got, want)
+		}
+		if got, want := legacyAbsMax32(&x), refFold(&x); !same(got, want) {
+			t.Fatalf("MAX fold of %v: %v, ggml's loop gives %v", x, got, want)
+		}
+		lo, hi := legacyMinMax(&x)
+		wlo, whi := refMinMax(&x)
+		if !same(lo, wlo) || !same(hi, whi) {
+			t.Fatalf("min/max of %v: %v %v, ggml's loop gives %v %v", x, lo, hi, wlo, whi)
+		}
 	}
 }

@@ -25,7 +25,6 @@ const legacyVecDir = "../../shared/vectors/ggml"
 var legacyTypes = []weft.DType{
 	weft.Q4_0, weft.Q4_1, weft.Q5_0, weft.Q5_1, weft.Q8_0, weft.Q8_1,
 	weft.IQ4_NL, weft.IQ4_XS, weft.MXFP4, weft.TQ1_0, weft.TQ2_0,
-	weft.IQ2_XXS, weft.IQ2_XS, weft.IQ2_S, weft.IQ3_XXS, weft.IQ3_S, weft.IQ1_S, weft.IQ1_M,
 }
 
 // legacyQuantTypes are those of legacyTypes that can be quantized.
@@ -77,7 +76,7 @@ func legacyF32Bytes(f []float32) []byte {
 	return b
 }
 
-// legacyFileName is ggml's spelling of a type in file names: "q4_0", "iq2_xxs".
+// legacyFileName is ggml's spelling of a type in file names: "q4_0", "iq4_nl".
 func legacyFileName(t weft.DType) string { return strings.ToLower(t.String()) }
 
 func legacySHA(b []byte) string {
@@ -166,8 +165,6 @@ func legacyRandBlocks(t weft.DType, nblocks int) []byte {
 			blk[53] &^= 0x40
 		case weft.TQ2_0:
 			blk[65] &^= 0x40
-		case weft.IQ1_M:
-			blk[55] &^= 0x40
 		case weft.Q4_1, weft.Q5_1:
 			blk[1] &^= 0x40
 			blk[3] &^= 0x40
