@@ -121,5 +121,16 @@ type Tensor struct {
 	Shard int
 }
 
+// RowAligned is implemented by tensor data that is computed a row at a time and is best
+// read in whole rows; other data (sections of a file, gathered views) is read in chunks of
+// any size.
+type RowAligned interface {
+	RowAligned() bool
+}
+
+// MaxComputedRowBytes bounds the bytes of one row of a computed tensor, which is the least a
+// worker must hold at once.
+const MaxComputedRowBytes = 256 << 20
+
 // ErrRowAlign is returned by computed tensors asked for a range that is not whole rows.
 var ErrRowAlign = errors.New("weft: read not aligned to whole rows")

@@ -2,9 +2,11 @@ package ckpt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,13 +41,14 @@ type job struct {
 	off, n int64
 	f      *os.File
 	dst    int64
+	name   string // the output file's final name, for messages
 }
 
-// isRaw reports whether a tensor's data is a plain byte range of a file, which can be
-// copied in chunks of any size.
-func isRaw(t *weft.Tensor) bool {
-	_, ok := t.Data.(*io.SectionReader)
-	return ok
+// rowAligned reports whether a tensor's data is computed a row at a time; everything else
+// (file sections, gathered views) is copied in chunks of bytes.
+func rowAligned(t *weft.Tensor) bool {
+	r, ok := t.Data.(weft.RowAligned)
+	return ok && r.RowAligned()
 }
 
 func copyTensors(ctx context.Context, c *weft.Checkpoint, p *Plan, files []*os.File, opts WriteOptions) error {
@@ -90,7 +93,11 @@ func copyTensors(ctx context.Context, c *weft.Checkpoint, p *Plan, files []*os.F
 				if err := readFull(j.t, buf, j.off); err != nil {
 					fail(err)
 				} else if _, err := j.f.WriteAt(buf, j.dst+j.off); err != nil {
-					fail(fmt.Errorf("writing %s: %w", j.f.Name(), err))
+					var pe *os.PathError
+					if errors.As(err, &pe) {
+						err = pe.Err // the path in it is the temporary file's
+					}
+					fail(fmt.Errorf("writing %s: %w (nothing was written)", j.name, err))
 				} else {
 					done.Add(j.n)
 				}
@@ -128,7 +135,7 @@ feed:
 		}
 		place := p.Layout.Places[i]
 		var step int64
-		if isRaw(t) {
+		if !rowAligned(t) {
 			step = chunkBytes
 		} else {
 			rb := t.RowBytes()
@@ -137,7 +144,7 @@ feed:
 		}
 		for off := int64(0); off < size; off += step {
 			select {
-			case jobs <- job{t: t, off: off, n: min(step, size-off), f: files[place.File], dst: place.Offset}:
+			case jobs <- job{t: t, off: off, n: min(step, size-off), f: files[place.File], dst: place.Offset, name: filepath.Join(p.Dir, p.Layout.Files[place.File].Name)}:
 			case <-ctx.Done():
 				break feed
 			}

@@ -86,6 +86,9 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		if _, err := t.Size(); err != nil {
 			return nil, err
 		}
+		if rowAligned(t) && t.RowBytes() > weft.MaxComputedRowBytes {
+			return nil, fmt.Errorf("tensor %q: a computed row of %d bytes is more than weft holds at once (%d)", t.Name, t.RowBytes(), weft.MaxComputedRowBytes)
+		}
 		infos[i] = t.TensorInfo
 	}
 	p := &Plan{Kind: kind, Infos: infos, Target: path}

@@ -45,9 +45,9 @@ func (w *bitWriter) flush() []byte {
 // at distance 1, 13 bits each. A 100 MiB bomb is about 650 KB, built in milliseconds.
 func DeflateZeros(n int64) []byte {
 	w := &bitWriter{}
-	w.bits(1, 1)          // BFINAL
-	w.bits(1, 2)          // BTYPE 01: fixed Huffman
-	w.code(0x30, 8)       // literal 0
+	w.bits(1, 1)    // BFINAL
+	w.bits(1, 2)    // BTYPE 01: fixed Huffman
+	w.code(0x30, 8) // literal 0
 	for i := int64(0); i < (n-1)/258; i++ {
 		w.code(0xC5, 8) // length code 285: 258 bytes
 		w.code(0, 5)    // distance code 0: distance 1

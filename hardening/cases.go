@@ -161,7 +161,9 @@ const BombSize = 1 + 258*406424
 func buildCases() []Case {
 	var cs []Case
 	add := func(c ...Case) { cs = append(cs, c...) }
-	st := func(name string, b []byte, want ...string) { add(fileCase("safetensors", name, ".safetensors", b, want...)) }
+	st := func(name string, b []byte, want ...string) {
+		add(fileCase("safetensors", name, ".safetensors", b, want...))
+	}
 	gg := func(name string, b []byte, want ...string) { add(fileCase("gguf", name, ".gguf", b, want...)) }
 	pt := func(name string, b []byte, want ...string) { add(fileCase("torch", name, ".bin", b, want...)) }
 	f32x4 := F32Bytes(1, 2, 3, 4)
@@ -218,7 +220,7 @@ func buildCases() []Case {
 	}
 	index := func(m string) []byte { return []byte(`{"metadata":{"total_size":32},"weight_map":{` + m + `}}`) }
 	add(dirCase("hf-index-missing-shard", "model-00002-of-00002.safetensors", map[string][]byte{
-		"model.safetensors.index.json":      index(`"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"`),
+		"model.safetensors.index.json":     index(`"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"`),
 		"model-00001-of-00002.safetensors": shard("a"),
 	}, "no such file"))
 	add(dirCase("hf-index-path-traversal", "model.safetensors.index.json", map[string][]byte{
@@ -315,7 +317,9 @@ func buildCases() []Case {
 	gg("gguf-version-1", (&GGUF{}).Header(1, 0, 0).B, "version 1")
 	gg("gguf-version-4", (&GGUF{}).Header(4, 0, 0).B, "version 4")
 	split := func(no uint32) []byte {
-		return ggufOne(2, func(g *GGUF) { g.Str("split.no").U32(GGUFU16).Raw(byte(no), 0).Str("split.count").U32(GGUFU16).Raw(3, 0) })
+		return ggufOne(2, func(g *GGUF) {
+			g.Str("split.no").U32(GGUFU16).Raw(byte(no), 0).Str("split.count").U32(GGUFU16).Raw(3, 0)
+		})
 	}
 	add(Case{Name: "gguf-split-missing-part", Format: "gguf", Names: "m-00002-of-00003.gguf", Want: []string{"no such file"},
 		Build: func(dir string) (string, error) {

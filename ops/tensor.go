@@ -21,6 +21,9 @@ type rowsReader struct {
 	fill     func(r0, r1 int64, dst []byte) error
 }
 
+// RowAligned marks computed data: the engine reads it in whole rows.
+func (r *rowsReader) RowAligned() bool { return true }
+
 func (r *rowsReader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > r.size {
 		return 0, fmt.Errorf("ops: tensor %q: read at %d outside [0,%d]", r.info.Name, off, r.size)

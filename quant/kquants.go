@@ -48,7 +48,7 @@ func kDequantQ8K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ8Bytes
 
 // kChunkBlocks is how many blocks kDequantChunked decodes into its buffer at a time: 16 KiB
 // of float32, which stays in L1.
-const kChunkBlocks = 32
+const kChunkBlocks = 16
 
 // kDequantChunked runs decode over src in chunks of kChunkBlocks blocks, decoding each
 // chunk into a buffer and copying it to dst. The copy is bulk (memmove), which streams
@@ -102,9 +102,182 @@ func kPackScaleMinK4(q *[12]byte, ls, lm *[8]uint8) {
 
 // kMakeQkx2Quants is ggml's make_qkx2_quants: it fits x ≈ scale*L - min with L in
 // [0, nmax] by weighted least squares over nstep+1 candidate inverse scales. It returns
+// the scale and the min (as the positive offset the_min). len(w) and len(L) must be at
+// least len(x), which is at most 32.
+//
+// With finite inputs, a candidate whose scaled values iscale*(x[i]-min) all lie within
+// ±2^22 is rounded and clamped in float32 (nearest_int is exact there), fused with the sums
+// of the fit. Other candidates, and groups with NaN or infinities, take ggml's integer
+// path.
+func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
+	n := len(x)
+	w = w[:n]
+	L = L[:n]
+	mn, mx := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	finite := x[0]-x[0] == 0 && w[0]-w[0] == 0
+	for i := 1; i < n; i++ {
+		if x[i] < mn {
+			mn = x[i]
+		}
+		if x[i] > mx {
+			mx = x[i]
+		}
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+		if x[i]-x[i] != 0 || w[i]-w[i] != 0 {
+			finite = false
+		}
+	}
+	if !finite {
+		var laux [32]uint8
+		return kMakeQkx2QuantsExact(nmax, x, w, L, laux[:], rmin, rdelta, nstep, useMad)
+	}
+	xmin := mn // the smallest x, before min is clamped to 0
+	if mn > 0 {
+		mn = 0
+	}
+	if mx == mn {
+		for i := range L {
+			L[i] = 0
+		}
+		return 0, -mn
+	}
+	var xmBuf, lfBuf [32]float32
+	xm := xmBuf[:n] // x[i] - min, the same float32 the C code recomputes each time
+	lf := lfBuf[:n] // the candidate's quants as float32
+	for i := range xm {
+		xm[i] = x[i] - mn
+	}
+	fnmax := float32(nmax)
+	rng := mx - mn
+	iscale := fnmax / rng
+	scale := 1 / iscale
+	var bestErr float32
+	for i, v := range xm {
+		l := min(nmax, max(0, nearestInt(iscale*v)))
+		L[i] = uint8(l)
+		diff := float32(float32(scale*float32(l))+mn) - x[i]
+		if useMad {
+			diff = kAbs(diff)
+		} else {
+			diff = diff * diff
+		}
+		bestErr += float32(w[i] * diff)
+	}
+	if nstep < 1 {
+		return scale, -mn
+	}
+	bLo, bHi := math.Float32bits(kMagic), math.Float32bits(kMagic+fnmax)
+	for is := 0; is <= nstep; is++ {
+		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / rng
+		var sumL, sumL2, sumXL float32
+		// The scaled values lie between these two (rounding is monotone).
+		if fLo, fHi := iscale*(xmin-mn), iscale*(mx-mn); kAbs(fLo) < 1<<22 && kAbs(fHi) < 1<<22 {
+			sumL, sumL2, sumXL = kQkx2Sums(xm, x, w, lf, iscale, bLo, bHi)
+		} else {
+			for i, v := range xm {
+				fl := float32(min(nmax, max(0, nearestInt(iscale*v))))
+				lf[i] = fl
+				wl := float32(w[i] * fl)
+				sumL += wl
+				sumL2 += float32(wl * fl)
+				sumXL += float32(wl * x[i])
+			}
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if !(D > 0) {
+			continue
+		}
+		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+		if thisMin > 0 {
+			thisMin = 0
+			thisScale = sumXL / sumL2
+		}
+		var curErr float32
+		var ok bool
+		if useMad {
+			curErr, ok = kQkx2ErrMad(lf, x, w, thisScale, thisMin, bestErr)
+		} else {
+			curErr, ok = kQkx2ErrSq(lf, x, w, thisScale, thisMin, bestErr)
+		}
+		if ok && curErr < bestErr {
+			for i, fl := range lf {
+				L[i] = uint8(fl)
+			}
+			bestErr = curErr
+			scale = thisScale
+			// C keeps using its variable min, now this_min, in the later candidates'
+			// x[i] - min and max - min.
+			mn = thisMin
+			rng = mx - mn
+			for i := range xm {
+				xm[i] = x[i] - mn
+			}
+		}
+	}
+	return scale, -mn
+}
+
+// kQkx2Sums rounds the candidate iscale*xm[i] to quants in [0, nmax] (given as the bit
+// patterns bLo, bHi of kMagic and kMagic+nmax; see kClampRound), stores them in lf as
+// float32 and returns make_qkx2_quants' sums of w*l, w*l*l and w*l*x, in its order.
+func kQkx2Sums(xm, x, w, lf []float32, iscale float32, bLo, bHi uint32) (sumL, sumL2, sumXL float32) {
+	x = x[:len(xm)]
+	w = w[:len(xm)]
+	lf = lf[:len(xm)]
+	for i, v := range xm {
+		b := math.Float32bits(iscale*v + kMagic)
+		fl := math.Float32frombits(min(bHi, max(bLo, b))) - kMagic
+		lf[i] = fl
+		wl := float32(w[i] * fl)
+		sumL += wl
+		sumL2 += float32(wl * fl)
+		sumXL += float32(wl * x[i])
+	}
+	return
+}
+
+// kQkx2ErrSq returns make_qkx2_quants' squared error of a candidate, and false if it is
+// known not to be below best. Every term w*diff*diff is >= 0 (w >= 0), so a float32
+// partial sum never decreases: once it reaches best the candidate is rejected, and
+// stopping early gives the same decision.
+func kQkx2ErrSq(lf, x, w []float32, scale, mn, best float32) (float32, bool) {
+	x = x[:len(lf)]
+	w = w[:len(lf)]
+	var e float32
+	for i, fl := range lf {
+		diff := float32(float32(scale*fl)+mn) - x[i]
+		e += float32(w[i] * float32(diff*diff))
+		if i&7 == 7 && e >= best {
+			return e, false
+		}
+	}
+	return e, true
+}
+
+// kQkx2ErrMad is kQkx2ErrSq with absolute differences (use_mad).
+func kQkx2ErrMad(lf, x, w []float32, scale, mn, best float32) (float32, bool) {
+	x = x[:len(lf)]
+	w = w[:len(lf)]
+	var e float32
+	for i, fl := range lf {
+		diff := float32(float32(scale*fl)+mn) - x[i]
+		e += float32(w[i] * kAbs(diff))
+		if i&7 == 7 && e >= best {
+			return e, false
+		}
+	}
+	return e, true
+}
+
+// kMakeQkx2QuantsExact is ggml's make_qkx2_quants for any input (NaN, infinities): it fits x ≈ scale*L - min with L in
+// [0, nmax] by weighted least squares over nstep+1 candidate inverse scales. It returns
 // the scale and the min (as the positive offset the_min). len(w), len(L) and len(laux)
 // must be at least len(x), which is at most 32.
-func kMakeQkx2Quants(nmax int32, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
+func kMakeQkx2QuantsExact(nmax int32, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
 	n := len(x)
 	w = w[:n]
 	L = L[:n]
@@ -222,12 +395,123 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L, laux []uint8, rmin, rdelta f
 	return scale, -mn
 }
 
+// kMagic is 1.5*2^23: for |f| < 2^22, f + kMagic rounds f to the nearest integer, ties to
+// even (as ggml's nearest_int does), leaving it in the low mantissa bits, and
+// (f + kMagic) - kMagic is that integer as an exact float32.
+const kMagic = float32(12582912)
+
+// kRound returns ggml's nearest_int(f) as a float32, for |f| < 2^22.
+func kRound(f float32) float32 { return (f + kMagic) - kMagic }
+
+// kClampRound returns nearest_int(f) clamped to [lo, hi] as a float32, for |f| < 2^22.
+// lo and hi are the bit patterns of kMagic+lo and kMagic+hi: f + kMagic is positive, so
+// its bits order like its value, and clamping them is branch-free.
+func kClampRound(f float32, lo, hi uint32) float32 {
+	b := math.Float32bits(f + kMagic)
+	b = min(hi, max(lo, b))
+	return math.Float32frombits(b) - kMagic
+}
+
 // kMakeQxQuants is ggml's make_qx_quants with rmse_type 1 and no importance weights (the
-// weight of x[i] is x[i]*x[i]): a symmetric fit x ≈ scale*(L-nmax), L in [0, 2*nmax), with
-// a search over 18 perturbed inverse scales. len(L) >= len(x) <= 16.
-func kMakeQxQuants(nmax int32, x []float32, L []int8) float32 {
-	n := len(x)
-	L = L[:n]
+// weight of x[i] is x[i]*x[i]), for groups of 16: a symmetric fit x ≈ scale*(L-nmax), L in
+// [0, 2*nmax), with a search over 18 perturbed inverse scales.
+//
+// For finite x every scaled value has |iscale*x| <= nmax+1, so rounding and clamping are
+// done in float32 (kClampRound). The candidates' sums do not depend on which earlier
+// candidates were accepted, so they are computed three at a time (six independent float32
+// sums instead of two dependent ones); only the accept decisions run in ggml's order, and
+// as in ggml the quants of an accepted candidate are recomputed from its inverse scale.
+// Groups with NaN or infinities go to kMakeQxQuantsExact.
+func kMakeQxQuants(nmax int32, x *[16]float32, L *[16]int8) float32 {
+	var mx, amax float32
+	finite := true
+	for _, v := range x {
+		if ax := kAbs(v); ax > amax {
+			amax = ax
+			mx = v
+		}
+		if v-v != 0 {
+			finite = false
+		}
+	}
+	if amax < kGroupMaxEps {
+		*L = [16]int8{}
+		return 0
+	}
+	if !finite {
+		return kMakeQxQuantsExact(nmax, x, L)
+	}
+	var w, wx [16]float32 // C's w = x*x and w*x
+	for i, v := range x {
+		w[i] = v * v
+		wx[i] = w[i] * v
+	}
+	fnmax := float32(nmax)
+	lo, hi := math.Float32bits(kMagic-fnmax), math.Float32bits(kMagic+fnmax-1)
+	iscale := -fnmax / mx
+	var sumlx, suml2 float32
+	for i, v := range x {
+		fl := kClampRound(iscale*v, lo, hi)
+		sumlx += float32(wx[i] * fl)
+		suml2 += float32(float32(w[i]*fl) * fl)
+	}
+	kQxStore(L, x, iscale, lo, hi, nmax)
+	var scale float32
+	if suml2 != 0 {
+		scale = sumlx / suml2
+	}
+	best := scale * sumlx
+	for _, is := range [6][3]int{{-9, -8, -7}, {-6, -5, -4}, {-3, -2, -1}, {1, 2, 3}, {4, 5, 6}, {7, 8, 9}} {
+		is0 := -(fnmax + float32(0.1)*float32(is[0])) / mx
+		is1 := -(fnmax + float32(0.1)*float32(is[1])) / mx
+		is2 := -(fnmax + float32(0.1)*float32(is[2])) / mx
+		var a0, b0, a1, b1, a2, b2 float32
+		for i, v := range x {
+			f0 := kClampRound(is0*v, lo, hi)
+			f1 := kClampRound(is1*v, lo, hi)
+			f2 := kClampRound(is2*v, lo, hi)
+			wxi, wi := wx[i], w[i]
+			a0 += float32(wxi * f0)
+			b0 += float32(float32(wi*f0) * f0)
+			a1 += float32(wxi * f1)
+			b1 += float32(float32(wi*f1) * f1)
+			a2 += float32(wxi * f2)
+			b2 += float32(float32(wi*f2) * f2)
+		}
+		if b0 > 0 && float32(a0*a0) > float32(best*b0) {
+			kQxStore(L, x, is0, lo, hi, nmax)
+			scale = a0 / b0
+			best = scale * a0
+		}
+		if b1 > 0 && float32(a1*a1) > float32(best*b1) {
+			kQxStore(L, x, is1, lo, hi, nmax)
+			scale = a1 / b1
+			best = scale * a1
+		}
+		if b2 > 0 && float32(a2*a2) > float32(best*b2) {
+			kQxStore(L, x, is2, lo, hi, nmax)
+			scale = a2 / b2
+			best = scale * a2
+		}
+	}
+	return scale
+}
+
+// kQxStore sets L[i] = nmax + nearest_int(iscale*x[i]) clamped to [lo, hi].
+func kQxStore(L *[16]int8, x *[16]float32, iscale float32, lo, hi uint32, nmax int32) {
+	for i, v := range x {
+		L[i] = int8(int32(kClampRound(iscale*v, lo, hi)) + nmax)
+	}
+}
+
+// kMakeQxQuantsExact is ggml's make_qx_quants with rmse_type 1 and no importance weights (the
+// weight of x[i] is x[i]*x[i]), for groups of 16: a symmetric fit x ≈ scale*(L-nmax), L in
+// [0, 2*nmax), with a search over 18 perturbed inverse scales.
+//
+// The candidates' quants and sums do not depend on which earlier candidates were accepted,
+// so they are computed three at a time (six independent float32 sums instead of two
+// dependent ones); only the accept decisions run in ggml's order.
+func kMakeQxQuantsExact(nmax int32, x *[16]float32, L *[16]int8) float32 {
 	var mx, amax float32
 	for _, v := range x {
 		if ax := kAbs(v); ax > amax {
@@ -236,23 +520,22 @@ func kMakeQxQuants(nmax int32, x []float32, L []int8) float32 {
 		}
 	}
 	if amax < kGroupMaxEps {
-		for i := range L {
-			L[i] = 0
-		}
+		*L = [16]int8{}
 		return 0
 	}
-	var wBuf [16]float32
-	w := wBuf[:n]
+	var w, wx [16]float32 // C's w = x*x and w*x
 	for i, v := range x {
 		w[i] = v * v
+		wx[i] = w[i] * v
 	}
-	iscale := -float32(nmax) / mx
+	fnmax := float32(nmax)
+	iscale := -fnmax / mx
 	var sumlx, suml2 float32
 	for i, v := range x {
 		l := max(-nmax, min(nmax-1, nearestInt(iscale*v)))
 		L[i] = int8(l + nmax)
 		fl := float32(l)
-		sumlx += float32(float32(w[i]*v) * fl)
+		sumlx += float32(wx[i] * fl)
 		suml2 += float32(float32(w[i]*fl) * fl)
 	}
 	var scale float32
@@ -260,44 +543,50 @@ func kMakeQxQuants(nmax int32, x []float32, L []int8) float32 {
 		scale = sumlx / suml2
 	}
 	best := scale * sumlx
-	var laux, prev [16]int8
-	havePrev := false
-	for is := -9; is <= 9; is++ {
-		if is == 0 {
-			continue
-		}
-		iscale = -(float32(nmax) + float32(0.1)*float32(is)) / mx
-		same := havePrev
+	var l0, l1, l2 [16]int8
+	for _, is := range [6][3]int{{-9, -8, -7}, {-6, -5, -4}, {-3, -2, -1}, {1, 2, 3}, {4, 5, 6}, {7, 8, 9}} {
+		is0 := -(fnmax + float32(0.1)*float32(is[0])) / mx
+		is1 := -(fnmax + float32(0.1)*float32(is[1])) / mx
+		is2 := -(fnmax + float32(0.1)*float32(is[2])) / mx
+		var a0, b0, a1, b1, a2, b2 float32
 		for i, v := range x {
-			l := int8(max(-nmax, min(nmax-1, nearestInt(iscale*v))))
-			if l != prev[i] {
-				same = false
-			}
-			laux[i] = l
+			q0 := max(-nmax, min(nmax-1, nearestInt(is0*v)))
+			q1 := max(-nmax, min(nmax-1, nearestInt(is1*v)))
+			q2 := max(-nmax, min(nmax-1, nearestInt(is2*v)))
+			l0[i], l1[i], l2[i] = int8(q0), int8(q1), int8(q2)
+			f0, f1, f2 := float32(q0), float32(q1), float32(q2)
+			wxi, wi := wx[i], w[i]
+			a0 += float32(wxi * f0)
+			b0 += float32(float32(wi*f0) * f0)
+			a1 += float32(wxi * f1)
+			b1 += float32(float32(wi*f1) * f1)
+			a2 += float32(wxi * f2)
+			b2 += float32(float32(wi*f2) * f2)
 		}
-		// The outcome depends only on laux and the current (L, scale, best). If laux equals
-		// the previous candidate, that one was either rejected (state unchanged, so it is
-		// rejected again) or accepted, and accepting it again reproduces the same state.
-		if same {
-			continue
+		if b0 > 0 && float32(a0*a0) > float32(best*b0) {
+			kOffsetInt8(L, &l0, int8(nmax))
+			scale = a0 / b0
+			best = scale * a0
 		}
-		prev = laux
-		havePrev = true
-		sumlx, suml2 = 0, 0
-		for i, v := range x {
-			fl := float32(laux[i])
-			sumlx += float32(float32(w[i]*v) * fl)
-			suml2 += float32(float32(w[i]*fl) * fl)
+		if b1 > 0 && float32(a1*a1) > float32(best*b1) {
+			kOffsetInt8(L, &l1, int8(nmax))
+			scale = a1 / b1
+			best = scale * a1
 		}
-		if suml2 > 0 && float32(sumlx*sumlx) > float32(best*suml2) {
-			for i := range L {
-				L[i] = int8(int32(laux[i]) + nmax)
-			}
-			scale = sumlx / suml2
-			best = scale * sumlx
+		if b2 > 0 && float32(a2*a2) > float32(best*b2) {
+			kOffsetInt8(L, &l2, int8(nmax))
+			scale = a2 / b2
+			best = scale * a2
 		}
 	}
 	return scale
+}
+
+// kOffsetInt8 sets dst[i] = src[i] + off.
+func kOffsetInt8(dst, src *[16]int8, off int8) {
+	for i := range dst {
+		dst[i] = src[i] + off
+	}
 }
 
 // kMakeQ3Quants is ggml's make_q3_quants with do_rmse: a symmetric fit x ≈ scale*L with
@@ -369,7 +658,7 @@ func kMakeQ3Quants(nmax int32, x []float32, L []int8) float32 {
 // d and dmin (fp16).
 
 func kQuantQ2K(src []float32, dst []byte) {
-	var L, laux [kQK]uint8
+	var L [kQK]uint8
 	var weights [16]float32
 	var mins, scales [16]float32
 	const q4scale = float32(15)
@@ -382,7 +671,7 @@ func kQuantQ2K(src []float32, dst []byte) {
 			for l, v := range xs {
 				weights[l] = kAbs(v)
 			}
-			scales[j], mins[j] = kMakeQkx2Quants(3, xs, weights[:], L[16*j:], laux[:], -0.5, 0.1, 15, true)
+			scales[j], mins[j] = kMakeQkx2Quants(3, xs, weights[:], L[16*j:], -0.5, 0.1, 15, true)
 			if scales[j] > maxScale {
 				maxScale = scales[j]
 			}
@@ -613,7 +902,6 @@ func kDeq3(q, hm *[16]byte, hb uint, t0, t1, t2, t3 *[8]float32, out *[112]float
 // the per-sub-block fits, the 6-bit scales and the final quants L (values in [0, nmax]).
 // It writes d, dmin and the 12 scale bytes into hdr.
 func kQuantQ45KScales(x *[kQK]float32, L *[kQK]uint8, hdr *[16]byte, nmax int32, rmin float32, nstep int) {
-	var laux [32]uint8
 	var weights [32]float32
 	var mins, scales [8]float32
 	var maxScale, maxMin float32
@@ -627,7 +915,7 @@ func kQuantQ45KScales(x *[kQK]float32, L *[kQK]uint8, hdr *[16]byte, nmax int32,
 		for l, v := range xs {
 			weights[l] = avX + kAbs(v)
 		}
-		scales[j], mins[j] = kMakeQkx2Quants(nmax, xs, weights[:], L[32*j:], laux[:], rmin, 0.1, nstep, false)
+		scales[j], mins[j] = kMakeQkx2Quants(nmax, xs, weights[:], L[32*j:], rmin, 0.1, nstep, false)
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -842,7 +1130,7 @@ func kQuantQ6K(src []float32, dst []byte) {
 		y := (*[kQ6Bytes]byte)(dst[b*kQ6Bytes:])
 		var maxScale, maxAbsScale float32
 		for ib := 0; ib < 16; ib++ {
-			s := kMakeQxQuants(32, x[16*ib:16*ib+16], L[16*ib:])
+			s := kMakeQxQuants(32, (*[16]float32)(x[16*ib:]), (*[16]int8)(L[16*ib:]))
 			scales[ib] = s
 			if as := kAbs(s); as > maxAbsScale {
 				maxAbsScale = as

@@ -40,7 +40,8 @@ func runCLITimeout(t *testing.T, d time.Duration, args ...string) (code int, std
 	return code, out.String(), errb.String(), after.TotalAlloc - before.TotalAlloc, ctx.Err() != nil
 }
 
-// treeHash hashes every file under path (a file or a directory) with its name.
+// treeHash hashes every regular file under path (a file or a directory) with its name;
+// symbolic links are not followed.
 func treeHash(t *testing.T, path string) string {
 	t.Helper()
 	h := sha256.New()
@@ -48,7 +49,7 @@ func treeHash(t *testing.T, path string) string {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() {
+		if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 			return nil
 		}
 		b, err := os.ReadFile(p)
@@ -66,10 +67,10 @@ func treeHash(t *testing.T, path string) string {
 }
 
 // TestHostileInputs runs every hostile checkpoint of package hardening through the real
-// command paths: `weft inspect F` and `weft convert F -o OUT` must exit 1 with one error
-// line naming the file and the problem, write nothing (no output, no temporary file in the
-// output directory), leave the input unchanged, never panic, and allocate less than
-// hostileAllocLimit.
+// command paths: `weft inspect F`, `weft verify F` and `weft convert F -o OUT` must exit 1
+// with one error line naming the file and the problem, write nothing (no output, no
+// temporary file in the output directory), leave the input unchanged, never panic, and
+// allocate less than hostileAllocLimit.
 func TestHostileInputs(t *testing.T) {
 	cases := hardening.Cases()
 	if len(cases) < 40 {
@@ -99,7 +100,7 @@ func TestHostileInputs(t *testing.T) {
 				out = filepath.Join(outDir, "o.gguf")
 			}
 			accepted := false
-			for _, args := range [][]string{{"inspect", in}, {"inspect", in, "--json"}, {"convert", in, "-o", out, "--quiet"}} {
+			for _, args := range [][]string{{"inspect", in}, {"inspect", in, "--json"}, {"verify", in}, {"convert", in, "-o", out, "--quiet"}} {
 				if args[0] == "convert" && accepted {
 					// Converting a file the readers accept is no longer a test of refusal,
 					// and a hostile one may exhaust memory (see the report on
@@ -148,5 +149,35 @@ func TestHostileInputs(t *testing.T) {
 				t.Errorf("the input changed")
 			}
 		})
+	}
+}
+
+// TestInspectNeutralisesControlCharacters: names, keys and values come from the file; printed
+// raw, a hostile checkpoint could retitle the terminal, clear it or hide lines (ANSI escape
+// sequences). inspect's text output must show them escaped.
+func TestInspectNeutralisesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	esc := "\x1b]0;owned\x07\x1b[2J"
+	st := filepath.Join(dir, "esc.safetensors")
+	hdr := `{"__metadata__":{"note":"\u001b]0;owned\u0007\u001b[2J"},"w\u001b[31m":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`
+	if err := os.WriteFile(st, append(append(le64(uint64(len(hdr))), hdr...), 0, 0, 0, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := (&hardening.GGUF{}).Header(3, 1, 3).KVStr("general.name", esc).KVStrs("tokenizer.ggml.tokens", "a", esc).KVStr("k"+esc, "v")
+	g.Tensor("t"+"\x1b[1A", []uint64{4}, 0, 0).Pad(32).Raw(hardening.F32Bytes(1, 2, 3, 4)...)
+	gg := filepath.Join(dir, "esc.gguf")
+	if err := os.WriteFile(gg, g.B, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{st, gg} {
+		code, out, errs := runCLI(t, "inspect", p)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", p, code, errs)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.ContainsAny(line, "\x1b\x07") {
+				t.Errorf("%s: raw control characters in inspect output: %q", filepath.Base(p), line)
+			}
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/weft-ml/weft"
 )
@@ -135,19 +137,19 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(w, "  %-40s %s\n", k, clip(r.Metadata[k], 120, *full))
+			fmt.Fprintf(w, "  %-40s %s\n", safe(k), safe(clip(r.Metadata[k], 120, *full)))
 		}
 	}
 	if len(r.KV) > 0 {
 		fmt.Fprintf(w, "\nkey-values (%d):\n", len(r.KV))
 		for _, kv := range r.KV {
-			fmt.Fprintf(w, "  %-44s %-10s %v\n", kv.Key, kv.Type, kv.Value)
+			fmt.Fprintf(w, "  %-44s %-10s %v\n", safe(kv.Key), kv.Type, kv.Value)
 		}
 	}
 	if *showTensors {
 		fmt.Fprintf(w, "\ntensors (%d):\n", len(r.Tensors))
 		for _, t := range r.Tensors {
-			fmt.Fprintf(w, "  %-52s %-7s %-18s %12d\n", t.Name, t.DType, shapeString(t.Shape), t.Bytes)
+			fmt.Fprintf(w, "  %-52s %-7s %-18s %12d\n", safe(t.Name), t.DType, shapeString(t.Shape), t.Bytes)
 		}
 	}
 	fmt.Fprintf(w, "\ntotals: %d tensors, %d parameters, %d bytes (%s)\n", r.Totals.Tensors, r.Totals.Parameters, r.Totals.Bytes, humanBytes(r.Totals.Bytes))
@@ -211,6 +213,20 @@ func ggufTypeName(k reflect.Kind) string {
 	return k.String()
 }
 
+// safe returns s as it is, or quoted when it holds control characters or invalid UTF-8, so
+// that names and values from a file cannot drive the terminal.
+func safe(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
 // summarise shortens long arrays and strings for display.
 func summarise(v any, full, asJSON bool) any {
 	rv := reflect.ValueOf(v)
@@ -220,6 +236,22 @@ func summarise(v any, full, asJSON bool) any {
 			return s
 		}
 		return fmt.Sprintf("%q", clip(s, 100, full))
+	}
+	if rv.Kind() != reflect.Slice || (!asJSON && rv.Type().Elem().Kind() == reflect.String) {
+		if ss, ok := v.([]string); ok && !asJSON {
+			n := len(ss)
+			if !full && n > 8 {
+				n = 4
+			}
+			parts := make([]string, n)
+			for i := range parts {
+				parts[i] = fmt.Sprintf("%q", clip(ss[i], 20, full))
+			}
+			if n < len(ss) {
+				return fmt.Sprintf("[%s, ... %d items]", strings.Join(parts, ", "), len(ss))
+			}
+			return "[" + strings.Join(parts, ", ") + "]"
+		}
 	}
 	if rv.Kind() != reflect.Slice || full || rv.Len() <= 8 {
 		return v

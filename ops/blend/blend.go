@@ -701,7 +701,7 @@ func groupList() string {
 // resolver gives each tensor its blend weight and output type from the options.
 type resolver struct {
 	opts                Options
-	alphaPats, typePats []*Pattern
+	alphaPats, typePats []*ops.Pattern
 	alphaUsed, typeUsed []bool
 	nLayers             int
 }
@@ -709,14 +709,14 @@ type resolver struct {
 func newResolver(opts Options, base *weft.Checkpoint) (*resolver, error) {
 	rs := &resolver{opts: opts, alphaUsed: make([]bool, len(opts.AlphaFor)), typeUsed: make([]bool, len(opts.TypeFor))}
 	for _, r := range opts.AlphaFor {
-		p, err := CompilePattern(r.Pattern)
+		p, err := ops.CompilePattern(r.Pattern)
 		if err != nil {
 			return nil, err
 		}
 		rs.alphaPats = append(rs.alphaPats, p)
 	}
 	for _, r := range opts.TypeFor {
-		p, err := CompilePattern(r.Pattern)
+		p, err := ops.CompilePattern(r.Pattern)
 		if err != nil {
 			return nil, err
 		}

@@ -232,7 +232,7 @@ func TestPatterns(t *testing.T) {
 		{"mlp", "blk.2.attn_q.weight", false},
 	}
 	for _, c := range cases {
-		p, err := CompilePattern(c.pat)
+		p, err := ops.CompilePattern(c.pat)
 		if err != nil {
 			t.Fatalf("%q: %v", c.pat, err)
 		}
@@ -241,7 +241,7 @@ func TestPatterns(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "[abc", `abc\`} {
-		if _, err := CompilePattern(bad); err == nil {
+		if _, err := ops.CompilePattern(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

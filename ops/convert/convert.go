@@ -12,8 +12,8 @@ import (
 	"github.com/weft-ml/weft/ops"
 )
 
-// TypeRule sets the output type of the tensors whose names match Pattern (path.Match
-// syntax, or a group name such as "mlp").
+// TypeRule sets the output type of the tensors whose names match Pattern (a glob or a
+// group name such as "mlp": see ops.Pattern).
 type TypeRule struct {
 	Pattern string
 	DType   weft.DType
@@ -39,40 +39,6 @@ type Result struct {
 	Actions map[string]string
 	// Warnings are things the user should know: requantization, fallbacks, dropped ties.
 	Warnings []string
-}
-
-// Matches reports whether a tensor name matches a rule pattern: a group name (arch.Groups),
-// or a glob in which '*' also crosses dots.
-func Matches(pattern, name string) bool {
-	if arch.IsGroup(pattern) {
-		return arch.InGroup(name, pattern)
-	}
-	return globAny(pattern, name)
-}
-
-// globAny matches with '*' matching any run of characters (dots included) and '?' one.
-func globAny(p, s string) bool {
-	for len(p) > 0 {
-		switch p[0] {
-		case '*':
-			for i := 0; i <= len(s); i++ {
-				if globAny(p[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if len(s) == 0 {
-				return false
-			}
-		default:
-			if len(s) == 0 || s[0] != p[0] {
-				return false
-			}
-		}
-		p, s = p[1:], s[1:]
-	}
-	return len(s) == 0
 }
 
 // ggufFallback is llama-quantize's replacement for a type whose blocks don't fit a row.
@@ -111,6 +77,14 @@ func Convert(in *weft.Checkpoint, opts Options) (*Result, error) {
 	if opts.DType != weft.Invalid && !toGGUF && opts.DType.Quantized() {
 		return nil, fmt.Errorf("safetensors has no %v type; quantized types are for .gguf outputs", opts.DType)
 	}
+	pats := make([]*ops.Pattern, len(opts.TypeFor))
+	for i, r := range opts.TypeFor {
+		p, err := ops.CompilePattern(r.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("--type-for %q: %w", r.Pattern, err)
+		}
+		pats[i] = p
+	}
 	dropped := tiedDuplicates(in, opts.KeepTied)
 	var requant bool
 	var changed bool
@@ -120,8 +94,8 @@ func Convert(in *weft.Checkpoint, opts Options) (*Result, error) {
 			continue
 		}
 		target := opts.DType
-		for _, r := range opts.TypeFor {
-			if Matches(r.Pattern, t.Name) {
+		for i, r := range opts.TypeFor {
+			if pats[i].Match(t.Name) {
 				target = r.DType
 				break
 			}

@@ -214,23 +214,3 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
-
-func TestMatches(t *testing.T) {
-	cases := []struct {
-		p, n string
-		ok   bool
-	}{
-		{"*.mlp.*", "model.layers.3.mlp.down_proj.weight", true},
-		{"model.layers.1?.*", "model.layers.12.mlp.up_proj.weight", true},
-		{"model.layers.1?.*", "model.layers.2.mlp.up_proj.weight", false},
-		{"mlp", "blk.0.ffn_down.weight", true},
-		{"embeddings", "token_embd.weight", true},
-		{"lm_head.weight", "lm_head.weight", true},
-		{"lm_head", "lm_head.weight", false},
-	}
-	for _, c := range cases {
-		if Matches(c.p, c.n) != c.ok {
-			t.Errorf("Matches(%q, %q) != %v", c.p, c.n, c.ok)
-		}
-	}
-}

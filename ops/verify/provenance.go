@@ -99,16 +99,34 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 			r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: %v", path, err))
 			continue
 		}
+		// Header hashes identify a layout (names, dtypes, shapes, metadata), not weights: a
+		// base and its fine-tune usually share one. Prefer name and hash, then hash alone
+		// (in recorded order), then name alone, which is a mismatch.
+		base := filepath.Base(filepath.Clean(path))
 		k := -1
 		for i, rec := range recs {
-			if opened[i] == nil && rec.HeaderHash == in.HeaderHash {
+			if opened[i] == nil && p.Inputs[i].Status == "missing" && rec.HeaderHash == in.HeaderHash && rec.Path == base {
 				k = i
 				break
 			}
 		}
+		for i, rec := range recs {
+			if k < 0 && opened[i] == nil && p.Inputs[i].Status == "missing" && rec.HeaderHash == in.HeaderHash {
+				k = i
+				same := 0
+				for _, o := range recs {
+					if o.HeaderHash == rec.HeaderHash {
+						same++
+					}
+				}
+				if same > 1 {
+					r.Warnings = append(r.Warnings, fmt.Sprintf("--inputs %s taken as %s %q by its header hash, which %d recorded inputs share: give inputs under their recorded names, or in recorded order", path, p.Inputs[i].Role, rec.Path, same))
+				}
+			}
+		}
 		if k < 0 {
 			for i, rec := range recs {
-				if opened[i] == nil && p.Inputs[i].Status == "missing" && rec.Path == filepath.Base(filepath.Clean(path)) {
+				if opened[i] == nil && p.Inputs[i].Status == "missing" && rec.Path == base {
 					p.Inputs[i].Status, p.Inputs[i].Path = "hash mismatch", path
 					r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: its header hash %s differs from the one recorded for %s %q (%s): it is not the checkpoint this one was made from", path, short(in.HeaderHash), p.Inputs[i].Role, rec.Path, short(rec.HeaderHash)))
 					k = -2
@@ -186,6 +204,18 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 		return err
 	}
 	p.Verified = true
+	var checked, bad int
+	for _, t := range r.Tensors {
+		if t.Recomputed > 0 {
+			checked++
+			if t.Mismatches > 0 {
+				bad++
+			}
+		}
+	}
+	if checked >= 4 && bad*2 > checked {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d recomputed tensors disagree: header hashes identify a layout (names, dtypes, shapes), not the weights, so the inputs may be other checkpoints of the same layout (a base given for a tuned model?), or the checkpoint was not made by the recorded %s", bad, checked, op))
+	}
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 )
 
@@ -145,7 +146,7 @@ func blendRecipes(out *weft.Checkpoint, params string, inputs []*weft.Checkpoint
 		return nil, fmt.Errorf("blend records %d weights for %d tuned models", len(weights), ntuned)
 	}
 	type alphaRule struct {
-		pat   *blend.Pattern
+		pat   *ops.Pattern
 		alpha float64
 	}
 	var rules []alphaRule
@@ -154,7 +155,7 @@ func blendRecipes(out *weft.Checkpoint, params string, inputs []*weft.Checkpoint
 		if i <= 0 {
 			return nil, fmt.Errorf("blend alpha_for rule %q is not PATTERN=ALPHA", s)
 		}
-		pat, err := blend.CompilePattern(s[:i])
+		pat, err := ops.CompilePattern(s[:i])
 		if err != nil {
 			return nil, err
 		}
@@ -493,48 +494,56 @@ func recomputeOne(t *weft.Tensor, tr *TensorReport, plan func(*weft.Tensor) (*re
 		seg = min(16, rowLen)
 	}
 	rows := t.Rows()
-	n := rows * rowLen
-	type span struct{ row, col, n int64 }
-	var spans []span
-	if n <= int64(samples) {
-		for row := int64(0); row < rows; row++ {
-			for col := int64(0); col < rowLen; col += max(seg, 4096/unit*unit) {
-				spans = append(spans, span{row, col, min(rowLen-col, max(seg, 4096/unit*unit))})
-			}
-		}
-	} else {
-		h := fnv.New64a()
-		h.Write([]byte(t.Name))
-		rng := rand.New(rand.NewPCG(h.Sum64(), 0x5eed))
-		per := rowLen / seg // segments per row (the last one may be short when unit is 1)
-		if rowLen%seg != 0 {
-			per++
-		}
-		k := (int64(samples) + seg - 1) / seg
-		spans = append(spans, span{0, 0, min(seg, rowLen)})
-		last := (per - 1) * seg
-		spans = append(spans, span{rows - 1, last, min(seg, rowLen-last)})
-		for int64(len(spans)) < k {
-			row := rng.Int64N(rows)
-			col := rng.Int64N(per) * seg
-			spans = append(spans, span{row, col, min(seg, rowLen-col)})
-		}
-	}
-	for _, s := range spans {
+	per := (rowLen + seg - 1) / seg // segments per row (the last one may be short when unit is 1)
+	k := (int64(samples) + seg - 1) / seg
+	// check recomputes the segment at (row, col), stopping at the first error.
+	check := func(row, col, n int64) bool {
 		var pc *piece
 		for i := range rc.pieces {
-			if s.row >= rc.pieces[i].r0 && s.row < rc.pieces[i].r1 {
+			if row >= rc.pieces[i].r0 && row < rc.pieces[i].r1 {
 				pc = &rc.pieces[i]
 				break
 			}
 		}
 		if pc == nil {
-			tr.Problems = append(tr.Problems, fmt.Sprintf("recomputing: row %d is covered by no input", s.row))
-			return
+			tr.Problems = append(tr.Problems, fmt.Sprintf("recomputing: row %d is covered by no input", row))
+			return false
 		}
-		if err := checkSpan(t, pc, s.row*rowLen+s.col, s.n, tr); err != nil {
+		if err := checkSpan(t, pc, row*rowLen+col, n, tr); err != nil {
 			tr.Problems = append(tr.Problems, "recomputing: "+err.Error())
-			return
+			return false
+		}
+		return true
+	}
+	if rows*rowLen <= int64(samples) || k >= rows*per {
+		// Small enough: recompute every element, a few thousand at a time.
+		step := max(seg, 4096/unit*unit)
+		for row := int64(0); row < rows; row++ {
+			for col := int64(0); col < rowLen; col += step {
+				if !check(row, col, min(step, rowLen-col)) {
+					return
+				}
+			}
+		}
+	} else {
+		// k segments: the first and the last of the tensor, the others at positions drawn
+		// from a generator seeded by the tensor's name (the same every run).
+		h := fnv.New64a()
+		h.Write([]byte(t.Name))
+		rng := rand.New(rand.NewPCG(h.Sum64(), 0x5eed))
+		last := (per - 1) * seg
+		for i := int64(0); i < k; i++ {
+			row, col := int64(0), int64(0)
+			switch i {
+			case 0:
+			case 1:
+				row, col = rows-1, last
+			default:
+				row, col = rng.Int64N(rows), rng.Int64N(per)*seg
+			}
+			if !check(row, col, min(seg, rowLen-col)) {
+				return
+			}
 		}
 	}
 	if tr.Mismatches > 0 {

@@ -97,10 +97,10 @@ type InputReport struct {
 // ProvenanceReport describes the checkpoint's record of how it was made and whether it
 // could be checked.
 type ProvenanceReport struct {
-	Op      string      `json:"op"`
-	Version string      `json:"weft_version,omitempty"`
-	Params  string      `json:"params,omitempty"`
-	Seed    string      `json:"seed,omitempty"`
+	Op      string        `json:"op"`
+	Version string        `json:"weft_version,omitempty"`
+	Params  string        `json:"params,omitempty"`
+	Seed    string        `json:"seed,omitempty"`
 	Inputs  []InputReport `json:"inputs"`
 	// Verified reports whether sampled elements were recomputed and compared.
 	Verified bool `json:"verified"`
@@ -110,12 +110,12 @@ type ProvenanceReport struct {
 
 // Report is the result of Verify.
 type Report struct {
-	Path       string           `json:"path"`
-	Format     weft.Format      `json:"format"`
-	Files      []string         `json:"files"`
-	HeaderHash string           `json:"header_sha256"`
-	Tensors    []TensorReport   `json:"tensors"`
-	SideFiles  []SideFileReport `json:"side_files,omitempty"`
+	Path       string            `json:"path"`
+	Format     weft.Format       `json:"format"`
+	Files      []string          `json:"files"`
+	HeaderHash string            `json:"header_sha256"`
+	Tensors    []TensorReport    `json:"tensors"`
+	SideFiles  []SideFileReport  `json:"side_files,omitempty"`
 	Provenance *ProvenanceReport `json:"provenance,omitempty"`
 	// Problems lists what is wrong with the checkpoint as a whole; Warnings what could not
 	// be checked or looks unusual without being wrong.

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/weft-ml/weft/ops/verify"
+)
+
+func init() {
+	register(&command{
+		name:    "verify",
+		summary: "re-read a checkpoint end to end: structure, every byte, NaN/Inf, and its provenance",
+		usage: `Usage: weft verify PATH [--inputs IN ...] [INPUT ...] [--samples N] [--json]
+                   [--allow-nonfinite] [--threads N] [--quiet]
+
+Opens PATH (any checkpoint weft reads: the readers check headers, sizes, offsets and shard
+indexes), reads every byte of every tensor in chunks (truncated or unreadable files fail
+here), counts NaN and Inf values of every floating-point or decodable quantized tensor, and
+parses the .json side files of a Hugging Face directory.
+
+When PATH records how weft made it (convert or blend), it also recomputes about N sampled
+elements of every tensor from the recorded inputs and compares them exactly. Inputs are
+recorded by base name and header hash: give them with --inputs (or as further arguments),
+or leave them beside PATH under their recorded names. A given input whose header hash
+differs from the recorded one is an error.
+
+Prints one line per tensor (or a report with --json) and exits 1 if anything is wrong.
+
+Flags:
+  --inputs IN          an input checkpoint (repeatable; further arguments are inputs too)
+  --samples N          elements recomputed per tensor (default 1000; 0 disables)
+  --allow-nonfinite    report NaN and Inf values without failing
+  --json               machine-readable report
+  --threads N          reader threads
+  --quiet              no progress bar
+
+Example:
+  weft verify out/blend-0.5 --inputs out/base out/tuned
+`,
+		run: runVerify,
+	})
+}
+
+func runVerify(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	var inputs stringList
+	fs.Var(&inputs, "inputs", "")
+	samples := fs.Int("samples", verify.DefaultSamples, "")
+	allowNF := fs.Bool("allow-nonfinite", false, "")
+	asJSON := fs.Bool("json", false, "")
+	threads := fs.Int("threads", runtime.NumCPU(), "")
+	quiet := fs.Bool("quiet", false, "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want a checkpoint to verify")
+	}
+	if *threads < 1 {
+		return usagef("--threads must be at least 1, got %d", *threads)
+	}
+	if *samples < 0 {
+		return usagef("--samples must be 0 or more, got %d", *samples)
+	}
+	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Threads: *threads, AllowNonFinite: *allowNF}
+	if *samples == 0 {
+		opts.Samples = -1
+	}
+	var bar *progressbar.ProgressBar
+	if !*quiet && e.tty {
+		opts.Progress = func(done, total int64) {
+			if bar == nil {
+				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(e.stderr), progressbar.OptionShowBytes(true),
+					progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200_000_000),
+					progressbar.OptionClearOnFinish(), progressbar.OptionSetDescription("reading"))
+			}
+			_ = bar.Set64(done)
+		}
+	}
+	rep, err := verify.Verify(ctx, pos[0], opts)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printVerify(e.stdout, rep)
+	}
+	if n := rep.ProblemCount(); n > 0 {
+		return fmt.Errorf("%s: %d problem(s) found", pos[0], n)
+	}
+	return nil
+}
+
+func printVerify(w io.Writer, r *verify.Report) {
+	var params, decoded int64
+	for _, t := range r.Tensors {
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= d
+		}
+		params += n
+		if t.Decoded {
+			decoded++
+		}
+	}
+	fmt.Fprintf(w, "verify:  %s\nformat:  %s, %d file(s), %d tensors, %s\n", safe(r.Path), r.Format, len(r.Files), len(r.Tensors), humanBytes(r.BytesRead))
+	if p := r.Provenance; p != nil {
+		fmt.Fprintf(w, "made by: weft %s %s %s\n", safe(p.Version), safe(p.Op), safe(p.Params))
+		for _, in := range p.Inputs {
+			where := in.Path
+			if where == "" {
+				where = "not found"
+			}
+			fmt.Fprintf(w, "  %-7s %s (%s, header sha256 %.12s): %s, %s\n", in.Role, safe(in.Name), safe(in.Format), in.HeaderHash, in.Status, safe(where))
+		}
+		if p.Note != "" {
+			fmt.Fprintf(w, "  %s\n", safe(p.Note))
+		}
+	}
+	fmt.Fprintf(w, "\ntensors:\n")
+	var recomputed, mismatches int64
+	for _, t := range r.Tensors {
+		status := "ok  "
+		if len(t.Problems) > 0 {
+			status = "FAIL"
+		}
+		var notes []string
+		if t.Decoded {
+			notes = append(notes, fmt.Sprintf("%d NaN, %d Inf", t.NaN, t.Inf))
+		}
+		if t.Recomputed > 0 {
+			notes = append(notes, fmt.Sprintf("%d/%d recomputed agree (%s)", t.Recomputed-t.Mismatches, t.Recomputed, t.How))
+		} else if t.How != "" {
+			notes = append(notes, t.How)
+		}
+		fmt.Fprintf(w, "  %s %-48s %-7s %-16s %s\n", status, safe(t.Name), t.DType, shapeString(t.Shape), strings.Join(notes, "; "))
+		for _, p := range t.Problems {
+			fmt.Fprintf(w, "       %s\n", safe(p))
+		}
+		recomputed += t.Recomputed
+		mismatches += t.Mismatches
+	}
+	if len(r.SideFiles) > 0 {
+		fmt.Fprintf(w, "\nside files:\n")
+		for _, s := range r.SideFiles {
+			if s.Problem != "" {
+				fmt.Fprintf(w, "  FAIL %s\n", safe(s.Problem))
+			} else {
+				fmt.Fprintf(w, "  ok   %s (%s)\n", safe(s.Name), s.Checked)
+			}
+		}
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "\nproblem: %s", safe(p))
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "\nwarning: %s", safe(wn))
+	}
+	if len(r.Problems)+len(r.Warnings) > 0 {
+		fmt.Fprintln(w)
+	}
+	result := "OK"
+	if n := r.ProblemCount(); n > 0 {
+		result = fmt.Sprintf("FAILED: %d problem(s)", n)
+	}
+	fmt.Fprintf(w, "\nresult: %s; %d tensors, %d parameters, %s read, %d tensors decoded", result, len(r.Tensors), params, humanBytes(r.BytesRead), decoded)
+	if r.Provenance != nil && r.Provenance.Verified {
+		fmt.Fprintf(w, ", %d elements recomputed, %d disagree", recomputed, mismatches)
+	}
+	fmt.Fprintln(w)
+}
