@@ -20,6 +20,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/weft-ml/weft"
 )
@@ -248,7 +249,8 @@ func (r *reader) strL(l label) (string, error) {
 
 // Read parses and validates the header of a GGUF file of the given size read through r.
 // name is used in error messages. Every count and length is checked against the file size
-// before anything is allocated; every tensor's data must lie inside the file.
+// before anything is allocated; every tensor's data must lie inside the file. Beyond what
+// ggml checks, keys and tensor names must be valid UTF-8, as the GGUF spec says.
 func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("gguf: %s: negative file size %d", name, size)
@@ -317,6 +319,13 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 		}
 		if key == "" {
 			return nil, rd.errf("key #%d is empty", i)
+		}
+		// The GGUF spec makes every string UTF-8. ggml's reader (gguf.cpp) takes keys and
+		// tensor names as raw bytes and accepts invalid UTF-8; weft refuses it in both,
+		// where it can only be damage or an attack (weft prints them and writes them to
+		// JSON). String values are not checked: vocabularies hold byte tokens.
+		if !utf8.ValidString(key) {
+			return nil, rd.errf("key #%d %q is not valid UTF-8", i, clip(key))
 		}
 		if j, dup := seen[key]; dup {
 			return nil, rd.errf("duplicate key %q (key-values #%d and #%d)", key, j, i)
@@ -399,6 +408,9 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 	}
 	if len(name) >= MaxNameLen {
 		return e, 0, r.errf("tensor #%d %q: name is %d bytes, must be shorter than %d (GGML_MAX_NAME)", i, clip(name), len(name), MaxNameLen)
+	}
+	if !utf8.ValidString(name) { // see the check on keys in Read
+		return e, 0, r.errf("tensor #%d %q: name is not valid UTF-8", i, name)
 	}
 	e.Name = name
 	nd, err := r.u32(fmt.Sprintf("tensor %q dimension count", name))

@@ -76,6 +76,57 @@ func kSqrt(x float32) float32 { return float32(math.Sqrt(float64(x))) }
 
 func kLE16(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
 
+// kAbsMax returns the element of x with the largest magnitude (the first one on ties) and
+// that magnitude, as ggml's loops `if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max =
+// x[i]; }` starting from 0 do: NaN never wins. It also reports whether every element is
+// finite. Non-negative floats order like their bits, which makes the loop branch-free.
+func kAbsMax(x []float32) (mx, amax float32, finite bool) {
+	var amb, mxb, bad uint32
+	for _, v := range x {
+		b := math.Float32bits(v)
+		ab := b &^ (1 << 31)
+		bad |= ab + 0x00800000 // carries into bit 31 for Inf and NaN
+		if ab > 0x7f800000 {   // NaN
+			ab = 0
+		}
+		if ab > amb {
+			amb = ab
+			mxb = b
+		}
+	}
+	return math.Float32frombits(mxb), math.Float32frombits(amb), bad>>31 == 0
+}
+
+// kAbsMaxLong is kAbsMax for long x (len(x) even): even and odd elements are scanned
+// separately, halving the dependency chain, and merged with the first-on-ties rule.
+func kAbsMaxLong(x []float32) (mx, amax float32, finite bool) {
+	var a0, a1, i0, i1, bad uint32
+	for i := 0; i+1 < len(x); i += 2 {
+		b0 := math.Float32bits(x[i]) &^ (1 << 31)
+		b1 := math.Float32bits(x[i+1]) &^ (1 << 31)
+		bad |= (b0 + 0x00800000) | (b1 + 0x00800000) // carries into bit 31 for Inf and NaN
+		if b0 > 0x7f800000 {                         // NaN
+			b0 = 0
+		}
+		if b1 > 0x7f800000 {
+			b1 = 0
+		}
+		if b0 > a0 {
+			a0, i0 = b0, uint32(i)
+		}
+		if b1 > a1 {
+			a1, i1 = b1, uint32(i+1)
+		}
+	}
+	if a1 > a0 || a1 == a0 && i1 < i0 {
+		a0, i0 = a1, i1
+	}
+	if a0 == 0 {
+		return 0, 0, bad>>31 == 0
+	}
+	return x[i0], math.Float32frombits(a0), bad>>31 == 0
+}
+
 // kScaleMinK4 is get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12
 // packed bytes of a Q4_K or Q5_K block.
 func kScaleMinK4(j int, q *[12]byte) (d, m uint8) {
@@ -144,9 +195,8 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32
 		}
 		return 0, -mn
 	}
-	var xmBuf, lfBuf [32]float32
+	var xmBuf [32]float32
 	xm := xmBuf[:n] // x[i] - min, the same float32 the C code recomputes each time
-	lf := lfBuf[:n] // the candidate's quants as float32
 	for i := range xm {
 		xm[i] = x[i] - mn
 	}
@@ -169,56 +219,175 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32
 	if nstep < 1 {
 		return scale, -mn
 	}
-	bLo, bHi := math.Float32bits(kMagic), math.Float32bits(kMagic+fnmax)
-	for is := 0; is <= nstep; is++ {
-		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / rng
-		var sumL, sumL2, sumXL float32
-		// The scaled values lie between these two (rounding is monotone).
-		if fLo, fHi := iscale*(xmin-mn), iscale*(mx-mn); kAbs(fLo) < 1<<22 && kAbs(fHi) < 1<<22 {
-			sumL, sumL2, sumXL = kQkx2Sums(xm, x, w, lf, iscale, bLo, bHi)
-		} else {
-			for i, v := range xm {
-				fl := float32(min(nmax, max(0, nearestInt(iscale*v))))
-				lf[i] = fl
-				wl := float32(w[i] * fl)
-				sumL += wl
-				sumL2 += float32(wl * fl)
-				sumXL += float32(wl * x[i])
-			}
-		}
-		D := float32(sumW*sumL2) - float32(sumL*sumL)
-		if !(D > 0) {
+	st := kQkx2State{
+		x: x, w: w, xm: xm, L: L, nmax: nmax, useMad: useMad,
+		mn: mn, mx: mx, xmin: xmin, rng: rng, sumW: sumW, sumX: sumX,
+		scale: scale, bestErr: bestErr,
+		bLo: math.Float32bits(kMagic), bHi: math.Float32bits(kMagic + fnmax),
+	}
+	var lfA, lfB [32]float32
+	for is := 0; is <= nstep; {
+		iA := (float32(rmin+float32(rdelta*float32(is))) + fnmax) / st.rng
+		okA, clampA := st.fast(iA)
+		if is == nstep || !okA {
+			st.single(iA, lfA[:n])
+			is++
 			continue
 		}
-		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
-		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
-		if thisMin > 0 {
-			thisMin = 0
-			thisScale = sumXL / sumL2
+		iB := (float32(rmin+float32(rdelta*float32(is+1))) + fnmax) / st.rng
+		okB, clampB := st.fast(iB)
+		if !okB {
+			st.single(iA, lfA[:n])
+			is++
+			continue
 		}
-		var curErr float32
-		var ok bool
-		if useMad {
-			curErr, ok = kQkx2ErrMad(lf, x, w, thisScale, thisMin, bestErr)
-		} else {
-			curErr, ok = kQkx2ErrSq(lf, x, w, thisScale, thisMin, bestErr)
-		}
-		if ok && curErr < bestErr {
-			for i, fl := range lf {
-				L[i] = uint8(fl)
-			}
-			bestErr = curErr
-			scale = thisScale
-			// C keeps using its variable min, now this_min, in the later candidates'
-			// x[i] - min and max - min.
-			mn = thisMin
-			rng = mx - mn
-			for i := range xm {
-				xm[i] = x[i] - mn
-			}
+		st.pair(iA, iB, clampA || clampB, lfA[:n], lfB[:n], rmin, rdelta, is+1)
+		is += 2
+	}
+	return st.scale, -st.mn
+}
+
+// kTestNoFastPath makes every make_qkx2_quants candidate take the integer path; tests set
+// it to check that path, which real data almost never reaches.
+var kTestNoFastPath = false
+
+// kQkx2State is the state of make_qkx2_quants' search over candidate inverse scales.
+type kQkx2State struct {
+	x, w, xm       []float32 // the group, its weights, and x[i] - mn
+	L              []uint8   // quants of the best candidate so far
+	nmax           int32
+	useMad         bool
+	mn, mx, xmin   float32 // C's min (changes on accepting), max, and the smallest x
+	rng            float32 // mx - mn
+	sumW, sumX     float32
+	scale, bestErr float32
+	bLo, bHi       uint32 // bit patterns of kMagic and kMagic+nmax
+}
+
+// fast reports whether every iscale*xm[i] lies within ±2^22, where rounding in float32
+// is exactly nearest_int, and whether the rounded values also lie within [0, nmax] so
+// need no clamping. The scaled values lie between fLo and fHi, since float32 rounding is
+// monotone; nearest_int(nmax+0.5) could round up to nmax+1, hence the strict bound.
+func (st *kQkx2State) fast(iscale float32) (ok, clamp bool) {
+	if kTestNoFastPath {
+		return false, true
+	}
+	fLo, fHi := iscale*(st.xmin-st.mn), iscale*(st.mx-st.mn)
+	ok = kAbs(fLo) < 1<<22 && kAbs(fHi) < 1<<22
+	clamp = !(fLo >= -0.5 && fHi < float32(st.nmax)+0.5)
+	return
+}
+
+// fit returns the weighted least-squares scale and min of a candidate, as C computes
+// them, and whether its determinant D is positive (else C skips the candidate).
+func (st *kQkx2State) fit(sumL, sumL2, sumXL float32) (thisScale, thisMin float32, ok bool) {
+	D := float32(st.sumW*sumL2) - float32(sumL*sumL)
+	if !(D > 0) {
+		return 0, 0, false
+	}
+	thisScale = (float32(st.sumW*sumXL) - float32(st.sumX*sumL)) / D
+	thisMin = (float32(sumL2*st.sumX) - float32(sumL*sumXL)) / D
+	if thisMin > 0 {
+		thisMin = 0
+		thisScale = sumXL / sumL2
+	}
+	return thisScale, thisMin, true
+}
+
+// err returns the error of a candidate and false if it is known to be >= best.
+func (st *kQkx2State) err(lf []float32, scale, mn, best float32) (float32, bool) {
+	if st.useMad {
+		return kQkx2ErrMad(lf, st.x, st.w, scale, mn, best)
+	}
+	return kQkx2ErrSq(lf, st.x, st.w, scale, mn, best)
+}
+
+// accept makes the candidate with quants lf the best one.
+func (st *kQkx2State) accept(lf []float32, e, thisScale, thisMin float32) {
+	L := st.L[:len(lf)]
+	for i, fl := range lf {
+		L[i] = uint8(fl)
+	}
+	st.bestErr = e
+	st.scale = thisScale
+	// C keeps using its variable min, now this_min, in the later candidates' x[i] - min
+	// and max - min.
+	if thisMin != st.mn {
+		st.mn = thisMin
+		st.rng = st.mx - st.mn
+		for i, v := range st.x {
+			st.xm[i] = v - st.mn
 		}
 	}
-	return scale, -mn
+}
+
+// single evaluates one candidate as the C loop body does.
+func (st *kQkx2State) single(iscale float32, lf []float32) {
+	var sumL, sumL2, sumXL float32
+	if ok, clamp := st.fast(iscale); ok && !clamp {
+		sumL, sumL2, sumXL = kQkx2SumsNoClamp(st.xm, st.x, st.w, lf, iscale)
+	} else if ok {
+		sumL, sumL2, sumXL = kQkx2Sums(st.xm, st.x, st.w, lf, iscale, st.bLo, st.bHi)
+	} else {
+		w, x := st.w[:len(lf)], st.x[:len(lf)]
+		for i, v := range st.xm {
+			fl := float32(min(st.nmax, max(0, nearestInt(iscale*v))))
+			lf[i] = fl
+			wl := float32(w[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * x[i])
+		}
+	}
+	thisScale, thisMin, ok := st.fit(sumL, sumL2, sumXL)
+	if !ok {
+		return
+	}
+	if e, ok := st.err(lf, thisScale, thisMin, st.bestErr); ok && e < st.bestErr {
+		st.accept(lf, e, thisScale, thisMin)
+	}
+}
+
+// pair evaluates two consecutive candidates A and B (inverse scales iA, iB, both on the
+// fast path; clamp if either needs clamping) with interleaved sums, which removes half of the float32 add latency. B's
+// quants assume C's min is unchanged by A; if accepting A changes it, B (candidate isB)
+// is evaluated again from scratch. B's error is compared against the best error from
+// before A, which is never smaller than the one C compares with, so B's early rejection
+// stays valid.
+func (st *kQkx2State) pair(iA, iB float32, clamp bool, lfA, lfB []float32, rmin, rdelta float32, isB int) {
+	var lA, l2A, xlA, lB, l2B, xlB float32
+	if clamp {
+		lA, l2A, xlA, lB, l2B, xlB = kQkx2Sums2(st.xm, st.x, st.w, lfA, lfB, iA, iB, st.bLo, st.bHi)
+	} else {
+		lA, l2A, xlA, lB, l2B, xlB = kQkx2Sums2NoClamp(st.xm, st.x, st.w, lfA, lfB, iA, iB)
+	}
+	sA, mA, okA := st.fit(lA, l2A, xlA)
+	sB, mB, okB := st.fit(lB, l2B, xlB)
+	var eA, eB float32
+	switch {
+	case okA && okB:
+		if st.useMad {
+			eA, okA, eB, okB = kQkx2ErrMad2(lfA, lfB, st.x, st.w, sA, mA, sB, mB, st.bestErr)
+		} else {
+			eA, okA, eB, okB = kQkx2ErrSq2(lfA, lfB, st.x, st.w, sA, mA, sB, mB, st.bestErr)
+		}
+	case okA:
+		eA, okA = st.err(lfA, sA, mA, st.bestErr)
+	case okB:
+		eB, okB = st.err(lfB, sB, mB, st.bestErr)
+	}
+	mn0 := st.mn
+	if okA && eA < st.bestErr {
+		st.accept(lfA, eA, sA, mA)
+	}
+	if st.mn != mn0 {
+		iB = (float32(rmin+float32(rdelta*float32(isB))) + float32(st.nmax)) / st.rng
+		st.single(iB, lfB)
+		return
+	}
+	if okB && eB < st.bestErr {
+		st.accept(lfB, eB, sB, mB)
+	}
 }
 
 // kQkx2Sums rounds the candidate iscale*xm[i] to quants in [0, nmax] (given as the bit
@@ -238,6 +407,105 @@ func kQkx2Sums(xm, x, w, lf []float32, iscale float32, bLo, bHi uint32) (sumL, s
 		sumXL += float32(wl * x[i])
 	}
 	return
+}
+
+// kQkx2Sums2 is kQkx2Sums for two candidates at once.
+func kQkx2Sums2(xm, x, w, lfA, lfB []float32, iA, iB float32, bLo, bHi uint32) (lA, l2A, xlA, lB, l2B, xlB float32) {
+	x = x[:len(xm)]
+	w = w[:len(xm)]
+	lfA = lfA[:len(xm)]
+	lfB = lfB[:len(xm)]
+	for i, v := range xm {
+		bA := math.Float32bits(iA*v + kMagic)
+		bB := math.Float32bits(iB*v + kMagic)
+		fA := math.Float32frombits(min(bHi, max(bLo, bA))) - kMagic
+		fB := math.Float32frombits(min(bHi, max(bLo, bB))) - kMagic
+		lfA[i], lfB[i] = fA, fB
+		wi, xi := w[i], x[i]
+		wA := float32(wi * fA)
+		wB := float32(wi * fB)
+		lA += wA
+		lB += wB
+		l2A += float32(wA * fA)
+		l2B += float32(wB * fB)
+		xlA += float32(wA * xi)
+		xlB += float32(wB * xi)
+	}
+	return
+}
+
+// kQkx2SumsNoClamp is kQkx2Sums when no rounded value can leave [0, nmax].
+func kQkx2SumsNoClamp(xm, x, w, lf []float32, iscale float32) (sumL, sumL2, sumXL float32) {
+	x = x[:len(xm)]
+	w = w[:len(xm)]
+	lf = lf[:len(xm)]
+	for i, v := range xm {
+		fl := kRound(iscale * v)
+		lf[i] = fl
+		wl := float32(w[i] * fl)
+		sumL += wl
+		sumL2 += float32(wl * fl)
+		sumXL += float32(wl * x[i])
+	}
+	return
+}
+
+// kQkx2Sums2NoClamp is kQkx2Sums2 when no rounded value can leave [0, nmax].
+func kQkx2Sums2NoClamp(xm, x, w, lfA, lfB []float32, iA, iB float32) (lA, l2A, xlA, lB, l2B, xlB float32) {
+	x = x[:len(xm)]
+	w = w[:len(xm)]
+	lfA = lfA[:len(xm)]
+	lfB = lfB[:len(xm)]
+	for i, v := range xm {
+		fA := kRound(iA * v)
+		fB := kRound(iB * v)
+		lfA[i], lfB[i] = fA, fB
+		wi, xi := w[i], x[i]
+		wA := float32(wi * fA)
+		wB := float32(wi * fB)
+		lA += wA
+		lB += wB
+		l2A += float32(wA * fA)
+		l2B += float32(wB * fB)
+		xlA += float32(wA * xi)
+		xlB += float32(wB * xi)
+	}
+	return
+}
+
+// kQkx2ErrSq2 is kQkx2ErrSq for two candidates at once; it stops when both are known to
+// be rejected.
+func kQkx2ErrSq2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA float32, okA bool, eB float32, okB bool) {
+	x = x[:len(lfA)]
+	w = w[:len(lfA)]
+	lfB = lfB[:len(lfA)]
+	for i, fA := range lfA {
+		dA := float32(float32(sA*fA)+mA) - x[i]
+		dB := float32(float32(sB*lfB[i])+mB) - x[i]
+		eA += float32(w[i] * float32(dA*dA))
+		eB += float32(w[i] * float32(dB*dB))
+		if i&7 == 7 && eA >= best && eB >= best {
+			return eA, false, eB, false
+		}
+	}
+	return eA, true, eB, true
+}
+
+// kQkx2ErrMad2 is kQkx2ErrMad for two candidates at once.
+func kQkx2ErrMad2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA float32, okA bool, eB float32, okB bool) {
+	x = x[:len(lfA)]
+	w = w[:len(lfA)]
+	lfB = lfB[:len(lfA)]
+	for i, fA := range lfA {
+		dA := float32(float32(sA*fA)+mA) - x[i]
+		dB := float32(float32(sB*lfB[i])+mB) - x[i]
+		eA += float32(w[i] * kAbs(dA))
+		eB += float32(w[i] * kAbs(dB))
+		if i&7 == 7 && eA >= best && eB >= best {
+			return eA, false, eB, false
+		}
+	}
+	return eA, true, eB, true
 }
 
 // kQkx2ErrSq returns make_qkx2_quants' squared error of a candidate, and false if it is
@@ -423,17 +691,7 @@ func kClampRound(f float32, lo, hi uint32) float32 {
 // as in ggml the quants of an accepted candidate are recomputed from its inverse scale.
 // Groups with NaN or infinities go to kMakeQxQuantsExact.
 func kMakeQxQuants(nmax int32, x *[16]float32, L *[16]int8) float32 {
-	var mx, amax float32
-	finite := true
-	for _, v := range x {
-		if ax := kAbs(v); ax > amax {
-			amax = ax
-			mx = v
-		}
-		if v-v != 0 {
-			finite = false
-		}
-	}
+	mx, amax, finite := kAbsMax(x[:])
 	if amax < kGroupMaxEps {
 		*L = [16]int8{}
 		return 0
@@ -512,13 +770,7 @@ func kQxStore(L *[16]int8, x *[16]float32, iscale float32, lo, hi uint32, nmax i
 // so they are computed three at a time (six independent float32 sums instead of two
 // dependent ones); only the accept decisions run in ggml's order.
 func kMakeQxQuantsExact(nmax int32, x *[16]float32, L *[16]int8) float32 {
-	var mx, amax float32
-	for _, v := range x {
-		if ax := kAbs(v); ax > amax {
-			amax = ax
-			mx = v
-		}
-	}
+	mx, amax, _ := kAbsMax(x[:])
 	if amax < kGroupMaxEps {
 		*L = [16]int8{}
 		return 0
@@ -594,13 +846,7 @@ func kOffsetInt8(dst, src *[16]int8, off int8) {
 func kMakeQ3Quants(nmax int32, x []float32, L []int8) float32 {
 	n := len(x)
 	L = L[:n]
-	var mx, amax float32
-	for _, v := range x {
-		if ax := kAbs(v); ax > amax {
-			amax = ax
-			mx = v
-		}
-	}
+	mx, amax, _ := kAbsMax(x[:])
 	if amax < kGroupMaxEps {
 		for i := range L {
 			L[i] = 0
@@ -821,11 +1067,12 @@ func kQuantQ3K(src []float32, dst []byte) {
 		for m := range hmask {
 			hmask[m] = 0
 		}
-		// The high bit of element j goes to bit j/32 of hmask[j%32].
-		for j := 0; j < kQK; j++ {
-			if L[j] > 3 {
-				hmask[j%32] |= 1 << (j / 32)
-				L[j] -= 4
+		// The high bit of element j goes to bit j/32 of hmask[j%32] (L is in [0, 8)).
+		for k := 0; k < 8; k++ {
+			lk := (*[32]int8)(L[32*k:])
+			for m := range hmask {
+				hmask[m] |= uint8(lk[m]>>2) << k
+				lk[m] &= 3
 			}
 		}
 		qs := y[32:96]
@@ -1212,27 +1459,32 @@ func kQuantQ8K(src []float32, dst []byte) {
 	for b := 0; b < len(src)/kQK; b++ {
 		x := (*[kQK]float32)(src[b*kQK:])
 		y := (*[kQ8Bytes]byte)(dst[b*kQ8Bytes:])
-		var mx, amax float32
-		for _, v := range x {
-			if ax := kAbs(v); ax > amax {
-				amax = ax
-				mx = v
-			}
-		}
+		mx, amax, finite := kAbsMaxLong(x[:])
 		if amax == 0 {
 			// ggml leaves bsums unwritten here; they are zero, the sums of the zero quants.
 			*y = [kQ8Bytes]byte{}
 			continue
 		}
 		iscale := -127 / mx
-		qs := y[4 : 4+kQK]
-		for j, v := range x {
-			qs[j] = uint8(int8(min(127, nearestInt(iscale*v))))
-		}
+		qs := (*[kQK]byte)(y[4:])
 		for j := 0; j < 16; j++ {
+			xs := (*[16]float32)(x[16*j:])
+			q := (*[16]byte)(qs[16*j:])
 			var sum int32
-			for _, q := range qs[16*j : 16*j+16] {
-				sum += int32(int8(q))
+			if finite {
+				// |iscale*x| <= 127 (plus rounding), so nearest_int is exact in float32 and
+				// MIN(127, v) never applies.
+				for i, v := range xs {
+					l := int8(math.Float32bits(iscale*v+kMagic) - math.Float32bits(kMagic))
+					q[i] = uint8(l)
+					sum += int32(l)
+				}
+			} else {
+				for i, v := range xs {
+					l := int8(min(127, nearestInt(iscale*v)))
+					q[i] = uint8(l)
+					sum += int32(l)
+				}
 			}
 			binary.LittleEndian.PutUint16(y[260+2*j:], uint16(int16(sum)))
 		}

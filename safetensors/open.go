@@ -224,8 +224,8 @@ func readIndex(path string) (*index, error) {
 			// "metadata" (total_size, total_parameters) and anything else: informational.
 			// total_size is not checked: tools disagree on whether it counts file bytes or
 			// tensor bytes.
-			if err := skipValue(dec); err != nil {
-				return nil, errf("%v", err)
+			if err := skipValue(dec, 2); err != nil {
+				return nil, errf("key %q: %v", key, err)
 			}
 			continue
 		}

@@ -319,8 +319,10 @@ func parseTensor(dec *json.Decoder, name string) (rawEntry, error) {
 				return e, fmt.Errorf("tensor %q: data_offsets has %d values, want 2", name, count)
 			}
 		default:
-			if err := skipValue(dec); err != nil {
-				return e, err
+			// The value of a field of a tensor entry is at level 3: the header object,
+			// the entry, the value.
+			if err := skipValue(dec, 3); err != nil {
+				return e, fmt.Errorf("tensor %q: field %q: %v", name, field, err)
 			}
 		}
 	}
@@ -376,9 +378,16 @@ func readUintArray(dec *json.Decoder, f func(int, uint64) error, name, field str
 	return nil
 }
 
-// skipValue consumes one JSON value.
-func skipValue(dec *json.Decoder) error {
-	depth := 0
+// maxJSONDepth is the deepest nesting of JSON arrays and objects Read and the index reader
+// accept, counting the outermost object as level 1: serde_json, which the reference crate
+// and the Hugging Face libraries parse with, refuses a 128th level. Without a limit a header
+// of a few MiB of '[' would make encoding/json keep millions of levels.
+const maxJSONDepth = 127
+
+// skipValue consumes one JSON value that sits depth levels deep (inside depth-1 open
+// arrays or objects), refusing nesting past maxJSONDepth.
+func skipValue(dec *json.Decoder, depth int) error {
+	open := 0
 	for {
 		tok, err := dec.Token()
 		if err != nil {
@@ -386,12 +395,15 @@ func skipValue(dec *json.Decoder) error {
 		}
 		if d, ok := tok.(json.Delim); ok {
 			if d == '{' || d == '[' {
-				depth++
+				open++
+				if depth+open-1 > maxJSONDepth {
+					return fmt.Errorf("JSON nested %d levels deep at byte %d, deeper than the %d allowed (serde_json's recursion limit)", depth+open-1, dec.InputOffset(), maxJSONDepth)
+				}
 			} else {
-				depth--
+				open--
 			}
 		}
-		if depth == 0 {
+		if open == 0 {
 			return nil
 		}
 	}

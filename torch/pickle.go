@@ -19,12 +19,40 @@ import (
 // Limits on what a pickle may contain. They are far above anything torch.save writes for a
 // state dict (data.pkl of a 70B model is a few hundred KiB) and keep a hostile pickle from
 // making the unpickler allocate or compute without bound.
+//
+// gopickle allocates 16 to a few hundred bytes for every item it pushes (a stack slot, a boxed
+// value, an empty dict's entries), so a pickle made of one-byte opcodes (N, }, MEMOIZE)
+// would cost 100 to 250 times its size. The item and memo limits tie what the unpickler may
+// build to the pickle's size; scanPickle enforces them before the unpickler runs.
 const (
-	maxPickle    = 512 << 20 // bytes of one pickle (data.pkl, or one legacy pickle)
-	maxMarkDepth = 4096      // nested MARKs open at once
-	maxLineArg   = 16 << 20  // a newline-terminated string argument
-	maxNumLine   = 4096      // a newline-terminated number (INT, LONG, FLOAT, GET, PUT)
-	maxLongBytes = 1024      // LONG1/LONG4 payload: the unpickler decodes it in O(n^2)
+	maxPickle    = 64 << 20 // bytes of one pickle (data.pkl, or one legacy pickle)
+	maxMarkDepth = 4096     // nested MARKs open at once
+	maxLineArg   = 16 << 20 // a newline-terminated string argument
+	maxNumLine   = 4096     // a newline-terminated number (INT, LONG, FLOAT, GET, PUT)
+	maxLongBytes = 1024     // LONG1/LONG4 payload: the unpickler decodes it in O(n^2)
+
+	// maxStack is the most items on the unpickler's stack at once, counting the items
+	// under every open MARK. torch.save pushes at most 2000 (a SETITEMS batch of 1000
+	// key-value pairs) plus a few per nesting level.
+	maxStack = 64 << 10
+	// maxItems is the most items a pickle may push in all, and itemSlack plus two items
+	// per three pickle bytes the most for its size. Every opcode that pushes a value
+	// counts one item; a popped MARK two (gopickle gives a MARK a fresh 16-slot stack,
+	// which the tuple, list or dict built from it keeps), an empty dict or set three and an
+	// empty list two, their share of what gopickle allocates for them. torch.save pushes
+	// one item per 2 to 5 bytes (about 22 per tensor: 2 bytes each at protocol 4 with
+	// short names, 4 at its default protocol 2); a run of one-byte opcodes, one per byte.
+	// What gopickle allocates then stays under about 70 bytes per pickle byte (20 to 45
+	// for torch.save's pickles), and maxItems keeps it to a few hundred MiB in all.
+	maxItems  = 4 << 20
+	itemSlack = 1024
+	// maxMemo is the most memo entries (PUT, BINPUT, LONG_BINPUT, MEMOIZE) a pickle may
+	// store, and memoSlack plus one per memoBytes pickle bytes the most for its size.
+	// torch.save memoizes about one object per 6 bytes at protocol 4 with short tensor
+	// names (one per 8 to 16 at its default protocol 2); a run of MEMOIZE one per byte.
+	maxMemo   = 2 << 20
+	memoBytes = 4
+	memoSlack = 256
 )
 
 // refusal is an error raised by our own code inside the unpickler (whitelist, persistent
@@ -316,7 +344,39 @@ type opInfo struct {
 
 var opcodes [256]opInfo
 
+// stackEffect is what an opcode does to the unpickler's stack and memo, beyond the marks
+// opInfo describes: it pops pop items (after popping its mark, if it pops one), then pushes
+// push items, which count as push+extra items against maxItems; memo is set when it
+// stores a memo entry.
+type stackEffect struct {
+	pop, push, extra int
+	memo             bool
+}
+
+var effects [256]stackEffect
+
 func init() {
+	eff := func(ops string, pop, push int) {
+		for i := 0; i < len(ops); i++ {
+			effects[ops[i]] = stackEffect{pop: pop, push: push}
+		}
+	}
+	// Values: constants, strings, globals, memo gets, empty containers.
+	eff("2N})]\x88\x89\x8f\x97KMJGhj\x82\x83\x84SVPFILgcUC\x8c\x8aTXB\x8b\x8d\x8e\x96", 0, 1)
+	// Built from the items under the last mark (popped by the mark itself).
+	eff("dlto\x91i", 0, 1)
+	eff("Q\x85\x98", 1, 1) // BINPERSID, TUPLE1, READONLY_BUFFER
+	eff("R\x81\x86\x93", 2, 1)
+	eff("\x87\x92", 3, 1) // TUPLE3, NEWOBJ_EX
+	eff(".0ab", 1, 0)     // STOP, POP, APPEND (the list stays), BUILD
+	eff("s", 2, 0)        // SETITEM (the dict stays)
+	for _, op := range []byte("pqr\x94") {
+		effects[op].memo = true
+	}
+	effects['}'].extra = 2    // EMPTY_DICT: room for 4 entries
+	effects['\x8f'].extra = 2 // EMPTY_SET: a map
+	effects[']'].extra = 1    // EMPTY_LIST: room for 4 items
+
 	set := func(ops string, kind, n, mark int) {
 		for i := 0; i < len(ops); i++ {
 			opcodes[ops[i]] = opInfo{kind: kind, n: n, mark: mark, valid: true}
@@ -339,9 +399,22 @@ func init() {
 	set("\x95", argFixed, 8, 0) // FRAME: the frame's contents are more opcodes
 }
 
+// selfResolved are the globals gopickle v0.2.0 resolves without asking FindClass (besides
+// collections.OrderedDict, which the whitelist allows).
+var selfResolved = [...][2]string{{"__builtin__", "object"}, {"copy_reg", "_reconstructor"}}
+
+// itemLimitFor is the most items scanPickle lets a pickle of size bytes push.
+func itemLimitFor(size int64) int64 { return min(maxItems, size/3*2+itemSlack) }
+
+// memoLimitFor is the most memo entries scanPickle lets a pickle of size bytes store.
+func memoLimitFor(size int64) int64 { return min(maxMemo, size/memoBytes+memoSlack) }
+
 // scanResult is what scanPickle learns about a pickle.
 type scanResult struct {
-	n int64 // length in bytes, up to and including STOP
+	n       int64 // length in bytes, up to and including STOP
+	items   int64 // items pushed (MARKs included)
+	memo    int64 // memo stores
+	maxLive int64 // most items on the stack at once
 }
 
 // scanPickle walks one pickle opcode by opcode without building anything, up to and
@@ -349,13 +422,32 @@ type scanResult struct {
 // every length fits in the bytes that remain, marks do not nest without bound, and every
 // GLOBAL or INST names a whitelisted global. It refuses STACK_GLOBAL with the three globals
 // gopickle resolves itself (before FindClass is asked) unless they are whitelisted. It
-// returns the pickle's length, which is how the legacy format, a sequence of pickles, is
-// split.
+// follows the size of the unpickler's stack and memo and refuses a pickle that would grow
+// them past maxStack and maxMemo, or push more than maxItems items, the latter two scaled
+// down to limit's size (unpickle passes the pickle's exact length). It returns the pickle's
+// length, which is how the legacy format, a sequence of pickles, is split.
 func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 	var pos int64
 	depth := 0
 	stackGlobal := false
-	var lits []string // short string literals, for the STACK_GLOBAL check
+	// The stack as gopickle keeps it: cur items above the last mark, frames the counts
+	// under each open mark, live their sum. items counts pushes, memo memo stores.
+	var frames []int
+	var cur, live, items, memo, maxLive int64
+	itemLimit, memoLimit := itemLimitFor(limit), memoLimitFor(limit)
+	// Which of the names of the globals gopickle resolves itself appear as string
+	// literals, for the STACK_GLOBAL check.
+	var named [len(selfResolved)][2]bool
+	note := func(s []byte) { // string(s) == x does not copy s
+		for i, g := range selfResolved {
+			for j := range g {
+				if string(s) == g[j] {
+					named[i][j] = true
+				}
+			}
+		}
+	}
+	var scratch [64]byte // readN's buffer: its result is used before the next call
 	malformed := func(format string, args ...any) error {
 		return fmt.Errorf("%s is malformed: %s", what, fmt.Sprintf(format, args...))
 	}
@@ -363,7 +455,12 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		if n < 0 || n > limit-pos {
 			return nil, malformed("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
 		}
-		buf := make([]byte, n)
+		buf := scratch[:0]
+		if n <= int64(len(scratch)) {
+			buf = scratch[:n]
+		} else {
+			buf = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return nil, malformed("truncated at offset %d", pos)
 		}
@@ -434,8 +531,8 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			if op == 'S' && len(s) >= 2 && (s[0] == '\'' || s[0] == '"') && s[len(s)-1] == s[0] {
 				s = s[1 : len(s)-1] // the unpickler strips the quotes
 			}
-			if (op == 'V' || op == 'S') && len(s) <= 64 {
-				lits = append(lits, s)
+			if (op == 'V' || op == 'S') && len(s) <= len(scratch) {
+				note(append(scratch[:0], s...))
 			}
 		case argNumLn:
 			if _, err := readLine(maxNumLine); err != nil {
@@ -493,22 +590,55 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 				if err != nil {
 					return scanResult{}, err
 				}
-				lits = append(lits, string(b))
+				note(b)
 			} else if err := skipN(n); err != nil {
 				return scanResult{}, err
 			}
 		}
+		eff := effects[op]
 		switch {
 		case info.mark > 0:
 			depth++
 			if depth > maxMarkDepth {
 				return scanResult{}, malformed("more than %d nested marks", maxMarkDepth)
 			}
-		case info.mark < 0:
+			frames = append(frames, int(cur))
+			cur = 0
+		case info.mark < 0, op == '0' && cur == 0 && depth > 0: // POP on an empty stack pops a mark
 			if depth == 0 {
 				return scanResult{}, malformed("opcode 0x%02x at offset %d pops a mark that was never pushed", op, at)
 			}
 			depth--
+			// gopickle gave the mark a fresh 16-slot stack, which a TUPLE keeps: two items,
+			// counted when the mark is popped so that the marks still open (at most
+			// maxMarkDepth) meet that limit first.
+			items += 2
+			live -= cur
+			cur = int64(frames[len(frames)-1])
+			frames = frames[:len(frames)-1]
+		default:
+			// gopickle fails on a pop from an empty stack; count nothing below zero.
+			n := min(int64(eff.pop), cur)
+			cur -= n
+			live -= n
+		}
+		cur += int64(eff.push)
+		live += int64(eff.push)
+		items += int64(eff.push + eff.extra)
+		maxLive = max(maxLive, live)
+		if live > maxStack {
+			return scanResult{}, fmt.Errorf("%s has too many items on the unpickler's stack: more than %d at offset %d (weft's limit)", what, maxStack, at)
+		}
+		if items > itemLimit {
+			return scanResult{}, fmt.Errorf("%s has too many items: it pushes more than %d by offset %d, and weft allows 2 per 3 bytes of a %d-byte pickle (plus %d), at most %d",
+				what, itemLimit, at, limit, itemSlack, maxItems)
+		}
+		if eff.memo {
+			memo++
+			if memo > memoLimit {
+				return scanResult{}, fmt.Errorf("%s has too many memo entries: more than %d by offset %d, and weft allows one per %d bytes of a %d-byte pickle (plus %d), at most %d",
+					what, memoLimit, at, memoBytes, limit, memoSlack, maxMemo)
+			}
 		}
 		if op == 0x93 {
 			stackGlobal = true
@@ -521,15 +651,11 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		// STACK_GLOBAL takes its names from the stack, which only string literals can fill.
 		// gopickle answers __builtin__.object and copy_reg._reconstructor itself, so refuse
 		// a pickle that could name them; every other global reaches our FindClass.
-		has := map[string]bool{}
-		for _, s := range lits {
-			has[s] = true
-		}
-		for _, g := range [][2]string{{"__builtin__", "object"}, {"copy_reg", "_reconstructor"}} {
-			if has[g[0]] && has[g[1]] {
+		for i, g := range selfResolved {
+			if named[i][0] && named[i][1] {
 				return scanResult{}, refusef("%s references %s.%s, which weft does not allow (only tensors and state dicts)", what, g[0], g[1])
 			}
 		}
 	}
-	return scanResult{n: pos}, nil
+	return scanResult{n: pos, items: items, memo: memo, maxLive: maxLive}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"math/bits"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/nlpodyssey/gopickle/types"
 	"github.com/weft-ml/weft"
@@ -96,6 +97,13 @@ func makeTensor(file, name string, v *tensorView, r io.ReaderAt) (*weft.Tensor, 
 	nbytes, err := info.Size()
 	if err != nil {
 		return nil, fmt.Errorf("torch: %s: %v", file, err)
+	}
+	// A view with more elements than its storage repeats some (a stride 0 broadcast, or
+	// overlapping strides): torch.save never writes one for weights, and a tiny file could
+	// declare a huge tensor to write.
+	if numel > st.numel {
+		return nil, fmt.Errorf("torch: %s: tensor %q: view (shape %v, stride %v) has %d elements, more than the %d of its storage %q: it repeats elements (a broadcast view), which weft does not read",
+			file, name, v.shape, v.stride, numel, st.numel, st.key)
 	}
 	// The last element the view touches must lie inside the storage.
 	if numel > 0 {
@@ -238,6 +246,11 @@ func (f *flattener) join(prefix, key string) string {
 func (f *flattener) dictKey(prefix string, k any) (string, error) {
 	switch x := k.(type) {
 	case string:
+		// Python's unpickler refuses a str that is not UTF-8 (it lets only UTF-16
+		// surrogates through, which no tensor name needs and which weft refuses too).
+		if !utf8.ValidString(x) {
+			return "", fmt.Errorf("%s: dict %q has a key that is not valid UTF-8: %q", f.what, prefix, x)
+		}
 		return x, nil
 	case int:
 		return strconv.Itoa(x), nil

@@ -61,6 +61,16 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	if pkl.UncompressedSize64 > maxPickle {
 		return nil, fmt.Errorf("torch: %s: data.pkl is %d bytes, more than the %d weft allows", name, pkl.UncompressedSize64, maxPickle)
 	}
+	if pkl.Method != zip.Store {
+		// torch.save stores data.pkl uncompressed; a compressed one comes from another
+		// tool, and its declared size is all that bounds what inflating it costs.
+		if pkl.UncompressedSize64 > maxCompressedPickle {
+			return nil, fmt.Errorf("torch: %s: %s is compressed (method %d) and declares %d bytes uncompressed, more than the %d weft inflates (torch.save stores data.pkl uncompressed)",
+				name, pkl.Name, pkl.Method, pkl.UncompressedSize64, maxCompressedPickle)
+		}
+	} else if err := checkStored(pkl, size); err != nil {
+		return nil, fmt.Errorf("torch: %s: %v", name, err)
+	}
 	data, err := readSmallEntry(pkl, maxPickle)
 	if err != nil {
 		return nil, fmt.Errorf("torch: %s: %s: %v", name, pkl.Name, err)
@@ -136,7 +146,28 @@ func locateZipStorage(entries map[string]*zip.File, prefix, key string, dt weft.
 	return &storage{key: key, dtype: dt, numel: numel, base: off, size: esize, located: true}, nil
 }
 
-// readSmallEntry reads a whole zip entry of at most max bytes.
+// maxCompressedPickle is the largest data.pkl, in bytes once inflated, that weft reads
+// when it is compressed (torch.save never compresses it).
+const maxCompressedPickle = 16 << 20
+
+// checkStored checks that a stored (uncompressed) entry's size is its stored size and that
+// its bytes lie inside the file, so that its declared size can be allocated.
+func checkStored(e *zip.File, fileSize int64) error {
+	if e.CompressedSize64 != e.UncompressedSize64 || e.CompressedSize64 > math.MaxInt64 {
+		return fmt.Errorf("stored entry %q: stored size %d differs from its size %d", e.Name, e.CompressedSize64, e.UncompressedSize64)
+	}
+	off, err := e.DataOffset()
+	if err != nil {
+		return fmt.Errorf("entry %q: %v", e.Name, err)
+	}
+	if n := int64(e.CompressedSize64); off < 0 || off > fileSize || n > fileSize-off {
+		return fmt.Errorf("entry %q: offset+size (%d+%d) exceeds file size (%d)", e.Name, off, n, fileSize)
+	}
+	return nil
+}
+
+// readSmallEntry reads a whole zip entry of at most max bytes into a buffer of its declared
+// size, failing if the entry yields fewer or more bytes than it declares (or a bad CRC).
 func readSmallEntry(f *zip.File, max int64) ([]byte, error) {
 	if f.UncompressedSize64 > uint64(max) {
 		return nil, fmt.Errorf("%d bytes, more than %d", f.UncompressedSize64, max)
@@ -146,12 +177,23 @@ func readSmallEntry(f *zip.File, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
+	b := make([]byte, f.UncompressedSize64)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			// (archive/zip drops the count of the last read when it ends short.)
+			return nil, fmt.Errorf("holds fewer bytes than the %d it declares", len(b))
+		}
 		return nil, err
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("more than %d bytes", max)
+	// One more read: io.EOF here is where archive/zip checks the CRC, and more data means
+	// the entry is longer than it declares.
+	var extra [1]byte
+	n, err := io.ReadFull(rc, extra[:])
+	if n > 0 || err == zip.ErrFormat {
+		return nil, fmt.Errorf("holds more than the %d bytes it declares", len(b))
+	}
+	if err != io.EOF {
+		return nil, err
 	}
 	return b, nil
 }
