@@ -110,4 +110,3 @@ func (p *Pattern) Match(name string) bool {
 	}
 	return p.re.MatchString(name)
 }
-
