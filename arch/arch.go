@@ -79,7 +79,11 @@ var roleRules = []roleRule{
 	{RoleAttnOut, regexp.MustCompile(`^(?:attn_output|(?:self_attn|attn|attention|self_attention)\.(?:o_proj|out_proj|c_proj|dense|wo)|attention\.output\.dense)\.(?:weight|bias)$`)},
 	{RoleAttnIn, regexp.MustCompile(`^(?:attn_(?:q|k|v|qkv)|(?:self_attn|attn|attention|self_attention)\.(?:q_proj|k_proj|v_proj|qkv_proj|c_attn|query_key_value|wq|wk|wv|query|key|value))\.(?:weight|bias)$`)},
 	{RoleMLPOut, regexp.MustCompile(`^(?:ffn_down|(?:mlp|feed_forward|ffn)\.(?:down_proj|c_proj|fc2|dense_4h_to_h|w2)|output\.dense)\.(?:weight|bias)$`)},
+	// Mixture-of-experts down projections: every expert, and shared experts, write to the
+	// residual stream (llama.cpp stacks the experts in one tensor).
+	{RoleMLPOut, regexp.MustCompile(`^(?:ffn_down_(?:exps|shexp)|(?:mlp|block_sparse_moe|feed_forward)\.(?:experts\.\d+|shared_experts?)\.(?:down_proj|w2))\.(?:weight|bias)$`)},
 	{RoleMLPIn, regexp.MustCompile(`^(?:ffn_(?:up|gate|gate_up)|(?:mlp|feed_forward|ffn)\.(?:up_proj|gate_proj|gate_up_proj|c_fc|fc1|dense_h_to_4h|w1|w3)|intermediate\.dense)\.(?:weight|bias)$`)},
+	{RoleMLPIn, regexp.MustCompile(`^(?:ffn_(?:up|gate)_(?:exps|shexp)|(?:mlp|block_sparse_moe|feed_forward)\.(?:experts\.\d+|shared_experts?)\.(?:up_proj|gate_proj|w1|w3))\.(?:weight|bias)$`)},
 }
 
 // NamingOf guesses the naming convention of a single tensor name.

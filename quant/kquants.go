@@ -473,8 +473,8 @@ func kQkx2Sums2NoClamp(xm, x, w, lfA, lfB []float32, iA, iB float32) (lA, l2A, x
 	return
 }
 
-// kQkx2ErrSq2 is kQkx2ErrSq for two candidates at once; it stops when both are known to
-// be rejected.
+// kQkx2ErrSq2 is kQkx2ErrSq for two candidates at once. When one candidate is known to
+// be rejected, the other finishes alone; it stops when both are.
 func kQkx2ErrSq2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA float32, okA bool, eB float32, okB bool) {
 	x = x[:len(lfA)]
 	w = w[:len(lfA)]
@@ -484,8 +484,17 @@ func kQkx2ErrSq2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA flo
 		dB := float32(float32(sB*lfB[i])+mB) - x[i]
 		eA += float32(w[i] * float32(dA*dA))
 		eB += float32(w[i] * float32(dB*dB))
-		if i&7 == 7 && eA >= best && eB >= best {
-			return eA, false, eB, false
+		if i&7 == 7 {
+			switch outA, outB := eA >= best, eB >= best; {
+			case outA && outB:
+				return eA, false, eB, false
+			case outA:
+				eB, okB = kQkx2ErrSqFrom(lfB, x, w, sB, mB, best, eB, i+1)
+				return eA, false, eB, okB
+			case outB:
+				eA, okA = kQkx2ErrSqFrom(lfA, x, w, sA, mA, best, eA, i+1)
+				return eA, okA, eB, false
+			}
 		}
 	}
 	return eA, true, eB, true
@@ -501,8 +510,17 @@ func kQkx2ErrMad2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA fl
 		dB := float32(float32(sB*lfB[i])+mB) - x[i]
 		eA += float32(w[i] * kAbs(dA))
 		eB += float32(w[i] * kAbs(dB))
-		if i&7 == 7 && eA >= best && eB >= best {
-			return eA, false, eB, false
+		if i&7 == 7 {
+			switch outA, outB := eA >= best, eB >= best; {
+			case outA && outB:
+				return eA, false, eB, false
+			case outA:
+				eB, okB = kQkx2ErrMadFrom(lfB, x, w, sB, mB, best, eB, i+1)
+				return eA, false, eB, okB
+			case outB:
+				eA, okA = kQkx2ErrMadFrom(lfA, x, w, sA, mA, best, eA, i+1)
+				return eA, okA, eB, false
+			}
 		}
 	}
 	return eA, true, eB, true
@@ -513,11 +531,15 @@ func kQkx2ErrMad2(lfA, lfB, x, w []float32, sA, mA, sB, mB, best float32) (eA fl
 // partial sum never decreases: once it reaches best the candidate is rejected, and
 // stopping early gives the same decision.
 func kQkx2ErrSq(lf, x, w []float32, scale, mn, best float32) (float32, bool) {
+	return kQkx2ErrSqFrom(lf, x, w, scale, mn, best, 0, 0)
+}
+
+// kQkx2ErrSqFrom continues kQkx2ErrSq from element i0 with partial sum e.
+func kQkx2ErrSqFrom(lf, x, w []float32, scale, mn, best, e float32, i0 int) (float32, bool) {
 	x = x[:len(lf)]
 	w = w[:len(lf)]
-	var e float32
-	for i, fl := range lf {
-		diff := float32(float32(scale*fl)+mn) - x[i]
+	for i := i0; i < len(lf); i++ {
+		diff := float32(float32(scale*lf[i])+mn) - x[i]
 		e += float32(w[i] * float32(diff*diff))
 		if i&7 == 7 && e >= best {
 			return e, false
@@ -528,11 +550,15 @@ func kQkx2ErrSq(lf, x, w []float32, scale, mn, best float32) (float32, bool) {
 
 // kQkx2ErrMad is kQkx2ErrSq with absolute differences (use_mad).
 func kQkx2ErrMad(lf, x, w []float32, scale, mn, best float32) (float32, bool) {
+	return kQkx2ErrMadFrom(lf, x, w, scale, mn, best, 0, 0)
+}
+
+// kQkx2ErrMadFrom continues kQkx2ErrMad from element i0 with partial sum e.
+func kQkx2ErrMadFrom(lf, x, w []float32, scale, mn, best, e float32, i0 int) (float32, bool) {
 	x = x[:len(lf)]
 	w = w[:len(lf)]
-	var e float32
-	for i, fl := range lf {
-		diff := float32(float32(scale*fl)+mn) - x[i]
+	for i := i0; i < len(lf); i++ {
+		diff := float32(float32(scale*lf[i])+mn) - x[i]
 		e += float32(w[i] * kAbs(diff))
 		if i&7 == 7 && e >= best {
 			return e, false
