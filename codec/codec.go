@@ -121,12 +121,14 @@ func DecodeF64(dt weft.DType, src []byte, dst []float64) error {
 			dst[i] = float64(math.Float32frombits(le.Uint32(src[4*i:])))
 		}
 	case weft.F16:
+		src = src[:2*len(dst)]
 		for i := range dst {
-			dst[i] = float64(fp.F16ToF32(le.Uint16(src[2*i:])))
+			dst[i] = float64(fp.F16ToF32(uint16(src[2*i]) | uint16(src[2*i+1])<<8))
 		}
 	case weft.BF16:
+		src = src[:2*len(dst)]
 		for i := range dst {
-			dst[i] = float64(fp.BF16ToF32(le.Uint16(src[2*i:])))
+			dst[i] = float64(math.Float32frombits(uint32(src[2*i])<<16 | uint32(src[2*i+1])<<24))
 		}
 	case weft.F8_E4M3:
 		for i := range dst {
@@ -248,12 +250,18 @@ func EncodeF64(dt weft.DType, src []float64, dst []byte) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(float32(v)))
 		}
 	case weft.F16:
+		dst = dst[:2*len(src)]
 		for i, v := range src {
-			le.PutUint16(dst[2*i:], fp.F64ToF16(v))
+			h := fp.F64ToF16(v)
+			dst[2*i] = byte(h)
+			dst[2*i+1] = byte(h >> 8)
 		}
 	case weft.BF16:
+		dst = dst[:2*len(src)]
 		for i, v := range src {
-			le.PutUint16(dst[2*i:], fp.F64ToBF16(v))
+			h := fp.F64ToBF16(v)
+			dst[2*i] = byte(h)
+			dst[2*i+1] = byte(h >> 8)
 		}
 	case weft.F8_E4M3:
 		for i, v := range src {

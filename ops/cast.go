@@ -45,7 +45,9 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 	}
 	src := t
 	return Computed(info, func(r0, r1 int64, dst []byte) error {
-		raw := make([]byte, (r1-r0)*src.RowBytes())
+		rp := getBytes(int((r1 - r0) * src.RowBytes()))
+		defer putBytes(rp)
+		raw := *rp
 		if err := ReadRows(src, r0, r1, raw); err != nil {
 			return err
 		}

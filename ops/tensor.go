@@ -92,7 +92,9 @@ func ReadRows(t *weft.Tensor, r0, r1 int64, dst []byte) error {
 // ReadRowsF64 reads rows [r0, r1) of t and decodes them to float64 into dst, which holds
 // exactly (r1-r0)*RowLen elements.
 func ReadRowsF64(t *weft.Tensor, r0, r1 int64, dst []float64) error {
-	buf := make([]byte, (r1-r0)*t.RowBytes())
+	bp := getBytes(int((r1 - r0) * t.RowBytes()))
+	defer putBytes(bp)
+	buf := *bp
 	if err := ReadRows(t, r0, r1, buf); err != nil {
 		return err
 	}
@@ -111,12 +113,16 @@ func MapF64(info weft.TensorInfo, ins []*weft.Tensor, fn func(r0 int64, out []fl
 		k := r1 - r0
 		in := make([][]float64, len(ins))
 		for i, t := range ins {
-			in[i] = make([]float64, k*t.RowLen())
+			p := GetF64(int(k * t.RowLen()))
+			defer PutF64(p)
+			in[i] = *p
 			if err := ReadRowsF64(t, r0, r1, in[i]); err != nil {
 				return err
 			}
 		}
-		out := make([]float64, k*info.RowLen())
+		po := GetF64(int(k * info.RowLen()))
+		defer PutF64(po)
+		out := *po
 		if err := fn(r0, out, in); err != nil {
 			return err
 		}

@@ -51,6 +51,19 @@ func F32ToBF16(f float32) uint16 {
 
 // F64ToBF16 rounds x once, to nearest even, to bfloat16.
 func F64ToBF16(x float64) uint16 {
+	b := math.Float64bits(x)
+	// Fast path: |x| in [2^-126, 2^127), where bfloat16 is normal. Round the 52-bit
+	// fraction to 7 bits in place (a carry into the exponent is right), then rebias the
+	// exponent from 1023 to 127; a carry up to 2^128 gives the infinity pattern, as it must.
+	if e := (b >> 52) & 0x7ff; e >= 1023-126 && e < 1023+128 {
+		a := b & (1<<63 - 1)
+		a += (1<<44 - 1) + (a>>45)&1
+		return uint16(b>>48)&0x8000 | uint16((a>>45)-(1023-127)<<7)
+	}
+	return f64ToBF16Slow(x)
+}
+
+func f64ToBF16Slow(x float64) uint16 {
 	if x != x {
 		return F32ToBF16(float32(x))
 	}
@@ -84,6 +97,17 @@ func F32ToF16(f float32) uint16 {
 
 // F64ToF16 rounds x once, to nearest even, to IEEE half.
 func F64ToF16(x float64) uint16 {
+	b := math.Float64bits(x)
+	// Fast path: |x| in [2^-14, 2^16), where half is normal or rounds up to infinity.
+	if e := (b >> 52) & 0x7ff; e >= 1023-14 && e < 1023+16 {
+		a := b & (1<<63 - 1)
+		a += (1<<41 - 1) + (a>>42)&1
+		return uint16(b>>48)&0x8000 | uint16((a>>42)-(1023-15)<<10)
+	}
+	return f64ToF16Slow(x)
+}
+
+func f64ToF16Slow(x float64) uint16 {
 	if x != x {
 		return F32ToF16(float32(x))
 	}

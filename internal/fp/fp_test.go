@@ -173,3 +173,40 @@ func TestGGMLVectors(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathsMatchGeneralRounding compares the fast normal-range paths of F64ToBF16 and
+// F64ToF16 with the general rounding routine on random float64 values (every bit pattern
+// of the fraction, so exact ties and near-ties both occur) and on exact midpoints.
+func TestFastPathsMatchGeneralRounding(t *testing.T) {
+	slowBF := func(x float64) uint16 { n, m := roundMini(x, 8, 7, true); return uint16(n<<15 | m) }
+	slowH := func(x float64) uint16 { n, m := roundMini(x, 5, 10, true); return uint16(n<<15 | m) }
+	r := rand.New(rand.NewSource(2))
+	check := func(x float64) {
+		if x != x {
+			return
+		}
+		if a, b := F64ToBF16(x), slowBF(x); a != b {
+			t.Fatalf("F64ToBF16(%g = %016x) = %04x, general rounding gives %04x", x, math.Float64bits(x), a, b)
+		}
+		if a, b := F64ToF16(x), slowH(x); a != b {
+			t.Fatalf("F64ToF16(%g = %016x) = %04x, general rounding gives %04x", x, math.Float64bits(x), a, b)
+		}
+	}
+	for i := 0; i < 1_000_000; i++ {
+		// Exponents spread over both formats' ranges and beyond.
+		e := r.Intn(300) - 150
+		x := math.Ldexp(1+r.Float64(), e)
+		if r.Intn(2) == 0 {
+			x = -x
+		}
+		check(x)
+		// Truncate the fraction to land on ties and near-ties of both formats.
+		b := math.Float64bits(x)
+		check(math.Float64frombits(b &^ (1<<44 - 1) | 1<<44))
+		check(math.Float64frombits(b &^ (1<<41 - 1) | 1<<41))
+		check(math.Float64frombits(b &^ (1<<44 - 1)))
+	}
+	for _, x := range []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.MaxFloat64, 65504, 65520, 65519.999, math.Ldexp(1, -14), math.Ldexp(1, -126), math.Ldexp(1, 127) * 1.9999} {
+		check(x)
+	}
+}

@@ -111,12 +111,16 @@ func (j *job) blendRows(r0, r1 int64, dst []byte) error {
 	n := (r1 - r0) * j.out.RowLen()
 	in := make([][]float64, len(j.ins))
 	for k, t := range j.ins {
-		in[k] = make([]float64, n)
+		p := ops.GetF64(int(n))
+		defer ops.PutF64(p)
+		in[k] = *p
 		if err := ops.ReadRowsF64(t, r0, r1, in[k]); err != nil {
 			return err
 		}
 	}
-	out := make([]float64, n)
+	po := ops.GetF64(int(n))
+	defer ops.PutF64(po)
+	out := *po
 	if j.method == Slerp {
 		if err := j.slerpScalars(); err != nil {
 			return err
