@@ -44,6 +44,18 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 		}), nil
 	}
 	src := t
+	if tab := castTable(t.DType, dt); tab != nil {
+		return Computed(info, func(r0, r1 int64, dst []byte) error {
+			rp := getBytes(int((r1 - r0) * src.RowBytes()))
+			defer putBytes(rp)
+			raw := *rp
+			if err := ReadRows(src, r0, r1, raw); err != nil {
+				return err
+			}
+			tab.apply(raw, dst)
+			return nil
+		}), nil
+	}
 	return Computed(info, func(r0, r1 int64, dst []byte) error {
 		rp := getBytes(int((r1 - r0) * src.RowBytes()))
 		defer putBytes(rp)
@@ -66,4 +78,73 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 		}
 		return nil
 	}), nil
+}
+
+// table maps every value of a 1- or 2-byte type to its encoding in a 1- or 2-byte type.
+type table struct {
+	in, out int
+	v       []uint16
+}
+
+var tables sync.Map // [2]weft.DType -> *table
+
+// castTable returns a lookup table for casts between plain types of at most two bytes (one
+// lookup per element instead of a decode and an encode), or nil.
+func castTable(from, to weft.DType) *table {
+	if from.Quantized() || to.Quantized() || from.BlockBytes() > 2 || to.BlockBytes() > 2 {
+		return nil
+	}
+	key := [2]weft.DType{from, to}
+	if t, ok := tables.Load(key); ok {
+		return t.(*table)
+	}
+	in, out := int(from.BlockBytes()), int(to.BlockBytes())
+	n := 1 << (8 * in)
+	raw := make([]byte, n*in)
+	for i := 0; i < n; i++ {
+		raw[i*in] = byte(i)
+		if in == 2 {
+			raw[i*in+1] = byte(i >> 8)
+		}
+	}
+	vals := make([]float64, n)
+	enc := make([]byte, n*out)
+	if codec.DecodeF64(from, raw, vals) != nil || codec.EncodeF64(to, vals, enc) != nil {
+		return nil
+	}
+	t := &table{in: in, out: out, v: make([]uint16, n)}
+	for i := range t.v {
+		t.v[i] = uint16(enc[i*out])
+		if out == 2 {
+			t.v[i] |= uint16(enc[i*out+1]) << 8
+		}
+	}
+	actual, _ := tables.LoadOrStore(key, t)
+	return actual.(*table)
+}
+
+func (t *table) apply(src, dst []byte) {
+	switch {
+	case t.in == 2 && t.out == 2:
+		n := len(src) / 2
+		src, dst = src[:2*n], dst[:2*n]
+		for i := 0; i < n; i++ {
+			h := t.v[uint16(src[2*i])|uint16(src[2*i+1])<<8]
+			dst[2*i] = byte(h)
+			dst[2*i+1] = byte(h >> 8)
+		}
+	default:
+		n := len(src) / t.in
+		for i := 0; i < n; i++ {
+			x := uint16(src[i*t.in])
+			if t.in == 2 {
+				x |= uint16(src[i*t.in+1]) << 8
+			}
+			h := t.v[x]
+			dst[i*t.out] = byte(h)
+			if t.out == 2 {
+				dst[i*t.out+1] = byte(h >> 8)
+			}
+		}
+	}
 }
