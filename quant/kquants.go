@@ -4,13 +4,19 @@ package quant
 //
 // The quantizers follow ggml's reference quantizers (quantize_row_qX_K_ref, no importance
 // matrix) operation for operation: every intermediate is a float32 computed in the same
-// order as the C code, so that the bytes written are identical. Expressions that C could
-// contract into a fused multiply-add are written with explicit float32 conversions, which
-// the Go specification guarantees are rounded separately.
+// order as the C code, so that the bytes written are identical. Products that a compiler
+// could fuse with a following addition are wrapped in float32(), which the Go
+// specification guarantees rounds them separately.
 //
-// Some loops skip work whose result is provably discarded (a search candidate identical to
-// the previous one, an error sum that already exceeds the best one); each such shortcut
-// is commented with why it cannot change the output.
+// Where the code departs from the C loops for speed, it is only in ways that provably
+// give the same result, each explained where it is done: rounding in float32 where
+// nearest_int is exact, interleaving independent sums, evaluating search candidates
+// speculatively, stopping an error sum that can no longer win. Inputs with NaN or
+// infinities take paths that follow the C code literally. kquants_oracle_test.go checks
+// all of it against literal transliterations of the C functions.
+//
+// The dequantizers compute each output as ggml's to_float does, mostly through small
+// per-sub-block tables of the possible outputs.
 
 import (
 	"encoding/binary"
@@ -37,35 +43,6 @@ func init() {
 	register(weft.Q5_K, kDequantQ5K, kQuantQ5K)
 	register(weft.Q6_K, kDequantQ6K, kQuantQ6K)
 	register(weft.Q8_K, kDequantQ8K, kQuantQ8K)
-}
-
-func kDequantQ2K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ2Bytes, kDequantQ2KDirect) }
-func kDequantQ3K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ3Bytes, kDequantQ3KDirect) }
-func kDequantQ4K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ4Bytes, kDequantQ4KDirect) }
-func kDequantQ5K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ5Bytes, kDequantQ5KDirect) }
-func kDequantQ6K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ6Bytes, kDequantQ6KDirect) }
-func kDequantQ8K(src []byte, dst []float32) { kDequantChunked(src, dst, kQ8Bytes, kDequantQ8KDirect) }
-
-// kChunkBlocks is how many blocks kDequantChunked decodes into its buffer at a time: 16 KiB
-// of float32, which stays in L1.
-const kChunkBlocks = 16
-
-// kDequantChunked runs decode over src in chunks of kChunkBlocks blocks, decoding each
-// chunk into a buffer and copying it to dst. The copy is bulk (memmove), which streams
-// to memory much faster than the decoders' single float32 stores when dst is large and
-// not in cache; the results are identical either way.
-func kDequantChunked(src []byte, dst []float32, blockBytes int, decode func([]byte, []float32)) {
-	if len(dst) <= kChunkBlocks*kQK {
-		decode(src, dst)
-		return
-	}
-	var buf [kChunkBlocks * kQK]float32
-	for len(dst) > 0 {
-		n := min(len(dst), len(buf))
-		decode(src[:n/kQK*blockBytes], buf[:n])
-		copy(dst[:n], buf[:n])
-		src, dst = src[n/kQK*blockBytes:], dst[n:]
-	}
 }
 
 func kAbs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
@@ -311,8 +288,8 @@ func (st *kQkx2State) accept(lf []float32, e, thisScale, thisMin float32) {
 	st.bestErr = e
 	st.scale = thisScale
 	// C keeps using its variable min, now this_min, in the later candidates' x[i] - min
-	// and max - min.
-	if thisMin != st.mn {
+	// and max - min. (Bits, not ==: a change between +0 and -0 matters there.)
+	if math.Float32bits(thisMin) != math.Float32bits(st.mn) {
 		st.mn = thisMin
 		st.rng = st.mx - st.mn
 		for i, v := range st.x {
@@ -349,9 +326,9 @@ func (st *kQkx2State) single(iscale float32, lf []float32) {
 }
 
 // pair evaluates two consecutive candidates A and B (inverse scales iA, iB, both on the
-// fast path; clamp if either needs clamping) with interleaved sums, which removes half of the float32 add latency. B's
-// quants assume C's min is unchanged by A; if accepting A changes it, B (candidate isB)
-// is evaluated again from scratch. B's error is compared against the best error from
+// fast path; clamp if either needs clamping) with interleaved sums and errors, which
+// hides half of the float32 add latency. B's quants assume C's min is unchanged by A; if
+// accepting A changes it, B (candidate isB) is evaluated again from scratch. B's error is compared against the best error from
 // before A, which is never smaller than the one C compares with, so B's early rejection
 // stays valid.
 func (st *kQkx2State) pair(iA, iB float32, clamp bool, lfA, lfB []float32, rmin, rdelta float32, isB int) {
@@ -376,11 +353,11 @@ func (st *kQkx2State) pair(iA, iB float32, clamp bool, lfA, lfB []float32, rmin,
 	case okB:
 		eB, okB = st.err(lfB, sB, mB, st.bestErr)
 	}
-	mn0 := st.mn
+	mn0 := math.Float32bits(st.mn)
 	if okA && eA < st.bestErr {
 		st.accept(lfA, eA, sA, mA)
 	}
-	if st.mn != mn0 {
+	if math.Float32bits(st.mn) != mn0 {
 		iB = (float32(rmin+float32(rdelta*float32(isB))) + float32(st.nmax)) / st.rng
 		st.single(iB, lfB)
 		return
@@ -567,10 +544,9 @@ func kQkx2ErrMadFrom(lf, x, w []float32, scale, mn, best, e float32, i0 int) (fl
 	return e, true
 }
 
-// kMakeQkx2QuantsExact is ggml's make_qkx2_quants for any input (NaN, infinities): it fits x ≈ scale*L - min with L in
-// [0, nmax] by weighted least squares over nstep+1 candidate inverse scales. It returns
-// the scale and the min (as the positive offset the_min). len(w), len(L) and len(laux)
-// must be at least len(x), which is at most 32.
+// kMakeQkx2QuantsExact is make_qkx2_quants for any input, including NaN and infinities,
+// with ggml's integer rounding throughout; kMakeQkx2Quants uses it for non-finite groups.
+// len(w), len(L) and len(laux) must be at least len(x), which is at most 32.
 func kMakeQkx2QuantsExact(nmax int32, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
 	n := len(x)
 	w = w[:n]
@@ -788,13 +764,10 @@ func kQxStore(L *[16]int8, x *[16]float32, iscale float32, lo, hi uint32, nmax i
 	}
 }
 
-// kMakeQxQuantsExact is ggml's make_qx_quants with rmse_type 1 and no importance weights (the
-// weight of x[i] is x[i]*x[i]), for groups of 16: a symmetric fit x ≈ scale*(L-nmax), L in
-// [0, 2*nmax), with a search over 18 perturbed inverse scales.
-//
-// The candidates' quants and sums do not depend on which earlier candidates were accepted,
-// so they are computed three at a time (six independent float32 sums instead of two
-// dependent ones); only the accept decisions run in ggml's order.
+// kMakeQxQuantsExact is kMakeQxQuants for any input, including NaN and infinities, with
+// ggml's integer rounding; kMakeQxQuants uses it for non-finite groups. As there, the
+// candidates' sums are computed three at a time and only the accept decisions run in
+// ggml's order.
 func kMakeQxQuantsExact(nmax int32, x *[16]float32, L *[16]int8) float32 {
 	mx, amax, _ := kAbsMax(x[:])
 	if amax < kGroupMaxEps {
@@ -997,7 +970,7 @@ func kQuantQ2K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ2KDirect(src []byte, dst []float32) {
+func kDequantQ2K(src []byte, dst []float32) {
 	var t [8][4]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
@@ -1112,6 +1085,11 @@ func kQuantQ3K(src []float32, dst []byte) {
 	}
 }
 
+// kQ3Levels are the Q3_K quant values by table index. They are a variable, not
+// constants, so that dl*-1 is a multiplication as in C (Go rewrites x*-1 to -x, which
+// differs for NaN).
+var kQ3Levels = [8]float32{-4, -3, -2, -1, 0, 1, 2, 3}
+
 // kQ3Scales unpacks the 16 6-bit scales of a Q3_K block (before subtracting 32).
 func kQ3Scales(sc *[12]byte) [16]int32 {
 	var s [16]int32
@@ -1127,7 +1105,7 @@ func kQ3Scales(sc *[12]byte) [16]int32 {
 	return s
 }
 
-func kDequantQ3KDirect(src []byte, dst []float32) {
+func kDequantQ3K(src []byte, dst []float32) {
 	var t [16][8]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
@@ -1137,7 +1115,9 @@ func kDequantQ3KDirect(src []byte, dst []float32) {
 		for j := range t {
 			dl := dAll * float32(scales[j]-32)
 			// Index: low 2 bits | high bit << 2; value dl*(low - (high ? 0 : 4)) as in C.
-			t[j] = [8]float32{dl * -4, dl * -3, dl * -2, dl * -1, dl * 0, dl * 1, dl * 2, dl * 3}
+			for k, v := range &kQ3Levels {
+				t[j][k] = dl * v
+			}
 		}
 		hm := x[:32]
 		for half := 0; half < 2; half++ {
@@ -1275,7 +1255,7 @@ func kQuantQ5K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ4KDirect(src []byte, dst []float32) {
+func kDequantQ4K(src []byte, dst []float32) {
 	var t1, t2 [16]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
@@ -1315,23 +1295,24 @@ func kTable16(t *[16]float32, d, m float32) {
 	t[15] = float32(d*15) - m
 }
 
-// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4].
+// kDeqNibbles writes out[l] = lo[q[l]&15] and out[32+l] = hi[q[l]>>4], in address order.
 func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 	_, _, _, _ = q[0], lo[0], hi[0], out[0] // nil checks once, not per iteration
 	for l := 0; l < 32; l += 4 {
-		v0, v1, v2, v3 := q[l], q[l+1], q[l+2], q[l+3]
-		out[l] = lo[v0&0xF]
-		out[l+1] = lo[v1&0xF]
-		out[l+2] = lo[v2&0xF]
-		out[l+3] = lo[v3&0xF]
-		out[l+32] = hi[v0>>4]
-		out[l+33] = hi[v1>>4]
-		out[l+34] = hi[v2>>4]
-		out[l+35] = hi[v3>>4]
+		out[l] = lo[q[l]&0xF]
+		out[l+1] = lo[q[l+1]&0xF]
+		out[l+2] = lo[q[l+2]&0xF]
+		out[l+3] = lo[q[l+3]&0xF]
+	}
+	for l := 0; l < 32; l += 4 {
+		out[l+32] = hi[q[l]>>4]
+		out[l+33] = hi[q[l+1]>>4]
+		out[l+34] = hi[q[l+2]>>4]
+		out[l+35] = hi[q[l+3]>>4]
 	}
 }
 
-func kDequantQ5KDirect(src []byte, dst []float32) {
+func kDequantQ5K(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -1346,6 +1327,14 @@ func kDequantQ5KDirect(src []byte, dst []float32) {
 		}
 	}
 }
+
+// kInt8Floats holds float32(int8(b)) for every byte b: a load instead of a conversion.
+var kInt8Floats = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(int8(i))
+	}
+	return
+}()
 
 // kSmallInts holds float32(i) for i in [0, 256): a load instead of an int conversion.
 var kSmallInts = func() (t [256]float32) {
@@ -1449,7 +1438,7 @@ func kQuantQ6K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ6KDirect(src []byte, dst []float32) {
+func kDequantQ6K(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ6Bytes]byte)(src[b*kQ6Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -1465,12 +1454,14 @@ func kDequantQ6KDirect(src []byte, dst []float32) {
 				s2 := d * float32(int8(sc[g+2]))
 				s4 := d * float32(int8(sc[g+4]))
 				s6 := d * float32(int8(sc[g+6]))
+				lv := &kInt8Floats
 				for l := 16 * g; l < 16*g+16; l++ {
 					a, c, hb := ql[l], ql[l+32], qh[l]
-					out[l] = s0 * float32(int32(a&0xF|(hb&3)<<4)-32)
-					out[l+32] = s2 * float32(int32(c&0xF|((hb>>2)&3)<<4)-32)
-					out[l+64] = s4 * float32(int32(a>>4|((hb>>4)&3)<<4)-32)
-					out[l+96] = s6 * float32(int32(c>>4|((hb>>6)&3)<<4)-32)
+					// The quant q-32 as a float32 is lv[uint8(q-32)].
+					out[l] = s0 * lv[(a&0xF|(hb&3)<<4)-32]
+					out[l+32] = s2 * lv[(c&0xF|((hb>>2)&3)<<4)-32]
+					out[l+64] = s4 * lv[(a>>4|((hb>>4)&3)<<4)-32]
+					out[l+96] = s6 * lv[(c>>4|(hb>>6)<<4)-32]
 				}
 			}
 		}
@@ -1518,17 +1509,18 @@ func kQuantQ8K(src []float32, dst []byte) {
 	}
 }
 
-func kDequantQ8KDirect(src []byte, dst []float32) {
+func kDequantQ8K(src []byte, dst []float32) {
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ8Bytes]byte)(src[b*kQ8Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
 		d := math.Float32frombits(binary.LittleEndian.Uint32(x[0:]))
 		qs := (*[kQK]byte)(x[4:])
+		lv := &kInt8Floats // float32(int8(q)) by table
 		for j := 0; j < kQK; j += 4 {
-			y[j] = d * float32(int8(qs[j]))
-			y[j+1] = d * float32(int8(qs[j+1]))
-			y[j+2] = d * float32(int8(qs[j+2]))
-			y[j+3] = d * float32(int8(qs[j+3]))
+			y[j] = d * lv[qs[j]]
+			y[j+1] = d * lv[qs[j+1]]
+			y[j+2] = d * lv[qs[j+2]]
+			y[j+3] = d * lv[qs[j+3]]
 		}
 	}
 }

@@ -1,9 +1,12 @@
 package quant
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/weft-ml/weft"
 )
 
 // This file checks the optimized search functions against literal transliterations of
@@ -215,7 +218,7 @@ func kRefMakeQ3Quants(n int, nmax int32, x []float32, L []int8) float32 {
 func kOracleGroup(r *rand.Rand, x []float32) {
 	inf := float32(math.Inf(1))
 	scale := float32(math.Exp(r.Float64()*60 - 40)) // e^-40 .. e^20
-	kind := r.IntN(14)
+	kind := r.IntN(15)
 	for i := range x {
 		g := float32(r.NormFloat64())
 		switch kind {
@@ -258,6 +261,15 @@ func kOracleGroup(r *rand.Rand, x []float32) {
 			}
 		case 12: // extreme magnitudes
 			x[i] = g * float32(math.Pow(10, float64(r.IntN(76)-38)))
+		case 14: // signed zeros and non-positive values
+			switch r.IntN(3) {
+			case 0:
+				x[i] = 0
+			case 1:
+				x[i] = float32(math.Copysign(0, -1))
+			default:
+				x[i] = -float32(math.Abs(float64(g))) * scale
+			}
 		case 13: // two clusters
 			if r.IntN(2) == 0 {
 				x[i] = scale * (1 + 0.01*g)
@@ -273,7 +285,7 @@ func kSameF32(a, b float32) bool {
 }
 
 func TestKOracleQkx2(t *testing.T) {
-	t.Run("fast", func(t *testing.T) { kOracleQkx2(t, 40000) })
+	t.Run("fast", func(t *testing.T) { kOracleQkx2(t, 25000) })
 	t.Run("integer-path", func(t *testing.T) {
 		kTestNoFastPath = true
 		defer func() { kTestNoFastPath = false }()
@@ -333,7 +345,7 @@ func kOracleQkx2(t *testing.T, iters int) {
 
 func TestKOracleQx(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 21))
-	iters := 100000
+	iters := 60000
 	if testing.Short() {
 		iters = 10000
 	}
@@ -371,4 +383,286 @@ func TestKOracleQ3(t *testing.T) {
 			t.Fatalf("group %v:\n ref scale %g L %v\n got scale %g L %v", x, s1, L1, s2, L2)
 		}
 	}
+}
+
+// Literal transliterations of ggml's dequantize_row_q{2..6,8}_K, for bit-exact comparison
+// on arbitrary blocks (including NaN and infinite fp16 scales).
+
+func kRefDequantQ2K(x []byte, y []float32) {
+	for i := 0; i < len(y)/256; i++ {
+		b := x[i*84:]
+		scales, q := b[:16], b[16:80]
+		d := f16(binary.LittleEndian.Uint16(b[80:]))
+		mn := f16(binary.LittleEndian.Uint16(b[82:]))
+		out := y[i*256:]
+		o, is := 0, 0
+		for n := 0; n < 256; n += 128 {
+			shift := 0
+			for j := 0; j < 4; j++ {
+				sc := scales[is]
+				is++
+				dl, ml := d*float32(sc&0xF), mn*float32(sc>>4)
+				for l := 0; l < 16; l++ {
+					out[o] = float32(dl*float32(int8((q[l]>>shift)&3))) - ml
+					o++
+				}
+				sc = scales[is]
+				is++
+				dl, ml = d*float32(sc&0xF), mn*float32(sc>>4)
+				for l := 0; l < 16; l++ {
+					out[o] = float32(dl*float32(int8((q[l+16]>>shift)&3))) - ml
+					o++
+				}
+				shift += 2
+			}
+			q = q[32:]
+		}
+	}
+}
+
+func kRefDequantQ3K(x []byte, y []float32) {
+	const kmask1, kmask2 = 0x03030303, 0x0f0f0f0f
+	for i := 0; i < len(y)/256; i++ {
+		b := x[i*110:]
+		hm, q := b[:32], b[32:96]
+		dAll := f16(binary.LittleEndian.Uint16(b[108:]))
+		var aux [4]uint32
+		for k := 0; k < 3; k++ {
+			aux[k] = binary.LittleEndian.Uint32(b[96+4*k:])
+		}
+		tmp := aux[2]
+		aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4)
+		aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4)
+		aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4)
+		aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4)
+		var scales [16]int8
+		for k := 0; k < 16; k++ {
+			scales[k] = int8(aux[k/4] >> (8 * (k % 4)))
+		}
+		out := y[i*256:]
+		o, is := 0, 0
+		m := uint8(1)
+		for n := 0; n < 256; n += 128 {
+			shift := 0
+			for j := 0; j < 4; j++ {
+				for h := 0; h < 2; h++ {
+					dl := dAll * float32(int32(scales[is])-32)
+					is++
+					for l := 0; l < 16; l++ {
+						v := int32(int8((q[l+16*h] >> shift) & 3))
+						if hm[l+16*h]&m == 0 {
+							v -= 4
+						}
+						out[o] = dl * float32(v)
+						o++
+					}
+				}
+				shift += 2
+				m <<= 1
+			}
+			q = q[32:]
+		}
+	}
+}
+
+func kRefScaleMinK4(j int, q []byte) (uint8, uint8) {
+	if j < 4 {
+		return q[j] & 63, q[j+4] & 63
+	}
+	return (q[j+4] & 0xF) | ((q[j-4] >> 6) << 4), (q[j+4] >> 4) | ((q[j-0] >> 6) << 4)
+}
+
+func kRefDequantQ45K(x []byte, y []float32, five bool) {
+	bb := 144
+	if five {
+		bb = 176
+	}
+	for i := 0; i < len(y)/256; i++ {
+		b := x[i*bb:]
+		d := f16(binary.LittleEndian.Uint16(b))
+		mn := f16(binary.LittleEndian.Uint16(b[2:]))
+		sc := b[4:16]
+		ql, qh := b[16:], b[16:48]
+		if five {
+			ql = b[48:]
+		}
+		out := y[i*256:]
+		o, is := 0, 0
+		u1, u2 := uint8(1), uint8(2)
+		for j := 0; j < 256; j += 64 {
+			s, m := kRefScaleMinK4(is, sc)
+			d1, m1 := d*float32(s), mn*float32(m)
+			s, m = kRefScaleMinK4(is+1, sc)
+			d2, m2 := d*float32(s), mn*float32(m)
+			for l := 0; l < 32; l++ {
+				v := int32(ql[l] & 0xF)
+				if five && qh[l]&u1 != 0 {
+					v += 16
+				}
+				out[o] = float32(d1*float32(v)) - m1
+				o++
+			}
+			for l := 0; l < 32; l++ {
+				v := int32(ql[l] >> 4)
+				if five && qh[l]&u2 != 0 {
+					v += 16
+				}
+				out[o] = float32(d2*float32(v)) - m2
+				o++
+			}
+			ql = ql[32:]
+			is += 2
+			u1 <<= 2
+			u2 <<= 2
+		}
+	}
+}
+
+func kRefDequantQ6K(x []byte, y []float32) {
+	for i := 0; i < len(y)/256; i++ {
+		b := x[i*210:]
+		d := f16(binary.LittleEndian.Uint16(b[208:]))
+		ql, qh, sc := b[:128], b[128:192], b[192:208]
+		out := y[i*256:]
+		for n := 0; n < 256; n += 128 {
+			for l := 0; l < 32; l++ {
+				is := l / 16
+				q1 := int32(int8((ql[l+0]&0xF)|(((qh[l]>>0)&3)<<4))) - 32
+				q2 := int32(int8((ql[l+32]&0xF)|(((qh[l]>>2)&3)<<4))) - 32
+				q3 := int32(int8((ql[l+0]>>4)|(((qh[l]>>4)&3)<<4))) - 32
+				q4 := int32(int8((ql[l+32]>>4)|(((qh[l]>>6)&3)<<4))) - 32
+				out[l+0] = float32(d*float32(int8(sc[is+0]))) * float32(q1)
+				out[l+32] = float32(d*float32(int8(sc[is+2]))) * float32(q2)
+				out[l+64] = float32(d*float32(int8(sc[is+4]))) * float32(q3)
+				out[l+96] = float32(d*float32(int8(sc[is+6]))) * float32(q4)
+			}
+			out = out[128:]
+			ql = ql[64:]
+			qh = qh[32:]
+			sc = sc[8:]
+		}
+	}
+}
+
+func kRefDequantQ8K(x []byte, y []float32) {
+	for i := 0; i < len(y)/256; i++ {
+		b := x[i*292:]
+		d := math.Float32frombits(binary.LittleEndian.Uint32(b))
+		for j := 0; j < 256; j++ {
+			y[i*256+j] = d * float32(int8(b[4+j]))
+		}
+	}
+}
+
+// kRefDequant maps each K-quant type to its literal dequantizer.
+var kRefDequant = map[weft.DType]func([]byte, []float32){
+	weft.Q2_K: kRefDequantQ2K,
+	weft.Q3_K: kRefDequantQ3K,
+	weft.Q4_K: func(x []byte, y []float32) { kRefDequantQ45K(x, y, false) },
+	weft.Q5_K: func(x []byte, y []float32) { kRefDequantQ45K(x, y, true) },
+	weft.Q6_K: kRefDequantQ6K,
+	weft.Q8_K: kRefDequantQ8K,
+}
+
+// TestKDequantizeOracle compares every dequantizer with its literal transliteration on
+// random blocks whose scale fields are often special fp16 values (zero, subnormal,
+// infinity, NaN) and whose fp32 Q8_K scales are often special too.
+func TestKDequantizeOracle(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 23))
+	special := []uint16{0, 0x8000, 0x0001, 0x83ff, 0x7bff, 0x7c00, 0xfc00, 0x7c01, 0x7e00, 0xfe55, 0x3c00}
+	f32special := []uint32{0, 0x80000000, 1, 0x7f800000, 0xff800000, 0x7f800001, 0x7fc00000, 0xffc12345, 0x7f7fffff}
+	halfOffsets := map[weft.DType][]int{
+		weft.Q2_K: {80, 82}, weft.Q3_K: {108}, weft.Q4_K: {0, 2}, weft.Q5_K: {0, 2}, weft.Q6_K: {208},
+	}
+	const nb = 64
+	for _, typ := range kTypes {
+		bb := int(typ.BlockBytes())
+		for it := 0; it < 50; it++ {
+			src := make([]byte, nb*bb)
+			for i := range src {
+				src[i] = byte(r.Uint32())
+			}
+			for b := 0; b < nb; b++ {
+				blk := src[b*bb:]
+				if typ == weft.Q8_K {
+					if r.IntN(2) == 0 {
+						binary.LittleEndian.PutUint32(blk, f32special[r.IntN(len(f32special))])
+					}
+					continue
+				}
+				for _, off := range halfOffsets[typ] {
+					if r.IntN(2) == 0 {
+						binary.LittleEndian.PutUint16(blk[off:], special[r.IntN(len(special))])
+					}
+				}
+			}
+			want := make([]float32, nb*kQK)
+			got := make([]float32, nb*kQK)
+			kRefDequant[typ](src, want)
+			if err := Dequantize(typ, src, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%v block %d element %d: got %g (%08x), literal C gives %g (%08x)", typ, i/kQK, i%kQK,
+						got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+				}
+			}
+		}
+	}
+}
+
+// kRefQuantQ8K is a literal transliteration of ggml's quantize_row_q8_K_ref (with the
+// bsums of an all-zero block, which ggml leaves unwritten, set to zero).
+func kRefQuantQ8K(x []float32, y []byte) {
+	for i := 0; i < len(x)/256; i++ {
+		xs, b := x[i*256:], y[i*292:(i+1)*292]
+		var max_, amax float32
+		for j := 0; j < 256; j++ {
+			ax := float32(math.Abs(float64(xs[j])))
+			if ax > amax {
+				amax = ax
+				max_ = xs[j]
+			}
+		}
+		if amax == 0 {
+			clear(b)
+			continue
+		}
+		iscale := -127 / max_
+		for j := 0; j < 256; j++ {
+			v := nearestInt(iscale * xs[j])
+			b[4+j] = uint8(int8(min(127, v)))
+		}
+		for j := 0; j < 16; j++ {
+			sum := 0
+			for ii := 0; ii < 16; ii++ {
+				sum += int(int8(b[4+j*16+ii]))
+			}
+			binary.LittleEndian.PutUint16(b[260+2*j:], uint16(int16(sum)))
+		}
+		binary.LittleEndian.PutUint32(b, math.Float32bits(1/iscale))
+	}
+}
+
+// TestKQ8KOracle compares the Q8_K quantizer with the literal one on varied blocks.
+func TestKQ8KOracle(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 24))
+	const nb = 256
+	x := make([]float32, nb*kQK)
+	for b := 0; b < nb; b++ {
+		for g := 0; g < 16; g++ {
+			kOracleGroup(r, x[b*kQK+16*g:b*kQK+16*g+16])
+		}
+		if b%4 == 0 { // whole blocks of one kind too
+			kOracleGroup(r, x[b*kQK:(b+1)*kQK])
+		}
+	}
+	want := make([]byte, nb*kQ8Bytes)
+	got := make([]byte, nb*kQ8Bytes)
+	kRefQuantQ8K(x, want)
+	if err := Quantize(weft.Q8_K, x, got); err != nil {
+		t.Fatal(err)
+	}
+	kCompareBlocks(t, weft.Q8_K, got, want)
 }
