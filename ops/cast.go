@@ -46,8 +46,8 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 	src := t
 	if tab := castTable(t.DType, dt); tab != nil {
 		return Computed(info, func(r0, r1 int64, dst []byte) error {
-			rp := getBytes(int((r1 - r0) * src.RowBytes()))
-			defer putBytes(rp)
+			rp := GetBytes(int((r1 - r0) * src.RowBytes()))
+			defer PutBytes(rp)
 			raw := *rp
 			if err := ReadRows(src, r0, r1, raw); err != nil {
 				return err
@@ -57,8 +57,8 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 		}), nil
 	}
 	return Computed(info, func(r0, r1 int64, dst []byte) error {
-		rp := getBytes(int((r1 - r0) * src.RowBytes()))
-		defer putBytes(rp)
+		rp := GetBytes(int((r1 - r0) * src.RowBytes()))
+		defer PutBytes(rp)
 		raw := *rp
 		if err := ReadRows(src, r0, r1, raw); err != nil {
 			return err

@@ -23,7 +23,8 @@ func GetF64(n int) *[]float64 {
 // PutF64 returns a buffer obtained from GetF64.
 func PutF64(p *[]float64) { f64Pool.Put(p) }
 
-func getBytes(n int) *[]byte {
+// GetBytes returns a byte buffer of length n from a pool; PutBytes gives it back.
+func GetBytes(n int) *[]byte {
 	if p, ok := bytePool.Get().(*[]byte); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
@@ -32,4 +33,5 @@ func getBytes(n int) *[]byte {
 	return &b
 }
 
-func putBytes(p *[]byte) { bytePool.Put(p) }
+// PutBytes returns a buffer obtained from GetBytes.
+func PutBytes(p *[]byte) { bytePool.Put(p) }

@@ -92,8 +92,8 @@ func ReadRows(t *weft.Tensor, r0, r1 int64, dst []byte) error {
 // ReadRowsF64 reads rows [r0, r1) of t and decodes them to float64 into dst, which holds
 // exactly (r1-r0)*RowLen elements.
 func ReadRowsF64(t *weft.Tensor, r0, r1 int64, dst []float64) error {
-	bp := getBytes(int((r1 - r0) * t.RowBytes()))
-	defer putBytes(bp)
+	bp := GetBytes(int((r1 - r0) * t.RowBytes()))
+	defer PutBytes(bp)
 	buf := *bp
 	if err := ReadRows(t, r0, r1, buf); err != nil {
 		return err

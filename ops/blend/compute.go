@@ -108,6 +108,9 @@ func (j *job) blendRows(r0, r1 int64, dst []byte) error {
 	if j.ident >= 0 {
 		return rowsFrom(j.ins[j.ident], j.out, r0, r1, dst)
 	}
+	if j.canFuse() {
+		return j.fusedRows(r0, r1, dst)
+	}
 	n := (r1 - r0) * j.out.RowLen()
 	in := make([][]float64, len(j.ins))
 	for k, t := range j.ins {

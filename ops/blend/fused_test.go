@@ -1,0 +1,46 @@
+package blend
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/weft-ml/weft"
+)
+
+// TestSingleRoundingEveryTypePair blends values built so that rounding the float64 result
+// through float32 first would land on a bfloat16/half tie and round the other way: every
+// pair of float input types and every output type must round once, from float64.
+func TestSingleRoundingEveryTypePair(t *testing.T) {
+	// base 1, tuned 2, alpha 2^-8 + 2^-30: the exact blend 1 + 2^-8 + 2^-30 lies just above
+	// the bfloat16 tie 1 + 2^-8 (rounds up), but its float32 rounding is the tie itself
+	// (which rounds to even, down). For half the same happens with 2^-11 + 2^-30.
+	for _, c := range []struct {
+		out   weft.DType
+		alpha float64
+	}{{weft.BF16, math.Ldexp(1, -8) + math.Ldexp(1, -30)}, {weft.F16, math.Ldexp(1, -11) + math.Ldexp(1, -30)}, {weft.F32, 0.3}} {
+		for _, bt := range []weft.DType{weft.BF16, weft.F16, weft.F32} {
+			for _, tt := range []weft.DType{weft.BF16, weft.F16, weft.F32} {
+				n := 64
+				bv, tv := make([]float64, n), make([]float64, n)
+				for i := range bv {
+					bv[i], tv[i] = 1, 2
+					if i%2 == 1 {
+						bv[i], tv[i] = -1, -2
+					}
+				}
+				base := mkCkpt("base", weft.Safetensors, mkTensor(t, "w", bt, []int64{2, 32}, bv))
+				tuned := mkCkpt("tuned", weft.Safetensors, mkTensor(t, "w", tt, []int64{2, 32}, tv))
+				res, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: c.alpha, DType: c.out})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := readAll(t, res.Out.Tensors[0])
+				want := encode(t, c.out, refLinear(bv, [][]float64{tv}, []float64{c.alpha}))
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%v + %v -> %v at alpha %g: got % x, want % x", bt, tt, c.out, c.alpha, got[:8], want[:8])
+				}
+			}
+		}
+	}
+}
