@@ -53,7 +53,16 @@ func (j *job) fusedRows(r0, r1 int64, dst []byte) error {
 		for i := 0; i < n; i++ {
 			x := float64(math.Float32frombits(uint32(bb[2*i])<<16 | uint32(bb[2*i+1])<<24))
 			y := float64(math.Float32frombits(uint32(tb[2*i])<<16 | uint32(tb[2*i+1])<<24))
-			h := fp.F64ToBF16(x + float64(c*(y-x)))
+			v := x + float64(c*(y-x))
+			// fp.F64ToBF16's fast path, inlined: |v| in bfloat16's normal range.
+			var h uint16
+			if vb := math.Float64bits(v); (vb>>52)&0x7ff-(1023-126) < 253 {
+				a := vb & (1<<63 - 1)
+				a += (1<<44 - 1) + (a>>45)&1
+				h = uint16(vb>>48)&0x8000 | uint16((a>>45)-(1023-127)<<7)
+			} else {
+				h = fp.F64ToBF16(v)
+			}
 			dst[2*i] = byte(h)
 			dst[2*i+1] = byte(h >> 8)
 		}
