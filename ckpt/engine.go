@@ -105,24 +105,7 @@ func copyTensors(ctx context.Context, c *weft.Checkpoint, p *Plan, files []*os.F
 			}
 		}()
 	}
-	stopProgress := make(chan struct{})
-	var progressDone sync.WaitGroup
-	if opts.Progress != nil {
-		progressDone.Add(1)
-		go func() {
-			defer progressDone.Done()
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					opts.Progress(done.Load(), p.Total)
-				case <-stopProgress:
-					return
-				}
-			}
-		}()
-	}
+	stopProgress := Ticker(opts.Progress, &done, p.Total)
 	// Headers count as done.
 	for _, f := range p.Layout.Files {
 		done.Add(int64(len(f.Header)))
@@ -152,8 +135,7 @@ feed:
 	}
 	close(jobs)
 	wg.Wait()
-	close(stopProgress)
-	progressDone.Wait()
+	stopProgress()
 	if firstErr != nil {
 		return firstErr
 	}
@@ -178,4 +160,29 @@ func readFull(t *weft.Tensor, buf []byte, off int64) error {
 		return fmt.Errorf("%s: tensor %q: reading bytes %d-%d: %w", t.File, t.Name, off, off+int64(len(buf)), err)
 	}
 	return fmt.Errorf("tensor %q: %w", t.Name, err)
+}
+
+// Ticker calls progress(done, total) every 200 ms from its own goroutine until the returned
+// stop function is called (which waits for the goroutine to end). A nil progress does nothing.
+func Ticker(progress func(done, total int64), done *atomic.Int64, total int64) (stop func()) {
+	if progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				progress(done.Load(), total)
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }
 }

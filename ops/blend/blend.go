@@ -437,7 +437,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		// Identity: all coefficients 0 (the base) or one of them 1 and the rest 0 (that
 		// tuned model): emit the input's values without arithmetic, which keeps -0, inf and
 		// NaN exactly.
-		ident := identity(coeffs)
+		ident := Identity(coeffs)
 		j := &job{
 			out:    outInfo,
 			ins:    ins,
@@ -632,10 +632,10 @@ func convertWhole(t *weft.Tensor, outDT weft.DType, who string) (*weft.Tensor, e
 	}), nil
 }
 
-// identity returns -1 when the coefficients need arithmetic, 0 when they are all zero (the
+// Identity returns -1 when the coefficients need arithmetic, 0 when they are all zero (the
 // output is the base), or k when coefficient k-1 is exactly 1 and the others 0 (the output
-// is tuned model k).
-func identity(coeffs []float64) int {
+// is tuned model k): then blend copies that input instead of computing.
+func Identity(coeffs []float64) int {
 	one := -1
 	for i, c := range coeffs {
 		switch c {

@@ -269,7 +269,7 @@ func blendRecipes(out *weft.Checkpoint, params string, inputs []*weft.Checkpoint
 		}
 		outRows := t.Rows()
 		r := &recipe{}
-		ident := identity(coeffs)
+		ident := blend.Identity(coeffs)
 		first := piece{r0: 0, r1: min(common, outRows)}
 		switch {
 		case ident >= 0:
@@ -310,28 +310,6 @@ func blendRecipes(out *weft.Checkpoint, params string, inputs []*weft.Checkpoint
 		}
 		return checkCodecs(r, t), nil
 	}, nil
-}
-
-// identity returns -1 when coefficients need arithmetic, 0 when all are zero (the base),
-// k when coefficient k-1 is exactly 1 and the others 0 (tuned model k).
-func identity(coeffs []float64) int {
-	one := -1
-	for i, c := range coeffs {
-		switch c {
-		case 0:
-		case 1:
-			if one >= 0 {
-				return -1
-			}
-			one = i + 1
-		default:
-			return -1
-		}
-	}
-	if one < 0 {
-		return 0
-	}
-	return one
 }
 
 // linear returns base + sum_i c[i]*(t_i - base) for x = (base, t_1, ...), each difference,

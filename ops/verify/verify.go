@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -319,24 +318,7 @@ func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) er
 			}
 		}()
 	}
-	stopProgress := make(chan struct{})
-	var progressDone sync.WaitGroup
-	if opts.Progress != nil {
-		progressDone.Add(1)
-		go func() {
-			defer progressDone.Done()
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					opts.Progress(done.Load(), total)
-				case <-stopProgress:
-					return
-				}
-			}
-		}()
-	}
+	stopProgress := ckpt.Ticker(opts.Progress, &done, total)
 feed:
 	for i, t := range c.Tensors {
 		if len(r.Tensors[i].Problems) > 0 {
@@ -355,8 +337,7 @@ feed:
 	}
 	close(jobs)
 	wg.Wait()
-	close(stopProgress)
-	progressDone.Wait()
+	stopProgress()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
