@@ -242,3 +242,33 @@ func GGUFKey(template, arch string) string { return strings.ReplaceAll(template,
 // GGUFCappedLayerKeys are GGUF keys (suffixes after "{arch}.") that count leading or trailing
 // layers of some kind and must not exceed the block count after layers are dropped.
 var GGUFCappedLayerKeys = []string{"leading_dense_block_count", "nextn_predict_layers"}
+
+// HFLeadingLayerKeys are config.json keys that count leading layers of a kind (the first K
+// layers are dense, use full attention, ...): after layers are dropped or repeated they are
+// recomputed from where the output layers came from.
+var HFLeadingLayerKeys = []string{"first_k_dense_replace", "max_window_layers"}
+
+// HFLayerIndexListKeys are config.json keys holding lists of layer indices rather than one
+// value per layer.
+var HFLayerIndexListKeys = []string{"mlp_only_layers"}
+
+// HFNotPerLayerKeys are config.json lists that never hold one value per layer, whatever their
+// length.
+var HFNotPerLayerKeys = map[string]bool{
+	"architectures": true, "eos_token_id": true, "bos_token_id": true, "pad_token_id": true,
+	"suppress_tokens": true, "begin_suppress_tokens": true, "forced_decoder_ids": true,
+	"bad_words_ids": true, "image_size": true, "patch_size": true,
+}
+
+// GGUFTrailingLayerKeys are the keys of GGUFCappedLayerKeys that count the last layers
+// (multi-token-prediction blocks sit at the end of the block list); the others count the
+// first ones.
+var GGUFTrailingLayerKeys = map[string]bool{"nextn_predict_layers": true}
+
+// GGUFNotPerLayerKeys are array keys (after "{arch}.") that never hold one value per layer,
+// whatever their length.
+var GGUFNotPerLayerKeys = map[string]bool{"rope.dimension_sections": true, "classifier.output_labels": true}
+
+// Conv1DModelTypes are config.json model types whose residual-writing matrices are stored
+// [in, out] (GPT-2's Conv1D) rather than [out, in]; used only when shapes cannot tell.
+var Conv1DModelTypes = map[string]bool{"gpt2": true}

@@ -11,11 +11,6 @@ import (
 	"github.com/weft-ml/weft/codec"
 )
 
-// conv1DModelTypes are config.json model types whose residual-writing matrices are stored
-// [in, out] (GPT-2's Conv1D) rather than [out, in]; used only when the shapes cannot tell
-// (square matrices everywhere).
-var conv1DModelTypes = map[string]bool{"gpt2": true}
-
 // builder turns the per-layer edits into recipes.
 type builder struct {
 	m         *model
@@ -90,7 +85,7 @@ func (b *builder) prepare() error {
 				tr++
 			}
 		}
-		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && conv1DModelTypes[m.cfg.String("model_type")]
+		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && arch.Conv1DModelTypes[m.cfg.String("model_type")]
 	}
 
 	type found struct{ attn, mlp, attnW, noise bool }

@@ -203,22 +203,6 @@ func (c *hfConfig) bytes() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Config keys with layer semantics other than a plain per-layer list. Each list is model
-// knowledge; add rows for new architectures.
-var (
-	// hfLeadingKeys count leading layers of a kind (the first K layers are dense, use
-	// full attention, ...).
-	hfLeadingKeys = []string{"first_k_dense_replace", "max_window_layers"}
-	// hfIndexListKeys hold lists of layer indices rather than one value per layer.
-	hfIndexListKeys = []string{"mlp_only_layers"}
-	// hfNotPerLayer are lists that are never per-layer, whatever their length.
-	hfNotPerLayer = map[string]bool{
-		"architectures": true, "eos_token_id": true, "bos_token_id": true, "pad_token_id": true,
-		"suppress_tokens": true, "begin_suppress_tokens": true, "forced_decoder_ids": true,
-		"bad_words_ids": true, "image_size": true, "patch_size": true,
-	}
-)
-
 // remapConfig updates the layer count and every per-layer setting of the config for the
 // output layer sequence seq (input layer per output layer) of a model with n layers.
 func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) {
@@ -231,7 +215,7 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 		c.set(c.countKey, json.RawMessage(strconv.Itoa(len(seq))))
 		changes = append(changes, change(where, c.countKey, n, len(seq)))
 	}
-	for _, k := range hfIndexListKeys {
+	for _, k := range arch.HFLayerIndexListKeys {
 		raw, ok := c.layerObj.vals[k]
 		if !ok {
 			continue
@@ -254,7 +238,7 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 		c.set(k, b)
 		changes = append(changes, change(where, k, idx, out))
 	}
-	for _, k := range hfLeadingKeys {
+	for _, k := range arch.HFLeadingLayerKeys {
 		_, v, ok := intOf(c.layerObj, []string{k})
 		if !ok {
 			continue
@@ -269,11 +253,11 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 		}
 	}
 	skip := map[string]bool{c.countKey: true}
-	for _, k := range hfIndexListKeys {
+	for _, k := range arch.HFLayerIndexListKeys {
 		skip[k] = true
 	}
 	for _, k := range c.layerObj.keys {
-		if skip[k] || hfNotPerLayer[k] {
+		if skip[k] || arch.HFNotPerLayerKeys[k] {
 			continue
 		}
 		raw := bytes.TrimSpace(c.layerObj.vals[k])

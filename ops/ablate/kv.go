@@ -11,15 +11,6 @@ import (
 	"github.com/weft-ml/weft/arch"
 )
 
-// ggufTrailingKeys are the keys of arch.GGUFCappedLayerKeys that count the last layers
-// (multi-token-prediction blocks sit at the end of the block list); the others count the
-// first ones.
-var ggufTrailingKeys = map[string]bool{"nextn_predict_layers": true}
-
-// ggufNotPerLayer are array keys (after "{arch}.") that never hold one value per layer,
-// whatever their length.
-var ggufNotPerLayer = map[string]bool{"rope.dimension_sections": true, "classifier.output_labels": true}
-
 // kvInt returns an integer KV value of any GGUF integer type.
 func kvInt(v any) (int64, bool) {
 	switch x := v.(type) {
@@ -120,7 +111,7 @@ func remapKVs(out *weft.Checkpoint, archName string, n int, seq []int) ([]Change
 			kk := int(min(max(k, 0), int64(n)))
 			var nk int
 			var err error
-			if ggufTrailingKeys[sub] {
+			if arch.GGUFTrailingLayerKeys[sub] {
 				nk, err = trailingCount(kk, n, seq)
 			} else {
 				nk, err = leadingCount(kk, n, seq)
@@ -133,7 +124,7 @@ func remapKVs(out *weft.Checkpoint, archName string, n int, seq []int) ([]Change
 				out.KV[i].Value = nv
 				changes = append(changes, change("gguf", kv.Key, kv.Value, nv))
 			}
-		case !ggufNotPerLayer[sub]:
+		case !arch.GGUFNotPerLayerKeys[sub]:
 			rv := reflect.ValueOf(kv.Value)
 			if rv.Kind() != reflect.Slice || rv.Len() != n {
 				continue
