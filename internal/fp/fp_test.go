@@ -202,8 +202,8 @@ func TestFastPathsMatchGeneralRounding(t *testing.T) {
 		check(x)
 		// Truncate the fraction to land on ties and near-ties of both formats.
 		b := math.Float64bits(x)
-		check(math.Float64frombits(b &^ (1<<44 - 1) | 1<<44))
-		check(math.Float64frombits(b &^ (1<<41 - 1) | 1<<41))
+		check(math.Float64frombits(b&^(1<<44-1) | 1<<44))
+		check(math.Float64frombits(b&^(1<<41-1) | 1<<41))
 		check(math.Float64frombits(b &^ (1<<44 - 1)))
 	}
 	for _, x := range []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.MaxFloat64, 65504, 65520, 65519.999, math.Ldexp(1, -14), math.Ldexp(1, -126), math.Ldexp(1, 127) * 1.9999} {
