@@ -69,7 +69,7 @@ Output:
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
   --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-
+` + typesUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
   weft ablate model.gguf -o deeper.gguf --duplicate 8-15
@@ -119,6 +119,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("ablate", flag.ContinueOnError)
 	var of outFlags
 	of.add(fs)
+	of.addTypes(fs)
 	drop := fs.String("drop", "", "")
 	dup := fs.String("duplicate", "", "")
 	zero := fs.String("zero", "", "")

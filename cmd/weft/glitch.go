@@ -56,8 +56,8 @@ defaults to the same SPEC; a tied head always gets the embedding's rows):
   mean-rows:SPEC       the mean of the given rows
 --seed N (required) fixes the random rows: row r of tensor T depends only on (N, T, r).
 Rows not re-initialised are copied byte for byte, even in quantized GGUF tensors; new rows
-are encoded in the tensor's own type.
-
+are encoded in the tensor's own type, unless these say otherwise:
+` + typesUsage + `
 Example:
   weft glitch add Llama-3.1-8B -o llama-glitch --count 8 --seed 1
   weft glitch add model.gguf -o g.gguf --token "<|ping|>" --special --seed 2 --init-in mvn
@@ -82,6 +82,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("glitch "+sub, flag.ContinueOnError)
 	var of outFlags
 	of.add(fs)
+	of.addTypes(fs)
 	seed := fs.Int64("seed", -1, "")
 	asJSON := fs.Bool("json", false, "")
 	count := fs.Int("count", 0, "")

@@ -40,7 +40,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
                        repeatable
   --dry-run            print the plan and write nothing; --json prints the report as JSON
   --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-
+` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
 rows are decoded, noised in float64 and encoded once in the tensor's own type.
 
@@ -57,6 +57,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("noise", flag.ContinueOnError)
 	var of outFlags
 	of.add(fs)
+	of.addTypes(fs)
 	seed := fs.Int64("seed", -1, "")
 	std := fs.Float64("std", 0, "")
 	rel := fs.Float64("relative", 0, "")

@@ -631,7 +631,7 @@ func TestTypeSelection(t *testing.T) {
 	}
 	base, tuned := g("b.gguf", 1), g("t.gguf", 10)
 	base.KV = []weft.KV{{Key: "general.architecture", Value: "llama"}, {Key: "general.file_type", Value: uint32(1)}}
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, DType: weft.F32, TypeFor: []TypeRule{{"output.weight", weft.BF16}}})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, DType: weft.F32, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.BF16}}})
 	want := map[string]weft.DType{"token_embd.weight": weft.F32, "blk.0.attn_norm.weight": weft.F32, "blk.0.ffn_down.weight": weft.F32, "output.weight": weft.BF16}
 	for _, out := range r.Out.Tensors {
 		if out.DType != want[out.Name] {
@@ -648,7 +648,7 @@ func TestTypeSelection(t *testing.T) {
 		t.Error("--dtype q8_0 accepted")
 	}
 	// A type whose block does not divide the rows is refused up front, naming the tensor.
-	_, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{"output.weight", weft.Q4_K}}})
+	_, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.Q4_K}}})
 	if err == nil || !strings.Contains(err.Error(), "output.weight") {
 		t.Errorf("err = %v", err)
 	}
@@ -706,7 +706,7 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 		t.Fatalf("alpha 0: %+v", r.Steps[0])
 	}
 	// An output type without an encoder is refused too.
-	_, err = Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{"blk.0.ffn_down.weight", noEnc}}})
+	_, err = Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{Pattern: "blk.0.ffn_down.weight", DType: noEnc}}})
 	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_down.weight") || !strings.Contains(err.Error(), noEnc.String()) {
 		t.Fatalf("err = %v", err)
 	}

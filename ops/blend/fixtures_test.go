@@ -337,7 +337,7 @@ func TestFixtureOutType(t *testing.T) {
 	}
 	base, tuned := open(t, "gguf/tiny-llama-base-q4_k.gguf"), open(t, "gguf/tiny-llama-tuned-q4_k.gguf")
 	bi, ti := base.Index(), tuned.Index()
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.25, OutType: weft.Q8_0, TypeFor: []TypeRule{{"output.weight", weft.F16}}})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.25, OutType: weft.Q8_0, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.F16}}})
 	out := writeOut(t, r, "out.gguf", ckpt.WriteOptions{})
 	checkAgainst(t, out, func(n string) weft.DType {
 		switch {

@@ -18,10 +18,7 @@ type AlphaRule struct {
 }
 
 // TypeRule gives the tensors matching Pattern the output type DType.
-type TypeRule struct {
-	Pattern string
-	DType   weft.DType
-}
+type TypeRule = ops.TypeRule
 
 // splitRule splits "PATTERN=VALUE" at its last '=' (patterns may not hold '=', values never
 // do).

@@ -12,12 +12,8 @@ import (
 	"github.com/weft-ml/weft/ops"
 )
 
-// TypeRule sets the output type of the tensors whose names match Pattern (a glob or a
-// group name such as "mlp": see ops.Pattern).
-type TypeRule struct {
-	Pattern string
-	DType   weft.DType
-}
+// TypeRule sets the output type of the tensors whose names match a pattern.
+type TypeRule = ops.TypeRule
 
 // Options control a conversion.
 type Options struct {
