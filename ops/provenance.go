@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"path/filepath"
 	"strconv"
@@ -22,6 +24,42 @@ type InputRecord struct {
 	Path       string `json:"path"`
 	Format     string `json:"format"`
 	HeaderHash string `json:"header_sha256"`
+	// DataHash fingerprints the weights (see DataFingerprint): header hashes identify a
+	// layout, and a base and its fine-tune usually share one.
+	DataHash string `json:"data_fingerprint,omitempty"`
+}
+
+// fingerprintBytes is how much of each end of every tensor DataFingerprint reads.
+const fingerprintBytes = 4096
+
+// DataFingerprint returns a hex SHA-256 over every tensor's name and its first and last
+// 4 KiB of data: cheap (a few reads per tensor), and different for two checkpoints of one
+// layout whose weights differ anywhere near a tensor's ends. It returns "" if a read fails.
+func DataFingerprint(c *weft.Checkpoint) string {
+	h := sha256.New()
+	buf := make([]byte, fingerprintBytes)
+	for _, t := range c.Tensors {
+		n, err := t.Size()
+		if err != nil {
+			return ""
+		}
+		h.Write([]byte(t.Name))
+		h.Write([]byte{0})
+		head := min(n, fingerprintBytes)
+		if k, err := t.Data.ReadAt(buf[:head], 0); int64(k) != head {
+			_ = err
+			return ""
+		}
+		h.Write(buf[:head])
+		if n > fingerprintBytes {
+			tail := min(n-fingerprintBytes, fingerprintBytes)
+			if k, _ := t.Data.ReadAt(buf[:tail], n-tail); int64(k) != tail {
+				return ""
+			}
+			h.Write(buf[:tail])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Record writes how out was made into its metadata (safetensors) or KVs (GGUF): weft's
@@ -34,7 +72,7 @@ func Record(out *weft.Checkpoint, op string, params any, inputs []*weft.Checkpoi
 	}
 	recs := make([]InputRecord, len(inputs))
 	for i, in := range inputs {
-		recs[i] = InputRecord{Path: filepath.Base(in.Path), Format: string(in.Format), HeaderHash: in.HeaderHash}
+		recs[i] = InputRecord{Path: filepath.Base(in.Path), Format: string(in.Format), HeaderHash: in.HeaderHash, DataHash: DataFingerprint(in)}
 	}
 	ins, err := json.Marshal(recs)
 	if err != nil {

@@ -105,17 +105,17 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 		base := filepath.Base(filepath.Clean(path))
 		k := -1
 		for i, rec := range recs {
-			if opened[i] == nil && p.Inputs[i].Status == "missing" && rec.HeaderHash == in.HeaderHash && rec.Path == base {
+			if opened[i] == nil && p.Inputs[i].Status == "missing" && same(rec, in) && rec.Path == base {
 				k = i
 				break
 			}
 		}
 		for i, rec := range recs {
-			if k < 0 && opened[i] == nil && p.Inputs[i].Status == "missing" && rec.HeaderHash == in.HeaderHash {
+			if k < 0 && opened[i] == nil && p.Inputs[i].Status == "missing" && same(rec, in) {
 				k = i
 				same := 0
 				for _, o := range recs {
-					if o.HeaderHash == rec.HeaderHash {
+					if o.HeaderHash == rec.HeaderHash && o.DataHash == rec.DataHash {
 						same++
 					}
 				}
@@ -128,7 +128,7 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 			for i, rec := range recs {
 				if opened[i] == nil && p.Inputs[i].Status == "missing" && rec.Path == base {
 					p.Inputs[i].Status, p.Inputs[i].Path = "hash mismatch", path
-					r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: its header hash %s differs from the one recorded for %s %q (%s): it is not the checkpoint this one was made from", path, short(in.HeaderHash), p.Inputs[i].Role, rec.Path, short(rec.HeaderHash)))
+					r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: its header hash %s or data fingerprint differs from the one recorded for %s %q (%s): it is not the checkpoint this one was made from", path, short(in.HeaderHash), p.Inputs[i].Role, rec.Path, short(rec.HeaderHash)))
 					k = -2
 					break
 				}
@@ -160,10 +160,10 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %q found beside the checkpoint at %s, but it does not open: %v", p.Inputs[i].Role, rec.Path, cand, err))
 			continue
 		}
-		if in.HeaderHash != rec.HeaderHash {
+		if !same(rec, in) {
 			in.Close()
 			p.Inputs[i].Status, p.Inputs[i].Path = "hash mismatch", cand
-			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %q found beside the checkpoint at %s, but its header hash %s differs from the recorded %s: not used", p.Inputs[i].Role, rec.Path, cand, short(in.HeaderHash), short(rec.HeaderHash)))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %q found beside the checkpoint at %s, but its header hash %s or data fingerprint differs from the recorded %s: not used", p.Inputs[i].Role, rec.Path, cand, short(in.HeaderHash), short(rec.HeaderHash)))
 			continue
 		}
 		opened[i] = in
@@ -244,4 +244,10 @@ func sameFile(a, b string) bool {
 		return false
 	}
 	return os.SameFile(sa, sb)
+}
+
+// same reports whether an opened checkpoint is the recorded input: the same header hash and,
+// when the record has one, the same data fingerprint.
+func same(rec ops.InputRecord, in *weft.Checkpoint) bool {
+	return rec.HeaderHash == in.HeaderHash && (rec.DataHash == "" || rec.DataHash == ops.DataFingerprint(in))
 }

@@ -294,11 +294,11 @@ func TestInputHashes(t *testing.T) {
 	if r.OK || !strings.Contains(strings.Join(r.Problems, "\n"), "none of the recorded inputs") {
 		t.Fatalf("unrelated input: %v", r.Problems)
 	}
-	// Another model of the same layout has the same header hash: every tensor disagrees,
-	// and the report says why that may be.
+	// Another model of the same layout has the same header hash but another data
+	// fingerprint: it is refused as not the recorded input.
 	same := writeSynth(t, filepath.Join(t.TempDir(), "base"), 5, 0, weft.BF16)
 	r, _ = Verify(bg, out, Options{Inputs: []string{same}})
-	if r.OK || r.Provenance.Inputs[0].Status != "matched" || !strings.Contains(strings.Join(r.Problems, "\n"), "identify a layout") {
+	if r.OK || r.Provenance.Inputs[0].Status != "hash mismatch" || !strings.Contains(strings.Join(r.Problems, "\n"), "data fingerprint differs") {
 		t.Fatalf("same layout, other weights: OK %v, problems %v", r.OK, r.Problems)
 	}
 	// Replace the input beside the output by a model of another layout.
