@@ -74,10 +74,7 @@ func Decode(dt weft.DType, src []byte, dst []float32) error {
 			dst[i] = fp.F16ToF32(uint16(src[2*i]) | uint16(src[2*i+1])<<8)
 		}
 	case weft.BF16:
-		src = src[:2*len(dst)]
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(src[2*i])<<16 | uint32(src[2*i+1])<<24)
-		}
+		decodeBF16(src[:2*len(dst)], dst)
 	default:
 		tmp := make([]float64, min(len(dst), 4096))
 		for i := 0; i < len(dst); i += len(tmp) {
@@ -209,12 +206,7 @@ func Encode(dt weft.DType, src []float32, dst []byte) error {
 			dst[2*i+1] = byte(h >> 8)
 		}
 	case weft.BF16:
-		dst = dst[:2*len(src)]
-		for i, v := range src {
-			h := fp.F32ToBF16(v)
-			dst[2*i] = byte(h)
-			dst[2*i+1] = byte(h >> 8)
-		}
+		encodeBF16(src, dst[:2*len(src)])
 	default:
 		tmp := make([]float64, len(src))
 		for i, v := range src {
@@ -342,4 +334,38 @@ func toUint(v float64, hi uint64) uint64 {
 		return hi
 	}
 	return uint64(r)
+}
+
+// decodeBF16 widens bfloat16 values, four at a time (one 8-byte load, no bounds checks).
+func decodeBF16(src []byte, dst []float32) {
+	n := len(dst)
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		v := binary.LittleEndian.Uint64(src[2*i : 2*i+8])
+		d := dst[i : i+4 : i+4]
+		d[0] = math.Float32frombits(uint32(v) << 16)
+		d[1] = math.Float32frombits(uint32(v>>16) << 16)
+		d[2] = math.Float32frombits(uint32(v>>32) << 16)
+		d[3] = math.Float32frombits(uint32(v>>48) << 16)
+	}
+	for ; i < n; i++ {
+		dst[i] = math.Float32frombits(uint32(src[2*i])<<16 | uint32(src[2*i+1])<<24)
+	}
+}
+
+// encodeBF16 rounds float32 values to bfloat16 (ggml's rounding, fp.F32ToBF16), four at a
+// time into one 8-byte store.
+func encodeBF16(src []float32, dst []byte) {
+	n := len(src)
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		s := src[i : i+4 : i+4]
+		v := uint64(fp.F32ToBF16(s[0])) | uint64(fp.F32ToBF16(s[1]))<<16 | uint64(fp.F32ToBF16(s[2]))<<32 | uint64(fp.F32ToBF16(s[3]))<<48
+		binary.LittleEndian.PutUint64(dst[2*i:2*i+8], v)
+	}
+	for ; i < n; i++ {
+		h := fp.F32ToBF16(src[i])
+		dst[2*i] = byte(h)
+		dst[2*i+1] = byte(h >> 8)
+	}
 }

@@ -1,7 +1,11 @@
 package codec
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,5 +94,59 @@ func TestLengthErrors(t *testing.T) {
 	}
 	if err := Decode(weft.IQ2_XXS, make([]byte, 66), make([]float32, 256)); err == nil || !strings.Contains(err.Error(), "IQ2_XXS") {
 		t.Fatalf("unsupported type: %v", err)
+	}
+}
+
+// TestGGMLVectorsThroughCodec checks the chunked F16/BF16 loops (four at a time and the
+// tail) against ggml's reference conversion outputs.
+func TestGGMLVectorsThroughCodec(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "vectors", "ggml")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skip("../shared is absent")
+	}
+	for _, sub := range []string{"", "wide"} {
+		raw, err := os.ReadFile(filepath.Join(dir, sub, "input.f32"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := make([]float32, len(raw)/4)
+		if err := Decode(weft.F32, raw, in); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			dt   weft.DType
+			name string
+		}{{weft.F16, "f16"}, {weft.BF16, "bf16"}} {
+			want, err := os.ReadFile(filepath.Join(dir, sub, c.name+".bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An odd length exercises the tail loop too.
+			for _, n := range []int{len(in), len(in) - 3} {
+				got := make([]byte, 2*n)
+				if err := Encode(c.dt, in[:n], got); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want[:2*n]) {
+					t.Fatalf("%s/%s: Encode differs from ggml's bytes", sub, c.name)
+				}
+			}
+			if sub != "" {
+				continue
+			}
+			deq, err := os.ReadFile(filepath.Join(dir, c.name+".dequant.f32"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := make([]float32, len(want)/2-1)
+			if err := Decode(c.dt, want[:2*len(f)], f); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range f {
+				if math.Float32bits(v) != binary.LittleEndian.Uint32(deq[4*i:]) {
+					t.Fatalf("%s: Decode element %d differs from ggml's to_float", c.name, i)
+				}
+			}
+		}
 	}
 }
