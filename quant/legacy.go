@@ -309,11 +309,14 @@ func dequantQ5_0(src []byte, dst []float32) {
 		y := (*[32]float32)(dst[i*32:])
 		d := legacyF16(b[0:2])
 		w := legacyQ5High(binary.LittleEndian.Uint32(b[2:6]))
-		for j := 0; j < 16; j++ {
+		for j := 0; j < 16; j += 2 {
 			p := &legacyQ5_0Pairs[uint32(b[6+j])|(w&3)<<8]
-			w >>= 2
+			q := &legacyQ5_0Pairs[uint32(b[7+j])|(w>>2&3)<<8]
+			w >>= 4
 			y[j] = p[0] * d
+			y[j+1] = q[0] * d
 			y[j+16] = p[1] * d
+			y[j+17] = q[1] * d
 		}
 	}
 }
