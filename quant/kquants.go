@@ -163,39 +163,13 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32
 		return kMakeQkx2QuantsExact(nmax, x, w, L, laux[:], rmin, rdelta, nstep, useMad)
 	}
 	xmin := mn // the smallest x, before min is clamped to 0
-	if mn > 0 {
-		mn = 0
-	}
-	if mx == mn {
-		for i := range L {
-			L[i] = 0
-		}
-		return 0, -mn
-	}
 	var xmBuf [32]float32
-	xm := xmBuf[:n] // x[i] - min, the same float32 the C code recomputes each time
-	for i := range xm {
-		xm[i] = x[i] - mn
-	}
-	fnmax := float32(nmax)
-	rng := mx - mn
-	iscale := fnmax / rng
-	scale := 1 / iscale
-	var bestErr float32
-	for i, v := range xm {
-		l := min(nmax, max(0, nearestInt(iscale*v)))
-		L[i] = uint8(l)
-		diff := float32(float32(scale*float32(l))+mn) - x[i]
-		if useMad {
-			diff = kAbs(diff)
-		} else {
-			diff = diff * diff
-		}
-		bestErr += float32(w[i] * diff)
-	}
-	if nstep < 1 {
+	xm := xmBuf[:n]
+	mn, rng, scale, bestErr, flat := kQkx2First(nmax, x, w, L, mn, mx, useMad, xm)
+	if flat || nstep < 1 {
 		return scale, -mn
 	}
+	fnmax := float32(nmax)
 	st := kQkx2State{
 		x: x, w: w, xm: xm, L: L, nmax: nmax, useMad: useMad,
 		mn: mn, mx: mx, xmin: xmin, rng: rng, sumW: sumW, sumX: sumX,
@@ -544,6 +518,41 @@ func kQkx2ErrMadFrom(lf, x, w []float32, scale, mn, best, e float32, i0 int) (fl
 	return e, true
 }
 
+// kQkx2First is the opening of make_qkx2_quants, shared by its fast and literal forms: the
+// minimum clamped to 0, the flat group (every L zero; the result is scale 0, -min), xm[i] =
+// x[i] - min (the float32 the C code recomputes each time), and the first fit at iscale =
+// nmax/(max-min) with its error. It returns the clamped min, max-min, the first scale and
+// its error.
+func kQkx2First(nmax int32, x, w []float32, L []uint8, mn, mx float32, useMad bool, xm []float32) (min0, rng, scale, bestErr float32, flat bool) {
+	if mn > 0 {
+		mn = 0
+	}
+	if mx == mn {
+		for i := range L {
+			L[i] = 0
+		}
+		return mn, 0, 0, 0, true
+	}
+	for i := range xm {
+		xm[i] = x[i] - mn
+	}
+	rng = mx - mn
+	iscale := float32(nmax) / rng
+	scale = 1 / iscale
+	for i, v := range xm {
+		l := min(nmax, max(0, nearestInt(iscale*v)))
+		L[i] = uint8(l)
+		diff := float32(float32(scale*float32(l))+mn) - x[i]
+		if useMad {
+			diff = kAbs(diff)
+		} else {
+			diff = diff * diff
+		}
+		bestErr += float32(w[i] * diff)
+	}
+	return mn, rng, scale, bestErr, false
+}
+
 // kMakeQkx2QuantsExact is make_qkx2_quants for any input, including NaN and infinities,
 // with ggml's integer rounding throughout; kMakeQkx2Quants uses it for non-finite groups.
 // len(w), len(L) and len(laux) must be at least len(x), which is at most 32.
@@ -565,41 +574,15 @@ func kMakeQkx2QuantsExact(nmax int32, x, w []float32, L, laux []uint8, rmin, rde
 		sumW += w[i]
 		sumX += float32(w[i] * x[i])
 	}
-	if mn > 0 {
-		mn = 0
-	}
-	if mx == mn {
-		for i := range L {
-			L[i] = 0
-		}
-		return 0, -mn
-	}
-	var xmBuf [32]float32 // x[i] - min, the same float32 the C code recomputes each time
+	var xmBuf [32]float32
 	xm := xmBuf[:n]
-	for i := range xm {
-		xm[i] = x[i] - mn
-	}
-	fnmax := float32(nmax)
-	rng := mx - mn
-	iscale := fnmax / rng
-	scale := 1 / iscale
-	var bestErr float32
-	for i, v := range xm {
-		l := min(nmax, max(0, nearestInt(iscale*v)))
-		L[i] = uint8(l)
-		diff := float32(float32(scale*float32(l))+mn) - x[i]
-		if useMad {
-			diff = kAbs(diff)
-		} else {
-			diff = diff * diff
-		}
-		bestErr += float32(w[i] * diff)
-	}
-	if nstep < 1 {
+	mn, rng, scale, bestErr, flat := kQkx2First(nmax, x, w, L, mn, mx, useMad, xm)
+	if flat || nstep < 1 {
 		return scale, -mn
 	}
+	fnmax := float32(nmax)
 	for is := 0; is <= nstep; is++ {
-		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / rng
+		iscale := (float32(rmin+float32(rdelta*float32(is))) + fnmax) / rng
 		changed := is == 0
 		for i, v := range xm {
 			l := uint8(min(nmax, max(0, nearestInt(iscale*v))))
