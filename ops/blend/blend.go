@@ -104,20 +104,35 @@ type Options struct {
 	// TypeFor gives matching tensors their own output type; the first matching rule wins
 	// and takes precedence over DType and OutType.
 	TypeFor []TypeRule
+	// Params configures the methods other than Linear and Slerp (ties, dare_*, della*,
+	// breadcrumbs*, task_arithmetic, model_stock, nuslerp, multislerp), with mergekit's
+	// parameter names; Alpha, AlphaFor, Schedule and Weights are for Linear and Slerp only.
+	Params MergeParams
+	// PassBudget bounds the bytes a merge method's pre-pass over one tensor holds at once
+	// (candidates of the exact magnitude selection, per-column norms); 0 means
+	// DefaultPassBudget. Tensors whose pre-pass fits are handled in memory in one pass.
+	PassBudget int64
 }
+
+// DefaultPassBudget is the default Options.PassBudget: 16 MiB per tensor being prepared
+// (at most one per worker thread at a time).
+const DefaultPassBudget = 16 << 20
 
 // Step describes what the blend does to one output tensor.
 type Step struct {
 	Name string `json:"name"`
 	// Action is "blend", "slerp", "copy" (a raw byte copy of Source), "convert" (Source's
-	// values in another dtype, no arithmetic) or "copy-int" (a non-float tensor copied
-	// from the base).
+	// values in another dtype, no arithmetic), "copy-int" (a non-float tensor copied
+	// from the base), or the name of the merge method that computes it ("ties", ...).
 	Action string `json:"action"`
 	// Source names the input copied or converted ("base", "tuned", "tuned2", ...).
 	Source string `json:"source,omitempty"`
 	// Alpha is the tensor's blend weight; Coeffs the coefficient of each tuned model.
 	Alpha  float64   `json:"alpha"`
 	Coeffs []float64 `json:"coeffs,omitempty"`
+	// Params are a merge method's parameters for this tensor ("weight=1,1 density=0.5,0.5
+	// lambda=1"), for the methods configured by MergeParams.
+	Params string `json:"params,omitempty"`
 	DType  string    `json:"dtype"`
 	Shape  []int64   `json:"shape"`
 	// Note explains vocabulary handling and similar special cases.
@@ -132,11 +147,16 @@ func (s Step) Describe() string {
 		fmt.Fprintf(&b, "%s %s", s.Action, s.Source)
 	case "slerp":
 		fmt.Fprintf(&b, "slerp t=%g", s.Alpha)
-	default:
+	case "blend":
 		if len(s.Coeffs) == 1 {
 			fmt.Fprintf(&b, "blend alpha=%g", s.Coeffs[0])
 		} else {
 			fmt.Fprintf(&b, "blend coeffs=%v", s.Coeffs)
+		}
+	default:
+		b.WriteString(s.Action)
+		if s.Params != "" {
+			b.WriteString(" " + s.Params)
 		}
 	}
 	if s.Note != "" {
@@ -177,6 +197,8 @@ type params struct {
 	OutType  string      `json:"out_type,omitempty"`
 	TypeFor  []string    `json:"type_for,omitempty"`
 	Slerp    *slerpParam `json:"slerp,omitempty"`
+	// Merge holds a merge method's parameters (see MergeParams).
+	Merge any `json:"merge,omitempty"`
 }
 
 type slerpParam struct {
@@ -217,11 +239,21 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	if method == "" {
 		method = Linear
 	}
-	if method != Linear && method != Slerp {
-		return nil, fmt.Errorf("blend: unknown method %q (want linear or slerp)", method)
+	merging := isMergeMethod(method)
+	if method != Linear && method != Slerp && !merging {
+		names := make([]string, 0, len(Methods()))
+		for _, m := range Methods() {
+			names = append(names, string(m))
+		}
+		return nil, fmt.Errorf("blend: unknown method %q (want %s)", method, strings.Join(names, ", "))
+	}
+	if merging && (opts.Alpha != 0 || opts.AlphaFor != nil || opts.Schedule != nil || opts.Weights != nil) {
+		return nil, fmt.Errorf("blend: alpha, per-tensor alphas, alpha schedules and weights are for linear and slerp; %s takes its weights and scale from its own parameters (weight, lambda)", method)
 	}
 	weights := opts.Weights
-	if weights == nil {
+	if merging {
+		weights = make([]float64, len(tuned)) // unused: the method's parameters apply
+	} else if weights == nil {
 		if len(tuned) > 1 {
 			return nil, fmt.Errorf("blend: %d tuned models need --weights with %d values (task arithmetic: base + sum w_i*(T_i - base))", len(tuned), len(tuned))
 		}
@@ -307,6 +339,16 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	rs, err := newResolver(opts, base)
 	if err != nil {
 		return nil, err
+	}
+	var ms *mergeSetup
+	if merging {
+		if ms, err = newMergeSetup(method, opts.Params, len(tuned), rs.nLayers); err != nil {
+			return nil, err
+		}
+	}
+	budget := opts.PassBudget
+	if budget <= 0 {
+		budget = DefaultPassBudget
 	}
 
 	// Tensor sets and shapes.
@@ -438,6 +480,20 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		// tuned model): emit the input's values without arithmetic, which keeps -0, inf and
 		// NaN exactly.
 		ident := Identity(coeffs)
+		var tm tensorMethod
+		if ms != nil {
+			tp, err := ms.resolve(b.Name)
+			if err != nil {
+				return nil, err
+			}
+			ident = ms.identity(tp)
+			step.Alpha, step.Coeffs, step.Params = 0, nil, ms.describe(tp)
+			mt := mergeTensor{name: b.Name, ins: ins, rows: common, rowLen: b.RowLen(), budget: budget,
+				who: func(k int) string { return inputName(k, len(tuned)) }}
+			if tm, err = ms.newTensorMethod(mt, tp, outShape); err != nil {
+				return nil, err
+			}
+		}
 		j := &job{
 			out:    outInfo,
 			ins:    ins,
@@ -446,6 +502,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 			coeffs: coeffs,
 			ident:  ident,
 			alpha:  alpha,
+			m:      tm,
 		}
 		if common < outInfo.Rows() {
 			j.extra = ins[src]
@@ -468,6 +525,8 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		case method == Slerp:
 			step.Action = "slerp"
 			step.Coeffs = nil
+		case merging:
+			step.Action = string(method)
 		default:
 			step.Action = "blend"
 		}
@@ -478,6 +537,11 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 
 	if err := rs.checkUsed(); err != nil {
 		return nil, err
+	}
+	if ms != nil {
+		if err := ms.checkUsed(); err != nil {
+			return nil, err
+		}
 	}
 
 	if vocabSrc > 0 {
@@ -504,7 +568,17 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	if method == Slerp {
 		p.Slerp = &slerpParam{Threshold: SlerpThreshold, Eps: SlerpEps}
 	}
-	if err := ops.Record(res.Out, "blend", p, all, -1); err != nil {
+	seed := int64(-1)
+	if ms != nil {
+		p.Merge = ms.record()
+		if ms.random() {
+			if opts.Params.Seed > math.MaxInt64 {
+				return nil, fmt.Errorf("blend: seed %d is larger than %d", opts.Params.Seed, int64(math.MaxInt64))
+			}
+			seed = int64(opts.Params.Seed)
+		}
+	}
+	if err := ops.Record(res.Out, "blend", p, all, seed); err != nil {
 		return nil, err
 	}
 	return res, nil

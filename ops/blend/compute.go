@@ -28,6 +28,12 @@ type job struct {
 	s0, s1 float64
 	lerp   bool
 	err    error
+
+	// m computes the rows of the merge methods (see merge.go); its pre-pass runs once,
+	// when the tensor is first read.
+	m     tensorMethod
+	mOnce sync.Once
+	mErr  error
 }
 
 // checkCodecs verifies that every type the job decodes or encodes has a codec, naming the
@@ -111,6 +117,12 @@ func (j *job) blendRows(r0, r1 int64, dst []byte) error {
 	if j.canFuse() {
 		return j.fusedRows(r0, r1, dst)
 	}
+	if j.m != nil {
+		j.mOnce.Do(func() { j.mErr = j.m.prepare() })
+		if j.mErr != nil {
+			return j.mErr
+		}
+	}
 	n := (r1 - r0) * j.out.RowLen()
 	in := make([][]float64, len(j.ins))
 	for k, t := range j.ins {
@@ -124,7 +136,11 @@ func (j *job) blendRows(r0, r1 int64, dst []byte) error {
 	po := ops.GetF64(int(n))
 	defer ops.PutF64(po)
 	out := *po
-	if j.method == Slerp {
+	if j.m != nil {
+		if err := j.m.compute(r0, in, out); err != nil {
+			return err
+		}
+	} else if j.method == Slerp {
 		if err := j.slerpScalars(); err != nil {
 			return err
 		}
