@@ -132,9 +132,9 @@ type Step struct {
 	Coeffs []float64 `json:"coeffs,omitempty"`
 	// Params are a merge method's parameters for this tensor ("weight=1,1 density=0.5,0.5
 	// lambda=1"), for the methods configured by MergeParams.
-	Params string `json:"params,omitempty"`
-	DType  string    `json:"dtype"`
-	Shape  []int64   `json:"shape"`
+	Params string  `json:"params,omitempty"`
+	DType  string  `json:"dtype"`
+	Shape  []int64 `json:"shape"`
 	// Note explains vocabulary handling and similar special cases.
 	Note string `json:"note,omitempty"`
 }
