@@ -13,9 +13,9 @@ import (
 func init() {
 	register(&command{
 		name:    "blend",
-		summary: "interpolate a base and a tuned model (per-tensor weights, schedules, task arithmetic, slerp)",
+		summary: "interpolate or merge a base and tuned models (weights, schedules, slerp, ties, dare, della, ...)",
 		usage: `Usage: weft blend BASE TUNED [TUNED2 ...] -o OUT --alpha A [--alpha-for PATTERN=A ...]
-                  [--alpha-schedule a,b,...] [--weights w1,w2,...] [--method linear|slerp]
+                  [--alpha-schedule a,b,...] [--weights w1,w2,...] [--method M]
                   [--missing base] [--vocab base|tuned|union] [--dtype T] [--out-type T]
                   [--type-for PATTERN=T ...] [--dry-run] [--threads N] [--force]
 
@@ -49,6 +49,7 @@ More models:
                        θ the angle between them; when |cos θ| > 0.9995 (nearly colinear,
                        mergekit's DOT_THRESHOLD) the tensor is blended linearly instead
 
+` + methodsUsage + `
 Mismatches (by default an error listing the tensors):
   --missing base       keep the base's tensor set: tensors only the base has are copied,
                        tensors only a tuned model has are left out
@@ -74,6 +75,8 @@ Example:
   weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
   weft blend base.gguf chat.gguf -o mix.gguf --alpha 0.5 --alpha-for mlp=0.8 --alpha-schedule 0,1
   weft blend base math code -o merged --weights 0.7,0.5
+  weft blend base math code -o merged --method ties --density 0.5 --weights 1,0.6
+  weft blend base chat -o sparse --method dare_linear --density 0.3 --seed 7
 `,
 		run: runBlend,
 	})
@@ -113,6 +116,7 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	schedule := fs.String("alpha-schedule", "", "")
 	weights := fs.String("weights", "", "")
 	method := fs.String("method", "linear", "")
+	mf := addMergeFlags(fs)
 	missing := fs.String("missing", "", "")
 	vocab := fs.String("vocab", "", "")
 	dtype := fs.String("dtype", "", "")
@@ -132,8 +136,25 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		return usagef("an output is required: -o PATH")
 	}
 	opts := blend.Options{Method: blend.Method(*method), AlphaFor: aRules, TypeFor: tRules, Missing: *missing, Vocab: *vocab}
-	if opts.Method != blend.Linear && opts.Method != blend.Slerp {
-		return usagef("--method %q: want linear or slerp", *method)
+	if opts.Method != blend.Linear && opts.Method != blend.Slerp && !isMerge(opts.Method) {
+		return usagef("--method %q: want one of %s", *method, methodNames())
+	}
+	mf.afterParse(*weights)
+	merging := isMerge(opts.Method)
+	if !merging && mf.anyMergeFlags {
+		return usagef("%s is for the merge methods (--method ties, dare_linear, ...), not %s", mf.firstMergeFlag(), opts.Method)
+	}
+	if merging {
+		if *alpha != "" || *schedule != "" || len(aRules) > 0 {
+			return usagef("--alpha, --alpha-for and --alpha-schedule are for linear and slerp; %s scales with --lambda (--lambda-for, --lambda-schedule) and --weights", opts.Method)
+		}
+		nModels := len(pos) - 1
+		if *mf.noBase {
+			nModels = len(pos)
+		}
+		if opts.Params, err = mf.params(opts.Method, nModels); err != nil {
+			return err
+		}
 	}
 	switch opts.Missing {
 	case blend.MissingError, blend.MissingBase:
@@ -145,7 +166,9 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("--vocab %q: want base, tuned or union", *vocab)
 	}
-	if *weights != "" {
+	if merging {
+		// The method's parameters are set above.
+	} else if *weights != "" {
 		if opts.Weights, err = blend.ParseList(*weights); err != nil {
 			return usagef("--weights: %v", err)
 		}
@@ -156,6 +179,7 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		return usagef("%d tuned models need --weights w1,...,w%d (task arithmetic)", len(pos)-1, len(pos)-1)
 	}
 	switch {
+	case merging:
 	case *alpha != "":
 		if opts.Alpha, err = blend.ParseReal(*alpha); err != nil {
 			return usagef("--alpha: %v", err)

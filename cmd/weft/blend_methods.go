@@ -1,0 +1,273 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/weft-ml/weft/ops/blend"
+)
+
+// methodsUsage documents the merge methods' flags in blend's usage text.
+const methodsUsage = `Merge methods (mergekit's definitions and parameter names; float64, one rounding):
+  --method M           task_arithmetic, ties, dare_linear, dare_ties, della, della_linear,
+                       breadcrumbs, breadcrumbs_ties (task vectors tuned_i - base, sparsified,
+                       sign-elected for the *ties and della, summed with the weights, scaled
+                       by lambda); model_stock (base + 2 or more tuned); nuslerp (2 tuned, or
+                       2 models with --no-base); multislerp (1 or more tuned, or 2 or more
+                       models with --no-base). --alpha does not apply: use --lambda and --weights
+  --weights w1,w2,...  per-model weight (default 1 each; one value applies to every model)
+  --density d1,...     fraction of each task vector kept (ties, dare_*, della*, breadcrumbs*)
+  --epsilon e1,...     della: keep probabilities range over density±epsilon (default 0.15)
+  --gamma g1,...       breadcrumbs: fraction of largest magnitudes dropped (default 0.01)
+  --lambda L           scale of the merged task vector (default 1)
+  --P-for PATTERN=V    per-tensor value of P (weight, density, epsilon, gamma, lambda), for
+                       every model; patterns as in --alpha-for; first matching rule wins
+  --P-schedule a,b,... per-layer values of P, interpolated as --alpha-schedule
+  --normalize B        divide by the weights that contributed (default: on for ties, della)
+  --rescale B          rescale sparsified task vectors to their L1 norm (default: on for
+                       dare_*, della*)
+  --consensus sum|count  sign election of the *ties methods and della (default sum)
+  --seed N             seed of the dare/della drops (counter-based: same bytes at any
+                       --threads)
+  --filter-wise        model_stock: one interpolation weight per row
+  --nuslerp-flatten=false, --nuslerp-row-wise   nuslerp per row, or per column
+  --normalize-weights=false, --eps E            multislerp options
+  --no-base            nuslerp, multislerp: merge the inputs themselves, not their task
+                       vectors (the output still takes the first input's layout)
+`
+
+// mergeFlags are blend's flags for the merge methods.
+type mergeFlags struct {
+	fs                        *flag.FlagSet
+	lists                     map[string]*string // weight lists: density, epsilon, gamma, lambda
+	rules                     map[string]*valueRules
+	schedules                 map[string]*string
+	normalize, rescale        *bool
+	consensus                 *string
+	seed                      *uint64
+	filterWise                *bool
+	nuFlatten, nuRowWise      *bool
+	normalizeWeights, noBase  *bool
+	eps                       *float64
+	set                       map[string]bool
+	weights                   string // --weights, shared with linear's task arithmetic
+	weightsSet, anyMergeFlags bool
+}
+
+// mergeParamNames are the per-tensor parameters with -for and -schedule flags.
+var mergeParamNames = []string{"weight", "density", "epsilon", "gamma", "lambda"}
+
+// valueRules is a repeatable --P-for flag.
+type valueRules struct {
+	flag  string
+	rules []blend.ValueRule
+}
+
+func (r *valueRules) String() string { return fmt.Sprint(r.rules) }
+func (r *valueRules) Set(v string) error {
+	i := strings.LastIndexByte(v, '=')
+	if i <= 0 || i == len(v)-1 {
+		return fmt.Errorf("%q: want PATTERN=VALUE", v)
+	}
+	x, err := blend.ParseReal(v[i+1:])
+	if err != nil {
+		return fmt.Errorf("%q: %v", v, err)
+	}
+	r.rules = append(r.rules, blend.ValueRule{Pattern: v[:i], Value: x})
+	return nil
+}
+
+func addMergeFlags(fs *flag.FlagSet) *mergeFlags {
+	m := &mergeFlags{fs: fs, lists: map[string]*string{}, rules: map[string]*valueRules{}, schedules: map[string]*string{}}
+	for _, p := range mergeParamNames {
+		if p != "weight" {
+			m.lists[p] = fs.String(p, "", "")
+		}
+		m.rules[p] = &valueRules{flag: "--" + p + "-for"}
+		fs.Var(m.rules[p], p+"-for", "")
+		m.schedules[p] = fs.String(p+"-schedule", "", "")
+	}
+	m.normalize = fs.Bool("normalize", false, "")
+	m.rescale = fs.Bool("rescale", false, "")
+	m.consensus = fs.String("consensus", "", "")
+	m.seed = fs.Uint64("seed", 0, "")
+	m.filterWise = fs.Bool("filter-wise", false, "")
+	m.nuFlatten = fs.Bool("nuslerp-flatten", true, "")
+	m.nuRowWise = fs.Bool("nuslerp-row-wise", false, "")
+	m.normalizeWeights = fs.Bool("normalize-weights", true, "")
+	m.eps = fs.Float64("eps", blend.MultiSlerpEps, "")
+	m.noBase = fs.Bool("no-base", false, "")
+	return m
+}
+
+// afterParse records which flags were given.
+func (m *mergeFlags) afterParse(weights string) {
+	m.set = map[string]bool{}
+	m.fs.Visit(func(f *flag.Flag) { m.set[f.Name] = true })
+	m.weights = weights
+	m.weightsSet = m.set["weights"]
+	for name := range m.set {
+		switch name {
+		case "weights", "o", "output", "force", "threads", "quiet", "dry-run", "max-shard-size", "split-max-size",
+			"alpha", "alpha-for", "alpha-schedule", "method", "missing", "vocab", "dtype", "out-type", "type-for":
+		default:
+			m.anyMergeFlags = true
+		}
+	}
+}
+
+// firstMergeFlag names one merge flag that was given, for messages.
+func (m *mergeFlags) firstMergeFlag() string {
+	for _, f := range []string{"density", "epsilon", "gamma", "lambda", "normalize", "rescale", "consensus", "seed", "filter-wise",
+		"nuslerp-flatten", "nuslerp-row-wise", "normalize-weights", "eps", "no-base"} {
+		if m.set[f] {
+			return "--" + f
+		}
+	}
+	for _, p := range mergeParamNames {
+		if m.set[p+"-for"] {
+			return "--" + p + "-for"
+		}
+		if m.set[p+"-schedule"] {
+			return "--" + p + "-schedule"
+		}
+	}
+	return "a merge flag"
+}
+
+// params builds the method's parameters for nModels models.
+func (m *mergeFlags) params(method blend.Method, nModels int) (blend.MergeParams, error) {
+	var p blend.MergeParams
+	perModel := map[string][]float64{}
+	lists := map[string]string{"weight": m.weights}
+	for k, v := range m.lists {
+		lists[k] = *v
+	}
+	for name, s := range lists {
+		if s == "" || name == "lambda" {
+			continue
+		}
+		flagName := "--" + name
+		if name == "weight" {
+			flagName = "--weights"
+		}
+		v, err := blend.ParseList(s)
+		if err != nil {
+			return p, usagef("%s: %v", flagName, err)
+		}
+		switch len(v) {
+		case 1:
+			for len(v) < nModels {
+				v = append(v, v[0])
+			}
+		case nModels:
+		default:
+			return p, usagef("%s has %d values for %d models (give one for all, or one per model)", flagName, len(v), nModels)
+		}
+		perModel[name] = v
+	}
+	schedule := func(name string) ([]float64, error) {
+		s := *m.schedules[name]
+		if s == "" {
+			return nil, nil
+		}
+		v, err := blend.ParseList(s)
+		if err != nil {
+			return nil, usagef("--%s-schedule: %v", name, err)
+		}
+		return v, nil
+	}
+	value := func(name string, def float64, k int) (*blend.Value, error) {
+		sched, err := schedule(name)
+		if err != nil {
+			return nil, err
+		}
+		given := m.rules[name].rules != nil || sched != nil
+		v := blend.Value{Default: def, For: m.rules[name].rules, Schedule: sched}
+		if name == "lambda" {
+			if s := *m.lists["lambda"]; s != "" {
+				x, err := blend.ParseReal(s)
+				if err != nil {
+					return nil, usagef("--lambda: %v", err)
+				}
+				v.Default, given = x, true
+			}
+		} else if l, ok := perModel[name]; ok {
+			v.Default, given = l[k], true
+		}
+		if !given {
+			return nil, nil
+		}
+		return &v, nil
+	}
+	defaults := map[string]float64{"weight": 1, "density": blend.DefaultDensity, "epsilon": blend.DefaultEpsilon, "gamma": blend.DefaultGamma}
+	any := false
+	models := make([]blend.ModelParams, nModels)
+	for k := range models {
+		fields := map[string]**blend.Value{"weight": &models[k].Weight, "density": &models[k].Density, "epsilon": &models[k].Epsilon, "gamma": &models[k].Gamma}
+		for name, dst := range fields {
+			v, err := value(name, defaults[name], k)
+			if err != nil {
+				return p, err
+			}
+			if v != nil {
+				*dst, any = v, true
+			}
+		}
+	}
+	if any {
+		p.Models = models
+	}
+	lam, err := value("lambda", blend.DefaultLambda, 0)
+	if err != nil {
+		return p, err
+	}
+	p.Lambda = lam
+	if m.set["normalize"] {
+		p.Normalize = m.normalize
+	}
+	if m.set["rescale"] {
+		p.Rescale = m.rescale
+	}
+	p.ConsensusMethod = *m.consensus
+	if p.ConsensusMethod != "" && p.ConsensusMethod != "sum" && p.ConsensusMethod != "count" {
+		return p, usagef("--consensus %q: want sum or count", p.ConsensusMethod)
+	}
+	p.Seed = *m.seed
+	if p.Seed > 1<<63-1 {
+		return p, usagef("--seed %d: at most %d", p.Seed, int64(1<<63-1))
+	}
+	p.FilterWise = *m.filterWise
+	if m.set["nuslerp-flatten"] {
+		p.NuSlerpFlatten = m.nuFlatten
+	}
+	p.NuSlerpRowWise = *m.nuRowWise
+	if m.set["normalize-weights"] {
+		p.NormalizeWeights = m.normalizeWeights
+	}
+	if m.set["eps"] {
+		p.Eps = m.eps
+	}
+	p.NoBase = *m.noBase
+	return p, nil
+}
+
+// methodNames lists the methods for messages.
+func methodNames() string {
+	var s []string
+	for _, m := range blend.Methods() {
+		s = append(s, string(m))
+	}
+	return strings.Join(s, ", ")
+}
+
+// isMerge reports whether a method is configured by the merge flags.
+func isMerge(m blend.Method) bool {
+	for _, x := range blend.Methods() {
+		if x == m {
+			return m != blend.Linear && m != blend.Slerp
+		}
+	}
+	return false
+}
