@@ -49,6 +49,11 @@ var Groups = map[string][]Role{
 	"norm":       {RoleNorm},
 }
 
+// LinearRoles are the roles of the matrices a layer applies as linear maps of the hidden
+// state (nn.Linear in Hugging Face models, ggml mul_mat in llama.cpp): the targets of LoRA
+// adapters. Embeddings and heads are linear too but are adapted only on request.
+var LinearRoles = []Role{RoleAttnIn, RoleAttnOut, RoleMLPIn, RoleMLPOut}
+
 // layerPattern finds the layer index in a tensor name; group 1 is the prefix up to and
 // including the separator before the index, group 2 the index.
 type layerPattern struct {

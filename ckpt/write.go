@@ -35,6 +35,9 @@ type WriteOptions struct {
 	Inputs []*weft.Checkpoint
 	// Progress, when set, is called from one goroutine with the bytes written so far.
 	Progress func(done, total int64)
+	// DirName, for a directory output, names its safetensors file(s) instead of "model"
+	// ("adapter_model" gives adapter_model.safetensors, as PEFT adapters are named).
+	DirName string
 }
 
 // Kind is the shape of an output.
@@ -107,6 +110,9 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		if kind == KindHFDir {
 			p.Dir = path
 			lo.Name = "model"
+			if opts.DirName != "" {
+				lo.Name = opts.DirName
+			}
 		} else {
 			p.Dir = filepath.Dir(path)
 			lo.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))

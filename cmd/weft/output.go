@@ -26,6 +26,9 @@ type outFlags struct {
 	// Output types, for commands that call addTypes.
 	outType string
 	typeFor typeRules
+
+	// dirName names the safetensors file of a directory output (default "model").
+	dirName string
 }
 
 // addTypes adds --out-type and --type-for, which set the output type of the tensors an op
@@ -55,7 +58,7 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 
 // options turns the flags into write options.
 func (o *outFlags) options(inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
-	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, Inputs: inputs}
+	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, Inputs: inputs, DirName: o.dirName}
 	if o.threads < 1 {
 		return opts, usagef("--threads must be at least 1, got %d", o.threads)
 	}

@@ -262,7 +262,7 @@ func (g *gtaTensor) dellaRow(k int, row int64, d []float64, keep []bool) error {
 		if n > 1 {
 			rn = float64(r) / float64(n-1)
 		}
-		prob[c] = (dens - eps) + rn*2*eps
+		prob[c] = (dens - eps) + float64(rn*2*eps)
 	}
 	st := maskStream(g.seed, g.mt.name, k+1, row)
 	for c := range keep {
@@ -355,7 +355,7 @@ func (g *gtaTensor) compute(r0 int64, in [][]float64, out []float64) error {
 		if g.normalize {
 			mixed /= div
 		}
-		mixed *= lambda
+		mixed = float64(mixed * lambda)
 		out[j] = in[0][j] + mixed
 	}
 	return nil

@@ -36,9 +36,9 @@ func nuslerpCoeffs(t, dot, n0sq, n1sq float64) slerpCoeffs {
 
 func (k slerpCoeffs) apply(t, v0, v1 float64) float64 {
 	if k.lerp {
-		return (1-t)*v0 + t*v1
+		return float64((1-t)*v0) + float64(t*v1)
 	}
-	return (k.a*v0 + k.c*v1) / k.s
+	return (float64(k.a*v0) + float64(k.c*v1)) / k.s
 }
 
 // nuslerpTensor is one tensor of nuslerp.
@@ -106,9 +106,9 @@ func (n *nuslerpTensor) prepare() error {
 				var d, x, y float64
 				for e := off; e < off+rl; e++ {
 					v0, v1 := n.vecs(in, e)
-					d += v0 * v1
-					x += v0 * v0
-					y += v1 * v1
+					d += float64(v0 * v1)
+					x += float64(v0 * v0)
+					y += float64(v1 * v1)
 				}
 				dot.Add(d)
 				a.Add(x)
@@ -127,9 +127,9 @@ func (n *nuslerpTensor) prepare() error {
 			for e := range in[0] {
 				col := (base + int64(e)) % n.ncols
 				v0, v1 := n.vecs(in, e)
-				dot[col] += v0 * v1
-				a[col] += v0 * v0
-				b[col] += v1 * v1
+				dot[col] += float64(v0 * v1)
+				a[col] += float64(v0 * v0)
+				b[col] += float64(v1 * v1)
 			}
 			return nil
 		})
@@ -152,9 +152,9 @@ func (n *nuslerpTensor) compute(r0 int64, in [][]float64, out []float64) error {
 			var d, x, y float64
 			for e := off; e < off+rl; e++ {
 				v0, v1 := n.vecs(in, e)
-				d += v0 * v1
-				x += v0 * v0
-				y += v1 * v1
+				d += float64(v0 * v1)
+				x += float64(v0 * v0)
+				y += float64(v1 * v1)
 			}
 			k = nuslerpCoeffs(n.t, d, x, y)
 		}
@@ -245,7 +245,7 @@ func (m *multislerpTensor) prepare() error {
 			for e := off; e < off+rl; e++ {
 				for i := range row {
 					v := m.x(in, i, e)
-					row[i] += v * v
+					row[i] += float64(v * v)
 				}
 			}
 			for i := range row {
@@ -265,7 +265,7 @@ func (m *multislerpTensor) prepare() error {
 		if i == 0 {
 			avgNorm = n * m.w[i]
 		} else {
-			avgNorm += n * m.w[i]
+			avgNorm += float64(n * m.w[i])
 		}
 	}
 	var mean Sum
@@ -274,7 +274,7 @@ func (m *multislerpTensor) prepare() error {
 			var s float64
 			for e := off; e < off+rl; e++ {
 				v := m.mean(in, e)
-				s += v * v
+				s += float64(v * v)
 			}
 			mean.Add(s)
 		}
@@ -299,7 +299,7 @@ func (m *multislerpTensor) prepare() error {
 func (m *multislerpTensor) mean(in [][]float64, e int) float64 {
 	var s float64
 	for i := range m.w {
-		v := (m.x(in, i, e) * m.inv[i]) * m.w[i]
+		v := float64((m.x(in, i, e) * m.inv[i]) * m.w[i])
 		if i == 0 {
 			s = v
 		} else {
@@ -313,9 +313,9 @@ func (m *multislerpTensor) compute(_ int64, in [][]float64, out []float64) error
 	for e := range out {
 		var r float64
 		if m.lerp {
-			r = m.x(in, 0, e)*m.w[0] + m.x(in, 1, e)*m.w[1]
+			r = float64(m.x(in, 0, e)*m.w[0]) + float64(m.x(in, 1, e)*m.w[1])
 		} else {
-			r = m.mean(in, e) * m.scale
+			r = float64(m.mean(in, e) * m.scale)
 		}
 		if !m.noBase {
 			r = in[0][e] + r

@@ -42,7 +42,7 @@ func stockT(norm2 []float64, dots []float64) float64 {
 	}
 	cos := sum / float64(p)
 	nf := float64(n)
-	return (nf * cos) / (1 + (nf-1)*cos)
+	return (nf * cos) / (1 + float64((nf-1)*cos))
 }
 
 // stockSums accumulates, over one run of elements, the squared norms of the offsets and
@@ -56,9 +56,9 @@ func stockSums(in [][]float64, lo, hi int, norm2, dots []float64) {
 		p := 0
 		for i := 0; i < n; i++ {
 			oi := in[i+1][e] - b[e]
-			norm2[i] += oi * oi
+			norm2[i] += float64(oi * oi)
 			for j := i + 1; j < n; j++ {
-				dots[p] += oi * (in[j+1][e] - b[e])
+				dots[p] += float64(oi * (in[j+1][e] - b[e]))
 				p++
 			}
 		}
@@ -130,7 +130,7 @@ func (s *stockTensor) compute(r0 int64, in [][]float64, out []float64) error {
 				avg += in[k][e]
 			}
 			avg /= nf
-			out[e] = t*avg + (1-t)*in[0][e]
+			out[e] = float64(t*avg) + float64((1-t)*in[0][e])
 		}
 	}
 	return nil

@@ -1,0 +1,469 @@
+// Package lora extracts low-rank adapters from the difference between a tuned and a base
+// checkpoint, and merges adapters into checkpoints, streaming, in bounded memory.
+//
+// Extract factorises each linear weight's task vector D = tuned - base (m rows, the output
+// features, by n columns, the input features) as D ~ B*A with B m-by-r and A r-by-n, through a
+// truncated SVD D ~ U*S*V^T split as B = U*sqrt(S), A = sqrt(S)*V^T (the factorisation
+// mergekit-extract-lora writes), exact (gonum) for small matrices and randomized with power
+// iterations for large ones (see svd.go). lora_alpha is written equal to r, so the adapter's
+// scale alpha/r is 1 and applying it at scale s adds s*B*A. It writes a PEFT adapter directory
+// (adapter_model.safetensors and adapter_config.json, for transformers and PEFT) or llama.cpp's
+// GGUF LoRA adapter. Merge applies either kind to a checkpoint:
+// W + scale*(alpha/r)*B*A in float64, rounded once to W's type (quantized types through the
+// reference quantizers).
+package lora
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// Format is an adapter format.
+type Format string
+
+// The adapter formats.
+const (
+	// PEFT is a directory with adapter_model.safetensors (tensors named
+	// base_model.model.<module>.lora_A.weight and .lora_B.weight, or .lora_embedding_A and
+	// .lora_embedding_B for embeddings) and adapter_config.json.
+	PEFT Format = "peft"
+	// GGUF is llama.cpp's LoRA adapter: a GGUF file with general.type "adapter",
+	// adapter.type "lora", adapter.lora.alpha, and tensors <weight>.lora_a and .lora_b.
+	GGUF Format = "gguf"
+)
+
+// Defaults of ExtractOptions.
+const (
+	DefaultOversample = 10
+	DefaultPowerIters = 2
+	// DefaultDenseElems is the largest matrix (in elements; 8 MiB of float64) factorised by
+	// the exact SVD.
+	DefaultDenseElems = 1 << 20
+)
+
+// ExtractOptions control Extract.
+type ExtractOptions struct {
+	// Rank is the adapter's rank r (at least 1). A matrix whose smaller dimension is below r
+	// gets rank that dimension, its factors padded with zeros to r.
+	Rank int
+	// Format is PEFT or GGUF; it must match the inputs' tensor naming (Hugging Face names
+	// for PEFT, llama.cpp names for GGUF).
+	Format Format
+	// Embeddings and Head add the token embedding and the output head to the adapter.
+	Embeddings, Head bool
+	// DType is the adapter tensors' type: F32 (the default when invalid), F16 or BF16.
+	DType weft.DType
+	// Oversample is the randomized SVD's oversampling (0: DefaultOversample).
+	Oversample int
+	// PowerIters is the number of power iterations (0: DefaultPowerIters; negative: none).
+	PowerIters int
+	// DenseElems is the largest matrix, in elements, factorised exactly by a dense SVD
+	// (0: DefaultDenseElems; negative: never, always randomized).
+	DenseElems int64
+	// Seed keys the randomized SVD's test matrices.
+	Seed uint64
+	// BaseName is written as adapter_config.json's base_model_name_or_path (default: the
+	// base checkpoint's file or directory name).
+	BaseName string
+}
+
+// Module is one weight of the adapter.
+type Module struct {
+	// Tensor is the base tensor the adapter modifies; Shape its shape.
+	Tensor string
+	Shape  []int64
+	// Rank is the rank of its factorisation (the adapter's rank, or less for a small
+	// matrix); Exact reports a dense SVD (else randomized).
+	Rank  int
+	Exact bool
+	// Embedding marks a token embedding (its factors are laid out transposed).
+	Embedding bool
+	// A and B name the module's two tensors in the adapter.
+	A, B string
+
+	mu   sync.Mutex
+	kept float64
+	done bool
+}
+
+// Kept returns the fraction of the task vector's energy (squared Frobenius norm) the
+// factorisation keeps, and whether it has been computed (when the adapter's tensors were
+// read).
+func (m *Module) Kept() (float64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.kept, m.done
+}
+
+// Extraction is the result of Extract.
+type Extraction struct {
+	// Adapter is the adapter checkpoint, its tensors computed when read; write it with
+	// ckpt.Write (a PEFT adapter to a directory with WriteOptions.DirName
+	// "adapter_model", a GGUF adapter to a .gguf file).
+	Adapter *weft.Checkpoint
+	Modules []*Module
+	// Notes says what the adapter leaves out.
+	Notes []string
+}
+
+// params is what the adapter's provenance records.
+type params struct {
+	Rank       int    `json:"rank"`
+	Format     string `json:"format"`
+	DType      string `json:"dtype"`
+	Embeddings bool   `json:"embeddings,omitempty"`
+	Head       bool   `json:"head,omitempty"`
+	Oversample int    `json:"oversample"`
+	PowerIters int    `json:"power_iters"`
+	DenseElems int64  `json:"dense_elems"`
+}
+
+// Extract plans the extraction of a LoRA adapter of tuned - base. Only headers are read; each
+// module's SVD runs when its tensors are first read, and holds its factors until both are
+// written.
+func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, error) {
+	if opts.Rank < 1 {
+		return nil, fmt.Errorf("lora: rank must be at least 1, got %d", opts.Rank)
+	}
+	if opts.DType == weft.Invalid {
+		opts.DType = weft.F32
+	}
+	switch opts.DType {
+	case weft.F32, weft.F16, weft.BF16:
+	default:
+		return nil, fmt.Errorf("lora: adapter type %v: want f32, f16 or bf16", opts.DType)
+	}
+	if opts.Oversample == 0 {
+		opts.Oversample = DefaultOversample
+	}
+	if opts.Oversample < 0 {
+		return nil, fmt.Errorf("lora: oversampling must not be negative, got %d", opts.Oversample)
+	}
+	if opts.PowerIters == 0 {
+		opts.PowerIters = DefaultPowerIters
+	}
+	opts.PowerIters = max(opts.PowerIters, 0)
+	if opts.DenseElems == 0 {
+		opts.DenseElems = DefaultDenseElems
+	}
+
+	names := make([]string, len(base.Tensors))
+	for i, t := range base.Tensors {
+		names[i] = t.Name
+	}
+	naming := arch.DetectNaming(names)
+	switch {
+	case opts.Format == PEFT && naming == arch.GGUFN:
+		return nil, fmt.Errorf("lora: %s has llama.cpp (GGUF) tensor names; a PEFT adapter needs Hugging Face names: give Hugging Face checkpoints, or name the output .gguf for a llama.cpp adapter", base.Path)
+	case opts.Format == GGUF && naming != arch.GGUFN:
+		return nil, fmt.Errorf("lora: %s has Hugging Face tensor names; llama.cpp's adapters use its own names (and its q/k row order): give GGUF checkpoints, or write a PEFT directory and convert it with llama.cpp's convert_lora_to_gguf.py", base.Path)
+	case opts.Format != PEFT && opts.Format != GGUF:
+		return nil, fmt.Errorf("lora: unknown adapter format %q", opts.Format)
+	}
+	if opts.Format == PEFT {
+		cfg, err := noise.Config(base)
+		if err != nil {
+			return nil, fmt.Errorf("lora: %s: %w", base.Path, err)
+		}
+		if mt, _ := cfg["model_type"].(string); arch.Conv1DModelTypes[mt] {
+			return nil, fmt.Errorf("lora: %s is a %s model, whose linear weights are stored transposed (Conv1D); weft does not extract adapters for them", base.Path, mt)
+		}
+	}
+
+	if opts.Seed > math.MaxInt64 {
+		return nil, fmt.Errorf("lora: seed %d is larger than %d", opts.Seed, int64(math.MaxInt64))
+	}
+	tidx := tuned.Index()
+	ex := &Extraction{}
+	var tensors []*weft.Tensor
+	var skipped []string
+	targets := map[string]bool{}
+	for _, b := range base.Tensors {
+		role := arch.RoleOf(b.Name)
+		want := slices.Contains(arch.LinearRoles, role) && len(b.Shape) == 2 ||
+			opts.Embeddings && role == arch.RoleEmbedding || opts.Head && role == arch.RoleHead
+		if !want {
+			skipped = append(skipped, b.Name)
+			continue
+		}
+		u := tidx[b.Name]
+		switch {
+		case u == nil:
+			return nil, fmt.Errorf("lora: tensor %q is in the base (%s) but not in the tuned model (%s)", b.Name, filepath.Base(base.Path), filepath.Base(tuned.Path))
+		case len(b.Shape) != 2 || !slices.Equal(b.Shape, u.Shape):
+			return nil, fmt.Errorf("lora: tensor %q: shape %v in the base, %v in the tuned model; an adapter needs two matrices of one shape", b.Name, b.Shape, u.Shape)
+		case !codec.CanDecode(b.DType) || !codec.CanDecode(u.DType):
+			return nil, fmt.Errorf("lora: tensor %q: cannot decode %v / %v", b.Name, b.DType, u.DType)
+		case opts.Format == PEFT && !strings.HasSuffix(b.Name, ".weight"):
+			return nil, fmt.Errorf("lora: tensor %q: PEFT names adapters after modules, and this name does not end in .weight", b.Name)
+		}
+		m, n := int(b.Shape[0]), int(b.Shape[1])
+		mod := &Module{Tensor: b.Name, Shape: append([]int64(nil), b.Shape...), Rank: min(opts.Rank, m, n),
+			Exact: opts.DenseElems > 0 && int64(m)*int64(n) <= opts.DenseElems, Embedding: role == arch.RoleEmbedding}
+		ex.Modules = append(ex.Modules, mod)
+		st := &moduleState{mod: mod, base: b, tuned: u, opts: opts}
+		a, bb := st.tensors(opts.Format)
+		mod.A, mod.B = a.Name, bb.Name
+		st.total = a.Rows() + bb.Rows()
+		if opts.Format == PEFT {
+			module := strings.TrimSuffix(b.Name, ".weight")
+			targets[module[strings.LastIndexByte(module, '.')+1:]] = true
+		}
+		tensors = append(tensors, a, bb)
+	}
+	if len(ex.Modules) == 0 {
+		return nil, fmt.Errorf("lora: no linear weights to adapt in %s", base.Path)
+	}
+	if len(skipped) > 0 {
+		ex.Notes = append(ex.Notes, fmt.Sprintf("%d tensors are not in the adapter (LoRA adapts matrices; embeddings and head only with their options): %s", len(skipped), listNames(skipped)))
+	}
+
+	out := &weft.Checkpoint{Tensors: tensors}
+	p := params{Rank: opts.Rank, Format: string(opts.Format), DType: opts.DType.String(), Embeddings: opts.Embeddings, Head: opts.Head,
+		Oversample: opts.Oversample, PowerIters: opts.PowerIters, DenseElems: opts.DenseElems}
+	switch opts.Format {
+	case PEFT:
+		out.Format, out.Path = weft.Safetensors, "adapter"
+		out.Metadata = map[string]string{"format": "pt"}
+		name := opts.BaseName
+		if name == "" {
+			name = filepath.Base(filepath.Clean(base.Path))
+		}
+		cfg, err := peftConfig(name, opts.Rank, targets)
+		if err != nil {
+			return nil, err
+		}
+		out.SideFiles = []weft.SideFile{{Name: "adapter_config.json", Data: cfg}}
+	case GGUF:
+		archName, ok := base.GetKV("general.architecture")
+		if s, isStr := archName.(string); !ok || !isStr || s == "" {
+			return nil, fmt.Errorf("lora: %s has no general.architecture; llama.cpp checks an adapter's architecture against the model's", base.Path)
+		}
+		out.Format, out.Path, out.GGUFVersion, out.Alignment = weft.GGUF, "adapter.gguf", 3, 32
+		out.KV = []weft.KV{
+			{Key: "general.architecture", Value: archName},
+			{Key: "general.type", Value: "adapter"},
+			{Key: "adapter.type", Value: "lora"},
+			{Key: "adapter.lora.alpha", Value: float32(opts.Rank)},
+		}
+	}
+	if err := ops.Record(out, "lora-extract", p, []*weft.Checkpoint{base, tuned}, int64(opts.Seed)); err != nil {
+		return nil, err
+	}
+	ex.Adapter = out
+	return ex, nil
+}
+
+// peftConfig returns adapter_config.json: the LoraConfig fields PEFT writes, with
+// lora_alpha = r (scale 1), no dropout, inference mode.
+func peftConfig(base string, r int, targets map[string]bool) ([]byte, error) {
+	tm := make([]string, 0, len(targets))
+	for t := range targets {
+		tm = append(tm, t)
+	}
+	sort.Strings(tm)
+	cfg := map[string]any{
+		"alpha_pattern":           map[string]any{},
+		"auto_mapping":            nil,
+		"base_model_name_or_path": base,
+		"bias":                    "none",
+		"fan_in_fan_out":          false,
+		"inference_mode":          true,
+		"init_lora_weights":       true,
+		"layers_pattern":          nil,
+		"layers_to_transform":     nil,
+		"lora_alpha":              r,
+		"lora_dropout":            0.0,
+		"modules_to_save":         nil,
+		"peft_type":               "LORA",
+		"r":                       r,
+		"rank_pattern":            map[string]any{},
+		"revision":                nil,
+		"target_modules":          tm,
+		"task_type":               "CAUSAL_LM",
+		"use_dora":                false,
+		"use_rslora":              false,
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// listNames formats up to 12 names.
+func listNames(names []string) string {
+	const max = 12
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(", ... and %d more", len(names)-max)
+}
+
+// moduleState computes one module's factors on demand and hands out their rows.
+type moduleState struct {
+	mod         *Module
+	base, tuned *weft.Tensor
+	opts        ExtractOptions
+
+	mu        sync.Mutex
+	f         *factors
+	err       error
+	delivered int64 // rows of both tensors handed out since the factors were computed
+	total     int64
+}
+
+// tensorKind says what an adapter tensor holds.
+type tensorKind int
+
+const (
+	kindA tensorKind = iota // sqrt(S)*V^T (linear) or sqrt(S)*U^T (PEFT embedding)
+	kindB                   // U*sqrt(S) (linear) or V*sqrt(S) (embeddings)
+	kindGGUFEmbdA           // U*sqrt(S): llama.cpp's token_embd.lora_a
+)
+
+// tensors returns the module's two adapter tensors.
+func (s *moduleState) tensors(f Format) (*weft.Tensor, *weft.Tensor) {
+	m, n, r := s.base.Shape[0], s.base.Shape[1], int64(s.opts.Rank)
+	name := s.base.Name
+	dt := s.opts.DType
+	mk := func(tn string, shape []int64, kind tensorKind, rowsFromU bool) *weft.Tensor {
+		info := weft.TensorInfo{Name: tn, DType: dt, Shape: shape}
+		return ops.Computed(info, func(r0, r1 int64, dst []byte) error { return s.fill(kind, rowsFromU, info, r0, r1, dst) })
+	}
+	emb := s.mod.Embedding
+	switch {
+	case f == PEFT && !emb:
+		mod := "base_model.model." + strings.TrimSuffix(name, ".weight")
+		return mk(mod+".lora_A.weight", []int64{r, n}, kindA, false), mk(mod+".lora_B.weight", []int64{m, r}, kindB, true)
+	case f == PEFT && emb:
+		// PEFT's Embedding: delta = (B*A)^T with A r-by-vocab, B dim-by-r.
+		mod := "base_model.model." + strings.TrimSuffix(name, ".weight")
+		return mk(mod+".lora_embedding_A", []int64{r, m}, kindA, true), mk(mod+".lora_embedding_B", []int64{n, r}, kindB, false)
+	case f == GGUF && emb:
+		// llama.cpp's token_embd: lora_a is vocab-by-r (rows gathered per token), lora_b is
+		// n_embd-by-r; delta[v] = sum_k a[v][k]*b[:, k] (llama-adapter.cpp's shape check and
+		// llm_build_inp_embd; convert_lora_to_gguf.py transposes lora_a for it).
+		return mk(name+".lora_a", []int64{m, r}, kindGGUFEmbdA, true), mk(name+".lora_b", []int64{n, r}, kindB, false)
+	default:
+		// llama.cpp: lora_a ne = [n_in, r] (row-major r-by-n_in), lora_b ne = [r, n_out].
+		return mk(name+".lora_a", []int64{r, n}, kindA, false), mk(name+".lora_b", []int64{m, r}, kindB, true)
+	}
+}
+
+// get returns the module's factorisation, computing it if needed; the caller holds s.mu.
+func (s *moduleState) get() (*factors, error) {
+	if s.f != nil || s.err != nil {
+		return s.f, s.err
+	}
+	m, n := int(s.base.Shape[0]), int(s.base.Shape[1])
+	chunk := max(1, (1<<18)/n)
+	src := func(fn func(int, *mat.Dense) error) error {
+		bv := make([]float64, chunk*n)
+		tv := make([]float64, chunk*n)
+		for r0 := 0; r0 < m; r0 += chunk {
+			r1 := min(m, r0+chunk)
+			k := (r1 - r0) * n
+			if err := ops.ReadRowsF64(s.base, int64(r0), int64(r1), bv[:k]); err != nil {
+				return err
+			}
+			if err := ops.ReadRowsF64(s.tuned, int64(r0), int64(r1), tv[:k]); err != nil {
+				return err
+			}
+			d := mat.NewDense(r1-r0, n, nil)
+			raw := d.RawMatrix().Data
+			for i := 0; i < k; i++ {
+				raw[i] = tv[i] - bv[i]
+				if math.IsNaN(raw[i]) || math.IsInf(raw[i], 0) {
+					return fmt.Errorf("lora: tensor %q: tuned - base is %v at row %d, column %d; it has no SVD", s.base.Name, raw[i], r0+i/n, i%n)
+				}
+			}
+			if err := fn(r0, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	k := s.mod.Rank
+	if s.mod.Exact {
+		s.f, s.err = denseSVD(m, n, k, src)
+	} else {
+		omega := func(j int, row []float64) {
+			st := ops.RowStream(s.opts.Seed, s.base.Name+"\x00lora-omega", int64(j))
+			for i := range row {
+				row[i] = st.Normal()
+			}
+		}
+		s.f, s.err = randomizedSVD(m, n, k, s.opts.Oversample, s.opts.PowerIters, src, omega)
+	}
+	if s.err != nil {
+		if !strings.HasPrefix(s.err.Error(), "lora:") {
+			s.err = fmt.Errorf("lora: tensor %q: %w", s.base.Name, s.err)
+		}
+		return nil, s.err
+	}
+	s.mod.mu.Lock()
+	s.mod.kept, s.mod.done = s.f.kept(), true
+	s.mod.mu.Unlock()
+	s.delivered = 0
+	return s.f, nil
+}
+
+// fill writes rows [r0, r1) of one of the module's tensors. Row i of a tensor built from U
+// (rowsFromU) is U's row i scaled by sqrt(S), else V's; kindA tensors hold the transposes:
+// row i (< rank) is sqrt(S_i) times column i of V (or of U).
+func (s *moduleState) fill(kind tensorKind, rowsFromU bool, info weft.TensorInfo, r0, r1 int64, dst []byte) error {
+	s.mu.Lock()
+	f, err := s.get()
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	rl := int(info.RowLen())
+	vals := make([]float64, int(r1-r0)*rl)
+	k := len(f.S)
+	src := f.V
+	if rowsFromU {
+		src = f.U
+	}
+	for r := r0; r < r1; r++ {
+		row := vals[int(r-r0)*rl : int(r-r0+1)*rl]
+		switch kind {
+		case kindA:
+			// Row r is sqrt(S_r) * column r of the other factor (zero past the rank).
+			if int(r) < k {
+				sq := math.Sqrt(f.S[r])
+				for j := range row {
+					row[j] = sq * src.At(j, int(r))
+				}
+			}
+		default:
+			for i := 0; i < k; i++ {
+				row[i] = src.At(int(r), i) * math.Sqrt(f.S[i])
+			}
+		}
+	}
+	s.delivered += r1 - r0
+	if s.delivered >= s.total {
+		s.f = nil // both tensors written: free the factors (a later read recomputes them)
+	}
+	s.mu.Unlock()
+	if err := codec.EncodeF64(info.DType, vals, dst); err != nil {
+		return fmt.Errorf("lora: tensor %q: %w", info.Name, err)
+	}
+	return nil
+}
