@@ -331,9 +331,9 @@ type moduleState struct {
 type tensorKind int
 
 const (
-	kindA tensorKind = iota // sqrt(S)*V^T (linear) or sqrt(S)*U^T (PEFT embedding)
-	kindB                   // U*sqrt(S) (linear) or V*sqrt(S) (embeddings)
-	kindGGUFEmbdA           // U*sqrt(S): llama.cpp's token_embd.lora_a
+	kindA         tensorKind = iota // sqrt(S)*V^T (linear) or sqrt(S)*U^T (PEFT embedding)
+	kindB                           // U*sqrt(S) (linear) or V*sqrt(S) (embeddings)
+	kindGGUFEmbdA                   // U*sqrt(S): llama.cpp's token_embd.lora_a
 )
 
 // tensors returns the module's two adapter tensors.
