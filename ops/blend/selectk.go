@@ -25,7 +25,8 @@ import (
 // that share the digits found so far, and finds the digit of the k-th element. As soon as
 // the candidates left fit the budget, one more pass gathers them and sorts them; when all
 // 63 bits are fixed (every candidate has the same magnitude), one pass counts them in index
-// order to find where the k-th one is. Small inputs (n within the budget) are gathered and
+// order to find where the k-th one is; so does a bucket whose candidates all have the same
+// magnitude, as soon as a histogram shows it. Small inputs (n within the budget) are gathered and
 // sorted in one pass.
 
 // Cut is where a top-k selection by magnitude ends: the k-th element in weft's order (see
@@ -123,12 +124,21 @@ func TopK(n, k int64, scan Magnitudes, budget int64) (Cut, error) {
 		return gatherCut(scan, k, func(uint64) bool { return true }, int(n))
 	}
 	hist := make([]int64, 1<<16)
+	// lo and hi hold each bucket's smallest and largest key: a bucket whose keys are all
+	// equal (common with bfloat16 inputs, whose differences take few values) goes straight
+	// to the tie pass instead of walking the remaining digits.
+	lo := make([]uint64, 1<<16)
+	hi := make([]uint64, 1<<16)
 	prefix := uint64(0) // the digits found so far
 	rank := k           // rank (1-based) of the wanted element among the candidates
 	for level, dw := range selectDigits {
 		shift, width := dw[0], dw[1]
 		mask := uint64(1)<<width - 1
 		clear(hist)
+		clear(hi)
+		for i := range lo {
+			lo[i] = math.MaxUint64
+		}
 		top := shift + width
 		err := scan(func(i0 int64, mags []float64) error {
 			for j, m := range mags {
@@ -137,7 +147,10 @@ func TopK(n, k int64, scan Magnitudes, budget int64) (Cut, error) {
 					return err
 				}
 				if key>>top == prefix {
-					hist[(key>>shift)&mask]++
+					b := (key >> shift) & mask
+					hist[b]++
+					lo[b] = min(lo[b], key)
+					hi[b] = max(hi[b], key)
 				}
 			}
 			return nil
@@ -156,6 +169,9 @@ func TopK(n, k int64, scan Magnitudes, budget int64) (Cut, error) {
 		rank -= above
 		prefix = prefix<<width | uint64(d)
 		count := hist[d]
+		if lo[d] == hi[d] {
+			return tieCut(scan, lo[d], rank)
+		}
 		if level == len(selectDigits)-1 {
 			// Every candidate has magnitude prefix: the rank-th of them in index order.
 			return tieCut(scan, prefix, rank)

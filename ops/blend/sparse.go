@@ -2,7 +2,6 @@ package blend
 
 import (
 	"math"
-	"slices"
 	"strconv"
 
 	"github.com/weft-ml/weft/ops"
@@ -234,30 +233,18 @@ func (g *gtaTensor) keepRow(k int, row int64, d []float64, keep []bool) error {
 // (density - epsilon) + ((r-1)/(n-1))*2*epsilon.
 func (g *gtaTensor) dellaRow(k int, row int64, d []float64, keep []bool) error {
 	n := len(d)
-	order := make([]int32, n)
-	for c := range order {
-		order[c] = int32(c)
-		if math.IsNaN(d[c]) {
+	keys := make([]uint64, n)
+	for c := range keys {
+		key, err := magKey(math.Abs(d[c]), int64(c))
+		if err != nil {
 			return g.mt.errf("%s minus the base is NaN at row %d, column %d: della cannot rank it", g.mt.who(k+1), row, c)
 		}
+		keys[c] = key
 	}
-	slices.SortFunc(order, func(a, b int32) int {
-		x, y := math.Abs(d[a]), math.Abs(d[b])
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		case a > b: // equal: the higher index ranks lower
-			return -1
-		case a < b:
-			return 1
-		}
-		return 0
-	})
+	order := ascendingOrder(keys, make([]int32, n), make([]int32, n))
 	dens, eps := g.tp.density[k], g.tp.epsilon[k]
 	prob := make([]float64, n)
-	for r, c := range order {
+	for r, c := range order { // r is the ascending rank minus 1
 		rn := 0.5 // a row of one element: probability density
 		if n > 1 {
 			rn = float64(r) / float64(n-1)
@@ -284,29 +271,63 @@ func (g *gtaTensor) compute(r0 int64, in [][]float64, out []float64) error {
 		b, t := in[0], in[k+1]
 		w, f := g.tp.weight[k], g.factor[k]
 		sp := g.sparsifies(k)
+		magnitude := sp && (g.spec.sparse == sparseMagnitude || g.spec.sparse == sparseOutliers)
+		hi, lo := g.hi[k], g.lo[k]
 		for off := 0; off < n; off += rl {
 			d := x[off : off+rl]
-			for c := range d {
-				d[c] = t[off+c] - b[off+c]
-			}
-			if sp {
+			tr, br := t[off:off+rl], b[off:off+rl]
+			switch {
+			case magnitude && lo == CutNone:
+				// ties: the selection inline, equal magnitudes (rare but for bfloat16
+				// inputs) decided by index.
+				i0 := (r0 + int64(off/rl)) * g.mt.rowLen
+				for c := range d {
+					v := tr[c] - br[c]
+					a := math.Abs(v)
+					keep := a > hi.Mag
+					if a == hi.Mag {
+						keep = i0+int64(c) <= hi.Index
+					}
+					d[c] = 0
+					if keep {
+						d[c] = float64(v*f) * w
+					}
+				}
+			case magnitude:
+				// The selection inline: kept elements are the top-hi without the top-lo.
+				i0 := (r0 + int64(off/rl)) * g.mt.rowLen
+				for c := range d {
+					v := tr[c] - br[c]
+					a, i := math.Abs(v), i0+int64(c)
+					if hi.Keeps(a, i) && !lo.Keeps(a, i) {
+						d[c] = float64(v*f) * w
+					} else {
+						d[c] = 0
+					}
+				}
+			case sp:
+				for c := range d {
+					d[c] = tr[c] - br[c]
+				}
 				if err := g.keepRow(k, r0+int64(off/rl), d, keep); err != nil {
 					return err
 				}
 				for c := range d {
-					if !keep[c] {
-						d[c] = 0
+					if keep[c] {
+						d[c] = float64(d[c]*f) * w
 					} else {
-						d[c] *= f
+						d[c] = 0
 					}
 				}
-			}
-			for c := range d {
-				d[c] *= w
+			default:
+				for c := range d {
+					d[c] = (tr[c] - br[c]) * w
+				}
 			}
 		}
 		wd[k] = x
 	}
+	count := g.consensus == "count"
 	w := g.tp.weight
 	lambda := g.tp.lambda
 	for j := range out {
@@ -315,7 +336,7 @@ func (g *gtaTensor) compute(r0 int64, in [][]float64, out []float64) error {
 			var s float64
 			for k := 0; k < nm; k++ {
 				v := wd[k][j]
-				if g.consensus == "count" {
+				if count {
 					v = sign(v)
 				}
 				if k == 0 {
@@ -372,4 +393,41 @@ func sign(v float64) float64 {
 		return 0
 	}
 	return v
+}
+
+// ascendingOrder returns the indices of keys sorted by key ascending, equal keys by index
+// descending (so that, as in TopK, the lower index counts as the larger): a least significant
+// digit radix sort in bytes, starting from the indices in descending order and skipping the
+// digits every key shares. a and b are scratch of len(keys); the result is one of them.
+func ascendingOrder(keys []uint64, a, b []int32) []int32 {
+	n := len(keys)
+	src, dst := a[:n], b[:n]
+	for i := range src {
+		src[i] = int32(n - 1 - i)
+	}
+	if n == 0 {
+		return src
+	}
+	var count [256]int
+	for shift := uint(0); shift < 64; shift += 8 {
+		clear(count[:])
+		for _, i := range src {
+			count[(keys[i]>>shift)&0xff]++
+		}
+		if count[(keys[src[0]]>>shift)&0xff] == n {
+			continue
+		}
+		sum := 0
+		for d, c := range count {
+			count[d] = sum
+			sum += c
+		}
+		for _, i := range src {
+			d := (keys[i] >> shift) & 0xff
+			dst[count[d]] = i
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	return src
 }
