@@ -61,6 +61,7 @@ type NaNError struct {
 	Value float64
 }
 
+// Error names the element and its value.
 func (e *NaNError) Error() string {
 	if math.IsNaN(e.Value) {
 		return fmt.Sprintf("NaN at element %d cannot be ranked by magnitude", e.Index)
