@@ -89,6 +89,19 @@ func TestLoraCLI(t *testing.T) {
 		t.Fatalf("merged blk.0.attn_q.weight: %+v", x)
 	}
 
+	// An adapter named like nothing of the inputs is written, and replaced with --force,
+	// from the directory it lives in (the adapter checkpoint has no path of its own).
+	t.Chdir(dir)
+	for _, name := range []string{"adapter", "a.gguf"} {
+		in := []string{base, tuned}
+		if name == "a.gguf" {
+			in = []string{gbase, gtuned}
+		}
+		if code, _, errs := runCLI(t, "lora", "extract", in[0], in[1], "-o", name, "--rank", "2", "--quiet", "--force"); code != 0 {
+			t.Fatalf("extract -o %s --force: exit %d: %s", name, code, errs)
+		}
+	}
+
 	// Usage errors exit 2; library errors 1.
 	for _, args := range [][]string{
 		{"lora"},

@@ -237,7 +237,7 @@ func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, er
 		Oversample: opts.Oversample, PowerIters: opts.PowerIters, DenseElems: opts.DenseElems}
 	switch opts.Format {
 	case PEFT:
-		out.Format, out.Path = weft.Safetensors, "adapter"
+		out.Format = weft.Safetensors
 		out.Metadata = map[string]string{"format": "pt"}
 		name := opts.BaseName
 		if name == "" {
@@ -253,7 +253,7 @@ func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, er
 		if s, isStr := archName.(string); !ok || !isStr || s == "" {
 			return nil, fmt.Errorf("lora: %s has no general.architecture; llama.cpp checks an adapter's architecture against the model's", base.Path)
 		}
-		out.Format, out.Path, out.GGUFVersion, out.Alignment = weft.GGUF, "adapter.gguf", 3, 32
+		out.Format, out.GGUFVersion, out.Alignment = weft.GGUF, 3, 32
 		out.KV = []weft.KV{
 			{Key: "general.architecture", Value: archName},
 			{Key: "general.type", Value: "adapter"},
