@@ -263,11 +263,4 @@ func methodNames() string {
 }
 
 // isMerge reports whether a method is configured by the merge flags.
-func isMerge(m blend.Method) bool {
-	for _, x := range blend.Methods() {
-		if x == m {
-			return m != blend.Linear && m != blend.Slerp
-		}
-	}
-	return false
-}
+func isMerge(m blend.Method) bool { return blend.IsMergeMethod(m) }

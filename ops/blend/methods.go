@@ -94,6 +94,10 @@ var gtaSpecs = map[Method]gtaSpec{
 	DELLALinear:     {sparseDella, false, false, true},
 }
 
+// IsMergeMethod reports whether m is one of the methods MergeParams configures (every
+// method but Linear and Slerp).
+func IsMergeMethod(m Method) bool { return isMergeMethod(m) }
+
 // isMergeMethod reports whether m is one of the methods MergeParams configures.
 func isMergeMethod(m Method) bool {
 	_, gta := gtaSpecs[m]

@@ -131,6 +131,9 @@ func blendRecipes(out *weft.Checkpoint, params string, inputs []*weft.Checkpoint
 	if method == "" {
 		method = blend.Linear
 	}
+	if blend.IsMergeMethod(method) {
+		return mergeReplay(params, inputs)
+	}
 	if method != blend.Linear && method != blend.Slerp {
 		return nil, fmt.Errorf("blend method %q is not one weft knows", p.Method)
 	}
@@ -609,4 +612,60 @@ func checkSpan(t *weft.Tensor, pc *piece, e0, n int64, tr *TensorReport) error {
 		}
 	}
 	return nil
+}
+
+// mergeParams is what ops/blend records for its merge methods (ties, dare_*, della*, ...).
+type mergeParams struct {
+	Method  string            `json:"method"`
+	Missing string            `json:"missing"`
+	Vocab   string            `json:"vocab"`
+	DType   string            `json:"dtype"`
+	OutType string            `json:"out_type"`
+	TypeFor []string          `json:"type_for"`
+	Merge   blend.MergeParams `json:"merge"`
+}
+
+// mergeReplay recomputes the merge methods by replaying ops/blend's own plan from the
+// recorded parameters and inputs: their whole-tensor reductions (magnitude thresholds, norms,
+// rescaling factors) make them no element-wise recipe, so each sampled span of an output
+// tensor is compared with the same span of the replayed tensor, computed anew.
+func mergeReplay(params string, inputs []*weft.Checkpoint) (func(*weft.Tensor) (*recipe, error), error) {
+	var p mergeParams
+	if err := json.Unmarshal([]byte(params), &p); err != nil {
+		return nil, fmt.Errorf("blend parameters %q: %v", params, err)
+	}
+	o := blend.Options{Method: blend.Method(p.Method), Missing: p.Missing, Vocab: p.Vocab, Params: p.Merge}
+	var err error
+	if p.DType != "" {
+		if o.DType, err = weft.ParseDType(p.DType); err != nil {
+			return nil, fmt.Errorf("blend dtype %q: %v", p.DType, err)
+		}
+	}
+	if p.OutType != "" {
+		if o.OutType, err = weft.ParseDType(p.OutType); err != nil {
+			return nil, fmt.Errorf("blend out_type %q: %v", p.OutType, err)
+		}
+	}
+	for _, s := range p.TypeFor {
+		r, err := blend.ParseTypeRule(s)
+		if err != nil {
+			return nil, err
+		}
+		o.TypeFor = append(o.TypeFor, r)
+	}
+	res, err := blend.Blend(inputs[0], inputs[1:], o)
+	if err != nil {
+		return nil, fmt.Errorf("replaying the blend: %v", err)
+	}
+	idx := res.Out.Index()
+	return func(t *weft.Tensor) (*recipe, error) {
+		x := idx[t.Name]
+		switch {
+		case x == nil:
+			return nil, fmt.Errorf("the replayed %s has no tensor %q", p.Method, t.Name)
+		case x.DType != t.DType || !sameShape(x.Shape, t.Shape):
+			return nil, fmt.Errorf("the replayed %s makes %q %v %v, the checkpoint has %v %v", p.Method, t.Name, x.DType, x.Shape, t.DType, t.Shape)
+		}
+		return &recipe{how: fmt.Sprintf("%s (replayed: %s)", p.Method, res.Step(t.Name).Describe()), pieces: []piece{{r0: 0, r1: t.Rows(), raw: x}}}, nil
+	}, nil
 }

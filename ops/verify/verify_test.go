@@ -223,6 +223,12 @@ func TestBlendRecomputed(t *testing.T) {
 		{"vocab-base", []*weft.Checkpoint{tb}, blend.Options{Alpha: 0.5, Vocab: blend.VocabBase}},
 		{"vocab-tuned-f16", []*weft.Checkpoint{tb}, blend.Options{Alpha: 1, Vocab: blend.VocabTuned, DType: weft.F16}},
 		{"missing-base", []*weft.Checkpoint{tl}, blend.Options{Alpha: 0.5, Missing: blend.MissingBase}},
+		// The merge methods are replayed from their recorded parameters.
+		{"ties", []*weft.Checkpoint{tu, tu2}, blend.Options{Method: blend.TIES, Params: blend.MergeParams{
+			Models: []blend.ModelParams{{Density: blend.Const(0.4)}, {Density: &blend.Value{Default: 0.6, For: []blend.ValueRule{{Pattern: "norms", Value: 1}}}, Weight: blend.Const(-0.5)}}}}},
+		{"dare-f16", []*weft.Checkpoint{tu}, blend.Options{Method: blend.DARELinear, DType: weft.F16, Params: blend.MergeParams{Seed: 9,
+			Models: []blend.ModelParams{{Density: &blend.Value{Default: 0.3, Schedule: []float64{0.1, 0.9}}}}}}},
+		{"model-stock", []*weft.Checkpoint{tu, tu2}, blend.Options{Method: blend.ModelStock}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
