@@ -50,6 +50,10 @@ import (
 //     larger), and gives a row of one element the probability density.
 //   - Randomness: mergekit draws masks from torch's global generator; weft's are
 //     counter-based (see maskStream), the same at any thread count or chunking.
+//
+// Same as mergekit, but unlike the papers: DARE and DELLA divide each survivor by its keep
+// probability; mergekit's rescale (and weft's) multiplies all survivors of a tensor by the
+// ratio of L1 norms above, which is about 1/density on average but exact for the tensor.
 
 // maskStream returns the random stream that decides the drops of row `row` of model k's
 // task vector (k counts from 1) in tensor `name`: element c of the row is kept when the c-th
