@@ -183,6 +183,9 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	n, err := ablate.NumLayers(in)
 	if err != nil {
 		return err
@@ -246,9 +249,12 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := of.check(res.Out); err != nil {
+		return err
+	}
 	if of.dryRun {
 		if of.out != "" {
-			wo, err := of.options(inputs...)
+			wo, err := of.options(e, inputs...)
 			if err != nil {
 				return err
 			}

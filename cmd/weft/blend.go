@@ -199,8 +199,14 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		}
 		inputs = append(inputs, c)
 	}
+	if err := of.check(inputs[0]); err != nil {
+		return err
+	}
 	res, err := blend.Blend(inputs[0], inputs[1:], opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(res.Out); err != nil {
 		return err
 	}
 	for _, n := range res.Notes {

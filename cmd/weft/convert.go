@@ -88,11 +88,17 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	if opts.Kind, err = ckpt.OutputKind(of.out, in); err != nil {
+	if opts.Kind, err = ckpt.OutputKind(of.out); err != nil {
+		return err
+	}
+	if err := of.check(in); err != nil {
 		return err
 	}
 	res, err := convert.Convert(in, opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(res.Out); err != nil {
 		return err
 	}
 	for _, w := range res.Warnings {

@@ -143,6 +143,9 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	var out *weft.Checkpoint
 	var rep *glitch.Report
 	if sub == "add" {
@@ -152,6 +155,9 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		out, rep, err = glitch.Reset(in, glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut})
 	}
 	if err != nil {
+		return err
+	}
+	if err := of.check(out); err != nil {
 		return err
 	}
 	for _, n := range rep.Notes {

@@ -97,8 +97,14 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	out, rep, err := noise.Apply(in, opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(out); err != nil {
 		return err
 	}
 	for _, n := range rep.Notes {
