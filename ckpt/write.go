@@ -158,20 +158,18 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 	return p, nil
 }
 
-// Written describes the files the plan writes, for a message: the file itself, the first
-// part of a set and the count, or a directory with its shards, index and side files.
+// Written describes the files the plan writes, for a message: the file itself
+// ("out.gguf"), the first member of a set and the count ("out-00001-of-00003.gguf, the first
+// of 3 parts"), or a directory with its shards, index and side files.
 func (p *Plan) Written() string {
 	files := p.Layout.Files
-	first := files[0].Name
-	var data string
-	unit := "part"
-	if p.Kind != KindGGUF {
-		unit = "shard"
-	}
-	if len(files) == 1 {
-		data = first
-	} else {
-		data = fmt.Sprintf("%s (first of %d %ss)", first, len(files), unit)
+	data := files[0].Name
+	if len(files) > 1 {
+		unit := "parts"
+		if p.Kind != KindGGUF {
+			unit = "shards"
+		}
+		data = fmt.Sprintf("%s, the first of %d %s", data, len(files), unit)
 	}
 	var extra []string
 	for _, e := range p.Layout.Extra {
@@ -180,15 +178,15 @@ func (p *Plan) Written() string {
 	if p.Kind != KindHFDir {
 		s := filepath.Join(p.Dir, data)
 		if len(extra) > 0 {
-			s += ", with " + strings.Join(extra, ", ")
+			s += ", and " + strings.Join(extra, ", ")
 		}
 		return s
 	}
 	parts := append([]string{data}, extra...)
 	if n := len(p.SideFiles); n > 0 {
-		parts = append(parts, fmt.Sprintf("%s (%s)", plural(n, "side file"), summarise(p.SideFiles, 4)))
+		parts = append(parts, fmt.Sprintf("%s: %s", plural(n, "side file"), summarise(p.SideFiles, 4)))
 	}
-	return fmt.Sprintf("%s%c: %s", p.Dir, filepath.Separator, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s%c: %s", p.Dir, filepath.Separator, strings.Join(parts, "; "))
 }
 
 // Write writes c to path: a .gguf file, a .safetensors file, or (for other names) a Hugging

@@ -68,7 +68,8 @@ Output:
                        from OTHER), and the config or GGUF keys that change; write nothing
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
-  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+  --threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss,
+  --quiet: as in convert
 ` + typesUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23

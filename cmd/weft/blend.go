@@ -68,7 +68,7 @@ Output:
   -o OUT               a .safetensors file, a .gguf file, or a directory (Hugging Face)
   --dry-run            print what happens to each tensor and write nothing
   --threads N          worker threads; the output bytes do not depend on N
-  --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+  --max-shard-size S, --split-max-size S, --force, --allow-loss, --quiet: as in convert
 
 Example:
   weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
