@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -453,8 +454,17 @@ func (s *staging) commit(p *Plan, sv *survey, opts WriteOptions) error {
 		}
 		unregister(t)
 	}
+	var written []os.FileInfo
+	for _, f := range s.finals {
+		if st, err := os.Stat(f); err == nil {
+			written = append(written, st)
+		}
+	}
 	s.temps = nil
 	for _, old := range sv.stale {
+		if st, err := os.Lstat(old); err == nil && slices.ContainsFunc(written, func(w os.FileInfo) bool { return os.SameFile(w, st) }) {
+			continue // a file just written, under another spelling (a case-insensitive file system)
+		}
 		if err := os.Remove(old); err != nil {
 			return fmt.Errorf("wrote %s, but could not remove %s, a member of an earlier set of the same name: %w", p.Target, old, err)
 		}
