@@ -198,8 +198,8 @@ func CheckOutput(c *weft.Checkpoint, kind Kind, allowLoss bool) (*Loss, error) {
 			if len(hfNames) > 0 {
 				lacks = append(lacks, fmt.Sprintf("%s in Hugging Face naming (%s)", plural(len(hfNames), "tensor"), summarise(hfNames, 2)))
 			}
-			msg := fmt.Sprintf("a GGUF file for llama.cpp needs llama.cpp's key-values (general.architecture, hyperparameters, tokenizer) and tensor names; this %s checkpoint has %s, so the file would not load", formatName(c), strings.Join(lacks, " and "))
-			if c.Format != weft.GGUF {
+			msg := fmt.Sprintf("a GGUF file for llama.cpp needs llama.cpp's key-values (general.architecture, hyperparameters, tokenizer) and tensor names; this checkpoint has %s, so the file would not load", strings.Join(lacks, " and "))
+			if c.Format != weft.GGUF || len(hfNames) > 0 {
 				msg += ". Converting a model to GGUF is llama.cpp's convert_hf_to_gguf.py's job (tensor renaming, tokenizer and hyperparameter keys); weft writes GGUF from GGUF inputs"
 			}
 			if kept := sideFileNames(c); len(kept) > 0 {
@@ -255,13 +255,6 @@ func holdName(l *Loss) string {
 		return "GGUF key-values"
 	}
 	return "side files"
-}
-
-func formatName(c *weft.Checkpoint) string {
-	if c.Format == "" {
-		return "in-memory"
-	}
-	return string(c.Format)
 }
 
 // modelKVs returns the key-values that are not weft's provenance.
