@@ -150,7 +150,8 @@ const ProvenancePrefix = "weft."
 
 // CheckOutput is the one rule for what an output can carry, applied by MakePlan to every
 // write, and by commands to their inputs before an op reads anything. It looks at
-// headers, key-values and side-file entries only, never at tensor data.
+// headers, key-values and side-file entries (and, for an edited config.json, at the
+// original's contents), never at tensor data.
 //
 //   - A GGUF output needs llama.cpp's key-values (arch.GGUFRequiredKeys) and tensors in
 //     llama.cpp naming: a Hugging Face checkpoint has neither, and a GGUF without them
@@ -211,7 +212,7 @@ func CheckOutput(c *weft.Checkpoint, kind Kind, allowLoss bool) (*Loss, error) {
 	case KindHFDir:
 		if c.Format == weft.GGUF || len(missing) < len(arch.GGUFRequiredKeys) {
 			n := len(modelKVs(c))
-			return nil, &outputError{fmt.Sprintf("a Hugging Face directory needs config.json and Hugging Face tensor names, which a GGUF checkpoint does not have; write a .gguf file, or a lone .safetensors file of the tensors alone (dropping %s)", plural(n, "GGUF key-value")), ErrUnsupportedOutput}
+			return nil, &outputError{fmt.Sprintf("a Hugging Face directory needs config.json and Hugging Face tensor names, which a GGUF checkpoint does not have; write a .gguf file, or a lone .safetensors file of the tensors alone (allowing the loss of its %s)", plural(n, "GGUF key-value")), ErrUnsupportedOutput}
 		}
 	case KindSafetensorsFile:
 		loss.SideFiles = changedSideFiles(c)

@@ -141,8 +141,10 @@ func Execute(ctx context.Context, c *weft.Checkpoint, p *Plan, opts WriteOptions
 // writeSide writes a side file's contents (its Data, or the file at its Path) to f.
 func writeSide(f *os.File, sf weft.SideFile) error {
 	if sf.Data != nil {
-		_, err := f.Write(sf.Data)
-		return err
+		if _, err := f.Write(sf.Data); err != nil {
+			return err
+		}
+		return f.Sync()
 	}
 	src, err := os.Open(sf.Path)
 	if err != nil {
