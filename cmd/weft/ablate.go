@@ -68,7 +68,8 @@ Output:
                        from OTHER), and the config or GGUF keys that change; write nothing
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
-  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+  --threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss,
+  --quiet: as in convert
 ` + typesUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
@@ -183,6 +184,9 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	n, err := ablate.NumLayers(in)
 	if err != nil {
 		return err
@@ -246,9 +250,12 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := of.check(res.Out); err != nil {
+		return err
+	}
 	if of.dryRun {
 		if of.out != "" {
-			wo, err := of.options(inputs...)
+			wo, err := of.options(e, inputs...)
 			if err != nil {
 				return err
 			}

@@ -68,7 +68,7 @@ Output:
   -o OUT               a .safetensors file, a .gguf file, or a directory (Hugging Face)
   --dry-run            print what happens to each tensor and write nothing
   --threads N          worker threads; the output bytes do not depend on N
-  --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+  --max-shard-size S, --split-max-size S, --force, --allow-loss, --quiet: as in convert
 
 Example:
   weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
@@ -199,8 +199,14 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		}
 		inputs = append(inputs, c)
 	}
+	if err := of.check(inputs[0]); err != nil {
+		return err
+	}
 	res, err := blend.Blend(inputs[0], inputs[1:], opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(res.Out); err != nil {
 		return err
 	}
 	for _, n := range res.Notes {

@@ -17,10 +17,23 @@ func init() {
 		summary: "cast dtypes, quantize GGUF, turn .bin into safetensors, reshard, change formats",
 		usage: `Usage: weft convert IN -o OUT [--dtype T] [--type-for PATTERN=T ...] [--max-shard-size S]
                     [--split-max-size S] [--keep-tied] [--dry-run] [--threads N] [--force]
+                    [--allow-loss]
 
-Writes IN in the format OUT names: a .safetensors file, a .gguf file, or a directory
-(a Hugging Face directory: safetensors shards, index, and IN's side files, with config.json's
-torch_dtype updated). IN is any checkpoint weft reads.
+Writes IN in the format OUT names: a .safetensors file, a .gguf file (either extension in
+any case), or a directory (a Hugging Face directory: safetensors shards, index, and IN's side
+files, with config.json's torch_dtype updated). IN is any checkpoint weft reads.
+
+Every command that writes follows one rule: a write is lossless or refused. A GGUF is written
+from GGUF inputs only (from a Hugging Face model it would have no llama.cpp key-values and the
+wrong tensor names: use llama.cpp's convert_hf_to_gguf.py); a directory from non-GGUF inputs
+only. A .safetensors file holds no GGUF key-values, and a lone file no side files: an op's
+changes to config.json or the tokenizer need a directory. A lone .safetensors file from a
+directory is the weights alone: the input's side files, unchanged, stay beside the input.
+  --allow-loss         write anyway what OUT can hold (a GGUF's tensors in a .safetensors file
+                       for analysis); stderr lists what is dropped
+  --force              replace an earlier output: the files weft writes there (shards, index,
+                       split parts, the side files it copies) are replaced, the members of an
+                       earlier set of the same name removed (and listed); other files stay
 
   --dtype T            cast floating-point tensors to T (f32, f16, bf16, f8_e4m3, f8_e5m2; for
                        .gguf output also q8_0, q4_0, q4_k, q6_k, ...: every tensor of two or
@@ -37,6 +50,7 @@ torch_dtype updated). IN is any checkpoint weft reads.
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16
   weft convert model-f16.gguf -o model-q4_k.gguf --dtype q4_k
+  weft convert model-f16.gguf -o tensors.safetensors --allow-loss   # tensors only, for analysis
 `,
 		run: runConvert,
 	})
@@ -88,11 +102,17 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	if opts.Kind, err = ckpt.OutputKind(of.out, in); err != nil {
+	if opts.Kind, err = ckpt.OutputKind(of.out); err != nil {
+		return err
+	}
+	if err := of.check(in); err != nil {
 		return err
 	}
 	res, err := convert.Convert(in, opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(res.Out); err != nil {
 		return err
 	}
 	for _, w := range res.Warnings {

@@ -54,6 +54,11 @@ defaults to the same SPEC; a tied head always gets the embedding's rows):
   mean-untrained[:K]   the mean of the rows of the K tokens (or the fraction K < 1, default
                        0.01 of the vocabulary) that 'weft tokens scan' ranks most untrained
   mean-rows:SPEC       the mean of the given rows
+Output: a .gguf file (from a GGUF input) or a directory; add's edited tokenizer and config
+files need a directory (to a lone .safetensors file, add is refused unless --allow-loss);
+--threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss, --quiet: as in
+convert.
+
 --seed N (required) fixes the random rows: row r of tensor T depends only on (N, T, r).
 Rows not re-initialised are copied byte for byte, even in quantized GGUF tensors; new rows
 are encoded in the tensor's own type, unless these say otherwise:
@@ -143,6 +148,9 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	var out *weft.Checkpoint
 	var rep *glitch.Report
 	if sub == "add" {
@@ -152,6 +160,9 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		out, rep, err = glitch.Reset(in, glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut})
 	}
 	if err != nil {
+		return err
+	}
+	if err := of.check(out); err != nil {
 		return err
 	}
 	for _, n := range rep.Notes {

@@ -39,7 +39,8 @@ says so on stderr; a head tensor stored separately gets the very same noise).
                        (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
                        repeatable
   --dry-run            print the plan and write nothing; --json prints the report as JSON
-  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
+  --threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss,
+  --quiet: as in convert
 ` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
 rows are decoded, noised in float64 and encoded once in the tensor's own type.
@@ -97,8 +98,14 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if err := of.check(in); err != nil {
+		return err
+	}
 	out, rep, err := noise.Apply(in, opts)
 	if err != nil {
+		return err
+	}
+	if err := of.check(out); err != nil {
 		return err
 	}
 	for _, n := range rep.Notes {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"runtime"
@@ -22,6 +23,7 @@ type outFlags struct {
 	dryRun       bool
 	maxShardSize string
 	splitMaxSize string
+	allowLoss    bool
 
 	// Output types, for commands that call addTypes.
 	outType string
@@ -45,7 +47,8 @@ const typesUsage = `  --out-type T         tensors of two or more dimensions bec
 func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.out, "o", "", "output: a .safetensors or .gguf file, or a directory (Hugging Face layout)")
 	fs.StringVar(&o.out, "output", "", "same as -o")
-	fs.BoolVar(&o.force, "force", false, "replace an existing output (never an input)")
+	fs.BoolVar(&o.force, "force", false, "replace the files of an existing output that weft writes (never an input, never other files)")
+	fs.BoolVar(&o.allowLoss, "allow-loss", false, "write even when the output cannot hold everything (GGUF key-values to safetensors, changed side files to a lone file), listing what is dropped")
 	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "worker threads")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
@@ -53,9 +56,11 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
 }
 
-// options turns the flags into write options.
-func (o *outFlags) options(inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
-	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, Inputs: inputs}
+// options turns the flags into write options; notes about files other than the output go
+// to stderr.
+func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
+	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs,
+		Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	if o.threads < 1 {
 		return opts, usagef("--threads must be at least 1, got %d", o.threads)
 	}
@@ -80,7 +85,7 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	if o.out == "" {
 		return usagef("an output is required: -o PATH")
 	}
-	opts, err := o.options(inputs...)
+	opts, err := o.options(e, inputs...)
 	if err != nil {
 		return err
 	}
@@ -120,6 +125,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 		printPlan(e, out, plan, describe)
 		return nil
 	}
+	for _, l := range plan.Loss.Lines() {
+		fmt.Fprintf(e.stderr, "%s\n", l)
+	}
 	if !o.quiet && e.tty {
 		bar := progressbar.NewOptions64(plan.Total,
 			progressbar.OptionSetWriter(e.stderr),
@@ -135,7 +143,7 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 		return err
 	}
 	if !o.quiet {
-		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", o.out, len(out.Tensors), humanBytes(plan.Total))
+		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
 	}
 	return nil
 }
@@ -143,6 +151,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 func printPlan(e *env, out *weft.Checkpoint, plan *ckpt.Plan, describe func(*weft.Tensor) string) {
 	w := e.stdout
 	fmt.Fprintf(w, "plan: %d tensors, %s, into %s\n", len(out.Tensors), humanBytes(plan.Total), plan.Target)
+	for _, l := range plan.Loss.Lines() {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 	for _, f := range plan.Layout.Files {
 		fmt.Fprintf(w, "  file %s (%s)\n", f.Name, humanBytes(f.Size))
 	}
@@ -184,6 +195,38 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// check applies the write path's rule of what an output can hold (ckpt.CheckOutput) to a
+// checkpoint: a command calls it on its input before the op plans anything, so that an
+// output the input's format cannot become (a GGUF from a Hugging Face checkpoint) or would
+// lose part of (GGUF key-values in a .safetensors file, without --allow-loss) is refused at
+// once, and again on the op's output before describing what the op does, which catches the
+// op's own changes (side files it edits). MakePlan applies the same rule once more.
+func (o *outFlags) check(in *weft.Checkpoint) error {
+	if o.out == "" {
+		return nil
+	}
+	kind, err := ckpt.OutputKind(o.out)
+	if err != nil {
+		return err
+	}
+	if _, err := ckpt.CheckOutput(in, kind, o.allowLoss); err != nil {
+		return fmt.Errorf("%s: %w", o.out, err)
+	}
+	return nil
+}
+
+// hint adds to an error what a flag would change: --allow-loss for a lossy output, --force
+// for an existing one.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, ckpt.ErrLossy):
+		return "; --allow-loss writes it anyway and lists on stderr what is dropped"
+	case errors.Is(err, ckpt.ErrExists):
+		return "; --force replaces it (only what weft writes: its shards, index, split parts and the side files it copies; other files stay)"
+	}
+	return ""
 }
 
 // openInput opens a checkpoint, naming the path in errors.

@@ -214,7 +214,12 @@ func (s Spec) sideFiles() []weft.SideFile {
 	}
 }
 
-// Write writes the synthetic model to path (a directory for Hugging Face layout).
+// Write writes the synthetic model to path (a directory for Hugging Face layout; a lone
+// file gets no config or tokenizer files).
 func (s Spec) Write(ctx context.Context, path string, force bool) error {
-	return ckpt.Write(ctx, s.Checkpoint(), path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+	c := s.Checkpoint()
+	if kind, err := ckpt.OutputKind(path); err == nil && kind != ckpt.KindHFDir {
+		c.SideFiles = nil
+	}
+	return ckpt.Write(ctx, c, path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
 }

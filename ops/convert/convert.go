@@ -63,13 +63,14 @@ func Convert(in *weft.Checkpoint, opts Options) (*Result, error) {
 	out := ops.Derive(in)
 	out.Tensors = out.Tensors[:0]
 	toGGUF := opts.Kind == ckpt.KindGGUF
-	if toGGUF && in.Format != weft.GGUF {
-		return nil, fmt.Errorf("%s: converting %s to GGUF needs llama.cpp's model-specific conversion (convert_hf_to_gguf.py: tensor renaming, tokenizer and hyperparameter keys); weft writes GGUF from GGUF inputs", in.Path, in.Format)
+	// The write path's rule says which formats can hold the input; what it refuses whatever
+	// is allowed (a GGUF from a Hugging Face checkpoint, a Hugging Face directory from a
+	// GGUF) is refused here before planning. A GGUF input's key-values stay in the output
+	// checkpoint: a safetensors write drops them only when told to (ckpt.WriteOptions.AllowLoss).
+	if _, err := ckpt.CheckOutput(in, opts.Kind, true); err != nil {
+		return nil, fmt.Errorf("converting %s: %w", in.Path, err)
 	}
-	if !toGGUF && in.Format == weft.GGUF {
-		out.Format = weft.Safetensors
-		out.KV = nil
-	}
+	crossFormat := toGGUF != (in.Format == weft.GGUF)
 	if opts.DType != weft.Invalid && !toGGUF && opts.DType.Quantized() {
 		return nil, fmt.Errorf("safetensors has no %v type; quantized types are for .gguf outputs", opts.DType)
 	}
@@ -163,7 +164,7 @@ func Convert(in *weft.Checkpoint, opts Options) (*Result, error) {
 	}
 	// A rewrite that changes nothing (same format, same bytes) records nothing either, so
 	// that it reproduces its input byte for byte; anything else records its provenance.
-	if changed || len(dropped) > 0 || out.Format != in.Format {
+	if changed || len(dropped) > 0 || crossFormat {
 		params := map[string]any{"dtype": opts.DType.String()}
 		if opts.DType == weft.Invalid {
 			params["dtype"] = "keep"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -174,7 +175,7 @@ func TestFallbackWhenBlocksDontFit(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	hf := open(t, "fixtures/hf/tiny-llama-base")
-	if _, err := Convert(hf, Options{Kind: ckpt.KindGGUF}); err == nil || !strings.Contains(err.Error(), "convert_hf_to_gguf") {
+	if _, err := Convert(hf, Options{Kind: ckpt.KindGGUF}); !errors.Is(err, ckpt.ErrUnsupportedOutput) || !strings.Contains(err.Error(), "convert_hf_to_gguf") {
 		t.Fatalf("HF to GGUF: %v", err)
 	}
 	if _, err := Convert(hf, Options{DType: weft.Q4_0, Kind: ckpt.KindHFDir}); err == nil {
@@ -189,7 +190,23 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := ckpt.Write(context.Background(), res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{}); err != nil {
+	// The output keeps the GGUF key-values: a .safetensors write refuses to drop them unless
+	// told to, and then says what it drops.
+	err = ckpt.Write(context.Background(), res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{})
+	if !errors.Is(err, ckpt.ErrLossy) || !strings.Contains(err.Error(), "tokenizer.ggml.tokens") {
+		t.Fatalf("GGUF key-values dropped without AllowLoss: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a refused write left %d entries", len(ents))
+	}
+	plan, err := ckpt.MakePlan(res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{AllowLoss: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Loss.KVs) != len(q.KV) || len(plan.Loss.Carried) == 0 {
+		t.Fatalf("loss: %d key-values dropped of %d, %v carried", len(plan.Loss.KVs), len(q.KV), plan.Loss.Carried)
+	}
+	if err := ckpt.Execute(context.Background(), res.Out, plan, ckpt.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	back, err := ckpt.Open(filepath.Join(dir, "q.safetensors"))

@@ -382,7 +382,8 @@ func TestNonFinite(t *testing.T) {
 	}
 	// A quantized tensor, decoded through quant.
 	g := filepath.Join(t.TempDir(), "q.gguf")
-	c := &weft.Checkpoint{Format: weft.GGUF, Path: "mem", GGUFVersion: 3, Alignment: 32, Tensors: []*weft.Tensor{mem("q", weft.Q8_0, []int64{32}, q)}}
+	c := &weft.Checkpoint{Format: weft.GGUF, Path: "mem", GGUFVersion: 3, Alignment: 32, Tensors: []*weft.Tensor{mem("q", weft.Q8_0, []int64{32}, q)},
+		KV: []weft.KV{{Key: "general.architecture", Value: "llama"}}} // what a GGUF output needs
 	if err := ckpt.Write(bg, c, g, ckpt.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
