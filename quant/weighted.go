@@ -36,6 +36,7 @@ package quant
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/weft-ml/weft"
 )
@@ -117,8 +118,85 @@ func QuantizeWeighted(t weft.DType, src []float32, dst []byte, qw []float32) err
 
 // wMakeQxQuants is ggml's make_qx_quants with rmse_type 1 and weights qw: a symmetric fit
 // x ≈ scale*(L-nmax) with L in [0, 2*nmax), searching 18 perturbed inverse scales. It
-// writes L (len(x) values) and returns the scale.
+// writes L (len(x) values, at most 32) and returns the scale.
+//
+// For finite x every scaled value has |iscale*x| <= nmax+1, so rounding and clamping are
+// done in float32 (kClampRound), and since a candidate's sums do not depend on which
+// earlier candidates were accepted, they are computed three at a time; only the accept
+// decisions run in ggml's order, and as in ggml the quants of an accepted candidate are
+// recomputed from its inverse scale. Groups with NaN or infinities take
+// wMakeQxQuantsExact, the literal form.
 func wMakeQxQuants(nmax int32, x []float32, L []int8, qw []float32) float32 {
+	n := len(x)
+	L = L[:n]
+	qw = qw[:n]
+	mx, amax, finite := kAbsMax(x)
+	if amax < kGroupMaxEps || !finite {
+		return wMakeQxQuantsExact(nmax, x, L, qw)
+	}
+	var wxBuf [32]float32
+	wx := wxBuf[:n]
+	for i, v := range x {
+		wx[i] = qw[i] * v
+	}
+	fnmax := float32(nmax)
+	lo, hi := math.Float32bits(kMagic-fnmax), math.Float32bits(kMagic+fnmax-1)
+	store := func(iscale float32) {
+		for i, v := range x {
+			L[i] = int8(int32(kClampRound(iscale*v, lo, hi)) + nmax)
+		}
+	}
+	iscale := -fnmax / mx
+	var sumlx, suml2 float32
+	for i, v := range x {
+		fl := kClampRound(iscale*v, lo, hi)
+		sumlx += float32(wx[i] * fl)
+		suml2 += float32(float32(qw[i]*fl) * fl)
+	}
+	store(iscale)
+	var scale float32
+	if suml2 != 0 {
+		scale = sumlx / suml2
+	}
+	best := scale * sumlx
+	for _, is := range [6][3]int{{-9, -8, -7}, {-6, -5, -4}, {-3, -2, -1}, {1, 2, 3}, {4, 5, 6}, {7, 8, 9}} {
+		is0 := -(fnmax + float32(float32(0.1)*float32(is[0]))) / mx
+		is1 := -(fnmax + float32(float32(0.1)*float32(is[1]))) / mx
+		is2 := -(fnmax + float32(float32(0.1)*float32(is[2]))) / mx
+		var a0, b0, a1, b1, a2, b2 float32
+		for i, v := range x {
+			f0 := kClampRound(is0*v, lo, hi)
+			f1 := kClampRound(is1*v, lo, hi)
+			f2 := kClampRound(is2*v, lo, hi)
+			wxi, wi := wx[i], qw[i]
+			a0 += float32(wxi * f0)
+			b0 += float32(float32(wi*f0) * f0)
+			a1 += float32(wxi * f1)
+			b1 += float32(float32(wi*f1) * f1)
+			a2 += float32(wxi * f2)
+			b2 += float32(float32(wi*f2) * f2)
+		}
+		if b0 > 0 && float32(a0*a0) > float32(best*b0) {
+			store(is0)
+			scale = a0 / b0
+			best = scale * a0
+		}
+		if b1 > 0 && float32(a1*a1) > float32(best*b1) {
+			store(is1)
+			scale = a1 / b1
+			best = scale * a1
+		}
+		if b2 > 0 && float32(a2*a2) > float32(best*b2) {
+			store(is2)
+			scale = a2 / b2
+			best = scale * a2
+		}
+	}
+	return scale
+}
+
+// wMakeQxQuantsExact is wMakeQxQuants written as the C code is, for any input.
+func wMakeQxQuantsExact(nmax int32, x []float32, L []int8, qw []float32) float32 {
 	n := len(x)
 	L = L[:n]
 	qw = qw[:n]

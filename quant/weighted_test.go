@@ -196,3 +196,41 @@ func FuzzQuantizeWeighted(f *testing.F) {
 		}
 	})
 }
+
+// TestWeightedQxFastPath compares wMakeQxQuants (float32 rounding, candidates three at a
+// time) with its literal form on random groups: Gaussian, uniform, with repeated values
+// (ties between candidates), zero weights and very small or large magnitudes.
+func TestWeightedQxFastPath(t *testing.T) {
+	r := kGaussian(1<<16, 31, 1)
+	k := 0
+	next := func() float32 { k = (k + 1) % len(r); return r[k] }
+	for iter := 0; iter < 20000; iter++ {
+		n := 16 << (iter % 2)
+		nmax := []int32{4, 8, 16, 32}[iter/2%4]
+		scale := float32(math.Pow(10, float64(iter%13-8)))
+		x := make([]float32, n)
+		w := make([]float32, n)
+		for i := range x {
+			switch iter % 5 {
+			case 0, 1:
+				x[i] = next() * scale
+			case 2:
+				x[i] = float32(int(next()*4)) * scale // few distinct values
+			case 3:
+				x[i] = float32(math.Abs(float64(next()))) * scale // one sign
+			default:
+				x[i] = float32(math.Ldexp(float64(next()), iter%60-30))
+			}
+			w[i] = next() * next()
+			if iter%7 == 0 && i%3 == 0 {
+				w[i] = 0
+			}
+		}
+		var L1, L2 [32]int8
+		s1 := wMakeQxQuants(nmax, x, L1[:], w)
+		s2 := wMakeQxQuantsExact(nmax, x, L2[:], w)
+		if math.Float32bits(s1) != math.Float32bits(s2) || L1 != L2 {
+			t.Fatalf("iter %d (n %d, nmax %d): fast %g %v, literal %g %v\nx %v\nw %v", iter, n, nmax, s1, L1[:n], s2, L2[:n], x, w)
+		}
+	}
+}
