@@ -22,8 +22,8 @@
 // quantized without weights.
 //
 // Files are untrusted: every count and length is checked against the bytes left in the
-// file before anything is allocated, so memory stays below the file's size, and errors
-// name the file, the entry and the numbers.
+// file before anything is allocated (the weights kept take at most the file's size), and
+// errors name the file, the entry and the numbers.
 package imatrix
 
 import (
