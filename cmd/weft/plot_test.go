@@ -291,3 +291,30 @@ func TestDiffPlotReadsNothingMore(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoPicture: the README shows the demo's picture (make demo rewrites it); it is there,
+// a PNG of the size the demo asks for, and small.
+func TestDemoPicture(t *testing.T) {
+	const path = "../../docs/demo-diff.png"
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 100<<10 {
+		t.Errorf("%s is %d bytes; keep it under 100 KiB", path, st.Size())
+	}
+	if w, h := pngSize(t, path); w != 1000 || h != 600 {
+		t.Errorf("%s is %dx%d, the demo draws 1000x600", path, w, h)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte("](docs/demo-diff.png)")) || !bytes.Contains(mk, []byte("--plot docs/demo-diff.png --plot-size 1000x600")) {
+		t.Error("the README does not show docs/demo-diff.png, or make demo does not draw it")
+	}
+}
