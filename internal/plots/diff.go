@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
-	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -28,7 +27,8 @@ var ErrNothingToDraw = errors.New("plots: nothing to draw")
 // final norm, head) as a strip of their own below it, a colour bar with the scale, and beside
 // the heatmap, row for row, each layer's relative L2 and cosine similarity as one vector. The
 // title names both inputs. It draws from res alone: it reads no input.
-func Diff(res *blend.DiffResult, f Format, size Size) ([]byte, error) {
+func Diff(res *blend.DiffResult, f Format, size Size) (_ []byte, err error) {
+	defer recoverDrawing(&err)
 	if len(res.Cells) == 0 {
 		return nil, fmt.Errorf("%w: the diff compared no tensors", ErrNothingToDraw)
 	}
@@ -44,16 +44,6 @@ func Diff(res *blend.DiffResult, f Format, size Size) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// WriteDiff is Diff writing to w.
-func WriteDiff(w io.Writer, res *blend.DiffResult, f Format, size Size) error {
-	b, err := Diff(res, f, size)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
 }
 
 // gridCell is one cell of a heatmap.
@@ -225,7 +215,8 @@ func setColumns(p *plot.Plot, labels []string, width vg.Length) {
 }
 
 // setLayerAxis makes p's Y axis the layers, layer 0 at the top.
-func setLayerAxis(p *plot.Plot, layers int, labelled bool) {
+// At most ticks layers are marked.
+func setLayerAxis(p *plot.Plot, layers, ticks int, labelled bool) {
 	p.Y.Min, p.Y.Max = -0.5, float64(layers)-0.5
 	p.Y.Padding = 0
 	p.Y.Scale = plot.InvertedScale{Normalizer: plot.LinearScale{}}
@@ -233,7 +224,7 @@ func setLayerAxis(p *plot.Plot, layers int, labelled bool) {
 	if !labelled {
 		label = func(int) string { return "" }
 	}
-	p.Y.Tick.Marker = intTicks(24, label)
+	p.Y.Tick.Marker = intTicks(max(2, ticks), label)
 }
 
 func drawDiff(cv *canvas, res *blend.DiffResult) error {
@@ -266,8 +257,8 @@ func drawDiff(cv *canvas, res *blend.DiffResult) error {
 	chartW := (bw - leftW - barW) / 2
 	left := draw.Crop(body, 0, -(bw - leftW), 0, 0)
 	barC := draw.Crop(body, leftW+fs, -(bw - leftW - barW), 0, 0)
-	relC := draw.Crop(body, leftW+barW, -chartW, 0, 0)
-	cosC := draw.Crop(body, leftW+barW+chartW, 0, 0, 0)
+	relC := draw.Crop(body, leftW+barW, -chartW-fs, 0, 0)
+	cosC := draw.Crop(body, leftW+barW+chartW+fs, 0, 0, 0)
 
 	notes := cv.notes
 	var grids []*cellGrid
@@ -305,7 +296,8 @@ func drawDiff(cv *canvas, res *blend.DiffResult) error {
 		heat.Title.Text = "by layer and tensor part"
 		heat.Y.Label.Text = "layer"
 		setColumns(heat, partLabels(l.cols), leftW*0.8)
-		setLayerAxis(heat, l.layers, true)
+		ticks := int((heatC.Max.Y - heatC.Min.Y) * 0.75 / (1.6 * fs))
+		setLayerAxis(heat, l.layers, ticks, true)
 		g := &cellGrid{cells: l.grid, scale: l.scale, notes: notes, font: fs - 1}
 		// Values in the cells when they fit.
 		cellW := (leftW * 0.8) / vg.Length(len(l.cols))
@@ -315,14 +307,14 @@ func drawDiff(cv *canvas, res *blend.DiffResult) error {
 		grids = append(grids, g)
 
 		rel := newPlot(fs)
-		rel.Title.Text = "relative L2 per layer"
+		rel.Title.Text = "layer relative L2"
 		rel.X.Min = 0
 		rel.X.Tick.Marker = fewTicks{3}
 		cos := newPlot(fs)
-		cos.Title.Text = "cosine per layer"
+		cos.Title.Text = "layer cosine"
 		cos.X.Tick.Marker = fewTicks{3}
 		for _, p := range []*plot.Plot{rel, cos} {
-			setLayerAxis(p, l.layers, false)
+			setLayerAxis(p, l.layers, ticks, false)
 			p.Add(plotter.NewGrid())
 		}
 		var relXY, cosXY plotter.XYs

@@ -197,3 +197,12 @@ func WriteFile(path string, data []byte) error {
 	}
 	return nil
 }
+
+// recoverDrawing turns a panic of the plotting library (gonum/plot panics on configurations
+// it cannot draw) into an error, so that no result, however odd its numbers, crashes weft.
+// The tests draw results at the edges so that this stays a safety net.
+func recoverDrawing(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("plots: drawing failed: %v", r)
+	}
+}

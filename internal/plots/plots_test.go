@@ -150,7 +150,7 @@ func checkDiffSVG(t *testing.T, data []byte, res *blend.DiffResult, size Size) {
 	if len(seen) != len(want) {
 		t.Errorf("%d cells drawn, the diff has %d", len(seen), len(want))
 	}
-	for _, s := range []string{"A: " + res.A, "B: " + res.B} {
+	for _, s := range []string{"A: " + safeText(res.A), "B: " + safeText(res.B)} {
 		found := false
 		for _, x := range doc.texts {
 			found = found || x == s

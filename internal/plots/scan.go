@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -30,7 +29,8 @@ const MaxLabelled = 40
 // on the same axis, those tokens one per line, labelled with their id and their string
 // escaped (control characters, invalid UTF-8 and characters the font cannot draw as Go
 // escapes). It draws from res alone: it reads no input.
-func Scan(res *glitch.ScanResult, f Format, size Size) ([]byte, error) {
+func Scan(res *glitch.ScanResult, f Format, size Size) (_ []byte, err error) {
+	defer recoverDrawing(&err)
 	if len(res.Distribution) == 0 {
 		return nil, fmt.Errorf("%w: the scan has no rows", ErrNothingToDraw)
 	}
@@ -46,16 +46,6 @@ func Scan(res *glitch.ScanResult, f Format, size Size) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// WriteScan is Scan writing to w.
-func WriteScan(w io.Writer, res *glitch.ScanResult, f Format, size Size) error {
-	b, err := Scan(res, f, size)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
 }
 
 var indicatorNames = map[string]string{
@@ -114,9 +104,7 @@ func drawScan(cv *canvas, res *glitch.ScanResult) error {
 	// Histogram over the whole vocabulary.
 	hist := newPlot(fs)
 	hist.Title.Text = fmt.Sprintf("distribution over the vocabulary; the %s the scan lists marked", plural(len(flagged), "token"))
-	hist.Y.Label.Text = "tokens (log scale)"
-	hist.Y.Scale = plot.LogScale{}
-	hist.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	hist.Y.Label.Text = "tokens"
 	bins := int(math.Max(10, math.Min(80, math.Sqrt(float64(len(vals))))))
 	if len(vals) > 0 {
 		h, err := plotter.NewHist(vals, bins)
@@ -124,9 +112,13 @@ func drawScan(cv *canvas, res *glitch.ScanResult) error {
 			return fmt.Errorf("plots: %w", err)
 		}
 		h.LogY = true
+		hist.Y.Label.Text = "tokens (log scale)"
+		hist.Y.Scale = plot.LogScale{}
+		hist.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		h.FillColor = colBars
 		h.LineStyle.Width = 0
 		hist.Add(h)
+		hist.Y.Min = 0.5 // counts are whole: a bin of one stands half a decade high
 	}
 	marks := &rug{col: colMark, width: vg.Length(math.Max(1, float64(fs)/10))}
 	for _, t := range flagged {

@@ -22,8 +22,8 @@ type CellSummary struct {
 	Tensors int       `json:"tensors"`
 	// Elements is the number of elements compared.
 	Elements int64 `json:"elements"`
-	// RelL2 is sqrt(sum ||B-A||^2) / sqrt(sum ||A||^2) over the cell's tensors (0 when all
-	// are zero, +Inf when only B is non-zero).
+	// RelL2 is sqrt(sum ||B-A||^2) / sqrt(sum ||A||^2) over the cell's tensors (0 when A and
+	// B are all zero, +Inf when A is and B is not).
 	RelL2 float64 `json:"rel_l2"`
 	// Cosine is the cosine similarity of the cell's tensors as one vector.
 	Cosine float64 `json:"cosine"`
