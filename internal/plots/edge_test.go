@@ -38,7 +38,7 @@ func TestEdgeResults(t *testing.T) {
 		"big":        big,
 	}
 	for name, res := range results {
-		for _, size := range []Size{{MinSide, MinSide}, {1600, 1000}} {
+		for _, size := range []Size{{MinSide, MinSide}, {1200, 800}} {
 			svg, err := Diff(res, SVG, size)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
@@ -71,7 +71,7 @@ func TestEdgeResults(t *testing.T) {
 	many.Rows = 5000
 	scans["many"] = many
 	for name, res := range scans {
-		for _, size := range []Size{{MinSide, MinSide}, {1600, 1000}} {
+		for _, size := range []Size{{MinSide, MinSide}, {1200, 800}} {
 			for _, f := range []Format{PNG, SVG} {
 				b, err := Scan(res, f, size)
 				if err != nil {
