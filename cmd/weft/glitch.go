@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/glitch"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -143,20 +144,22 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	var out *weft.Checkpoint
-	var rep *glitch.Report
-	if sub == "add" {
-		out, rep, err = glitch.Add(in, glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
-			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse})
-	} else {
-		out, rep, err = glitch.Reset(in, glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut})
-	}
+	types, err := of.outputTypes()
 	if err != nil {
 		return err
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
+	var op ops.Op
+	if sub == "add" {
+		op = &glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
+			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse, Types: types}
+	} else {
+		op = &glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut, Types: types}
 	}
+	res, err := runOp(e, &of, op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	if err != nil {
+		return err
+	}
+	rep := res.Report.(*glitch.Report)
 	switch {
 	case *asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -169,11 +172,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
-	what := map[string]string{}
-	for _, t := range rep.Tensors {
-		what[t.Name] = fmt.Sprintf("%d -> %d rows, init %s", rep.RowsBefore, t.Rows, t.Init)
-	}
-	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+	return of.write(ctx, e, res.Out, describeWith(res), in)
 }
 
 // describeGlitch prints the tokens and tensors of a glitch report, on stdout for a dry run

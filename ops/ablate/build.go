@@ -140,6 +140,11 @@ func (b *builder) layerTensor(t *weft.Tensor, l, j int) (*weft.Tensor, TensorPla
 	}
 	info := t.TensorInfo.Clone()
 	info.Name = name
+	dt, err := b.opts.ty.Of(info)
+	if err != nil {
+		return nil, TensorPlan{}, fmt.Errorf("ablate: %w", err)
+	}
+	info.DType = dt
 	rc := &recipe{out: info, src: t, srcIsInput: true, scale: 1, shard: t.Shard}
 	e := b.edits[l]
 	from := "input"
@@ -175,7 +180,13 @@ func (b *builder) layerTensor(t *weft.Tensor, l, j int) (*weft.Tensor, TensorPla
 // otherTensor makes the output of a tensor outside the layers: a copy, or the embedding
 // with the direction projected out.
 func (b *builder) otherTensor(t *weft.Tensor, embDir []float64) (*weft.Tensor, TensorPlan, error) {
-	rc := &recipe{out: t.TensorInfo.Clone(), src: t, srcIsInput: true, scale: 1, shard: t.Shard}
+	info := t.TensorInfo.Clone()
+	dt, err := b.opts.ty.Of(info)
+	if err != nil {
+		return nil, TensorPlan{}, fmt.Errorf("ablate: %w", err)
+	}
+	info.DType = dt
+	rc := &recipe{out: info, src: t, srcIsInput: true, scale: 1, shard: t.Shard}
 	if embDir != nil && arch.RoleOf(t.Name) == arch.RoleEmbedding {
 		if len(t.Shape) != 2 || t.Shape[1] != int64(len(embDir)) {
 			return nil, TensorPlan{}, fmt.Errorf("ablate: project-out --embeddings: embedding %q has shape %v; the direction has %d values", t.Name, t.Shape, len(embDir))

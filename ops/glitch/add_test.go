@@ -100,9 +100,18 @@ func checkRows(t *testing.T, in, got *weft.Tensor, keep int64, gen []int64, want
 	}
 }
 
+// runAdd adds tokens through the op's entry point, which records provenance.
+func runAdd(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
+	r, err := ops.Run(&opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, in.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.Out, r.Report.(*Report), nil
+}
+
 func TestAddHF(t *testing.T) {
 	in := open(t, fixture(t, "hf/tiny-llama-base"))
-	out, rep, err := Add(in, AddOptions{Count: 3, Seed: 42})
+	out, rep, err := runAdd(in, AddOptions{Count: 3, Seed: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +150,8 @@ func TestAddHF(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "special_tokens_map.json")); err == nil {
 		t.Error("special_tokens_map.json written for non-special tokens")
 	}
-	if res.Metadata[ops.KeyOp] != "glitch-add" || res.Metadata[ops.KeySeed] != "42" {
-		t.Errorf("provenance %v", res.Metadata)
+	if p, err := ops.ReadProvenance(res); err != nil || p == nil || p.Steps[0].Op != "glitch-add" || *p.Steps[0].Seed != 42 {
+		t.Errorf("provenance %+v %v", p, err)
 	}
 
 	// A real tokenizer maps the new texts to the new ids.
@@ -302,7 +311,7 @@ func TestAddGGUF(t *testing.T) {
 		t.Run(ty, func(t *testing.T) {
 			in := open(t, fixture(t, "gguf/tiny-llama-base-"+ty+".gguf"))
 			dt := in.Tensor("token_embd.weight").DType
-			out, rep, err := Add(in, AddOptions{Count: 2, Seed: 3, PadToMultipleOf: 4})
+			out, rep, err := runAdd(in, AddOptions{Count: 2, Seed: 3, PadToMultipleOf: 4})
 			if !codec.CanEncode(dt) {
 				if err == nil || !strings.Contains(err.Error(), "token_embd.weight") || !strings.Contains(err.Error(), dt.String()) {
 					t.Fatalf("%v cannot be encoded yet: error %v should name the tensor and type", dt, err)
@@ -347,8 +356,8 @@ func TestAddGGUF(t *testing.T) {
 				t.Fatal("old tokens changed")
 			}
 			checkNoDup(t, tk)
-			if v, _ := res.GetKV(ops.KeyOp); v != "glitch-add" {
-				t.Errorf("provenance %v", v)
+			if p, err := ops.ReadProvenance(res); err != nil || p == nil || p.Steps[0].Op != "glitch-add" {
+				t.Errorf("provenance %+v %v", p, err)
 			}
 
 			gf := parseGGUF(t, path)

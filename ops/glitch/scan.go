@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -85,7 +86,7 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 }
 
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
-	emb, err := noise.FindEmbeddings(c)
+	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
 	}

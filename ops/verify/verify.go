@@ -1,13 +1,17 @@
 // Package verify re-reads a checkpoint end to end and checks it: its structure (the format
 // readers validate headers, offsets, sizes and shard indexes when they open it), every byte
 // of every tensor (read in chunks, so truncation and I/O errors surface), NaN and Inf counts
-// of every floating-point or decodable quantized tensor, the JSON side files, and, when the
-// checkpoint records how weft made it, a sample of elements recomputed from the recorded
-// inputs and compared exactly.
+// of every floating-point or decodable quantized tensor, the JSON side files, and how it was
+// made: when the checkpoint records its provenance, the recorded steps are replayed with
+// each op's own planning (ops.Build, through the op registry) from the recorded inputs, and
+// the result is compared with the checkpoint: every tensor's type and shape, the bytes of
+// every row copied from an input and of a sample of computed rows (every row with Full),
+// the key-values or metadata, and the side files. A checkpoint without provenance, a plain
+// rewrite, is compared tensor by tensor with the input it is given.
 //
 // Memory is bounded by the number of workers times the chunk size, whatever the model's
-// size; recomputation reads a few small runs of elements per tensor (slerp blends read
-// their two inputs once more to recompute the interpolation scalars).
+// size; replaying reads the rows it compares (and the reductions an op needs, such as
+// slerp's norms, once per tensor).
 package verify
 
 import (
@@ -31,14 +35,21 @@ const DefaultSamples = 1000
 
 // Options control a verification.
 type Options struct {
-	// Inputs are paths of the checkpoints the verified one was made from. They are matched
-	// to the recorded inputs by header hash (or, failing that, by base name, which then
-	// reports the hash mismatch). Recorded inputs not given here are looked for beside the
-	// checkpoint under their recorded base names.
+	// Inputs are paths of the checkpoints (and plain files) the verified one was made from.
+	// They are matched to the recorded inputs by header hash and data fingerprint (plain
+	// files by SHA-256), by name first when several match. Recorded inputs not given here
+	// are looked for beside the checkpoint under their recorded base names. A checkpoint
+	// without provenance is compared with the one input given here.
 	Inputs []string
-	// Samples is the number of elements recomputed per tensor (0: DefaultSamples; a tensor
-	// with fewer elements is recomputed whole). Negative disables recomputation.
+	// Samples is the number of elements compared per computed tensor, in whole rows (0:
+	// DefaultSamples; a tensor with fewer elements is compared whole). Rows copied from an
+	// input are always compared whole.
 	Samples int
+	// Full compares every row of every tensor.
+	Full bool
+	// StructureOnly skips the replay: the checkpoint is checked on its own, and missing
+	// recorded inputs are not an error.
+	StructureOnly bool
 	// Threads is the number of workers reading tensors (0: all cores).
 	Threads int
 	// ChunkBytes bounds the bytes one worker reads at once (0: 4 MiB).
@@ -62,13 +73,13 @@ type TensorReport struct {
 	Decoded bool  `json:"decoded"`
 	NaN     int64 `json:"nan"`
 	Inf     int64 `json:"inf"`
-	// Recomputed is the number of elements recomputed from the inputs; Mismatches how many
-	// of them disagree with the checkpoint, the first described by FirstMismatch.
+	// Recomputed is the number of elements compared with the replay (or the input of a
+	// plain rewrite); Mismatches how many of them disagree with the checkpoint, the first
+	// described by FirstMismatch.
 	Recomputed    int64  `json:"recomputed"`
 	Mismatches    int64  `json:"mismatches"`
 	FirstMismatch string `json:"first_mismatch,omitempty"`
-	// How says how the tensor was recomputed ("copy of tuned", "blend", "convert BF16 ->
-	// F32") or why it was not.
+	// How says what the tensor was compared with, or why it was not.
 	How string `json:"how,omitempty"`
 	// Problems lists what is wrong with the tensor; empty means it is fine.
 	Problems []string `json:"problems,omitempty"`
@@ -85,23 +96,36 @@ type SideFileReport struct {
 type InputReport struct {
 	Role       string `json:"role"`
 	Name       string `json:"name"`
-	Format     string `json:"format"`
-	HeaderHash string `json:"header_sha256"`
+	Format     string `json:"format,omitempty"`
+	HeaderHash string `json:"header_sha256,omitempty"`
 	// Path is where the input was found ("" if it was not).
 	Path string `json:"path,omitempty"`
-	// Status is "matched", "missing" or "hash mismatch".
+	// Status is "matched", "missing", "hash mismatch" or "given".
 	Status string `json:"status"`
+}
+
+// StepReport is one recorded step.
+type StepReport struct {
+	Op     string `json:"op"`
+	Params string `json:"params,omitempty"`
+	Seed   *int64 `json:"seed,omitempty"`
+	Format string `json:"format,omitempty"`
 }
 
 // ProvenanceReport describes the checkpoint's record of how it was made and whether it
 // could be checked.
 type ProvenanceReport struct {
-	Op      string        `json:"op"`
-	Version string        `json:"weft_version,omitempty"`
-	Params  string        `json:"params,omitempty"`
-	Seed    string        `json:"seed,omitempty"`
-	Inputs  []InputReport `json:"inputs"`
-	// Verified reports whether sampled elements were recomputed and compared.
+	// Op, Params and Seed are the last step's.
+	Op      string       `json:"op"`
+	Version string       `json:"weft_version,omitempty"`
+	Params  string       `json:"params,omitempty"`
+	Seed    string       `json:"seed,omitempty"`
+	Steps   []StepReport `json:"steps,omitempty"`
+	// Legacy reports a single-step record of an older weft version.
+	Legacy bool          `json:"legacy,omitempty"`
+	Inputs []InputReport `json:"inputs"`
+	// Verified reports whether the replay (or the input of a plain rewrite) was compared
+	// with the checkpoint.
 	Verified bool `json:"verified"`
 	// Note says why the record could not be checked, when it could not.
 	Note string `json:"note,omitempty"`

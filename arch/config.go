@@ -1,49 +1,58 @@
-package noise
+package arch
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/sidefile"
 )
 
-// MaxSideFileSize bounds the side files (config.json, tokenizer files) weft reads into
-// memory. Real tokenizer.json files are a few tens of megabytes at most.
-const MaxSideFileSize = 512 << 20
+// Config keys of Hugging Face config.json files that ops read.
+const (
+	ConfigTieWordEmbeddings = "tie_word_embeddings"
+	ConfigInitializerRange  = "initializer_range"
+	ConfigModelType         = "model_type"
+)
 
-// ReadSideFile returns the contents of a checkpoint's side file (its replacement Data when
-// an earlier op set one), whether the checkpoint has it, and any read error.
-func ReadSideFile(c *weft.Checkpoint, name string) ([]byte, bool, error) {
-	sf := c.SideFile(name)
-	if sf == nil {
-		return nil, false, nil
+// GGUF keys outside the {arch} namespace.
+const (
+	// KeyArchitecture names the architecture, the {arch} of GGUFKey templates.
+	KeyArchitecture = "general.architecture"
+	// GGUFTokenizerPrefix starts every key of a GGUF file's tokenizer.
+	GGUFTokenizerPrefix = "tokenizer."
+)
+
+// TokenizerFiles are the side files of a Hugging Face directory that describe its
+// vocabulary: they travel together when an output takes another model's vocabulary.
+var TokenizerFiles = map[string]bool{
+	"tokenizer.json": true, "tokenizer_config.json": true, "special_tokens_map.json": true,
+	"added_tokens.json": true, "tokenizer.model": true, "vocab.json": true, "merges.txt": true,
+	"vocab.txt": true, "spiece.model": true,
+}
+
+// GGUFArch returns a GGUF checkpoint's general.architecture, or "".
+func GGUFArch(c *weft.Checkpoint) string {
+	v, _ := c.GetKV(KeyArchitecture)
+	s, _ := v.(string)
+	return s
+}
+
+// GGUFArchKey expands a GGUF key template with c's architecture, or returns "" when c
+// names none.
+func GGUFArchKey(c *weft.Checkpoint, template string) string {
+	a := GGUFArch(c)
+	if a == "" {
+		return ""
 	}
-	if sf.Data != nil {
-		return sf.Data, true, nil
-	}
-	f, err := os.Open(sf.Path)
-	if err != nil {
-		return nil, true, fmt.Errorf("reading %s: %w", name, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSideFileSize+1))
-	if err != nil {
-		return nil, true, fmt.Errorf("reading %s: %w", sf.Path, err)
-	}
-	if len(b) > MaxSideFileSize {
-		return nil, true, fmt.Errorf("%s: larger than %d bytes", sf.Path, MaxSideFileSize)
-	}
-	return b, true, nil
+	return GGUFKey(template, a)
 }
 
 // Config returns the parsed config.json of a checkpoint, or nil when it has none. A config
 // that is not a JSON object is an error.
 func Config(c *weft.Checkpoint) (map[string]any, error) {
-	b, ok, err := ReadSideFile(c, "config.json")
+	b, ok, err := sidefile.Of(c, "config.json")
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -55,7 +64,7 @@ func Config(c *weft.Checkpoint) (map[string]any, error) {
 }
 
 // ConfigValue looks a key up in config.json: at the top level first, then in the nested
-// language-model configs (text_config, ...). It reports whether the key was found.
+// language-model configs (NestedConfigKeys). It reports whether the key was found.
 func ConfigValue(cfg map[string]any, key string) (any, bool) {
 	if cfg == nil {
 		return nil, false
@@ -63,7 +72,7 @@ func ConfigValue(cfg map[string]any, key string) (any, bool) {
 	if v, ok := cfg[key]; ok {
 		return v, true
 	}
-	for _, nk := range arch.NestedConfigKeys {
+	for _, nk := range NestedConfigKeys {
 		if sub, ok := cfg[nk].(map[string]any); ok {
 			if v, ok := sub[key]; ok {
 				return v, true
@@ -71,6 +80,42 @@ func ConfigValue(cfg map[string]any, key string) (any, bool) {
 		}
 	}
 	return nil, false
+}
+
+// SetConfigVocab sets every vocabulary-size key (VocabKeys) of a config.json document, at
+// the top level and in the nested language-model configs, to n; when none is present and
+// add is set, it adds vocab_size at the top level. It returns the keys it set.
+func SetConfigVocab(d *sidefile.Doc, n int64, add bool) ([]string, error) {
+	var set []string
+	for _, k := range VocabKeys {
+		if d.Has(k) {
+			if err := d.Set(n, k); err != nil {
+				return nil, err
+			}
+			set = append(set, k)
+		}
+	}
+	for _, nk := range NestedConfigKeys {
+		raw, ok := d.Get(nk)
+		if !ok || len(raw) == 0 || raw[0] != '{' {
+			continue
+		}
+		for _, k := range VocabKeys {
+			if d.Has(nk, k) {
+				if err := d.Set(n, nk, k); err != nil {
+					return nil, err
+				}
+				set = append(set, nk+"."+k)
+			}
+		}
+	}
+	if len(set) == 0 && add {
+		if err := d.Set(n, VocabKeys[0]); err != nil {
+			return nil, err
+		}
+		set = append(set, VocabKeys[0])
+	}
+	return set, nil
 }
 
 // Embeddings describes a checkpoint's token matrices: the input embedding, the output head
@@ -90,13 +135,13 @@ type Embeddings struct {
 }
 
 // FindEmbeddings finds the input token embedding and the output head of c by name (Hugging
-// Face and GGUF naming, see package arch) and decides whether they are tied.
+// Face and GGUF naming) and decides whether they are tied.
 func FindEmbeddings(c *weft.Checkpoint) (*Embeddings, error) {
 	names := make([]string, len(c.Tensors))
 	for i, t := range c.Tensors {
 		names[i] = t.Name
 	}
-	en := arch.Embedding(names)
+	en := Embedding(names)
 	if en == "" {
 		return nil, fmt.Errorf("no input token embedding found among %d tensors (looked for token_embd.weight, *.embed_tokens.weight, *.wte.weight, ...)", len(names))
 	}
@@ -104,19 +149,19 @@ func FindEmbeddings(c *weft.Checkpoint) (*Embeddings, error) {
 	if len(e.Embedding.Shape) != 2 || e.Embedding.Shape[0] <= 0 || e.Embedding.Shape[1] <= 0 {
 		return nil, fmt.Errorf("embedding %q has shape %v, want [rows, hidden] with both positive", en, e.Embedding.Shape)
 	}
-	if hn := arch.Head(names); hn != "" {
+	if hn := Head(names); hn != "" {
 		e.Head = c.Tensor(hn)
 	}
 	cfg, err := Config(c)
 	if err != nil {
 		return nil, err
 	}
-	tieCfg, _ := ConfigValue(cfg, "tie_word_embeddings")
+	tieCfg, _ := ConfigValue(cfg, ConfigTieWordEmbeddings)
 	switch {
 	case e.Head == nil:
 		e.Tied, e.TiedReason = true, "there is no separate output head tensor"
 	case tieCfg == true:
-		e.Tied, e.TiedReason = true, "config.json sets tie_word_embeddings"
+		e.Tied, e.TiedReason = true, "config.json sets "+ConfigTieWordEmbeddings
 	case e.Head.File != "" && e.Head.File == e.Embedding.File && e.Head.Offset == e.Embedding.Offset &&
 		e.Head.DType == e.Embedding.DType && slices.Equal(e.Head.Shape, e.Embedding.Shape):
 		e.Tied, e.TiedReason = true, fmt.Sprintf("%q shares its storage with %q", e.Head.Name, en)
