@@ -99,6 +99,17 @@ func (f FileType) MainType() weft.DType {
 	return r.main
 }
 
+// Describes reports whether f is a fitting general.file_type for a file whose dominant
+// weight type is dt: dt is the main type of f, or f is the file type llama.cpp guesses
+// for dt (they differ for IQ2_S, whose mixture is mostly IQ2_XS).
+func (f FileType) Describes(dt weft.DType) bool {
+	if f.Known() && f.MainType() == dt {
+		return true
+	}
+	g, ok := plainFileTypes[dt]
+	return ok && g == f
+}
+
 // String returns llama-quantize's name of f ("Q4_K_M"), or "FileType(N)".
 func (f FileType) String() string {
 	if r, ok := f.row(); ok {

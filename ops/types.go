@@ -359,7 +359,7 @@ func (ty *Typer) FileTypeFor(out *weft.Checkpoint) arch.FileType {
 	dom := DominantType(out.Tensors, true)
 	if ty.spec.IsZero() {
 		if v, ok := out.GetKV(arch.KeyFileType); ok {
-			if n, ok := KVInt(v); ok && n >= 0 && arch.FileType(n).Known() && arch.FileType(n).MainType() == dom {
+			if n, ok := KVInt(v); ok && n >= 0 && arch.FileType(n).Describes(dom) {
 				return arch.FileType(n)
 			}
 		}

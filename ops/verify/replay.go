@@ -223,6 +223,27 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 			wants[k].rep.Status, wants[k].rep.Path = "matched", path
 			continue
 		}
+		// A recorded plain file may be one a checkpoint reader opens too (a direction in a
+		// safetensors file); hashed only when such a file is still wanted.
+		fileWanted := false
+		for _, w := range wants {
+			fileWanted = fileWanted || (free(w) && w.rec.IsFile())
+		}
+		if fileWanted {
+			if h, err := ops.FileHash(path); err == nil {
+				for _, w := range wants {
+					if k < 0 && free(w) && w.rec.IsFile() && w.rec.FileHash == h {
+						w.file = path
+						w.rep.Status, w.rep.Path = "matched", path
+						k = 0
+					}
+				}
+			}
+		}
+		if k >= 0 {
+			in.Close()
+			continue
+		}
 		bad := false
 		for _, w := range wants {
 			if free(w) && !w.rec.IsFile() && w.rec.Path == base {
