@@ -128,7 +128,7 @@ func styledCopy(t *testing.T, src, dst string) string {
 			}
 			b = ind.Bytes()
 			if i := bytes.LastIndexByte(b, '}'); i > 0 {
-				b = append(append(append([]byte(nil), b[:i-1]...), ",\n    \"a_note\": 1.50e+00\n}\n"...))
+				b = append(append([]byte(nil), b[:i-1]...), ",\n    \"a_note\": 1.50e+00\n}\n"...)
 			}
 		}
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
