@@ -94,7 +94,9 @@ func matrixOps(dir string) []matrixOp {
 		{name: "noise", args: func(in matrixInput) []string {
 			return []string{"noise", in.base, "--seed", "1", "--std", "0.01", "--tokens", "0-9"}
 		}, extra: none, refuse: accept},
-		{name: "glitch add", args: func(in matrixInput) []string { return []string{"glitch", "add", in.base, "--count", "2", "--seed", "1"} }, extra: none, refuse: accept},
+		{name: "glitch add", args: func(in matrixInput) []string {
+			return []string{"glitch", "add", in.base, "--count", "2", "--seed", "1"}
+		}, extra: none, refuse: accept},
 		{name: "glitch reset", args: func(in matrixInput) []string {
 			return []string{"glitch", "reset", in.base, "--tokens", "3,4", "--seed", "1"}
 		}, extra: none, refuse: accept},
