@@ -24,6 +24,30 @@ const (
 	GGUFTokenizerPrefix = "tokenizer."
 )
 
+// GGUF tokenizer arrays (one entry per token).
+const (
+	GGUFTokens    = "tokenizer.ggml.tokens"
+	GGUFScores    = "tokenizer.ggml.scores"
+	GGUFTokenType = "tokenizer.ggml.token_type"
+)
+
+// GGUF token types (llama.cpp's llama_token_type), the values of tokenizer.ggml.token_type.
+const (
+	TokenNormal      = 1
+	TokenUnknown     = 2
+	TokenControl     = 3
+	TokenUserDefined = 4
+	TokenUnused      = 5
+	TokenByte        = 6
+)
+
+// Keys that give the size of one attention head's slice of the output projection, by
+// preference: GGUF keys after "{arch}.", and config.json keys.
+var (
+	GGUFHeadDimKeys = []string{"attention.value_length", "attention.key_length"}
+	HFHeadDimKeys   = []string{"v_head_dim", "head_dim"}
+)
+
 // TokenizerFiles are the side files of a Hugging Face directory that describe its
 // vocabulary: they travel together when an output takes another model's vocabulary.
 var TokenizerFiles = map[string]bool{

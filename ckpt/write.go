@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -423,27 +422,4 @@ func (s *staging) commit(p *Plan, force bool) error {
 	}
 	s.temps = nil
 	return nil
-}
-
-// SetConfigDType returns config.json bytes with torch_dtype (and dtype, where present) set to
-// the name transformers uses for dt, or the input unchanged if dt has no such name.
-func SetConfigDType(config []byte, dt weft.DType) ([]byte, error) {
-	names := map[weft.DType]string{weft.F32: "float32", weft.F16: "float16", weft.BF16: "bfloat16", weft.F64: "float64"}
-	name, ok := names[dt]
-	if !ok {
-		return config, nil
-	}
-	var m map[string]any
-	if err := json.Unmarshal(config, &m); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
-	}
-	m["torch_dtype"] = name
-	if _, ok := m["dtype"]; ok {
-		m["dtype"] = name
-	}
-	out, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }

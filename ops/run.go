@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"fmt"
+
 	"github.com/weft-ml/weft"
 )
 
@@ -10,6 +12,14 @@ import (
 type Inputs struct {
 	Checkpoints []*weft.Checkpoint
 	Files       []string
+}
+
+// One returns the one checkpoint of an op that takes exactly one checkpoint and no files.
+func (in Inputs) One(op string) (*weft.Checkpoint, error) {
+	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
+		return nil, fmt.Errorf("%s: takes one checkpoint, got %d checkpoints and %d files", op, len(in.Checkpoints), len(in.Files))
+	}
+	return in.Checkpoints[0], nil
 }
 
 // Op is an operation's parameters: a JSON-serialisable struct that is the single

@@ -594,7 +594,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 	if m.c.Format == weft.GGUF && other.Format == weft.GGUF && m.arch != om.arch {
 		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", filepath.Base(other.Path), om.arch, filepath.Base(m.c.Path), m.arch)
 	}
-	if mt, ot := m.cfg.String("model_type"), om.cfg.String("model_type"); mt != "" && ot != "" && mt != ot {
+	if mt, ot := m.cfg.String(arch.ConfigModelType), om.cfg.String(arch.ConfigModelType); mt != "" && ot != "" && mt != ot {
 		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", other.Path, ot, m.c.Path, mt)
 	}
 	want := map[int]bool{}

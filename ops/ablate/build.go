@@ -85,7 +85,7 @@ func (b *builder) prepare() error {
 				tr++
 			}
 		}
-		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && arch.Conv1DModelTypes[m.cfg.String("model_type")]
+		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && arch.Conv1DModelTypes[m.cfg.String(arch.ConfigModelType)]
 	}
 
 	type found struct{ attn, mlp, attnW, noise bool }
@@ -249,14 +249,14 @@ func (b *builder) headCount(l int) (int, error) {
 func (b *builder) headDim(l int) (int, string, bool) {
 	m := b.m
 	if m.c.Format == weft.GGUF {
-		for _, k := range []string{"attention.value_length", "attention.key_length"} {
+		for _, k := range arch.GGUFHeadDimKeys {
 			if v, ok := ggufKVInt(m.c, m.arch+"."+k, l); ok && v > 0 {
 				return int(v), m.arch + "." + k, true
 			}
 		}
 		return 0, "", false
 	}
-	for _, k := range []string{"v_head_dim", "head_dim"} {
+	for _, k := range arch.HFHeadDimKeys {
 		if v, ok := m.cfg.Int(k); ok && v > 0 {
 			return v, k, true
 		}

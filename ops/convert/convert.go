@@ -32,10 +32,10 @@ func (o *Options) OpName() string { return "convert" }
 
 // Plan plans the conversion of its one input for an output in ty's format.
 func (o *Options) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
-	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
-		return nil, fmt.Errorf("convert: takes one checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	src, err := in.One("convert")
+	if err != nil {
+		return nil, err
 	}
-	src := in.Checkpoints[0]
 	res, err := Convert(src, *o, ty.Target())
 	if err != nil {
 		return nil, err

@@ -344,12 +344,13 @@ func (o *AddOptions) OpName() string { return "glitch-add" }
 
 // Plan plans the new tokens of its one input.
 func (o *AddOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
-	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
-		return nil, fmt.Errorf("glitch add: takes one checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	c, err := in.One("glitch add")
+	if err != nil {
+		return nil, err
 	}
 	opts := *o
 	opts.ty = ty
-	out, rep, err := Add(in.Checkpoints[0], opts)
+	out, rep, err := Add(c, opts)
 	if err != nil {
 		return nil, err
 	}

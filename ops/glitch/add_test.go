@@ -15,6 +15,7 @@ import (
 
 	gguf_parser "github.com/gpustack/gguf-parser-go"
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 )
@@ -345,7 +346,7 @@ func TestAddGGUF(t *testing.T) {
 				t.Fatalf("arrays %d %d %d", len(tk), len(ty2), len(sc))
 			}
 			wantT := []string{"<|glitch_0|>", "<|glitch_1|>", "[PAD1026]", "[PAD1027]"}
-			wantY := []int32{TokenUserDefined, TokenUserDefined, TokenUnused, TokenUnused}
+			wantY := []int32{arch.TokenUserDefined, arch.TokenUserDefined, arch.TokenUnused, arch.TokenUnused}
 			for i := range wantT {
 				if tk[1024+i] != wantT[i] || ty2[1024+i] != wantY[i] || sc[1024+i] != addedScore {
 					t.Fatalf("token %d: %q type %d score %v", 1024+i, tk[1024+i], ty2[1024+i], sc[1024+i])
@@ -402,7 +403,7 @@ func TestAddGGUFSpecialReuse(t *testing.T) {
 	mid := writeOpen(t, out, filepath.Join(t.TempDir(), "mid.gguf"), 2, in)
 	toks, _ := mid.GetKV(keyTokens)
 	types, _ := mid.GetKV(keyTokenType)
-	if tk, ty := toks.([]string), types.([]int32); len(tk) != 1536 || tk[1024] != "<|ctl|>" || ty[1024] != TokenControl || tk[1535] != "[PAD1535]" {
+	if tk, ty := toks.([]string), types.([]int32); len(tk) != 1536 || tk[1024] != "<|ctl|>" || ty[1024] != arch.TokenControl || tk[1535] != "[PAD1535]" {
 		t.Fatalf("tokens %d, %q %d", len(tk), tk[1024], ty[1024])
 	}
 	out2, rep, err := Add(mid, AddOptions{Count: 2, Seed: 2, ReusePadding: true})

@@ -84,12 +84,13 @@ func (o *ResetOptions) OpName() string { return "glitch-reset" }
 
 // Plan plans the reset of its one input's tokens.
 func (o *ResetOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
-	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
-		return nil, fmt.Errorf("glitch reset: takes one checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	c, err := in.One("glitch reset")
+	if err != nil {
+		return nil, err
 	}
 	opts := *o
 	opts.ty = ty
-	out, rep, err := Reset(in.Checkpoints[0], opts)
+	out, rep, err := Reset(c, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -205,7 +205,7 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 		if voc.kind == "gguf" && voc.hasTy {
 			var ids []int64
 			for i, t := range voc.types {
-				if t == TokenUnused && int64(i) < rows {
+				if t == arch.TokenUnused && int64(i) < rows {
 					ids = append(ids, int64(i))
 				}
 			}

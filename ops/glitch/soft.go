@@ -120,12 +120,13 @@ func (o *SoftOptions) OpName() string { return "soft-token" }
 
 // Plan plans the vectors drawn in the embedding space of its one input.
 func (o *SoftOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
-	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
-		return nil, fmt.Errorf("soft-token: takes one checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	c, err := in.One("soft-token")
+	if err != nil {
+		return nil, err
 	}
 	opts := *o
 	opts.ty = ty
-	out, err := SoftTokens(in.Checkpoints[0], opts)
+	out, err := SoftTokens(c, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -15,21 +15,11 @@ import (
 	"github.com/weft-ml/weft/sidefile"
 )
 
-// GGUF token types (llama.cpp's llama_token_type).
-const (
-	TokenNormal      = 1
-	TokenUnknown     = 2
-	TokenControl     = 3
-	TokenUserDefined = 4
-	TokenUnused      = 5
-	TokenByte        = 6
-)
-
 // GGUF tokenizer keys.
 const (
-	keyTokens    = "tokenizer.ggml.tokens"
-	keyScores    = "tokenizer.ggml.scores"
-	keyTokenType = "tokenizer.ggml.token_type"
+	keyTokens    = arch.GGUFTokens
+	keyScores    = arch.GGUFScores
+	keyTokenType = arch.GGUFTokenType
 )
 
 // addedScore is the score llama.cpp's converters give user-defined and padding tokens.
@@ -209,7 +199,7 @@ func loadGGUFVocab(c *weft.Checkpoint) (*vocab, error) {
 	v.size = int64(n)
 	v.real = v.size
 	if v.hasTy {
-		for v.real > 0 && v.types[v.real-1] == TokenUnused && strings.HasPrefix(v.tokens[v.real-1], "[PAD") {
+		for v.real > 0 && v.types[v.real-1] == arch.TokenUnused && strings.HasPrefix(v.tokens[v.real-1], "[PAD") {
 			v.real--
 		}
 	}
@@ -405,9 +395,9 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 	if v.kind != "gguf" {
 		return nil
 	}
-	typ := int32(TokenUserDefined)
+	typ := int32(arch.TokenUserDefined)
 	if special {
-		typ = TokenControl
+		typ = arch.TokenControl
 	}
 	// scores and types are kept in step with tokens even when the file has none (then they
 	// are not written).
@@ -420,7 +410,7 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 		for int64(len(tokens)) <= id {
 			tokens = append(tokens, "")
 			scores = append(scores, addedScore)
-			types = append(types, TokenUnused)
+			types = append(types, arch.TokenUnused)
 		}
 		tokens[id], scores[id], types[id] = s, addedScore, ty
 	}
@@ -429,7 +419,7 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 		put(t.id, t.content, typ)
 	}
 	for id := int64(len(tokens)); id < rows; id++ {
-		put(id, "[PAD"+strconv.FormatInt(id, 10)+"]", TokenUnused)
+		put(id, "[PAD"+strconv.FormatInt(id, 10)+"]", arch.TokenUnused)
 	}
 	for i, s := range tokens {
 		if s == "" {

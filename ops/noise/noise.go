@@ -238,12 +238,13 @@ func (o *Options) OpName() string { return "noise" }
 
 // Plan plans the noise on its one input.
 func (o *Options) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
-	if len(in.Checkpoints) != 1 || len(in.Files) != 0 {
-		return nil, fmt.Errorf("noise: takes one checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	c, err := in.One("noise")
+	if err != nil {
+		return nil, err
 	}
 	opts := *o
 	opts.ty = ty
-	out, rep, err := Apply(in.Checkpoints[0], opts)
+	out, rep, err := Apply(c, opts)
 	if err != nil {
 		return nil, err
 	}

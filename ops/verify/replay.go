@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -445,14 +444,7 @@ func compare(ctx context.Context, c, want *weft.Checkpoint, r *Report, opts Opti
 	if samples <= 0 {
 		samples = DefaultSamples
 	}
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	chunk := opts.ChunkBytes
-	if chunk <= 0 {
-		chunk = 4 << 20
-	}
+	threads, chunk := opts.workers()
 	idx := want.Index()
 	inC := map[string]bool{}
 	var jobs []cmpJob

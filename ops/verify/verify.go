@@ -235,17 +235,22 @@ func decodable(dt weft.DType) bool {
 	return (dt.Float() || dt.Quantized()) && codec.CanDecode(dt)
 }
 
-// stream reads every tensor's bytes in chunks, with a bounded pool of workers, counting
-// NaN and Inf values of decodable tensors.
-func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) error {
-	threads := opts.Threads
+// workers returns the number of workers and the bytes one reads at once.
+func (o Options) workers() (int, int64) {
+	threads, chunk := o.Threads, o.ChunkBytes
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	chunk := opts.ChunkBytes
 	if chunk <= 0 {
 		chunk = 4 << 20
 	}
+	return threads, chunk
+}
+
+// stream reads every tensor's bytes in chunks, with a bounded pool of workers, counting
+// NaN and Inf values of decodable tensors.
+func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) error {
+	threads, chunk := opts.workers()
 	stats := make([]tensorStats, len(c.Tensors))
 	var total int64
 	for i := range c.Tensors {
