@@ -19,6 +19,7 @@ import (
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 	"github.com/weft-ml/weft/ops/convert"
+	"github.com/weft-ml/weft/ops/noise"
 )
 
 var bg = context.Background()
@@ -495,4 +496,40 @@ func TestRefusesWhatReadersRefuse(t *testing.T) {
 	if _, err := Verify(bg, p, Options{}); err == nil || !strings.Contains(err.Error(), "bad.safetensors") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestChainReplayed: ops run one after another in memory (no intermediate file) record one
+// provenance of several steps, each later step taking the output of the one before; verify
+// replays the chain in order and finds a corruption in the last step's tensors.
+func TestChainReplayed(t *testing.T) {
+	dir := t.TempDir()
+	base := writeSynth(t, filepath.Join(dir, "base"), 1, 0, weft.BF16)
+	tuned := writeSynth(t, filepath.Join(dir, "tuned"), 2, 1, weft.BF16)
+	b, tu := open(t, base), open(t, tuned)
+	s1, err := ops.Run(&blend.Options{Alpha: 0.4}, inputs(b, tu), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := ops.Run(&noise.Options{Seed: 5, Std: 0.02, Tokens: noise.RangeSet(0, 10)}, inputs(s1.Out), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, err := ops.Run(&convert.Options{Types: ops.Types{DType: weft.F32}}, inputs(s2.Out), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ops.ReadProvenance(s3.Out)
+	if err != nil || p == nil || len(p.Steps) != 3 || p.Steps[1].Op != "noise" || *p.Steps[2].Inputs[0].Step != 1 || *p.Steps[1].Inputs[0].Step != 0 || p.Steps[0].Inputs[1].Path != "tuned" {
+		t.Fatalf("chain record: %+v %v", p, err)
+	}
+	out := filepath.Join(dir, "chain.safetensors")
+	if err := ckpt.Write(bg, s3.Out, out, ckpt.WriteOptions{Inputs: []*weft.Checkpoint{b, tu}}); err != nil {
+		t.Fatal(err)
+	}
+	r := mustVerify(t, out, Options{Full: true}, true)
+	if len(r.Provenance.Steps) != 3 || len(r.Provenance.Inputs) != 2 {
+		t.Fatalf("report: %+v", r.Provenance)
+	}
+	corrupt(t, out, "model.embed_tokens.weight")
+	expectMismatch(t, out, "model.embed_tokens.weight", Options{})
 }
