@@ -27,9 +27,9 @@ parses the .json side files of a Hugging Face directory.
 
 When PATH records how weft made it (every op records its steps: op, parameters, seed and
 inputs), verify replays the steps with the ops' own planning from the recorded inputs and
-compares the result with PATH: every tensor's type and shape, every row a tensor copies from
-an input, a sample of about N elements (whole rows) of every computed tensor (all of them
-with --full), the GGUF key-values or safetensors metadata, and the side files, byte for byte.
+compares the result with PATH: every tensor's type and shape, a sample of about N elements
+(whole rows, the first and last among them) of every tensor (all of them with --full), the
+GGUF key-values or safetensors metadata, and the side files, byte for byte.
 Inputs are recorded by base name, header hash and a fingerprint of their data: give them with
 --inputs (or as further arguments), or leave them beside PATH under their recorded names.
 Recorded inputs that cannot be found are an error (exit 1) naming them, unless
@@ -43,8 +43,7 @@ Prints one line per tensor (or a report with --json) and exits 1 if anything is 
 Flags:
   --inputs IN          an input checkpoint or file (repeatable; further arguments are
                        inputs too)
-  --samples N          elements compared per computed tensor (default 1000; 0 is
-                       --structure-only)
+  --samples N          elements compared per tensor (default 1000; 0 is --structure-only)
   --full               compare every element of every tensor
   --structure-only     do not replay: check PATH on its own
   --allow-nonfinite    report NaN and Inf values without failing

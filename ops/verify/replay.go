@@ -435,11 +435,12 @@ type cmpStats struct {
 }
 
 // compare checks c against want, what the replay (or the input of a plain rewrite) makes:
-// the same tensors with the same types and shapes and, row by row, the same bytes: every
-// row of tensors want holds as raw input bytes and, for computed ones, a sample of rows (all
-// with opts.Full). With meta set, GGUF key-values, safetensors metadata (provenance keys
-// aside) are compared too; side files of a Hugging Face directory always are.
-func compare(ctx context.Context, c, want *weft.Checkpoint, r *Report, opts Options, how string, meta bool) error {
+// the same tensors with the same types and shapes and, row by row, the same bytes: a sample
+// of rows of every tensor (the first and last rows and others drawn by the tensor's name),
+// every row with opts.Full. A replay (replay set) also compares the GGUF key-values or
+// safetensors metadata, provenance keys aside; a plain rewrite is compared whole, every
+// byte of every tensor. Side files of a Hugging Face directory are always compared.
+func compare(ctx context.Context, c, want *weft.Checkpoint, r *Report, opts Options, how string, replay bool) error {
 	samples := opts.Samples
 	if samples <= 0 {
 		samples = DefaultSamples
@@ -477,7 +478,7 @@ func compare(ctx context.Context, c, want *weft.Checkpoint, r *Report, opts Opti
 			tr.How = "recomputed by the " + how
 		}
 		step := max(1, chunk/rb)
-		if raw || opts.Full || rows*t.RowLen() <= int64(samples) {
+		if !replay || opts.Full || rows*t.RowLen() <= int64(samples) {
 			for r0 := int64(0); r0 < rows; r0 += step {
 				jobs = append(jobs, cmpJob{i, r0, min(rows, r0+step)})
 			}
@@ -565,7 +566,7 @@ feed:
 			tr.Problems = append(tr.Problems, fmt.Sprintf("%d of %d compared elements disagree with the %s (first: %s)", st.mismatch, st.compared, how, st.first))
 		}
 	}
-	if meta {
+	if replay {
 		compareMeta(c, want, r, how)
 	}
 	compareSideFiles(c, want, r, how)

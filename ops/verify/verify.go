@@ -4,10 +4,10 @@
 // of every floating-point or decodable quantized tensor, the JSON side files, and how it was
 // made: when the checkpoint records its provenance, the recorded steps are replayed with
 // each op's own planning (ops.Build, through the op registry) from the recorded inputs, and
-// the result is compared with the checkpoint: every tensor's type and shape, the bytes of
-// every row copied from an input and of a sample of computed rows (every row with Full),
-// the key-values or metadata, and the side files. A checkpoint without provenance, a plain
-// rewrite, is compared tensor by tensor with the input it is given.
+// the result is compared with the checkpoint: every tensor's type and shape, the bytes of a
+// sample of rows of every tensor (every row with Full), the key-values or metadata, and the
+// side files. A checkpoint without provenance, a plain rewrite, is compared tensor by
+// tensor, every byte, with the input it is given.
 //
 // Memory is bounded by the number of workers times the chunk size, whatever the model's
 // size; replaying reads the rows it compares (and the reductions an op needs, such as
@@ -41,9 +41,9 @@ type Options struct {
 	// are looked for beside the checkpoint under their recorded base names. A checkpoint
 	// without provenance is compared with the one input given here.
 	Inputs []string
-	// Samples is the number of elements compared per computed tensor, in whole rows (0:
-	// DefaultSamples; a tensor with fewer elements is compared whole). Rows copied from an
-	// input are always compared whole.
+	// Samples is the number of elements of each tensor compared with the replay, in whole
+	// rows (0: DefaultSamples; a tensor with fewer elements is compared whole). A plain
+	// rewrite (no provenance) is compared whole.
 	Samples int
 	// Full compares every row of every tensor.
 	Full bool
