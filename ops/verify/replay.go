@@ -497,62 +497,50 @@ func compare(ctx context.Context, c, want *weft.Checkpoint, r *Report, opts Opti
 	for i := range stats {
 		stats[i].firstElem = -1
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan cmpJob, threads*2)
-	var wg sync.WaitGroup
-	for w := 0; w < threads; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var got, exp []byte
-			for j := range ch {
-				st := &stats[j.i]
-				st.mu.Lock()
-				failed := st.err != nil
-				st.mu.Unlock()
-				if failed || ctx.Err() != nil {
-					continue
-				}
-				t, x := c.Tensors[j.i], wantOf[j.i]
-				rb := t.RowBytes()
-				n := (j.r1 - j.r0) * rb
-				if int64(cap(got)) < n {
-					got, exp = make([]byte, n), make([]byte, n)
-				}
-				g, e := got[:n], exp[:n]
-				err := readFull(t, g, j.r0*rb)
-				if err == nil {
-					if err = ops.ReadRows(x, j.r0, j.r1, e); err != nil {
-						err = fmt.Errorf("the %s: %w", how, err)
-					}
-				}
-				st.mu.Lock()
-				if err != nil {
-					if st.err == nil {
-						st.err = err
-					}
-					st.mu.Unlock()
-					continue
-				}
-				st.compared += (j.r1 - j.r0) * t.RowLen()
-				st.mu.Unlock()
-				if !bytes.Equal(g, e) {
-					diffBlocks(t, g, e, j.r0*t.RowLen(), st)
+	pool(ctx, threads, func(send func(cmpJob) bool) {
+		for _, j := range jobs {
+			if !send(j) {
+				return
+			}
+		}
+	}, func() func(cmpJob) {
+		var got, exp []byte
+		return func(j cmpJob) {
+			st := &stats[j.i]
+			st.mu.Lock()
+			failed := st.err != nil
+			st.mu.Unlock()
+			if failed {
+				return
+			}
+			t, x := c.Tensors[j.i], wantOf[j.i]
+			rb := t.RowBytes()
+			n := (j.r1 - j.r0) * rb
+			if int64(cap(got)) < n {
+				got, exp = make([]byte, n), make([]byte, n)
+			}
+			g, e := got[:n], exp[:n]
+			err := readFull(t, g, j.r0*rb)
+			if err == nil {
+				if err = ops.ReadRows(x, j.r0, j.r1, e); err != nil {
+					err = fmt.Errorf("the %s: %w", how, err)
 				}
 			}
-		}()
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case ch <- j:
-		case <-ctx.Done():
-			break feed
+			st.mu.Lock()
+			if err != nil {
+				if st.err == nil {
+					st.err = err
+				}
+				st.mu.Unlock()
+				return
+			}
+			st.compared += (j.r1 - j.r0) * t.RowLen()
+			st.mu.Unlock()
+			if !bytes.Equal(g, e) {
+				diffBlocks(t, g, e, j.r0*t.RowLen(), st)
+			}
 		}
-	}
-	close(ch)
-	wg.Wait()
+	})
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -258,114 +258,102 @@ func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) er
 			total += r.Tensors[i].Bytes
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan chunkJob, threads*2)
 	var done atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < threads; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
-			var vals []float32
-			var vals64 []float64
-			for j := range jobs {
-				st := &stats[j.i]
-				st.mu.Lock()
-				failed := st.err != nil
-				st.mu.Unlock()
-				if failed || ctx.Err() != nil {
-					continue
-				}
-				t := c.Tensors[j.i]
-				if int64(cap(buf)) < j.n {
-					buf = make([]byte, j.n)
-				}
-				b := buf[:j.n]
-				if err := readFull(t, b, j.off); err != nil {
-					st.mu.Lock()
-					if st.err == nil {
-						st.err = err
-					}
-					st.mu.Unlock()
-					continue
-				}
-				st.read.Add(j.n)
-				done.Add(j.n)
-				if !decodable(t.DType) {
-					continue
-				}
-				// Decode in sub-chunks of whole blocks to keep the float buffer small.
-				bb := t.DType.BlockBytes()
-				bs := t.DType.BlockSize()
-				step := max(1, (64<<10)/bs) * bb
-				for o := int64(0); o < j.n; o += step {
-					p := b[o:min(j.n, o+step)]
-					ne := int64(len(p)) / bb * bs
-					var nan, inf int64
-					if t.DType == weft.F64 {
-						if int64(cap(vals64)) < ne {
-							vals64 = make([]float64, ne)
-						}
-						v := vals64[:ne]
-						if err := codec.DecodeF64(t.DType, p, v); err != nil {
-							st.mu.Lock()
-							st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
-							st.mu.Unlock()
-							break
-						}
-						for _, x := range v {
-							if x != x {
-								nan++
-							} else if math.IsInf(x, 0) {
-								inf++
-							}
-						}
-					} else {
-						if int64(cap(vals)) < ne {
-							vals = make([]float32, ne)
-						}
-						v := vals[:ne]
-						if err := codec.Decode(t.DType, p, v); err != nil {
-							st.mu.Lock()
-							st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
-							st.mu.Unlock()
-							break
-						}
-						for _, x := range v {
-							if x != x {
-								nan++
-							} else if x > math.MaxFloat32 || x < -math.MaxFloat32 {
-								inf++
-							}
-						}
-					}
-					st.nan.Add(nan)
-					st.inf.Add(inf)
-				}
-			}
-		}()
-	}
 	stopProgress := ckpt.Ticker(opts.Progress, &done, total)
-feed:
-	for i, t := range c.Tensors {
-		if len(r.Tensors[i].Problems) > 0 {
-			continue
-		}
-		size := r.Tensors[i].Bytes
-		bb := t.DType.BlockBytes()
-		step := max(bb, chunk/bb*bb)
-		for off := int64(0); off < size; off += step {
-			select {
-			case jobs <- chunkJob{i: i, off: off, n: min(step, size-off)}:
-			case <-ctx.Done():
-				break feed
+	pool(ctx, threads, func(send func(chunkJob) bool) {
+		for i, t := range c.Tensors {
+			if len(r.Tensors[i].Problems) > 0 {
+				continue
+			}
+			size := r.Tensors[i].Bytes
+			bb := t.DType.BlockBytes()
+			step := max(bb, chunk/bb*bb)
+			for off := int64(0); off < size; off += step {
+				if !send(chunkJob{i: i, off: off, n: min(step, size-off)}) {
+					return
+				}
 			}
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	}, func() func(chunkJob) {
+		var buf []byte
+		var vals []float32
+		var vals64 []float64
+		return func(j chunkJob) {
+			st := &stats[j.i]
+			st.mu.Lock()
+			failed := st.err != nil
+			st.mu.Unlock()
+			if failed || ctx.Err() != nil {
+				return
+			}
+			t := c.Tensors[j.i]
+			if int64(cap(buf)) < j.n {
+				buf = make([]byte, j.n)
+			}
+			b := buf[:j.n]
+			if err := readFull(t, b, j.off); err != nil {
+				st.mu.Lock()
+				if st.err == nil {
+					st.err = err
+				}
+				st.mu.Unlock()
+				return
+			}
+			st.read.Add(j.n)
+			done.Add(j.n)
+			if !decodable(t.DType) {
+				return
+			}
+			// Decode in sub-chunks of whole blocks to keep the float buffer small.
+			bb := t.DType.BlockBytes()
+			bs := t.DType.BlockSize()
+			step := max(1, (64<<10)/bs) * bb
+			for o := int64(0); o < j.n; o += step {
+				p := b[o:min(j.n, o+step)]
+				ne := int64(len(p)) / bb * bs
+				var nan, inf int64
+				if t.DType == weft.F64 {
+					if int64(cap(vals64)) < ne {
+						vals64 = make([]float64, ne)
+					}
+					v := vals64[:ne]
+					if err := codec.DecodeF64(t.DType, p, v); err != nil {
+						st.mu.Lock()
+						st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
+						st.mu.Unlock()
+						break
+					}
+					for _, x := range v {
+						if x != x {
+							nan++
+						} else if math.IsInf(x, 0) {
+							inf++
+						}
+					}
+				} else {
+					if int64(cap(vals)) < ne {
+						vals = make([]float32, ne)
+					}
+					v := vals[:ne]
+					if err := codec.Decode(t.DType, p, v); err != nil {
+						st.mu.Lock()
+						st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
+						st.mu.Unlock()
+						break
+					}
+					for _, x := range v {
+						if x != x {
+							nan++
+						} else if x > math.MaxFloat32 || x < -math.MaxFloat32 {
+							inf++
+						}
+					}
+				}
+				st.nan.Add(nan)
+				st.inf.Add(inf)
+			}
+		}
+	})
 	stopProgress()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -386,6 +374,36 @@ feed:
 		}
 	}
 	return nil
+}
+
+// pool runs jobs on threads workers: feed sends the jobs (send reports false once ctx is
+// done, and feed should stop), newWorker makes one worker's function, which holds its own
+// buffers. It returns when every job sent is done.
+func pool[J any](ctx context.Context, threads int, feed func(send func(J) bool), newWorker func() func(J)) {
+	ch := make(chan J, threads*2)
+	var wg sync.WaitGroup
+	for w := 0; w < threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work := newWorker()
+			for j := range ch {
+				if ctx.Err() == nil {
+					work(j)
+				}
+			}
+		}()
+	}
+	feed(func(j J) bool {
+		select {
+		case ch <- j:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(ch)
+	wg.Wait()
 }
 
 // readFull fills buf with bytes [off, off+len(buf)) of t, naming the tensor, the file and
