@@ -234,8 +234,14 @@ func writeSide(path string, sf weft.SideFile) error {
 	data := sf.Data
 	if data == nil {
 		var err error
-		if data, err = os.ReadFile(sf.Path); err != nil {
+		r, err := sf.Open()
+		if err != nil {
 			return err
+		}
+		data, err = io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", sf.Path, err)
 		}
 	}
 	return os.WriteFile(path, data, 0o644)

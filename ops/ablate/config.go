@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 
 	"github.com/weft-ml/weft"
@@ -101,20 +100,16 @@ func loadConfig(c *weft.Checkpoint) (*hfConfig, error) {
 	}
 	data := sf.Data
 	if data == nil {
-		f, err := os.Open(sf.Path)
+		f, err := sf.Open()
 		if err != nil {
 			return nil, fmt.Errorf("ablate: %v", err)
 		}
 		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("ablate: %v", err)
-		}
-		if st.Size() > maxConfigSize {
-			return nil, fmt.Errorf("ablate: %s: %d bytes, more than the %d a config.json may have", sf.Path, st.Size(), maxConfigSize)
-		}
 		if data, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1)); err != nil {
 			return nil, fmt.Errorf("ablate: %s: %v", sf.Path, err)
+		}
+		if len(data) > maxConfigSize {
+			return nil, fmt.Errorf("ablate: %s: more than the %d bytes a config.json may have", sf.Path, maxConfigSize)
 		}
 	}
 	root, err := parseObj(data)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -27,7 +26,7 @@ func readSide(sf *weft.SideFile) ([]byte, error) {
 	if sf.Data != nil {
 		return sf.Data, nil
 	}
-	f, err := os.Open(sf.Path)
+	f, err := sf.Open()
 	if err != nil {
 		return nil, fmt.Errorf("blend: %w", err)
 	}

@@ -150,7 +150,7 @@ func Convert(in *weft.Checkpoint, opts Options) (*Result, error) {
 			data := sf.Data
 			if data == nil {
 				var err error
-				if data, err = readFile(sf.Path); err != nil {
+				if data, err = readFile(sf); err != nil {
 					return nil, err
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 
 	"github.com/weft-ml/weft"
@@ -25,7 +24,7 @@ func ReadSideFile(c *weft.Checkpoint, name string) ([]byte, bool, error) {
 	if sf.Data != nil {
 		return sf.Data, true, nil
 	}
-	f, err := os.Open(sf.Path)
+	f, err := sf.Open()
 	if err != nil {
 		return nil, true, fmt.Errorf("reading %s: %w", name, err)
 	}

@@ -45,7 +45,7 @@ func checkJSON(sf weft.SideFile) error {
 	if sf.Data != nil {
 		r = strings.NewReader(string(sf.Data))
 	} else {
-		f, err := os.Open(sf.Path)
+		f, err := sf.Open()
 		if err != nil {
 			return err
 		}
