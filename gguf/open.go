@@ -122,7 +122,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 	h := sha256.New()
 	for i, pf := range parts {
 		if _, err := io.Copy(h, io.NewSectionReader(files[i], 0, pf.DataOffset)); err != nil {
-			return nil, fmt.Errorf("gguf: %s: hashing header: %v", lastElem(paths[i]), err)
+			return nil, fmt.Errorf("gguf: %s: hashing header: %w", lastElem(paths[i]), err)
 		}
 		for _, e := range pf.Tensors {
 			if j, dup := seen[e.Name]; dup {
@@ -155,7 +155,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 func openPart(c *weft.Checkpoint, src weft.Source, name string) (*File, weft.SourceFile, error) {
 	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %v", err)
+		return nil, nil, fmt.Errorf("gguf: %w", err)
 	}
 	c.Closers = append(c.Closers, f)
 	hdr, err := Read(f, f.Size(), path.Base(name))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/weft-ml/weft"
 )
@@ -27,6 +28,10 @@ type InputRecord struct {
 	// DataHash fingerprints the weights (see DataFingerprint): header hashes identify a
 	// layout, and a base and its fine-tune usually share one.
 	DataHash string `json:"data_fingerprint,omitempty"`
+	// URL and Commit say where a remote input was read: its hf:// name or https:// URL
+	// (never credentials), and the Hub commit its revision resolved to.
+	URL    string `json:"url,omitempty"`
+	Commit string `json:"commit,omitempty"`
 }
 
 // fingerprintBytes is how much of each end of every tensor DataFingerprint reads.
@@ -36,27 +41,58 @@ const fingerprintBytes = 4096
 // 4 KiB of data: cheap (a few reads per tensor), and different for two checkpoints of one
 // layout whose weights differ anywhere near a tensor's ends. It returns "" if a read fails.
 func DataFingerprint(c *weft.Checkpoint) string {
+	// The pieces are read by a few goroutines (remote inputs answer each read after a round
+	// trip), a batch of tensors at a time, and hashed in tensor order.
+	const workers, batch = 16, 256
+	type piece struct {
+		head, tail []byte
+		ok         bool
+	}
 	h := sha256.New()
-	buf := make([]byte, fingerprintBytes)
-	for _, t := range c.Tensors {
-		n, err := t.Size()
-		if err != nil {
-			return ""
+	pieces := make([]piece, batch)
+	for lo := 0; lo < len(c.Tensors); lo += batch {
+		ts := c.Tensors[lo:min(lo+batch, len(c.Tensors))]
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for w := 0; w < min(workers, len(ts)); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					t := ts[i]
+					pieces[i] = piece{}
+					n, err := t.Size()
+					if err != nil {
+						continue
+					}
+					p := piece{head: make([]byte, min(n, fingerprintBytes))}
+					if k, _ := t.Data.ReadAt(p.head, 0); k != len(p.head) {
+						continue
+					}
+					if n > fingerprintBytes {
+						p.tail = make([]byte, min(n-fingerprintBytes, fingerprintBytes))
+						if k, _ := t.Data.ReadAt(p.tail, n-int64(len(p.tail))); k != len(p.tail) {
+							continue
+						}
+					}
+					p.ok = true
+					pieces[i] = p
+				}
+			}()
 		}
-		h.Write([]byte(t.Name))
-		h.Write([]byte{0})
-		head := min(n, fingerprintBytes)
-		if k, err := t.Data.ReadAt(buf[:head], 0); int64(k) != head {
-			_ = err
-			return ""
+		for i := range ts {
+			next <- i
 		}
-		h.Write(buf[:head])
-		if n > fingerprintBytes {
-			tail := min(n-fingerprintBytes, fingerprintBytes)
-			if k, _ := t.Data.ReadAt(buf[:tail], n-tail); int64(k) != tail {
+		close(next)
+		wg.Wait()
+		for i, t := range ts {
+			if !pieces[i].ok {
 				return ""
 			}
-			h.Write(buf[:tail])
+			h.Write([]byte(t.Name))
+			h.Write([]byte{0})
+			h.Write(pieces[i].head)
+			h.Write(pieces[i].tail)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -72,7 +108,7 @@ func Record(out *weft.Checkpoint, op string, params any, inputs []*weft.Checkpoi
 	}
 	recs := make([]InputRecord, len(inputs))
 	for i, in := range inputs {
-		recs[i] = InputRecord{Path: filepath.Base(in.Path), Format: string(in.Format), HeaderHash: in.HeaderHash, DataHash: DataFingerprint(in)}
+		recs[i] = InputRecord{Path: filepath.Base(in.Path), Format: string(in.Format), HeaderHash: in.HeaderHash, DataHash: DataFingerprint(in), URL: in.URL, Commit: in.Commit}
 	}
 	ins, err := json.Marshal(recs)
 	if err != nil {

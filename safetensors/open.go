@@ -232,7 +232,7 @@ func readIndex(src weft.Source, indexName string) (*index, error) {
 	}
 	data, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 	if err != nil {
-		return nil, errf("%v", err)
+		return nil, errf("%w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

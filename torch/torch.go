@@ -108,7 +108,7 @@ func Skipped(c *weft.Checkpoint) []string {
 func openFile(src weft.Source, name string, shard int, h hash.Hash) (*File, *handle, error) {
 	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("torch: %v", err)
+		return nil, nil, fmt.Errorf("torch: %w", err)
 	}
 	tf, err := read(f, f.Size(), path.Base(name), h)
 	if err != nil {

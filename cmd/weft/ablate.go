@@ -69,7 +69,7 @@ Output:
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
   --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-` + typesUsage + `
+` + typesUsage + inputUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
   weft ablate model.gguf -o deeper.gguf --duplicate 8-15
@@ -133,6 +133,8 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	embeddings := fs.Bool("embeddings", false, "")
 	layers := fs.String("layers", "", "")
 	jsonOut := fs.Bool("json", false, "")
+	var inp inputFlags
+	inp.add(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -178,7 +180,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		return usagef("--seed %d: want a non-negative number", *seed)
 	}
 
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -227,7 +229,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	}
 	inputs := []*weft.Checkpoint{in}
 	if *replace != "" {
-		other, err := openInput(*replace)
+		other, err := inp.open(*replace)
 		if err != nil {
 			return err
 		}

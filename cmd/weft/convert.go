@@ -33,7 +33,7 @@ torch_dtype updated). IN is any checkpoint weft reads.
   --keep-tied          keep both names of tensors sharing a storage in a .bin (by default
                        the duplicate is dropped as transformers' save_pretrained does: the
                        output head is dropped and tie_word_embeddings restores it on load)
-
+` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16
   weft convert model-f16.gguf -o model-q4_k.gguf --dtype q4_k
@@ -67,6 +67,8 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 	keepTied := fs.Bool("keep-tied", false, "")
 	var rules typeRules
 	fs.Var(&rules, "type-for", "")
+	var inp inputFlags
+	inp.add(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -83,7 +85,7 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 			return usagef("--dtype: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

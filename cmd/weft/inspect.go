@@ -29,7 +29,7 @@ Flags:
   --json           machine-readable output
   --tensors=false  omit the tensor table
   --full           print arrays in full
-
+` + inputUsage + `
 Example:
   weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
 `,
@@ -77,6 +77,8 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	showTensors := fs.Bool("tensors", true, "")
 	full := fs.Bool("full", false, "")
+	var inp inputFlags
+	inp.add(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -84,7 +86,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one PATH, got %d arguments", len(pos))
 	}
-	c, err := openInput(pos[0])
+	c, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

@@ -185,12 +185,3 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
-
-// openInput opens a checkpoint, naming the path in errors.
-func openInput(path string) (*weft.Checkpoint, error) {
-	c, err := ckpt.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}

@@ -40,7 +40,7 @@ Flags:
   --json               machine-readable report
   --threads N          reader threads
   --quiet              no progress bar
-
+` + inputUsage + `
 Example:
   weft verify out/blend-0.5 --inputs out/base out/tuned
 `,
@@ -57,6 +57,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
 	quiet := fs.Bool("quiet", false, "")
+	var inp inputFlags
+	inp.add(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -70,7 +72,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if *samples < 0 {
 		return usagef("--samples must be 0 or more, got %d", *samples)
 	}
-	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Threads: *threads, AllowNonFinite: *allowNF}
+	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Threads: *threads, AllowNonFinite: *allowNF, Open: inp.open}
 	if *samples == 0 {
 		opts.Samples = -1
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -94,7 +93,7 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 
 	// Explicit inputs: matched by header hash, else by name (a mismatch then).
 	for _, path := range opts.Inputs {
-		in, err := ckpt.Open(path)
+		in, err := opts.open(path)
 		if err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: %v", path, err))
 			continue
@@ -155,7 +154,7 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 		if _, err := os.Stat(cand); err != nil || sameFile(cand, c.Path) {
 			continue
 		}
-		in, err := ckpt.Open(cand)
+		in, err := opts.open(cand)
 		if err != nil {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %q found beside the checkpoint at %s, but it does not open: %v", p.Inputs[i].Role, rec.Path, cand, err))
 			continue
@@ -183,7 +182,15 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 	var missing []string
 	for i := range recs {
 		if opened[i] == nil {
-			missing = append(missing, fmt.Sprintf("%s %q", p.Inputs[i].Role, recs[i].Path))
+			m := fmt.Sprintf("%s %q", p.Inputs[i].Role, recs[i].Path)
+			if recs[i].URL != "" {
+				m += " (read from " + recs[i].URL
+				if recs[i].Commit != "" {
+					m += " at commit " + recs[i].Commit
+				}
+				m += ")"
+			}
+			missing = append(missing, m)
 		}
 	}
 	if len(missing) > 0 {
