@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -146,6 +147,11 @@ func isRetryable(ctx context.Context, err error) bool {
 	case errors.Is(err, context.Canceled):
 		return false
 	}
+	// A host name that does not exist will not exist in a minute either.
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false
+	}
 	// Transport errors: resets, refused or dropped connections, timeouts, short bodies.
 	return true
 }
@@ -200,7 +206,11 @@ func (c *Client) retry(ctx context.Context, who, what string, attempt func() (pr
 		}
 		c.retries.Add(1)
 		if c.o.Logf != nil {
-			c.o.Logf("%s: %s%v; retrying in %v", who, pre, err, wait.Round(time.Millisecond))
+			msg := pre + err.Error()
+			if who != "" && !strings.HasPrefix(msg, who) {
+				msg = who + ": " + msg
+			}
+			c.o.Logf("%s; retrying in %v", msg, wait.Round(time.Millisecond))
 		}
 		t := time.NewTimer(wait)
 		select {

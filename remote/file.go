@@ -117,7 +117,11 @@ type stream struct {
 }
 
 func newFile(c *Client, display, u string, t target, size int64) *file {
-	ctx, cancel := context.WithCancel(context.Background())
+	parent := c.o.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
 	return &file{c: c, display: display, url: u, t: t, size: size, ctx: ctx, cancel: cancel, pins: map[string]string{}}
 }
 

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,13 +27,13 @@ type Options struct {
 
 	// Parallel bounds the requests in flight at once (default 16).
 	Parallel int
-	// RangeSize bounds the bytes of one data request (default 8 MiB).
+	// RangeSize bounds the bytes of one data request (default 4 MiB).
 	RangeSize int64
-	// ReadAhead bounds how far ahead of a sequential reader data is fetched (default 64 MiB
+	// ReadAhead bounds how far ahead of a sequential reader data is fetched (default 32 MiB
 	// per sequential stream).
 	ReadAhead int64
 	// CacheBytes bounds the bytes held in memory by the client's files: fetched and not yet
-	// read, in flight, or kept (headers). Read-ahead stops at this bound (default 160 MiB).
+	// read, in flight, or kept (headers). Read-ahead stops at this bound (default 96 MiB).
 	CacheBytes int64
 	// BlockSize is the first fetch at the start of a file, where headers are read in small
 	// pieces; it doubles while a header is read on, up to 4 MiB (default 64 KiB).
@@ -62,6 +63,9 @@ type Options struct {
 
 	// Logf, when set, receives one line for each retried request (never the token).
 	Logf func(format string, args ...any)
+	// Context, when set, ends every request of the client when it is done (an interrupted
+	// command); reads then fail.
+	Context context.Context
 }
 
 func (o Options) withDefaults() Options {
@@ -82,9 +86,9 @@ func (o Options) withDefaults() Options {
 	if o.Parallel <= 0 {
 		o.Parallel = 16
 	}
-	def(&o.RangeSize, 8<<20)
-	def(&o.ReadAhead, 64<<20)
-	def(&o.CacheBytes, 160<<20)
+	def(&o.RangeSize, 4<<20)
+	def(&o.ReadAhead, 32<<20)
+	def(&o.CacheBytes, 96<<20)
 	def(&o.BlockSize, 64<<10)
 	def(&o.KeepBytes, 16<<20)
 	def(&o.StallRate, 8<<10)

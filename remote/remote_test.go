@@ -329,6 +329,87 @@ func TestBlendInTightMemory(t *testing.T) {
 	}
 }
 
+// TestGGUFBlendReadsEachByteOnce does for GGUF what TestBlendReadsEachByteOnce does for
+// safetensors, on the fixtures and on a generated pair whose header (a 32000-token
+// vocabulary) is about 1 MB: the GGUF reader parses the header through a 64 KiB buffer and
+// hashes it again afterwards, and neither costs a second fetch; opening reads the header
+// and at most one block past it.
+func TestGGUFBlendReadsEachByteOnce(t *testing.T) {
+	gdir := t.TempDir()
+	for i, name := range []string{"big-vocab-base.gguf", "big-vocab-tuned.gguf"} {
+		s := synth.Spec{Layers: 2, Hidden: 64, Intermediate: 128, Vocab: 32000, Heads: 4, DType: weft.F16, Seed: uint64(i + 1), GGUF: true}
+		if i == 1 {
+			s.Related = 1
+		}
+		if err := s.Write(context.Background(), filepath.Join(gdir, name), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pair := range [][2]string{
+		{testshared.Path(t, "fixtures/gguf/tiny-llama-base-f32.gguf"), testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-f32.gguf")},
+		{filepath.Join(gdir, "big-vocab-base.gguf"), filepath.Join(gdir, "big-vocab-tuned.gguf")},
+	} {
+		lb, lt := pair[0], pair[1]
+		t.Run(filepath.Base(lb), func(t *testing.T) {
+			want := filepath.Join(t.TempDir(), "local.gguf")
+			local := open(t, lb, nil)
+			if err := runBlend(local, open(t, lt, nil), want); err != nil {
+				t.Fatal(err)
+			}
+			srv := hubtest.New(t)
+			fb := srv.AddRepo("weft-test/gguf-base").AddFile(t, filepath.Base(lb), lb)
+			ft := srv.AddRepo("weft-test/gguf-tuned").AddFile(t, filepath.Base(lt), lt)
+			fb.TrackCoverage()
+			ft.TrackCoverage()
+			rc := testClient(srv, func(o *remote.Options) { o.RangeSize = 1 << 20; o.ReadAhead = 4 << 20 })
+			b := open(t, "hf://weft-test/gguf-base", rc)
+			hdr := fb.Served.Load()
+			tu := open(t, "hf://weft-test/gguf-tuned", rc)
+			sameCheckpoint(t, local, b)
+			dataStart := local.Tensors[0].Offset
+			t.Logf("header %d bytes; opening served %d bytes of %d", dataStart, hdr, fb.Size)
+			if hdr > dataStart+1<<20 {
+				t.Errorf("opening served %d bytes for a %d-byte header", hdr, dataStart)
+			}
+			got := filepath.Join(t.TempDir(), "remote.gguf")
+			if err := runBlend(b, tu, got); err != nil {
+				t.Fatal(err)
+			}
+			hubtest.SameOutput(t, want, got)
+			for _, f := range []*hubtest.File{fb, ft} {
+				if n, at := f.MaxCoverage(); n > 1 {
+					t.Errorf("%s: byte %d served %d times", f.Path, at, n)
+				}
+			}
+		})
+	}
+}
+
+// TestContextEndsRequests checks that a client's Context ends requests that would
+// otherwise wait for a stalled server.
+func TestContextEndsRequests(t *testing.T) {
+	srv := hubtest.New(t)
+	fixturePair(t, srv)
+	srv.Fault = func(fr *hubtest.FaultRequest) bool {
+		if fr.N > 1 {
+			fr.Trickle(time.Second, time.Minute)
+			return true
+		}
+		return false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rc := testClient(srv, func(o *remote.Options) { o.Context = ctx; o.StallWindow = time.Minute })
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := ckpt.OpenWith("hf://weft-test/tiny-llama-base", rc)
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v to end", d)
+	}
+}
+
 // TestProvenanceRecordsURLAndCommit checks the output's record of remote inputs: their
 // hf:// names and resolved commits, and never the token.
 func TestProvenanceRecordsURLAndCommit(t *testing.T) {

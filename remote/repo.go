@@ -53,6 +53,13 @@ func (c *Client) Open(ctx context.Context, s string) (*Repo, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if c.o.Context != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(c.o.Context, cancel)
+		defer stop()
+	}
 	r := &Repo{c: c, name: n, files: map[string]*entry{}, dirs: map[string]bool{"": true}, open: map[string]*file{}}
 	if !n.Hub {
 		return r.openURL(ctx)

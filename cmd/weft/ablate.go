@@ -134,7 +134,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	layers := fs.String("layers", "", "")
 	jsonOut := fs.Bool("json", false, "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

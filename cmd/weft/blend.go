@@ -122,7 +122,7 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	var tRules blendTypeRules
 	fs.Var(&tRules, "type-for", "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -68,7 +68,7 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 	var rules typeRules
 	fs.Var(&rules, "type-for", "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

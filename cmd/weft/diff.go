@@ -44,7 +44,7 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	top := fs.Int("top", 20, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

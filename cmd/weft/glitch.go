@@ -96,7 +96,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	tokens := fs.String("tokens", "", "")
 	initR := fs.String("init", "", "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ HF_ENDPOINT names a Hub mirror.
 // inputFlags are the flags of every command that reads checkpoints: inputs may be local
 // paths, hf://ORG/NAME[@REVISION][/PATH] names or https:// URLs.
 type inputFlags struct {
+	ctx    context.Context
 	token  string
 	flag   string // the flag's name: token, or hf-token where --token means something else
 	e      *env
@@ -40,8 +42,8 @@ type inputFlags struct {
 
 // add registers --hf-token, and --token when the command has no flag of that name (call it
 // after the command's own flags).
-func (in *inputFlags) add(fs *flag.FlagSet, e *env) {
-	in.e = e
+func (in *inputFlags) add(ctx context.Context, fs *flag.FlagSet, e *env) {
+	in.ctx, in.e = ctx, e
 	in.flag = "hf-token"
 	fs.StringVar(&in.token, "hf-token", "", "Hugging Face access token for hf:// inputs")
 	if fs.Lookup("token") == nil {
@@ -55,6 +57,7 @@ func (in *inputFlags) add(fs *flag.FlagSet, e *env) {
 func (in *inputFlags) remote() *remote.Client {
 	if in.client == nil {
 		o := remote.FromEnv()
+		o.Context = in.ctx // an interrupt ends the requests in flight
 		if in.token != "" {
 			o.Token = in.token
 		}

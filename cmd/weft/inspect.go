@@ -78,7 +78,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	showTensors := fs.Bool("tensors", true, "")
 	full := fs.Bool("full", false, "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	var tensors stringList
 	fs.Var(&tensors, "tensor", "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 	match := fs.String("match", "diag", "")
 	name := fs.String("name", glitch.DefaultSoftTokenName, "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

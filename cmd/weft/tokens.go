@@ -56,7 +56,7 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	ref := fs.String("reference", "", "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err

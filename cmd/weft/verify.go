@@ -58,7 +58,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	threads := fs.Int("threads", runtime.NumCPU(), "")
 	quiet := fs.Bool("quiet", false, "")
 	var inp inputFlags
-	inp.add(fs, e)
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -99,8 +99,14 @@ func sameFile(t testing.TB, want, got string) {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("%s: %v / %v", name, err1, err2)
 		}
-		if !reflect.DeepEqual(normalizeKV(t, fa.KV), normalizeKV(t, fb.KV)) {
-			t.Fatalf("%s: key-values differ", name)
+		ka, kb := normalizeKV(t, fa.KV), normalizeKV(t, fb.KV)
+		if len(ka) != len(kb) {
+			t.Fatalf("%s: %d key-values, remote %d", name, len(ka), len(kb))
+		}
+		for i := range ka {
+			if !reflect.DeepEqual(ka[i], kb[i]) {
+				t.Fatalf("%s: key-value %d differs: %q = %.200v, remote %q = %.200v", name, i, ka[i].Key, ka[i].Value, kb[i].Key, kb[i].Value)
+			}
 		}
 		if !reflect.DeepEqual(fa.Infos(), fb.Infos()) {
 			t.Fatalf("%s: tensor infos differ", name)

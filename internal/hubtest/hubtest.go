@@ -71,7 +71,8 @@ type File struct {
 	// ETag is what responses carry; tests change it to simulate a replaced file.
 	ETag atomic.Pointer[string]
 
-	r io.ReaderAt
+	r    io.ReaderAt
+	disk string // the file on disk, when it is one: served with sendfile
 	// Served counts the body bytes served; cover counts, per byte, how often it was served.
 	Served  atomic.Int64
 	coverMu sync.Mutex
@@ -133,7 +134,9 @@ func (r *Repo) AddFile(t testing.TB, path, disk string) *File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r.add(path, f, st.Size())
+	x := r.add(path, f, st.Size())
+	x.disk = disk
+	return x
 }
 
 // AddDir adds every regular file of a local directory, under prefix.
@@ -479,7 +482,60 @@ func (s *Server) serveData(w http.ResponseWriter, req *http.Request, f *File) {
 	w.Header().Set("ETag", *f.ETag.Load())
 	w.Header().Set("Accept-Ranges", "bytes")
 	w.Header().Set("Content-Type", "application/octet-stream") // no sniffing: it would read
+	if f.disk != "" {
+		// A file of its own per request, so that the kernel copies it (sendfile); the
+		// bytes are counted as they leave.
+		osf, err := os.Open(f.disk)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer osf.Close()
+		cw := &countingWriter{ResponseWriter: w}
+		http.ServeContent(cw, req, "", time.Time{}, osf)
+		if cw.code == http.StatusPartialContent || cw.code == http.StatusOK {
+			f.count(off, int(cw.n))
+		}
+		return
+	}
 	http.ServeContent(w, req, "", time.Time{}, &countingSeeker{f: f, size: f.Size})
+}
+
+// countingWriter counts the body bytes written, keeping the ResponseWriter's ReadFrom
+// (sendfile).
+type countingWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	n, err := c.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
+	c.n += n
+	return n, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // countingSeeker reads a File for http.ServeContent, counting what it reads.
