@@ -125,12 +125,21 @@ func ReadSmallFile(src Source, name string, max int64) ([]byte, error) {
 	return nil, fmt.Errorf("%s: %w", src.Path(name), err)
 }
 
-// SideFileOpener returns a SideFile.Opener that reads the named file of src.
+// MaxSourceSideFile bounds a side file read through SideFileOpener: side files are read
+// whole into memory (configs, tokenizers), and a remote repository may hold anything.
+const MaxSourceSideFile = 512 << 20
+
+// SideFileOpener returns a SideFile.Opener that reads the named file of src, refusing one
+// larger than MaxSourceSideFile.
 func SideFileOpener(src Source, name string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		f, err := src.Open(name)
 		if err != nil {
 			return nil, err
+		}
+		if f.Size() > MaxSourceSideFile {
+			f.Close()
+			return nil, fmt.Errorf("%s: a side file of %d bytes, more than the %d weft reads into memory", src.Path(name), f.Size(), int64(MaxSourceSideFile))
 		}
 		return struct {
 			io.Reader

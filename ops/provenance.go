@@ -164,5 +164,7 @@ func Derive(in *weft.Checkpoint) *weft.Checkpoint {
 		}
 	}
 	out.Closers = nil
+	// It is not the remote checkpoint it came from (Record names inputs by their own URL).
+	out.URL, out.Commit = "", ""
 	return &out
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,8 +34,8 @@ func moduleRoot(tb testing.TB) string {
 	}
 }
 
-// run runs the weft binary and returns its wall time and peak RSS.
-func runWeft(tb testing.TB, bin string, env []string, args ...string) (time.Duration, int64) {
+// runWeft runs the weft binary and returns its wall time, peak RSS and CPU time.
+func runWeft(tb testing.TB, bin string, env []string, args ...string) (time.Duration, int64, time.Duration) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
@@ -48,7 +49,7 @@ func runWeft(tb testing.TB, bin string, env []string, args ...string) (time.Dura
 	if ru != nil {
 		rss = ru.Maxrss << 10 // KiB on Linux
 	}
-	return d, rss
+	return d, rss, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // BenchmarkBlendRemoteVsLocal blends two synthetic BF16 checkpoints (WEFT_BENCH_REMOTE_MB
@@ -85,6 +86,7 @@ func BenchmarkBlendRemoteVsLocal(b *testing.B) {
 	}
 	srv := hubtest.New(b)
 	rb := srv.AddRepo("bench/base")
+	b.Logf("machine: %d CPUs; load average at start: %s", runtime.NumCPU(), loadavg())
 	rb.AddDir(b, "", base)
 	rt := srv.AddRepo("bench/tuned")
 	rt.AddDir(b, "", tuned)
@@ -102,7 +104,7 @@ func BenchmarkBlendRemoteVsLocal(b *testing.B) {
 	env := []string{"HF_ENDPOINT=" + srv.Endpoint(), "HF_TOKEN=", "HF_TOKEN_PATH=" + filepath.Join(dir, "no-token")}
 	out := filepath.Join(scratch, "remote-bench-out")
 	defer os.RemoveAll(out)
-	var bestLocal, bestRemote time.Duration
+	var bestLocal, bestRemote, cpuLocal, cpuRemote time.Duration
 	var rssLocal, rssRemote int64
 	var servedPerInput float64
 	b.ResetTimer()
@@ -110,18 +112,18 @@ func BenchmarkBlendRemoteVsLocal(b *testing.B) {
 		for r := 0; r < rounds; r++ {
 			local := func() {
 				os.RemoveAll(out)
-				d, rss := runWeft(b, bin, nil, "blend", base, tuned, "--alpha", "0.5", "-o", out, "--quiet", "--force")
+				d, rss, cpu := runWeft(b, bin, nil, "blend", base, tuned, "--alpha", "0.5", "-o", out, "--quiet", "--force")
 				if bestLocal == 0 || d < bestLocal {
-					bestLocal = d
+					bestLocal, cpuLocal = d, cpu
 				}
 				rssLocal = max(rssLocal, rss)
 			}
 			remote := func() {
 				os.RemoveAll(out)
 				before := srv.Served()
-				d, rss := runWeft(b, bin, env, "blend", "hf://bench/base", "hf://bench/tuned", "--alpha", "0.5", "-o", out, "--quiet", "--force")
+				d, rss, cpu := runWeft(b, bin, env, "blend", "hf://bench/base", "hf://bench/tuned", "--alpha", "0.5", "-o", out, "--quiet", "--force")
 				if bestRemote == 0 || d < bestRemote {
-					bestRemote = d
+					bestRemote, cpuRemote = d, cpu
 				}
 				rssRemote = max(rssRemote, rss)
 				servedPerInput = float64(srv.Served()-before) / float64(inputBytes)
@@ -142,9 +144,21 @@ func BenchmarkBlendRemoteVsLocal(b *testing.B) {
 	b.ReportMetric(float64(rssLocal)/(1<<20), "local-peak-RSS-MiB")
 	b.ReportMetric(float64(rssRemote)/(1<<20), "remote-peak-RSS-MiB")
 	b.ReportMetric(servedPerInput, "served/input-bytes")
-	b.Logf("2 x %d MB BF16 blend, best of %d: local %v, remote over loopback %v (%.2fx); peak RSS local %.1f MiB, remote %.1f MiB; server sent %.3f bytes per input byte",
-		mb, rounds, bestLocal.Round(time.Millisecond), bestRemote.Round(time.Millisecond), float64(bestRemote)/float64(bestLocal),
-		float64(rssLocal)/(1<<20), float64(rssRemote)/(1<<20), servedPerInput)
+	b.Logf("2 x %.0f MB BF16 blend, best of %d: local %v (weft CPU %v), remote over loopback %v (weft CPU %v), %.2fx; peak RSS local %.1f MiB, remote %.1f MiB; server sent %.3f bytes per input byte",
+		float64(inputBytes)/2e6, rounds, bestLocal.Round(time.Millisecond), cpuLocal.Round(time.Millisecond), bestRemote.Round(time.Millisecond), cpuRemote.Round(time.Millisecond),
+		float64(bestRemote)/float64(bestLocal), float64(rssLocal)/(1<<20), float64(rssRemote)/(1<<20), servedPerInput)
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func envInt(name string, def int) int {

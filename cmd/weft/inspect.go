@@ -53,6 +53,7 @@ type inspectTotal struct {
 
 type inspectReport struct {
 	Path       string                  `json:"path"`
+	Commit     string                  `json:"commit,omitempty"`
 	Format     weft.Format             `json:"format"`
 	Files      []string                `json:"files"`
 	Version    uint32                  `json:"gguf_version,omitempty"`
@@ -91,7 +92,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	r := inspectReport{Path: c.Path, Format: c.Format, Files: c.Files, Version: c.GGUFVersion, Metadata: c.Metadata, HeaderHash: c.HeaderHash, ByDType: map[string]inspectTotal{}}
+	r := inspectReport{Path: c.Path, Commit: c.Commit, Format: c.Format, Files: c.Files, Version: c.GGUFVersion, Metadata: c.Metadata, HeaderHash: c.HeaderHash, ByDType: map[string]inspectTotal{}}
 	if c.Format == weft.GGUF {
 		r.Alignment = c.Alignment
 	}
@@ -118,7 +119,11 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return enc.Encode(r)
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "path:    %s\nformat:  %s", r.Path, r.Format)
+	fmt.Fprintf(w, "path:    %s\n", r.Path)
+	if r.Commit != "" {
+		fmt.Fprintf(w, "commit:  %s\n", r.Commit)
+	}
+	fmt.Fprintf(w, "format:  %s", r.Format)
 	if r.Format == weft.GGUF {
 		fmt.Fprintf(w, " v%d (alignment %d)", r.Version, r.Alignment)
 	}
