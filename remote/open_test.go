@@ -282,3 +282,29 @@ func TestVerifyRemoteInputs(t *testing.T) {
 		t.Fatal("verified with the wrong base")
 	}
 }
+
+// TestLargeRemoteSideFile checks that a side file too large to hold in memory is refused
+// when it would be read (here, copied to the output), naming it, and that nothing is
+// written; opening and inspecting the repository are not affected.
+func TestLargeRemoteSideFile(t *testing.T) {
+	srv := hubtest.New(t)
+	r := srv.AddRepo("weft-test/big-side")
+	r.AddDir(t, "", testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	r.AddZeros("big.dat", weft.MaxSourceSideFile+1)
+	rc := testClient(srv)
+	c := open(t, "hf://weft-test/big-side", rc)
+	if c.SideFile("big.dat") == nil {
+		t.Fatal("big.dat is not a side file")
+	}
+	parent := t.TempDir()
+	err := ckpt.Write(context.Background(), c, filepath.Join(parent, "out"), ckpt.WriteOptions{Inputs: []*weft.Checkpoint{c}})
+	if err == nil || !strings.Contains(err.Error(), "hf://weft-test/big-side/big.dat: a side file of 536870913 bytes") {
+		t.Fatalf("error %v", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Fatalf("output left behind: %s", ents[0].Name())
+	}
+	if n := r.File("big.dat").Served.Load(); n != 0 {
+		t.Fatalf("%d bytes of big.dat served", n)
+	}
+}

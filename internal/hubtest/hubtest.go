@@ -157,6 +157,25 @@ func (r *Repo) AddDir(t testing.TB, prefix, dir string) {
 	}
 }
 
+// AddZeros adds an LFS file of size zero bytes without hashing it (its hashes are made up
+// from its path): a large file that costs nothing until it is read.
+func (r *Repo) AddZeros(path string, size int64) *File {
+	f := &File{Path: path, Size: size, r: zeros{}, LFS: true}
+	h1, h256 := sha1.Sum([]byte(path)), sha256.Sum256([]byte(path))
+	f.OID, f.SHA256 = hex.EncodeToString(h1[:]), hex.EncodeToString(h256[:])
+	tag := `"` + f.SHA256 + `"`
+	f.ETag.Store(&tag)
+	r.files[path] = f
+	return f
+}
+
+type zeros struct{}
+
+func (zeros) ReadAt(p []byte, off int64) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
 func (r *Repo) add(path string, ra io.ReaderAt, size int64) *File {
 	f := &File{Path: path, Size: size, r: ra, LFS: size >= 1024}
 	h1, h256 := sha1.New(), sha256.New()
