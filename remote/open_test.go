@@ -308,3 +308,41 @@ func TestLargeRemoteSideFile(t *testing.T) {
 		t.Fatalf("%d bytes of big.dat served", n)
 	}
 }
+
+// TestTorchDirectory opens a Hugging Face directory of PyTorch weights from the Hub.
+func TestTorchDirectory(t *testing.T) {
+	bin := testshared.Path(t, "fixtures/torch/gpt2-tiny-f32.bin")
+	dir := filepath.Join(t.TempDir(), "torch") // named as the repository, which provenance records
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"pytorch_model.bin": data, "config.json": []byte(`{"model_type": "gpt2"}` + "\n")} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := hubtest.New(t)
+	srv.AddRepo("weft-test/torch").AddDir(t, "", dir)
+	rc := testClient(srv)
+	local := open(t, dir, nil)
+	rem := open(t, "hf://weft-test/torch", rc)
+	sameCheckpoint(t, local, rem)
+	want, got := filepath.Join(t.TempDir(), "out"), filepath.Join(t.TempDir(), "out")
+	for _, c := range []struct {
+		in  *weft.Checkpoint
+		out string
+	}{{local, want}, {rem, got}} {
+		res, err := convert.Convert(c.in, convert.Options{Kind: ckpt.KindHFDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ckpt.Write(context.Background(), res.Out, c.out, ckpt.WriteOptions{Inputs: []*weft.Checkpoint{c.in}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hubtest.SameOutput(t, want, got)
+}

@@ -78,8 +78,8 @@ func (c *Client) Open(ctx context.Context, s string) (*Repo, string, error) {
 	r.prefix = root.String() + "/"
 	for _, e := range ents {
 		p := strings.Trim(e.Path, "/")
-		if p == "" || strings.Contains(p, "//") || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") {
-			continue
+		if !plainPath(p) {
+			continue // nothing weft would name: "..", empty elements, NUL or backslashes
 		}
 		switch e.Type {
 		case "directory":
@@ -101,6 +101,19 @@ func (c *Client) Open(ctx context.Context, s string) (*Repo, string, error) {
 		return nil, "", &notFound{fmt.Sprintf("%s: no file or folder %q in repository %s at revision %s (commit %s)", n, n.Path, n.Repo, revName(n.Revision), r.commit[:12])}
 	}
 	return r, n.Path, nil
+}
+
+// plainPath reports whether p is a relative slash-separated path of plain elements.
+func plainPath(p string) bool {
+	if p == "" || strings.ContainsAny(p, "\\\x00") {
+		return false
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Repo) addDir(p string) {

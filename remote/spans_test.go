@@ -31,3 +31,14 @@ func TestSpans(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"a": true, "a/b.gguf": true, "a.b/c": true,
+		"": false, "..": false, "a/..": false, "../a": false, "a/./b": false, "a//b": false, `a\b`: false, "a\x00b": false,
+	} {
+		if plainPath(p) != want {
+			t.Errorf("plainPath(%q) = %v", p, !want)
+		}
+	}
+}
