@@ -290,9 +290,13 @@ func TestBlendReadsEachByteOnce(t *testing.T) {
 				}
 			}
 			st := rc.Stats()
-			t.Logf("%d requests, %d retries, %d bytes received", st.Requests, st.Retries, st.Received)
+			t.Logf("%d requests on %d connections, %d retries, %d bytes received", st.Requests, srv.Conns.Load(), st.Retries, st.Received)
 			if st.Retries != 0 {
 				t.Errorf("%d retries without faults", st.Retries)
+			}
+			// Connections are reused: at most one per request slot and host (Hub, CDN).
+			if c := srv.Conns.Load(); c > 2*16+2 || c*4 > st.Requests {
+				t.Errorf("%d connections for %d requests", c, st.Requests)
 			}
 		})
 	}
@@ -527,6 +531,18 @@ func TestFaults(t *testing.T) {
 			// only one in flight at the start).
 			if rc.Stats().Retries != 1 {
 				t.Errorf("%d retries, want 1", rc.Stats().Retries)
+			}
+		}},
+		{name: "slow to answer", fault: func(fr *hubtest.FaultRequest) bool {
+			if fr.N == 3 || fr.N == 7 {
+				time.Sleep(300 * time.Millisecond)
+				fr.Status(503, "")
+				return true
+			}
+			return false
+		}, mod: func(o *remote.Options) { o.HeaderTimeout = 50 * time.Millisecond }, after: func(t *testing.T, srv *hubtest.Server, rc *remote.Client) {
+			if rc.Stats().Retries < 2 {
+				t.Errorf("%d retries: the header timeouts did not happen", rc.Stats().Retries)
 			}
 		}},
 		{name: "trickle below the stall rate", fault: func(fr *hubtest.FaultRequest) bool {

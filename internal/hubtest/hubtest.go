@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,8 +46,8 @@ type Server struct {
 	// AuthOnHub and AuthOnCDN count requests that carried an Authorization header;
 	// TokenOnCDN those whose header held the token.
 	AuthOnHub, AuthOnCDN, TokenOnCDN atomic.Int64
-	// Requests counts every request.
-	Requests atomic.Int64
+	// Requests counts every request, Conns every connection accepted (Hub and CDN).
+	Requests, Conns atomic.Int64
 }
 
 // Repo is a model repository.
@@ -82,8 +83,16 @@ type File struct {
 // New starts a Hub and a CDN for the test; they stop when it ends.
 func New(t testing.TB) *Server {
 	s := &Server{repos: map[string]*Repo{}}
-	s.Hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
+	count := func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.Conns.Add(1)
+		}
+	}
+	s.Hub = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHub))
+	s.Hub.Config.ConnState = count
+	s.Hub.Start()
 	s.CDN = httptest.NewUnstartedServer(http.HandlerFunc(s.serveCDN))
+	s.CDN.Config.ConnState = count
 	s.CDN.Start()
 	t.Cleanup(s.Close)
 	return s
