@@ -32,7 +32,7 @@ All-zero rows come first. Lower indicator values look more untrained.
   --top K         show the K most untrained-looking tokens (default 20; 0 for all)
   --json          a JSON object: tensor, indicator, reference, and tokens, each with id,
                   token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators
-` + plotFlagsUsage(plots.DefaultScanSize, 18) + `
+` + plotFlagsUsage(plots.DefaultScanSize, 18) + inputUsage + `
 The picture: a histogram of the indicator over the whole vocabulary, the K listed tokens
 marked under it, and below on the same axis up to 40 of them labelled with their id and
 string (control characters, invalid UTF-8 and characters the font lacks escaped).
@@ -63,6 +63,8 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	ref := fs.String("reference", "", "")
 	var pf plotFlags
 	pf.add(fs, plots.DefaultScanSize)
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -82,7 +84,7 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 			return usagef("--reference: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
