@@ -14,19 +14,11 @@ import (
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 	"github.com/weft-ml/weft/ops/convert"
 )
-
-const shared = "../../../shared"
-
-func needShared(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent: fixture tests need it")
-	}
-}
 
 var bg = context.Background()
 
@@ -160,8 +152,7 @@ func TestConvertRecomputed(t *testing.T) {
 // TestConvertGGUFQuantized recomputes quantization of the shared GGUF fixture block by
 // block, given as --inputs.
 func TestConvertGGUFQuantized(t *testing.T) {
-	needShared(t)
-	src := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f16.gguf")
+	src := testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf")
 	in := open(t, src)
 	dir := t.TempDir()
 	for _, dt := range []weft.DType{weft.Q8_0, weft.Q4_K} {
@@ -249,9 +240,8 @@ func TestBlendRecomputed(t *testing.T) {
 // TestBlendGGUFQuantized blends the quantized shared fixtures (requantized to their own
 // type) and recomputes it block by block.
 func TestBlendGGUFQuantized(t *testing.T) {
-	needShared(t)
-	bp := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
-	tp := filepath.Join(shared, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
+	bp := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
+	tp := testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
 	res, err := blend.Blend(open(t, bp), []*weft.Checkpoint{open(t, tp)}, blend.Options{Alpha: 0.5})
 	if err != nil {
 		t.Fatal(err)
