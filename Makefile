@@ -5,7 +5,7 @@ BIN     := bin/weft
 DEMO    := out/demo
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test vet fmt-check bench fuzz clean
+.PHONY: all build demo test vet fmt-check bench fuzz testdata clean
 
 all: build
 
@@ -35,6 +35,10 @@ fmt-check:
 # Benchmarks print throughput and peak RSS beside a same-run baseline; see BENCHMARKS.md.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+
+# Rewrites testdata/ with weft's own generators (a test checks the committed files match).
+testdata:
+	$(GO) generate ./internal/gentestdata
 
 fuzz:
 	@for t in $$(grep -rl 'func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -17,7 +18,10 @@ import (
 // Spec describes a synthetic model.
 type Spec struct {
 	Layers, Hidden, Intermediate, Vocab, Heads int
-	DType                                      weft.DType
+	// DType is the type of every tensor. A GGUF model keeps its 1-D tensors (norms) in F32,
+	// as llama.cpp does, and may have a quantized DType for its matrices (each row must then
+	// be a whole number of blocks); a safetensors model takes F32, F16 or BF16.
+	DType weft.DType
 	Seed                                       uint64
 	// Related, when non-zero, makes the weights base(seed=Related) + 0.1*noise(seed=Seed): a
 	// "tuned" model close to its base, as fine-tuning leaves it.
@@ -57,6 +61,13 @@ func (s Spec) name(hf string) string {
 // Tiny is the demo's model shape.
 func Tiny(seed uint64) Spec {
 	return Spec{Layers: 4, Hidden: 64, Intermediate: 128, Vocab: 256, Heads: 4, DType: weft.BF16, Seed: seed}
+}
+
+// Micro is the shape of the project's own test data (testdata/): two layers, hidden size
+// 32 and intermediate size 64 (whole blocks of every 32-element GGML type), a 64-word
+// vocabulary; about 25 thousand parameters.
+func Micro(seed uint64) Spec {
+	return Spec{Layers: 2, Hidden: 32, Intermediate: 64, Vocab: 64, Heads: 4, DType: weft.BF16, Seed: seed}
 }
 
 // Sized returns a spec whose weights take about the given number of bytes in dtype dt.
@@ -164,7 +175,6 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			{Key: "llama.attention.head_count_kv", Value: uint32(s.Heads)},
 			{Key: "llama.rope.dimension_count", Value: uint32(s.Hidden / s.Heads)},
 			{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
-			{Key: "general.file_type", Value: uint32(map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType])},
 			{Key: "tokenizer.ggml.model", Value: "llama"},
 			{Key: "tokenizer.ggml.tokens", Value: toks},
 			{Key: "tokenizer.ggml.scores", Value: scores},
@@ -172,6 +182,11 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			{Key: "tokenizer.ggml.bos_token_id", Value: uint32(1)},
 			{Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
 			{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)},
+		}
+		// llama.cpp's file type of a float model; a quantized one goes without (llama.cpp
+		// then infers it from the tensor types).
+		if ft, ok := map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType]; ok {
+			c.KV = slices.Insert(c.KV, 10, weft.KV{Key: "general.file_type", Value: ft})
 		}
 		return c
 	}
