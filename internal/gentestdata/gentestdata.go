@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -71,38 +72,55 @@ var PlainTypes = []weft.DType{
 
 // File is one entry of the testdata folder.
 type File struct {
-	// Path is the slash-separated path under testdata/; a Hugging Face directory is one
-	// entry, and a split GGUF is named by its first part's prefix, like ckpt.Write takes it.
+	// Path is the slash-separated path under testdata/: a file, a Hugging Face directory,
+	// or for a split GGUF the name ckpt.Write takes (its parts are PREFIX-0000N-of-0000M.gguf).
 	Path string
-	// Write writes the entry at path (the folder's copy of Path).
-	Write func(ctx context.Context, path string) error
+	// Checkpoint returns what the entry holds, as computed tensors.
+	Checkpoint func() *weft.Checkpoint
+	// Write writes the checkpoint at path (the folder's copy of Path).
+	Write func(ctx context.Context, c *weft.Checkpoint, path string) error
 }
 
 // Files returns every entry of the testdata folder, in the order Generate writes them.
 func Files() []File {
-	model := func(seed uint64, dt weft.DType, gguf bool, opts ckpt.WriteOptions) func(context.Context, string) error {
-		return func(ctx context.Context, path string) error {
+	model := func(seed uint64, dt weft.DType, gguf bool) func() *weft.Checkpoint {
+		return func() *weft.Checkpoint { return Model(seed, dt, gguf).Checkpoint() }
+	}
+	write := func(opts ckpt.WriteOptions) func(context.Context, *weft.Checkpoint, string) error {
+		return func(ctx context.Context, c *weft.Checkpoint, path string) error {
 			opts.Force = true
-			return ckpt.Write(ctx, Model(seed, dt, gguf).Checkpoint(), path, opts)
+			return ckpt.Write(ctx, c, path, opts)
 		}
 	}
-	return []File{
-		{"hf/micro-base", model(Base, weft.BF16, false, ckpt.WriteOptions{MaxShardSize: HFShardSize})},
-		{"hf/micro-tuned", model(Tuned, weft.BF16, false, ckpt.WriteOptions{MaxShardSize: HFShardSize})},
-		{"gguf/micro-base-f16.gguf", model(Base, weft.F16, true, ckpt.WriteOptions{})},
-		{"gguf/micro-tuned-f16.gguf", model(Tuned, weft.F16, true, ckpt.WriteOptions{})},
-		{"gguf/micro-base-q8_0.gguf", model(Base, weft.Q8_0, true, ckpt.WriteOptions{})},
-		{"gguf/micro-tuned-q8_0.gguf", model(Tuned, weft.Q8_0, true, ckpt.WriteOptions{})},
-		{"gguf/split/micro-base-q4_0.gguf", model(Base, weft.Q4_0, true, ckpt.WriteOptions{SplitMaxSize: GGUFSplitSize})},
-		{"gguf/types.gguf", writeTypes},
-		{"safetensors/dtypes.safetensors", writeDTypes},
-		{"torch/micro-base-bf16.bin", func(_ context.Context, path string) error {
-			return WriteTorch(Model(Base, weft.BF16, false).Checkpoint(), path, false)
-		}},
-		{"torch/micro-base-f16-legacy.bin", func(_ context.Context, path string) error {
-			return WriteTorch(Model(Base, weft.F16, false).Checkpoint(), path, true)
-		}},
+	torch := func(legacy bool) func(context.Context, *weft.Checkpoint, string) error {
+		return func(_ context.Context, c *weft.Checkpoint, path string) error { return WriteTorch(c, path, legacy) }
 	}
+	hf := write(ckpt.WriteOptions{MaxShardSize: HFShardSize})
+	return []File{
+		{"hf/micro-base", model(Base, weft.BF16, false), hf},
+		{"hf/micro-tuned", model(Tuned, weft.BF16, false), hf},
+		{"gguf/micro-base-f16.gguf", model(Base, weft.F16, true), write(ckpt.WriteOptions{})},
+		{"gguf/micro-tuned-f16.gguf", model(Tuned, weft.F16, true), write(ckpt.WriteOptions{})},
+		{"gguf/micro-base-q8_0.gguf", model(Base, weft.Q8_0, true), write(ckpt.WriteOptions{})},
+		{"gguf/micro-tuned-q8_0.gguf", model(Tuned, weft.Q8_0, true), write(ckpt.WriteOptions{})},
+		{"gguf/split/micro-base-q4_0.gguf", model(Base, weft.Q4_0, true), write(ckpt.WriteOptions{SplitMaxSize: GGUFSplitSize})},
+		{"gguf/types.gguf", typesCheckpoint, write(ckpt.WriteOptions{})},
+		{"safetensors/dtypes.safetensors", dtypesCheckpoint, write(ckpt.WriteOptions{})},
+		{"torch/micro-base-bf16.bin", model(Base, weft.BF16, false), torch(false)},
+		{"torch/micro-base-f16-legacy.bin", model(Base, weft.F16, false), torch(true)},
+	}
+}
+
+// OpenPath returns the path ckpt.Open takes for the entry under dir: the first part of a
+// split GGUF (PREFIX-00001-of-0000M.gguf, if there is one), the path itself otherwise.
+func (f File) OpenPath(dir string) string {
+	p := filepath.Join(dir, filepath.FromSlash(f.Path))
+	if strings.HasSuffix(p, ".gguf") {
+		if m, _ := filepath.Glob(strings.TrimSuffix(p, ".gguf") + "-00001-of-*.gguf"); len(m) == 1 {
+			return m[0]
+		}
+	}
+	return p
 }
 
 // Generate writes every testdata entry under dir.
@@ -112,7 +130,7 @@ func Generate(ctx context.Context, dir string) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := f.Write(ctx, p); err != nil {
+		if err := f.Write(ctx, f.Checkpoint(), p); err != nil {
 			return fmt.Errorf("testdata %s: %w", f.Path, err)
 		}
 	}
@@ -154,13 +172,13 @@ func computed(name string, dt weft.DType, rows, cols int64, f func(float64) floa
 // of every GGML type.
 var TypesShape = []int64{4, 256}
 
-func writeTypes(ctx context.Context, path string) error {
+func typesCheckpoint() *weft.Checkpoint {
 	c := &weft.Checkpoint{Format: weft.GGUF, GGUFVersion: 3, Alignment: 32, Path: "types",
 		KV: []weft.KV{{Key: "general.architecture", Value: "weft-testdata"}, {Key: "general.name", Value: "one tensor per GGML type"}}}
 	for _, dt := range QuantTypes {
 		c.Tensors = append(c.Tensors, computed(dt.String(), dt, TypesShape[0], TypesShape[1], func(v float64) float64 { return v }))
 	}
-	return ckpt.Write(ctx, c, path, ckpt.WriteOptions{Force: true})
+	return c
 }
 
 // DTypesShape is the shape of each tensor of safetensors/dtypes.safetensors.
@@ -184,10 +202,10 @@ func PlainValue(dt weft.DType, v float64) float64 {
 	return 100 * v
 }
 
-func writeDTypes(ctx context.Context, path string) error {
+func dtypesCheckpoint() *weft.Checkpoint {
 	c := &weft.Checkpoint{Format: weft.Safetensors, Path: "dtypes", Metadata: map[string]string{"format": "pt"}}
 	for _, dt := range PlainTypes {
 		c.Tensors = append(c.Tensors, computed(dt.String(), dt, DTypesShape[0], DTypesShape[1], func(v float64) float64 { return PlainValue(dt, v) }))
 	}
-	return ckpt.Write(ctx, c, path, ckpt.WriteOptions{Force: true})
+	return c
 }

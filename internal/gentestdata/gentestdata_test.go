@@ -6,11 +6,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/internal/testshared"
+	"github.com/weft-ml/weft/ops"
 )
 
 // maxTestdataBytes bounds the committed test data: the repository stays small.
@@ -82,26 +87,82 @@ func TestTestdataUpToDate(t *testing.T) {
 	}
 }
 
-// TestTestdataSmall keeps the committed test data small, and checks that every entry of
-// Files exists (one file or directory per entry, split GGUF parts named after theirs).
+// TestTestdataSmall keeps the committed test data small.
 func TestTestdataSmall(t *testing.T) {
-	dir := testshared.Testdata(t, ".")
 	var total int64
-	files := listFiles(t, dir)
-	for _, n := range files {
+	for _, n := range listFiles(t, testshared.Testdata(t, ".")) {
 		total += n
 	}
 	if total > maxTestdataBytes {
 		t.Errorf("testdata/ holds %d bytes, more than the %d allowed", total, maxTestdataBytes)
 	}
+}
+
+// TestTestdataReadsBack opens every entry with ckpt.Open, which recognises each by its
+// content (safetensors directory, GGUF and its split parts, torch zip and legacy), and
+// checks that it holds exactly what the generator computed: the same tensors in the same
+// order, with the same types, shapes and bytes, the same GGUF key-values (the split keys
+// aside) and the same side files.
+func TestTestdataReadsBack(t *testing.T) {
+	dir := testshared.Testdata(t, ".")
 	for _, f := range Files() {
-		prefix := strings.TrimSuffix(f.Path, ".gguf")
-		found := false
-		for n := range files {
-			found = found || n == f.Path || strings.HasPrefix(n, f.Path+"/") || strings.HasPrefix(n, prefix+"-00001-of-")
-		}
-		if !found {
-			t.Errorf("entry %s has no file in testdata/", f.Path)
-		}
+		t.Run(f.Path, func(t *testing.T) {
+			got, err := ckpt.Open(f.OpenPath(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			want := f.Checkpoint()
+			wantFormat := want.Format
+			if strings.HasPrefix(f.Path, "torch/") {
+				wantFormat = weft.Torch
+			}
+			if got.Format != wantFormat || len(got.Tensors) != len(want.Tensors) {
+				t.Fatalf("format %s with %d tensors, want %s with %d", got.Format, len(got.Tensors), wantFormat, len(want.Tensors))
+			}
+			for i, w := range want.Tensors {
+				g := got.Tensors[i]
+				if g.Name != w.Name || g.DType != w.DType || !slices.Equal(g.Shape, w.Shape) {
+					t.Fatalf("tensor %d: %s %v %v, want %s %v %v", i, g.Name, g.DType, g.Shape, w.Name, w.DType, w.Shape)
+				}
+				gb, err := ops.ReadAll(g)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wb, err := ops.ReadAll(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(gb, wb) {
+					t.Fatalf("tensor %s: bytes read back differ from those written", w.Name)
+				}
+			}
+			if want.Format == weft.GGUF {
+				var kv []weft.KV
+				for _, x := range got.KV {
+					if !strings.HasPrefix(x.Key, "split.") {
+						kv = append(kv, x)
+					}
+				}
+				if !reflect.DeepEqual(kv, want.KV) {
+					t.Errorf("key-values read back differ:\n got %v\nwant %v", kv, want.KV)
+				}
+			}
+			if got.Format == weft.Safetensors && got.Dir != "" {
+				if len(got.SideFiles) != len(want.SideFiles) {
+					t.Fatalf("%d side files, want %d", len(got.SideFiles), len(want.SideFiles))
+				}
+				for _, sf := range want.SideFiles {
+					g := got.SideFile(sf.Name)
+					if g == nil {
+						t.Fatalf("side file %s missing", sf.Name)
+					}
+					b, err := os.ReadFile(g.Path)
+					if err != nil || !bytes.Equal(b, sf.Data) {
+						t.Fatalf("side file %s differs (%v)", sf.Name, err)
+					}
+				}
+			}
+		})
 	}
 }

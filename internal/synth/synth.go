@@ -22,7 +22,7 @@ type Spec struct {
 	// as llama.cpp does, and may have a quantized DType for its matrices (each row must then
 	// be a whole number of blocks); a safetensors model takes F32, F16 or BF16.
 	DType weft.DType
-	Seed                                       uint64
+	Seed  uint64
 	// Related, when non-zero, makes the weights base(seed=Related) + 0.1*noise(seed=Seed): a
 	// "tuned" model close to its base, as fine-tuning leaves it.
 	Related uint64
