@@ -220,7 +220,12 @@ func (s Spec) sideFiles() []weft.SideFile {
 		"model": map[string]any{"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
 	}
 	tj, _ := json.MarshalIndent(tok, "", "  ")
-	tc, _ := json.MarshalIndent(map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
+	// The special tokens in added_tokens_decoder, as transformers writes the file.
+	decoder := map[string]any{}
+	for id, tok := range []string{"<unk>", "<s>", "</s>"} {
+		decoder[fmt.Sprint(id)] = map[string]any{"content": tok, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
+	}
+	tc, _ := json.MarshalIndent(map[string]any{"added_tokens_decoder": decoder, "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
 	return []weft.SideFile{
 		{Name: "config.json", Data: append(cj, '\n')},
 		{Name: "tokenizer.json", Data: append(tj, '\n')},
