@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -175,19 +174,21 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			{Key: "llama.attention.head_count_kv", Value: uint32(s.Heads)},
 			{Key: "llama.rope.dimension_count", Value: uint32(s.Hidden / s.Heads)},
 			{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
-			{Key: "tokenizer.ggml.model", Value: "llama"},
-			{Key: "tokenizer.ggml.tokens", Value: toks},
-			{Key: "tokenizer.ggml.scores", Value: scores},
-			{Key: "tokenizer.ggml.token_type", Value: types},
-			{Key: "tokenizer.ggml.bos_token_id", Value: uint32(1)},
-			{Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
-			{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)},
 		}
 		// llama.cpp's file type of a float model; a quantized one goes without (llama.cpp
 		// then infers it from the tensor types).
 		if ft, ok := map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType]; ok {
-			c.KV = slices.Insert(c.KV, 10, weft.KV{Key: "general.file_type", Value: ft})
+			c.KV = append(c.KV, weft.KV{Key: "general.file_type", Value: ft})
 		}
+		c.KV = append(c.KV,
+			weft.KV{Key: "tokenizer.ggml.model", Value: "llama"},
+			weft.KV{Key: "tokenizer.ggml.tokens", Value: toks},
+			weft.KV{Key: "tokenizer.ggml.scores", Value: scores},
+			weft.KV{Key: "tokenizer.ggml.token_type", Value: types},
+			weft.KV{Key: "tokenizer.ggml.bos_token_id", Value: uint32(1)},
+			weft.KV{Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
+			weft.KV{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)},
+		)
 		return c
 	}
 	c.SideFiles = s.sideFiles()
