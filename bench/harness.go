@@ -37,10 +37,13 @@ import (
 // BufSize is the floor's user-space buffer.
 const BufSize = 4 << 20
 
-// Measure is one measured run: its wall time and the peak resident set size of the process
-// that did the work (0 for the floor, which runs inside the benchmark process).
+// Measure is one measured run: its wall time, its CPU time (user + system), and the peak
+// resident set size of the process that did the work (0 for the floor, which runs inside
+// the benchmark process). On a machine shared with other jobs the wall time stretches with
+// the load; the CPU time much less.
 type Measure struct {
 	Wall   time.Duration
+	CPU    time.Duration
 	MaxRSS int64 // bytes
 }
 
@@ -98,16 +101,20 @@ func Run(b testing.TB, args ...string) Measure {
 	if err != nil {
 		b.Fatalf("weft %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	return Measure{Wall: wall, MaxRSS: maxRSS(cmd.ProcessState)}
+	m := Measure{Wall: wall, CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.MaxRSS = int64(ru.Maxrss) << 10 // Linux reports ru_maxrss in KiB
+	}
+	return m
 }
 
-// maxRSS returns a finished process's peak resident set size in bytes (Linux reports
-// ru_maxrss in KiB).
-func maxRSS(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return int64(ru.Maxrss) << 10
+// selfCPU returns this process's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
 	}
-	return 0
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Files lists the regular files of the given paths: a file is itself, a directory every
@@ -183,7 +190,7 @@ func Floor(b testing.TB, inputs []string, outBytes int64, outputs int) Measure {
 	for i := range buf {
 		buf[i] = byte(i*7 + 1) // not zeros: nothing may special-case them
 	}
-	start := time.Now()
+	start, cpu := time.Now(), selfCPU()
 	for _, f := range inputs {
 		readAll(b, f, buf)
 	}
@@ -206,7 +213,7 @@ func Floor(b testing.TB, inputs []string, outBytes int64, outputs int) Measure {
 			b.Fatal(err)
 		}
 	}
-	return Measure{Wall: time.Since(start)}
+	return Measure{Wall: time.Since(start), CPU: selfCPU() - cpu}
 }
 
 // Synth returns a synthetic Llama-shaped checkpoint of about gib GiB, written by
@@ -274,17 +281,18 @@ func Output(b testing.TB, name string) string {
 
 var headerOnce sync.Once
 
-// Row prints one Markdown table row, | job | size | weft | baseline | ratio | peak RSS |,
-// with throughput over bytes when bytes > 0, and reports weft's time (as ns/op), the ratio
-// and the peak RSS as benchmark metrics. The first row of a run is preceded by the date, Go
+// Row prints one Markdown table row, | job | size | weft | baseline | ratio | CPU | peak RSS |
+// (wall times, with throughput over bytes when bytes > 0; CPU times, weft's and the
+// baseline's), and reports weft's wall time (as ns/op), the ratio, weft's CPU seconds and
+// its peak RSS as benchmark metrics. The first row of a run is preceded by the date, Go
 // version, CPU count and load average.
 func Row(b *testing.B, job, size string, bytes int64, w Measure, baseline string, f Measure) {
 	b.Helper()
 	headerOnce.Do(func() {
 		load, _ := os.ReadFile("/proc/loadavg")
 		fmt.Printf("# %s, %s, %d CPUs, load average %s\n", time.Now().Format("2006-01-02"), runtime.Version(), runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
-		fmt.Println("| job | size | weft | baseline | ratio | peak RSS |")
-		fmt.Println("| --- | --- | --- | --- | --- | --- |")
+		fmt.Println("| job | size | weft | baseline | ratio | CPU weft / baseline | peak RSS |")
+		fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	})
 	rate := func(d time.Duration) string {
 		if bytes <= 0 {
@@ -293,9 +301,10 @@ func Row(b *testing.B, job, size string, bytes int64, w Measure, baseline string
 		return fmt.Sprintf("%.2f s (%.0f MB/s)", d.Seconds(), float64(bytes)/1e6/d.Seconds())
 	}
 	ratio := w.Wall.Seconds() / f.Wall.Seconds()
-	fmt.Printf("| %s | %s | %s | %s %s | %.2fx | %.1f MiB |\n", job, size, rate(w.Wall), baseline, rate(f.Wall), ratio, float64(w.MaxRSS)/(1<<20))
+	fmt.Printf("| %s | %s | %s | %s %s | %.2fx | %.2f s / %.2f s | %.1f MiB |\n", job, size, rate(w.Wall), baseline, rate(f.Wall), ratio, w.CPU.Seconds(), f.CPU.Seconds(), float64(w.MaxRSS)/(1<<20))
 	b.ReportMetric(float64(w.Wall.Nanoseconds()), "ns/op")
 	b.ReportMetric(ratio, "x-baseline")
+	b.ReportMetric(w.CPU.Seconds(), "CPU-s")
 	b.ReportMetric(float64(w.MaxRSS)/(1<<20), "MiB-peak-RSS")
 }
 
