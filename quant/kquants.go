@@ -169,6 +169,9 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32
 	if flat || nstep < 1 {
 		return scale, -mn
 	}
+	if vecOn() && !kTestNoFastPath {
+		return kMakeQkx2QuantsVec(nmax, x, w, L, xm, mn, mx, rng, sumW, sumX, scale, bestErr, rmin, rdelta, nstep, useMad)
+	}
 	fnmax := float32(nmax)
 	st := kQkx2State{
 		x: x, w: w, xm: xm, L: L, nmax: nmax, useMad: useMad,
@@ -683,6 +686,9 @@ func kMakeQxQuants(nmax int32, x *[16]float32, L *[16]int8) float32 {
 	}
 	if !finite {
 		return kMakeQxQuantsExact(nmax, x, L)
+	}
+	if vecOn() {
+		return kMakeQxQuantsVec(nmax, x, L, mx)
 	}
 	var w, wx [16]float32 // C's w = x*x and w*x
 	for i, v := range x {

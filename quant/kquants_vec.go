@@ -1,0 +1,111 @@
+package quant
+
+import "math"
+
+// The vector forms of the K-quant searches. They evaluate candidates in the lanes of a
+// vector register, each lane doing exactly the float32 operations of the scalar code for
+// its candidate, in the same order (no fused multiply-add), so every sum is bit-identical;
+// only the decisions between candidates, which depend on each other, run in scalar code,
+// in ggml's order.
+
+// kQxNum returns the 24 numerators of make_qx_quants' inverse scales for nmax: lane 0 is
+// the first candidate, -nmax (that is, -(nmax + 0.1*0)), lanes 1..18 are -(nmax + 0.1*is)
+// for is = -9..-1, 1..9 in ggml's order, and lanes 19..23 repeat lane 0 (unused).
+func kQxNum(nmax int32) [24]float32 {
+	fnmax := float32(nmax)
+	var num [24]float32
+	k := 1
+	for is := -9; is <= 9; is++ {
+		if is != 0 {
+			num[k] = -(fnmax + float32(0.1)*float32(is))
+			k++
+		}
+	}
+	num[0] = -fnmax
+	for ; k < 24; k++ {
+		num[k] = num[0]
+	}
+	return num
+}
+
+var kQxNum32 = kQxNum(32)
+
+// kMakeQxQuantsVec is kMakeQxQuants for a finite group with amax >= GROUP_MAX_EPS (mx is
+// the element of largest magnitude), with the 19 candidates' sums computed by the AVX2
+// kernel.
+func kMakeQxQuantsVec(nmax int32, x *[16]float32, L *[16]int8, mx float32) float32 {
+	num := &kQxNum32
+	if nmax != 32 {
+		n := kQxNum(nmax)
+		num = &n
+	}
+	fnmax := float32(nmax)
+	lo, hi := math.Float32bits(kMagic-fnmax), math.Float32bits(kMagic+fnmax-1)
+	var out [72]float32
+	qxSumsAVX2(x, num, mx, lo, hi, &out)
+	is, a, b := out[0:24:24], out[24:48:48], out[48:72:72]
+	var scale float32
+	if b[0] != 0 {
+		scale = a[0] / b[0]
+	}
+	best := scale * a[0]
+	win := 0
+	for k := 1; k < 19; k++ {
+		if b[k] > 0 && float32(a[k]*a[k]) > float32(best*b[k]) {
+			win = k
+			scale = a[k] / b[k]
+			best = scale * a[k]
+		}
+	}
+	// The quants of the last accepted candidate (ggml stores them at each acceptance; the
+	// last store is the one that stays).
+	kQxStore(L, x, is[win], lo, hi, nmax)
+	return scale
+}
+
+// kMakeQkx2QuantsVec is the search of kMakeQkx2Quants (after its opening, kQkx2First) with
+// the candidates evaluated eight at a time by the AVX2 kernel. The eight lanes assume C's
+// min is what it is when the batch starts; the decisions run in ggml's order, and when
+// accepting a candidate changes min (which changes every later candidate's quants and inverse
+// scale), the search starts a new batch at the next candidate.
+func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn, mx, rng, sumW, sumX, scale, bestErr, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
+	n := len(x)
+	var xa, wa, xma [32]float32
+	copy(xa[:], x)
+	copy(wa[:], w)
+	copy(xma[:], xm)
+	fnmax := float32(nmax)
+	var out [296]float32
+	var num [8]float32
+	for p := 0; p <= nstep; {
+		for j := range num {
+			is := min(p+j, nstep)
+			num[j] = float32(rmin+float32(rdelta*float32(is))) + fnmax
+		}
+		qkx2BatchAVX2(&xa, &wa, &xma, n, &num, rng, nmax, useMad, sumW, sumX, &out)
+		next := p + 8
+		for j := 0; j < 8 && p+j <= nstep; j++ {
+			if !(out[288+j] > 0) { // D
+				continue
+			}
+			if e := out[264+j]; e < bestErr {
+				for i := range L[:n] {
+					L[i] = uint8(out[8*i+j])
+				}
+				bestErr = e
+				scale = out[272+j]
+				if thisMin := out[280+j]; math.Float32bits(thisMin) != math.Float32bits(mn) {
+					mn = thisMin
+					rng = mx - mn
+					for i, v := range x {
+						xma[i] = v - mn
+					}
+					next = p + j + 1
+					break
+				}
+			}
+		}
+		p = next
+	}
+	return scale, -mn
+}

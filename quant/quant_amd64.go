@@ -1,0 +1,20 @@
+//go:build amd64 && !purego
+
+package quant
+
+import "github.com/weft-ml/weft/internal/simd"
+
+//go:generate go run -C ../internal/asmgen . -pkg quant
+
+// The AVX2 kernels of this package are in quant_amd64.s, written by internal/asmgen; the
+// Go code that drives them (and falls back to the scalar code) is in kquants_vec.go and
+// legacy_vec.go.
+
+// vecOn reports whether the AVX2 kernels run.
+func vecOn() bool { return simd.AVX2() }
+
+//go:noescape
+func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32)
+
+//go:noescape
+func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)

@@ -1,0 +1,15 @@
+//go:build !amd64 || purego
+
+package quant
+
+// Without the AVX2 kernels every path is scalar; the kernel entry points are never called.
+
+func vecOn() bool { return false }
+
+func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32) {
+	panic("quant: no vector kernels on this architecture")
+}
+
+func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32) {
+	panic("quant: no vector kernels on this architecture")
+}
