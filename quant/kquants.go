@@ -960,6 +960,10 @@ func kQuantQ2K(src []float32, dst []byte) {
 }
 
 func kDequantQ2K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ2Bytes, 32, kScalesQ2K, dequantQ2KAVX2)
+		return
+	}
 	var t [8][4]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
@@ -1095,6 +1099,10 @@ func kQ3Scales(sc *[12]byte) [16]int32 {
 }
 
 func kDequantQ3K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ3Bytes, 16, kScalesQ3K, dequantQ3KAVX2)
+		return
+	}
 	var t [16][8]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
@@ -1245,6 +1253,10 @@ func kQuantQ5K(src []float32, dst []byte) {
 }
 
 func kDequantQ4K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ4Bytes, 16, kScalesQ45K, dequantQ4KAVX2)
+		return
+	}
 	var t1, t2 [16]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
@@ -1302,6 +1314,10 @@ func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 }
 
 func kDequantQ5K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ5Bytes, 16, kScalesQ45K, dequantQ5KAVX2)
+		return
+	}
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -1428,6 +1444,10 @@ func kQuantQ6K(src []float32, dst []byte) {
 }
 
 func kDequantQ6K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ6Bytes, 16, kScalesQ6K, dequantQ6KAVX2)
+		return
+	}
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ6Bytes]byte)(src[b*kQ6Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])

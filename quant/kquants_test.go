@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/simd"
 )
 
 var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K, weft.Q8_K}
@@ -466,20 +467,23 @@ func BenchmarkKQuantize(b *testing.B) {
 		for i := range dst {
 			dst[i] = 1 // fault the pages in before timing
 		}
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
-						for r := r0; r < r1; r++ {
-							if err := Quantize(typ, x[r*kBenchRow:(r+1)*kBenchRow], dst[r*rowBytes:(r+1)*rowBytes]); err != nil {
-								panic(err)
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					b.SetBytes(int64(len(x)) * 4)
+					for b.Loop() {
+						kParallelRows(nrows, th, func(r0, r1 int) {
+							for r := r0; r < r1; r++ {
+								if err := Quantize(typ, x[r*kBenchRow:(r+1)*kBenchRow], dst[r*rowBytes:(r+1)*rowBytes]); err != nil {
+									panic(err)
+								}
 							}
-						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+						})
+					}
+					b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
+				})
+			}
 		}
 	}
 }
@@ -500,20 +504,23 @@ func BenchmarkKDequantize(b *testing.B) {
 				panic(err)
 			}
 		})
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
-						for r := r0; r < r1; r++ {
-							if err := Dequantize(typ, src[r*rowBytes:(r+1)*rowBytes], y[r*kBenchRow:(r+1)*kBenchRow]); err != nil {
-								panic(err)
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					b.SetBytes(int64(len(x)) * 4)
+					for b.Loop() {
+						kParallelRows(nrows, th, func(r0, r1 int) {
+							for r := r0; r < r1; r++ {
+								if err := Dequantize(typ, src[r*rowBytes:(r+1)*rowBytes], y[r*kBenchRow:(r+1)*kBenchRow]); err != nil {
+									panic(err)
+								}
 							}
-						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+						})
+					}
+					b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
+				})
+			}
 		}
 	}
 }

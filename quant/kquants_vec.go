@@ -109,3 +109,59 @@ func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn,
 	}
 	return scale, -mn
 }
+
+// kDequantVec decodes K-quant blocks with the AVX2 kernel: for up to 16 blocks at a time,
+// scales computes each block's sub-block scales (and mins) into sc, nsc floats per block,
+// with the scalar code's float32 products; the kernel decodes the quants.
+func kDequantVec(src []byte, dst []float32, bb, nsc int, scales func(x []byte, sc []float32), kernel func([]float32, []byte, []float32, int)) {
+	const chunk = 16
+	var sc [chunk * 32]float32
+	nb := len(dst) / kQK
+	for b0 := 0; b0 < nb; b0 += chunk {
+		k := min(chunk, nb-b0)
+		for b := 0; b < k; b++ {
+			scales(src[(b0+b)*bb:(b0+b+1)*bb], sc[nsc*b:nsc*(b+1)])
+		}
+		kernel(dst[b0*kQK:(b0+k)*kQK], src[b0*bb:(b0+k)*bb], sc[:nsc*k], k)
+	}
+}
+
+// kScalesQ45K: d*scale and dmin*min of the 8 sub-blocks of a Q4_K or Q5_K block.
+func kScalesQ45K(x []byte, sc []float32) {
+	d, mn := f16(kLE16(x[0:])), f16(kLE16(x[2:]))
+	q := (*[12]byte)(x[4:])
+	sc = sc[:16]
+	for j := 0; j < 8; j++ {
+		s, m := kScaleMinK4(j, q)
+		sc[j], sc[8+j] = d*float32(s), mn*float32(m)
+	}
+}
+
+// kScalesQ6K: d*scales[j] of the 16 sub-blocks of a Q6_K block.
+func kScalesQ6K(x []byte, sc []float32) {
+	d := f16(kLE16(x[208:]))
+	sc = sc[:16]
+	for j := range sc {
+		sc[j] = d * float32(int8(x[192+j]))
+	}
+}
+
+// kScalesQ2K: d*scale and dmin*min of the 16 sub-blocks of a Q2_K block.
+func kScalesQ2K(x []byte, sc []float32) {
+	d, mn := f16(kLE16(x[80:])), f16(kLE16(x[82:]))
+	sc = sc[:32]
+	for j := 0; j < 16; j++ {
+		s := x[j]
+		sc[j], sc[16+j] = d*float32(s&0xF), mn*float32(s>>4)
+	}
+}
+
+// kScalesQ3K: d*(scale-32) of the 16 sub-blocks of a Q3_K block.
+func kScalesQ3K(x []byte, sc []float32) {
+	dAll := f16(kLE16(x[108:]))
+	s := kQ3Scales((*[12]byte)(x[96:]))
+	sc = sc[:16]
+	for j := range sc {
+		sc[j] = dAll * float32(s[j]-32)
+	}
+}

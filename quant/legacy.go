@@ -127,7 +127,7 @@ func init() {
 
 // ---- Q4_0 ----
 
-func quantQ4_0(src []float32, dst []byte) {
+func quantQ4_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
@@ -279,7 +279,7 @@ func legacyQ5High(qh uint32) uint32 {
 	return spread(qh&0xffff) | spread(qh>>16)<<1
 }
 
-func quantQ5_0(src []float32, dst []byte) {
+func quantQ5_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
@@ -383,7 +383,7 @@ func legacyAbsMax32(x *[32]float32) float32 {
 	return am
 }
 
-func quantQ8_0(src []float32, dst []byte) {
+func quantQ8_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/weft-ml/weft/internal/simd"
 )
 
 // The benchmarks work on 16 Mi Gaussian elements in rows of 4096 and report million
@@ -62,17 +64,23 @@ func BenchmarkQuantize(b *testing.B) {
 			rowBytes := legacyBenchRow / int(typ.BlockSize()) * int(typ.BlockBytes())
 			nrows := len(x) / legacyBenchRow
 			q := make([]byte, nrows*rowBytes)
+			for i := range q {
+				q[i] = 1 // fault the pages in before timing
+			}
 			for _, th := range legacyBenchThreads() {
-				b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) {
-					for b.Loop() {
-						legacyParallel(nrows, th, func(r0, r1 int) {
-							if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
-								panic(err)
-							}
-						})
-					}
-					legacyReport(b)
-				})
+				for _, m := range simd.Modes() {
+					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
+						defer simd.Set(simd.Set(m.On))
+						for b.Loop() {
+							legacyParallel(nrows, th, func(r0, r1 int) {
+								if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
+									panic(err)
+								}
+							})
+						}
+						legacyReport(b)
+					})
+				}
 			}
 		})
 	}
@@ -95,17 +103,23 @@ func BenchmarkDequantize(b *testing.B) {
 				q = legacyRandBlocks(typ, legacyBenchElems/int(typ.BlockSize()))
 			}
 			y := make([]float32, legacyBenchElems)
+			for i := range y {
+				y[i] = 1 // fault the pages in before timing
+			}
 			for _, th := range legacyBenchThreads() {
-				b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) {
-					for b.Loop() {
-						legacyParallel(nrows, th, func(r0, r1 int) {
-							if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
-								panic(err)
-							}
-						})
-					}
-					legacyReport(b)
-				})
+				for _, m := range simd.Modes() {
+					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
+						defer simd.Set(simd.Set(m.On))
+						for b.Loop() {
+							legacyParallel(nrows, th, func(r0, r1 int) {
+								if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
+									panic(err)
+								}
+							})
+						}
+						legacyReport(b)
+					})
+				}
 			}
 		})
 	}

@@ -18,3 +18,27 @@ func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out
 
 //go:noescape
 func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)
+
+//go:noescape
+func quantQ4_0AVX2(dst []byte, src []float32) int
+
+//go:noescape
+func quantQ5_0AVX2(dst []byte, src []float32) int
+
+//go:noescape
+func quantQ8_0AVX2(dst []byte, src []float32) int
+
+//go:noescape
+func dequantQ2KAVX2(dst []float32, src []byte, sc []float32, nb int)
+
+//go:noescape
+func dequantQ3KAVX2(dst []float32, src []byte, sc []float32, nb int)
+
+//go:noescape
+func dequantQ4KAVX2(dst []float32, src []byte, sc []float32, nb int)
+
+//go:noescape
+func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int)
+
+//go:noescape
+func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int)

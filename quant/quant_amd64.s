@@ -720,3 +720,2093 @@ DATA splat32_7fffffff<>+20(SB)/4, $0x7fffffff
 DATA splat32_7fffffff<>+24(SB)/4, $0x7fffffff
 DATA splat32_7fffffff<>+28(SB)/4, $0x7fffffff
 GLOBL splat32_7fffffff<>(SB), RODATA|NOPTR, $32
+
+// func quantQ4_0AVX2(dst []byte, src []float32) int
+// Requires: AVX, AVX2, BMI, F16C, SSE2
+TEXT ·quantQ4_0AVX2(SB), NOSPLIT, $0-56
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	SHRQ $0x05, DX
+	XORQ BX, BX
+
+block:
+	CMPQ         BX, DX
+	JE           ret
+	VMOVUPS      (CX), Y0
+	VMOVUPS      32(CX), Y1
+	VMOVUPS      64(CX), Y2
+	VMOVUPS      96(CX), Y3
+	VPAND        splat32_7fffffff<>+0(SB), Y0, Y4
+	VPAND        splat32_7fffffff<>+0(SB), Y1, Y5
+	VPAND        splat32_7fffffff<>+0(SB), Y2, Y6
+	VPAND        splat32_7fffffff<>+0(SB), Y3, Y7
+	VPMAXUD      Y5, Y4, Y8
+	VPMAXUD      Y7, Y6, Y9
+	VPMAXUD      Y9, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPMAXUD      X9, X8, X8
+	VPSHUFD      $0x4e, X8, X9
+	VPMAXUD      X9, X8, X8
+	VPSHUFD      $0xb1, X8, X9
+	VPMAXUD      X9, X8, X8
+	MOVD         X8, SI
+	VXORPS       X9, X9, X9
+	TESTL        SI, SI
+	JZ           scaled
+	CMPL         SI, $0x7f7fffff
+	JA           ret
+	CMPL         SI, $0x0d800000
+	JB           ret
+
+scaled:
+	VPBROADCASTD X8, Y8
+	XORQ         DI, DI
+	VPCMPEQD     Y8, Y7, Y7
+	VMOVMSKPS    Y7, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y6, Y6
+	VMOVMSKPS    Y6, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y5, Y5
+	VMOVMSKPS    Y5, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y4, Y4
+	VMOVMSKPS    Y4, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	TZCNTQ       DI, DI
+	VMOVSS       (CX)(DI*4), X4
+	TESTL        SI, SI
+	JNZ          signed
+	VXORPS       X4, X4, X4
+
+signed:
+	MOVL      $0xc1000000, SI
+	MOVD      SI, X5
+	VDIVSS    X5, X4, X5
+	VCVTPS2PH $0x00, X5, X4
+	MOVD      X4, SI
+	MOVW      SI, (AX)
+	VXORPS    X4, X4, X4
+	VUCOMISS  X4, X5
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X4
+	VDIVSS    X5, X4, X9
+
+zero:
+	VBROADCASTSS X9, Y4
+	VMULPS       Y4, Y0, Y0
+	VADDPS       splat32_41080000<>+0(SB), Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPMINSD      splat32_0000000f<>+0(SB), Y0, Y0
+	VMULPS       Y4, Y1, Y1
+	VADDPS       splat32_41080000<>+0(SB), Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VPMINSD      splat32_0000000f<>+0(SB), Y1, Y1
+	VMULPS       Y4, Y2, Y2
+	VADDPS       splat32_41080000<>+0(SB), Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VPMINSD      splat32_0000000f<>+0(SB), Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VADDPS       splat32_41080000<>+0(SB), Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VPMINSD      splat32_0000000f<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y2, Y2
+	VPOR         Y0, Y2, Y2
+	VPSLLD       $0x04, Y3, Y0
+	VPOR         Y1, Y0, Y0
+	VPACKUSDW    Y0, Y2, Y2
+	VPERMQ       $0xd8, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X0
+	VPACKUSWB    X0, X2, X2
+	VMOVDQU      X2, 2(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x12, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+DATA splat32_41080000<>+0(SB)/4, $0x41080000
+DATA splat32_41080000<>+4(SB)/4, $0x41080000
+DATA splat32_41080000<>+8(SB)/4, $0x41080000
+DATA splat32_41080000<>+12(SB)/4, $0x41080000
+DATA splat32_41080000<>+16(SB)/4, $0x41080000
+DATA splat32_41080000<>+20(SB)/4, $0x41080000
+DATA splat32_41080000<>+24(SB)/4, $0x41080000
+DATA splat32_41080000<>+28(SB)/4, $0x41080000
+GLOBL splat32_41080000<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_0000000f<>+0(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+4(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+8(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+12(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+16(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+20(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+24(SB)/4, $0x0000000f
+DATA splat32_0000000f<>+28(SB)/4, $0x0000000f
+GLOBL splat32_0000000f<>(SB), RODATA|NOPTR, $32
+
+// func quantQ5_0AVX2(dst []byte, src []float32) int
+// Requires: AVX, AVX2, BMI, F16C, SSE2
+TEXT ·quantQ5_0AVX2(SB), NOSPLIT, $0-56
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	SHRQ $0x05, DX
+	XORQ BX, BX
+
+block:
+	CMPQ         BX, DX
+	JE           ret
+	VMOVUPS      (CX), Y0
+	VMOVUPS      32(CX), Y1
+	VMOVUPS      64(CX), Y2
+	VMOVUPS      96(CX), Y3
+	VPAND        splat32_7fffffff<>+0(SB), Y0, Y4
+	VPAND        splat32_7fffffff<>+0(SB), Y1, Y5
+	VPAND        splat32_7fffffff<>+0(SB), Y2, Y6
+	VPAND        splat32_7fffffff<>+0(SB), Y3, Y7
+	VPMAXUD      Y5, Y4, Y8
+	VPMAXUD      Y7, Y6, Y9
+	VPMAXUD      Y9, Y8, Y8
+	VEXTRACTI128 $0x01, Y8, X9
+	VPMAXUD      X9, X8, X8
+	VPSHUFD      $0x4e, X8, X9
+	VPMAXUD      X9, X8, X8
+	VPSHUFD      $0xb1, X8, X9
+	VPMAXUD      X9, X8, X8
+	MOVD         X8, SI
+	VXORPS       X9, X9, X9
+	TESTL        SI, SI
+	JZ           scaled
+	CMPL         SI, $0x7f7fffff
+	JA           ret
+	CMPL         SI, $0x0d800000
+	JB           ret
+
+scaled:
+	VPBROADCASTD X8, Y8
+	XORQ         DI, DI
+	VPCMPEQD     Y8, Y7, Y7
+	VMOVMSKPS    Y7, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y6, Y6
+	VMOVMSKPS    Y6, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y5, Y5
+	VMOVMSKPS    Y5, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	VPCMPEQD     Y8, Y4, Y4
+	VMOVMSKPS    Y4, R8
+	SHLQ         $0x08, DI
+	ORQ          R8, DI
+	TZCNTQ       DI, DI
+	VMOVSS       (CX)(DI*4), X4
+	TESTL        SI, SI
+	JNZ          signed
+	VXORPS       X4, X4, X4
+
+signed:
+	MOVL      $0xc1800000, SI
+	MOVD      SI, X5
+	VDIVSS    X5, X4, X5
+	VCVTPS2PH $0x00, X5, X4
+	MOVD      X4, SI
+	MOVW      SI, (AX)
+	VXORPS    X4, X4, X4
+	VUCOMISS  X4, X5
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X4
+	VDIVSS    X5, X4, X9
+
+zero:
+	VBROADCASTSS X9, Y4
+	VMULPS       Y4, Y0, Y0
+	VADDPS       splat32_41840000<>+0(SB), Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPMINSD      splat32_0000001f<>+0(SB), Y0, Y0
+	VMULPS       Y4, Y1, Y1
+	VADDPS       splat32_41840000<>+0(SB), Y1, Y1
+	VCVTTPS2DQ   Y1, Y1
+	VPMINSD      splat32_0000001f<>+0(SB), Y1, Y1
+	VMULPS       Y4, Y2, Y2
+	VADDPS       splat32_41840000<>+0(SB), Y2, Y2
+	VCVTTPS2DQ   Y2, Y2
+	VPMINSD      splat32_0000001f<>+0(SB), Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VADDPS       splat32_41840000<>+0(SB), Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VPMINSD      splat32_0000001f<>+0(SB), Y3, Y3
+	XORQ         SI, SI
+	VPSLLD       $0x1b, Y3, Y4
+	VMOVMSKPS    Y4, DI
+	SHLQ         $0x08, SI
+	ORQ          DI, SI
+	VPSLLD       $0x1b, Y2, Y4
+	VMOVMSKPS    Y4, DI
+	SHLQ         $0x08, SI
+	ORQ          DI, SI
+	VPSLLD       $0x1b, Y1, Y4
+	VMOVMSKPS    Y4, DI
+	SHLQ         $0x08, SI
+	ORQ          DI, SI
+	VPSLLD       $0x1b, Y0, Y4
+	VMOVMSKPS    Y4, DI
+	SHLQ         $0x08, SI
+	ORQ          DI, SI
+	MOVL         SI, 2(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y0
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y1
+	VPAND        splat32_0000000f<>+0(SB), Y2, Y2
+	VPAND        splat32_0000000f<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y2, Y2
+	VPOR         Y0, Y2, Y2
+	VPSLLD       $0x04, Y3, Y0
+	VPOR         Y1, Y0, Y0
+	VPACKUSDW    Y0, Y2, Y2
+	VPERMQ       $0xd8, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X0
+	VPACKUSWB    X0, X2, X2
+	VMOVDQU      X2, 6(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x16, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+DATA splat32_41840000<>+0(SB)/4, $0x41840000
+DATA splat32_41840000<>+4(SB)/4, $0x41840000
+DATA splat32_41840000<>+8(SB)/4, $0x41840000
+DATA splat32_41840000<>+12(SB)/4, $0x41840000
+DATA splat32_41840000<>+16(SB)/4, $0x41840000
+DATA splat32_41840000<>+20(SB)/4, $0x41840000
+DATA splat32_41840000<>+24(SB)/4, $0x41840000
+DATA splat32_41840000<>+28(SB)/4, $0x41840000
+GLOBL splat32_41840000<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_0000001f<>+0(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+4(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+8(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+12(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+16(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+20(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+24(SB)/4, $0x0000001f
+DATA splat32_0000001f<>+28(SB)/4, $0x0000001f
+GLOBL splat32_0000001f<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8_0AVX2(dst []byte, src []float32) int
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-56
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	SHRQ $0x05, DX
+	XORQ BX, BX
+
+block:
+	CMPQ         BX, DX
+	JE           ret
+	VMOVUPS      (CX), Y0
+	VMOVUPS      32(CX), Y1
+	VMOVUPS      64(CX), Y2
+	VMOVUPS      96(CX), Y3
+	VPAND        splat32_7fffffff<>+0(SB), Y0, Y4
+	VPAND        splat32_7fffffff<>+0(SB), Y1, Y5
+	VPAND        splat32_7fffffff<>+0(SB), Y2, Y6
+	VPAND        splat32_7fffffff<>+0(SB), Y3, Y7
+	VPMAXUD      Y5, Y4, Y4
+	VPMAXUD      Y7, Y6, Y5
+	VPMAXUD      Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPMAXUD      X5, X4, X4
+	VPSHUFD      $0x4e, X4, X5
+	VPMAXUD      X5, X4, X4
+	VPSHUFD      $0xb1, X4, X5
+	VPMAXUD      X5, X4, X4
+	MOVD         X4, SI
+	VXORPS       X4, X4, X4
+	TESTL        SI, SI
+	JZ           scaled
+	CMPL         SI, $0x7f7fffff
+	JA           ret
+	CMPL         SI, $0x0d800000
+	JB           ret
+
+scaled:
+	MOVD      SI, X5
+	MOVL      $0x42fe0000, SI
+	MOVD      SI, X6
+	VDIVSS    X6, X5, X6
+	VCVTPS2PH $0x00, X6, X5
+	MOVD      X5, SI
+	MOVW      SI, (AX)
+	VXORPS    X5, X5, X5
+	VUCOMISS  X5, X6
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X4
+	VDIVSS    X6, X4, X4
+
+zero:
+	VBROADCASTSS X4, Y4
+	VMULPS       Y4, Y0, Y0
+	VROUNDPS     $0x03, Y0, Y5
+	VSUBPS       Y5, Y0, Y6
+	VANDPS       splat32_7fffffff<>+0(SB), Y6, Y6
+	VCMPPS       $0x0d, splat32_3f000000<>+0(SB), Y6, Y6
+	VANDPS       splat32_80000000<>+0(SB), Y0, Y0
+	VORPS        splat32_3f800000<>+0(SB), Y0, Y0
+	VANDPS       Y6, Y0, Y0
+	VADDPS       Y0, Y5, Y5
+	VCVTTPS2DQ   Y5, Y0
+	VMULPS       Y4, Y1, Y1
+	VROUNDPS     $0x03, Y1, Y5
+	VSUBPS       Y5, Y1, Y6
+	VANDPS       splat32_7fffffff<>+0(SB), Y6, Y6
+	VCMPPS       $0x0d, splat32_3f000000<>+0(SB), Y6, Y6
+	VANDPS       splat32_80000000<>+0(SB), Y1, Y1
+	VORPS        splat32_3f800000<>+0(SB), Y1, Y1
+	VANDPS       Y6, Y1, Y1
+	VADDPS       Y1, Y5, Y5
+	VCVTTPS2DQ   Y5, Y1
+	VMULPS       Y4, Y2, Y2
+	VROUNDPS     $0x03, Y2, Y5
+	VSUBPS       Y5, Y2, Y6
+	VANDPS       splat32_7fffffff<>+0(SB), Y6, Y6
+	VCMPPS       $0x0d, splat32_3f000000<>+0(SB), Y6, Y6
+	VANDPS       splat32_80000000<>+0(SB), Y2, Y2
+	VORPS        splat32_3f800000<>+0(SB), Y2, Y2
+	VANDPS       Y6, Y2, Y2
+	VADDPS       Y2, Y5, Y5
+	VCVTTPS2DQ   Y5, Y2
+	VMULPS       Y4, Y3, Y3
+	VROUNDPS     $0x03, Y3, Y4
+	VSUBPS       Y4, Y3, Y5
+	VANDPS       splat32_7fffffff<>+0(SB), Y5, Y5
+	VCMPPS       $0x0d, splat32_3f000000<>+0(SB), Y5, Y5
+	VANDPS       splat32_80000000<>+0(SB), Y3, Y3
+	VORPS        splat32_3f800000<>+0(SB), Y3, Y3
+	VANDPS       Y5, Y3, Y3
+	VADDPS       Y3, Y4, Y4
+	VCVTTPS2DQ   Y4, Y3
+	VPACKSSDW    Y1, Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSWB    Y2, Y0, Y0
+	VMOVDQU      perm_q8<>+0(SB), Y1
+	VPERMD       Y0, Y1, Y0
+	VMOVDQU      Y0, 2(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x22, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+DATA splat32_3f000000<>+0(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+4(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+8(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+12(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+16(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+20(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+24(SB)/4, $0x3f000000
+DATA splat32_3f000000<>+28(SB)/4, $0x3f000000
+GLOBL splat32_3f000000<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_80000000<>+0(SB)/4, $0x80000000
+DATA splat32_80000000<>+4(SB)/4, $0x80000000
+DATA splat32_80000000<>+8(SB)/4, $0x80000000
+DATA splat32_80000000<>+12(SB)/4, $0x80000000
+DATA splat32_80000000<>+16(SB)/4, $0x80000000
+DATA splat32_80000000<>+20(SB)/4, $0x80000000
+DATA splat32_80000000<>+24(SB)/4, $0x80000000
+DATA splat32_80000000<>+28(SB)/4, $0x80000000
+GLOBL splat32_80000000<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_3f800000<>+0(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+4(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+8(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+12(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+16(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+20(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+24(SB)/4, $0x3f800000
+DATA splat32_3f800000<>+28(SB)/4, $0x3f800000
+GLOBL splat32_3f800000<>(SB), RODATA|NOPTR, $32
+
+DATA perm_q8<>+0(SB)/4, $0x00000000
+DATA perm_q8<>+4(SB)/4, $0x00000004
+DATA perm_q8<>+8(SB)/4, $0x00000001
+DATA perm_q8<>+12(SB)/4, $0x00000005
+DATA perm_q8<>+16(SB)/4, $0x00000002
+DATA perm_q8<>+20(SB)/4, $0x00000006
+DATA perm_q8<>+24(SB)/4, $0x00000003
+DATA perm_q8<>+28(SB)/4, $0x00000007
+GLOBL perm_q8<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ4KAVX2(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  nb+72(FP), BX
+	TESTQ BX, BX
+	JZ    done
+
+block:
+	VBROADCASTSS (DX), Y0
+	VBROADCASTSS 32(DX), Y1
+	VBROADCASTSS 4(DX), Y2
+	VBROADCASTSS 36(DX), Y3
+	VPMOVZXBD    16(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, (AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 128(AX)
+	VPMOVZXBD    24(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 32(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 160(AX)
+	VPMOVZXBD    32(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 64(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 192(AX)
+	VPMOVZXBD    40(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 96(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 224(AX)
+	VBROADCASTSS 8(DX), Y0
+	VBROADCASTSS 40(DX), Y1
+	VBROADCASTSS 12(DX), Y2
+	VBROADCASTSS 44(DX), Y3
+	VPMOVZXBD    48(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 256(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 384(AX)
+	VPMOVZXBD    56(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 288(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 416(AX)
+	VPMOVZXBD    64(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 320(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 448(AX)
+	VPMOVZXBD    72(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 352(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 480(AX)
+	VBROADCASTSS 16(DX), Y0
+	VBROADCASTSS 48(DX), Y1
+	VBROADCASTSS 20(DX), Y2
+	VBROADCASTSS 52(DX), Y3
+	VPMOVZXBD    80(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 512(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 640(AX)
+	VPMOVZXBD    88(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 544(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 672(AX)
+	VPMOVZXBD    96(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 576(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 704(AX)
+	VPMOVZXBD    104(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 608(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 736(AX)
+	VBROADCASTSS 24(DX), Y0
+	VBROADCASTSS 56(DX), Y1
+	VBROADCASTSS 28(DX), Y2
+	VBROADCASTSS 60(DX), Y3
+	VPMOVZXBD    112(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 768(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 896(AX)
+	VPMOVZXBD    120(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 800(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 928(AX)
+	VPMOVZXBD    128(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 832(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 960(AX)
+	VPMOVZXBD    136(CX), Y4
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMOVUPS      Y5, 864(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 992(AX)
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ5KAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  nb+72(FP), BX
+	TESTQ BX, BX
+	JZ    done
+
+block:
+	VBROADCASTSS (DX), Y0
+	VBROADCASTSS 32(DX), Y1
+	VBROADCASTSS 4(DX), Y2
+	VBROADCASTSS 36(DX), Y3
+	VPMOVZXBD    48(CX), Y4
+	VPMOVZXBD    16(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x00, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, (AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x01, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 128(AX)
+	VPMOVZXBD    56(CX), Y4
+	VPMOVZXBD    24(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x00, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 32(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x01, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 160(AX)
+	VPMOVZXBD    64(CX), Y4
+	VPMOVZXBD    32(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x00, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 64(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x01, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 192(AX)
+	VPMOVZXBD    72(CX), Y4
+	VPMOVZXBD    40(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x00, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 96(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x01, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 224(AX)
+	VBROADCASTSS 8(DX), Y0
+	VBROADCASTSS 40(DX), Y1
+	VBROADCASTSS 12(DX), Y2
+	VBROADCASTSS 44(DX), Y3
+	VPMOVZXBD    80(CX), Y4
+	VPMOVZXBD    16(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 256(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x03, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 384(AX)
+	VPMOVZXBD    88(CX), Y4
+	VPMOVZXBD    24(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 288(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x03, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 416(AX)
+	VPMOVZXBD    96(CX), Y4
+	VPMOVZXBD    32(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 320(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x03, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 448(AX)
+	VPMOVZXBD    104(CX), Y4
+	VPMOVZXBD    40(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 352(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x03, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 480(AX)
+	VBROADCASTSS 16(DX), Y0
+	VBROADCASTSS 48(DX), Y1
+	VBROADCASTSS 20(DX), Y2
+	VBROADCASTSS 52(DX), Y3
+	VPMOVZXBD    112(CX), Y4
+	VPMOVZXBD    16(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x04, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 512(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x05, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 640(AX)
+	VPMOVZXBD    120(CX), Y4
+	VPMOVZXBD    24(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x04, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 544(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x05, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 672(AX)
+	VPMOVZXBD    128(CX), Y4
+	VPMOVZXBD    32(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x04, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 576(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x05, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 704(AX)
+	VPMOVZXBD    136(CX), Y4
+	VPMOVZXBD    40(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x04, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 608(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x05, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 736(AX)
+	VBROADCASTSS 24(DX), Y0
+	VBROADCASTSS 56(DX), Y1
+	VBROADCASTSS 28(DX), Y2
+	VBROADCASTSS 60(DX), Y3
+	VPMOVZXBD    144(CX), Y4
+	VPMOVZXBD    16(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x06, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 768(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x07, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 896(AX)
+	VPMOVZXBD    152(CX), Y4
+	VPMOVZXBD    24(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x06, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 800(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x07, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 928(AX)
+	VPMOVZXBD    160(CX), Y4
+	VPMOVZXBD    32(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x06, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 832(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x07, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VSUBPS       Y3, Y4, Y4
+	VMOVUPS      Y4, 960(AX)
+	VPMOVZXBD    168(CX), Y4
+	VPMOVZXBD    40(CX), Y5
+	VPAND        splat32_0000000f<>+0(SB), Y4, Y6
+	VPSRLD       $0x06, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y0, Y6, Y6
+	VSUBPS       Y1, Y6, Y6
+	VMOVUPS      Y6, 864(AX)
+	VPSRLD       $0x04, Y4, Y4
+	VPSRLD       $0x07, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 992(AX)
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat32_00000001<>+0(SB)/4, $0x00000001
+DATA splat32_00000001<>+4(SB)/4, $0x00000001
+DATA splat32_00000001<>+8(SB)/4, $0x00000001
+DATA splat32_00000001<>+12(SB)/4, $0x00000001
+DATA splat32_00000001<>+16(SB)/4, $0x00000001
+DATA splat32_00000001<>+20(SB)/4, $0x00000001
+DATA splat32_00000001<>+24(SB)/4, $0x00000001
+DATA splat32_00000001<>+28(SB)/4, $0x00000001
+GLOBL splat32_00000001<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  nb+72(FP), BX
+	TESTQ BX, BX
+	JZ    done
+
+block:
+	VPMOVZXBD    (CX), Y0
+	VPMOVZXBD    32(CX), Y1
+	VPMOVZXBD    128(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS (DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, (AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 8(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 128(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 16(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 256(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 384(AX)
+	VPMOVZXBD    8(CX), Y0
+	VPMOVZXBD    40(CX), Y1
+	VPMOVZXBD    136(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS (DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 32(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 8(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 160(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 16(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 288(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 416(AX)
+	VPMOVZXBD    16(CX), Y0
+	VPMOVZXBD    48(CX), Y1
+	VPMOVZXBD    144(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 64(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 12(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 192(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 20(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 320(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 448(AX)
+	VPMOVZXBD    24(CX), Y0
+	VPMOVZXBD    56(CX), Y1
+	VPMOVZXBD    152(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 96(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 12(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 224(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 20(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 352(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 480(AX)
+	VPMOVZXBD    64(CX), Y0
+	VPMOVZXBD    96(CX), Y1
+	VPMOVZXBD    160(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 32(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 512(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 40(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 640(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 48(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 768(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 896(AX)
+	VPMOVZXBD    72(CX), Y0
+	VPMOVZXBD    104(CX), Y1
+	VPMOVZXBD    168(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 32(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 544(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 40(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 672(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 48(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 800(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 928(AX)
+	VPMOVZXBD    80(CX), Y0
+	VPMOVZXBD    112(CX), Y1
+	VPMOVZXBD    176(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 36(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 576(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 44(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 704(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 52(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 832(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 960(AX)
+	VPMOVZXBD    88(CX), Y0
+	VPMOVZXBD    120(CX), Y1
+	VPMOVZXBD    184(CX), Y2
+	VPAND        splat32_0000000f<>+0(SB), Y0, Y3
+	VPSRLD       $0x00, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 36(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 608(AX)
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y3
+	VPSRLD       $0x02, Y2, Y4
+	VPAND        splat32_00000003<>+0(SB), Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       splat32_00000020<>+0(SB), Y3, Y3
+	VBROADCASTSS 44(DX), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 736(AX)
+	VPSRLD       $0x04, Y0, Y0
+	VPSRLD       $0x04, Y2, Y3
+	VPAND        splat32_00000003<>+0(SB), Y3, Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPOR         Y3, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 52(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VMOVUPS      Y0, 864(AX)
+	VPSRLD       $0x04, Y1, Y0
+	VPSRLD       $0x06, Y2, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VPSLLD       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000020<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 992(AX)
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat32_00000003<>+0(SB)/4, $0x00000003
+DATA splat32_00000003<>+4(SB)/4, $0x00000003
+DATA splat32_00000003<>+8(SB)/4, $0x00000003
+DATA splat32_00000003<>+12(SB)/4, $0x00000003
+DATA splat32_00000003<>+16(SB)/4, $0x00000003
+DATA splat32_00000003<>+20(SB)/4, $0x00000003
+DATA splat32_00000003<>+24(SB)/4, $0x00000003
+DATA splat32_00000003<>+28(SB)/4, $0x00000003
+GLOBL splat32_00000003<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_00000020<>+0(SB)/4, $0x00000020
+DATA splat32_00000020<>+4(SB)/4, $0x00000020
+DATA splat32_00000020<>+8(SB)/4, $0x00000020
+DATA splat32_00000020<>+12(SB)/4, $0x00000020
+DATA splat32_00000020<>+16(SB)/4, $0x00000020
+DATA splat32_00000020<>+20(SB)/4, $0x00000020
+DATA splat32_00000020<>+24(SB)/4, $0x00000020
+DATA splat32_00000020<>+28(SB)/4, $0x00000020
+GLOBL splat32_00000020<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ2KAVX2(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ2KAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  nb+72(FP), BX
+	TESTQ BX, BX
+	JZ    done
+
+block:
+	VPMOVZXBD    16(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS (DX), Y2
+	VBROADCASTSS 64(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 8(DX), Y2
+	VBROADCASTSS 72(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 128(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 16(DX), Y2
+	VBROADCASTSS 80(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 256(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VBROADCASTSS 88(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 384(AX)
+	VPMOVZXBD    24(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS (DX), Y2
+	VBROADCASTSS 64(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 8(DX), Y2
+	VBROADCASTSS 72(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 160(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 16(DX), Y2
+	VBROADCASTSS 80(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 288(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VBROADCASTSS 88(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 416(AX)
+	VPMOVZXBD    32(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 4(DX), Y2
+	VBROADCASTSS 68(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 12(DX), Y2
+	VBROADCASTSS 76(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 192(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 20(DX), Y2
+	VBROADCASTSS 84(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 320(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VBROADCASTSS 92(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 448(AX)
+	VPMOVZXBD    40(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 4(DX), Y2
+	VBROADCASTSS 68(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 12(DX), Y2
+	VBROADCASTSS 76(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 224(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 20(DX), Y2
+	VBROADCASTSS 84(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 352(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VBROADCASTSS 92(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 480(AX)
+	VPMOVZXBD    48(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 32(DX), Y2
+	VBROADCASTSS 96(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 512(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 40(DX), Y2
+	VBROADCASTSS 104(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 640(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 48(DX), Y2
+	VBROADCASTSS 112(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 768(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VBROADCASTSS 120(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 896(AX)
+	VPMOVZXBD    56(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 32(DX), Y2
+	VBROADCASTSS 96(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 544(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 40(DX), Y2
+	VBROADCASTSS 104(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 672(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 48(DX), Y2
+	VBROADCASTSS 112(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 800(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VBROADCASTSS 120(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 928(AX)
+	VPMOVZXBD    64(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 36(DX), Y2
+	VBROADCASTSS 100(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 576(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 44(DX), Y2
+	VBROADCASTSS 108(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 704(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 52(DX), Y2
+	VBROADCASTSS 116(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 832(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VBROADCASTSS 124(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 960(AX)
+	VPMOVZXBD    72(CX), Y0
+	VPSRLD       $0x00, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 36(DX), Y2
+	VBROADCASTSS 100(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 608(AX)
+	VPSRLD       $0x02, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 44(DX), Y2
+	VBROADCASTSS 108(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 736(AX)
+	VPSRLD       $0x04, Y0, Y1
+	VPAND        splat32_00000003<>+0(SB), Y1, Y1
+	VBROADCASTSS 52(DX), Y2
+	VBROADCASTSS 116(DX), Y3
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VSUBPS       Y3, Y1, Y1
+	VMOVUPS      Y1, 864(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VBROADCASTSS 124(DX), Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 992(AX)
+	ADDQ         $0x00000054, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000080, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantQ3KAVX2(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ3KAVX2(SB), NOSPLIT, $0-80
+	MOVQ  dst_base+0(FP), AX
+	MOVQ  src_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  nb+72(FP), BX
+	TESTQ BX, BX
+	JZ    done
+
+block:
+	VPMOVZXBD    32(CX), Y0
+	VPMOVZXBD    (CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x00, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS (DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, (AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x01, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 8(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 128(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x02, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 16(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 256(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x03, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 384(AX)
+	VPMOVZXBD    40(CX), Y0
+	VPMOVZXBD    8(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x00, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS (DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 32(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x01, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 8(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 160(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x02, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 16(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 288(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x03, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 24(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 416(AX)
+	VPMOVZXBD    48(CX), Y0
+	VPMOVZXBD    16(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x00, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 4(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 64(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x01, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 12(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 192(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x02, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 20(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 320(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x03, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 448(AX)
+	VPMOVZXBD    56(CX), Y0
+	VPMOVZXBD    24(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x00, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 4(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 96(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x01, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 12(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 224(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x02, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 20(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 352(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x03, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 28(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 480(AX)
+	VPMOVZXBD    64(CX), Y0
+	VPMOVZXBD    (CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x04, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 32(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 512(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x05, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 40(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 640(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x06, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 48(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 768(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x07, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 896(AX)
+	VPMOVZXBD    72(CX), Y0
+	VPMOVZXBD    8(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x04, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 32(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 544(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x05, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 40(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 672(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x06, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 48(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 800(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x07, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 56(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 928(AX)
+	VPMOVZXBD    80(CX), Y0
+	VPMOVZXBD    16(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x04, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 36(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 576(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x05, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 44(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 704(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x06, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 52(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 832(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x07, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 960(AX)
+	VPMOVZXBD    88(CX), Y0
+	VPMOVZXBD    24(CX), Y1
+	VPSRLD       $0x00, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x04, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 36(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 608(AX)
+	VPSRLD       $0x02, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x05, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 44(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 736(AX)
+	VPSRLD       $0x04, Y0, Y2
+	VPAND        splat32_00000003<>+0(SB), Y2, Y2
+	VPSRLD       $0x06, Y1, Y3
+	VPAND        splat32_00000001<>+0(SB), Y3, Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBD       splat32_00000004<>+0(SB), Y2, Y2
+	VBROADCASTSS 52(DX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 864(AX)
+	VPSRLD       $0x06, Y0, Y0
+	VPAND        splat32_00000003<>+0(SB), Y0, Y0
+	VPSRLD       $0x07, Y1, Y1
+	VPAND        splat32_00000001<>+0(SB), Y1, Y1
+	VPSLLD       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPSUBD       splat32_00000004<>+0(SB), Y0, Y0
+	VBROADCASTSS 60(DX), Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, 992(AX)
+	ADDQ         $0x0000006e, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat32_00000004<>+0(SB)/4, $0x00000004
+DATA splat32_00000004<>+4(SB)/4, $0x00000004
+DATA splat32_00000004<>+8(SB)/4, $0x00000004
+DATA splat32_00000004<>+12(SB)/4, $0x00000004
+DATA splat32_00000004<>+16(SB)/4, $0x00000004
+DATA splat32_00000004<>+20(SB)/4, $0x00000004
+DATA splat32_00000004<>+24(SB)/4, $0x00000004
+DATA splat32_00000004<>+28(SB)/4, $0x00000004
+GLOBL splat32_00000004<>(SB), RODATA|NOPTR, $32

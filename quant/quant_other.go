@@ -7,9 +7,27 @@ package quant
 func vecOn() bool { return false }
 
 func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32) {
-	panic("quant: no vector kernels on this architecture")
+	panic(noKernels)
 }
 
 func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32) {
-	panic("quant: no vector kernels on this architecture")
+	panic(noKernels)
 }
+
+func quantQ4_0AVX2(dst []byte, src []float32) int {
+	panic(noKernels)
+}
+func quantQ5_0AVX2(dst []byte, src []float32) int {
+	panic(noKernels)
+}
+func quantQ8_0AVX2(dst []byte, src []float32) int {
+	panic(noKernels)
+}
+
+func dequantQ2KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
+func dequantQ3KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
+func dequantQ4KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
+func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
+func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
+
+const noKernels = "quant: no vector kernels on this architecture"

@@ -188,3 +188,65 @@ func FuzzVecQuant(f *testing.F) {
 		}
 	})
 }
+
+// TestVecLegacyCraftedBlocks covers the branches of the legacy kernels: all-zero blocks of
+// either sign, a largest magnitude at, just above and just below the kernels' 2^-100 cutoff,
+// equal magnitudes of opposite signs (the first wins), the largest finite values, NaN and
+// infinities (which go to the scalar code), and a handled block after each of those.
+func TestVecLegacyCraftedBlocks(t *testing.T) {
+	if !simd.CPUHasAVX2() {
+		t.Skip("no AVX2 on this CPU: only the scalar path exists")
+	}
+	negz := float32(math.Copysign(0, -1))
+	var blocks [][32]float32
+	add := func(f func(b *[32]float32)) {
+		var b [32]float32
+		for i := range b {
+			b[i] = float32(i%7) - 3.25
+		}
+		f(&b)
+		blocks = append(blocks, b)
+	}
+	add(func(b *[32]float32) { *b = [32]float32{} })
+	add(func(b *[32]float32) {
+		for i := range b {
+			b[i] = negz
+		}
+	})
+	add(func(b *[32]float32) {
+		for i := range b {
+			b[i] = [2]float32{0, negz}[i%2]
+		}
+	})
+	for _, e := range []int{-99, -100, -101, -126, -140, -149} {
+		add(func(b *[32]float32) {
+			for i := range b {
+				b[i] = float32(math.Ldexp(float64(i%5)-2, e)) / 2
+			}
+		})
+	}
+	for _, p := range [][2]int{{5, 20}, {20, 5}, {0, 31}, {31, 0}, {16, 15}} {
+		add(func(b *[32]float32) {
+			b[p[0]], b[p[1]] = -9, 9
+		})
+	}
+	add(func(b *[32]float32) { b[7] = math.MaxFloat32; b[9] = -math.MaxFloat32 })
+	add(func(b *[32]float32) { b[3] = float32(math.NaN()) })
+	add(func(b *[32]float32) { b[30] = float32(math.Inf(-1)) })
+	add(func(b *[32]float32) { b[0] = float32(math.Inf(1)); b[1] = float32(math.NaN()) })
+	var x []float32
+	for _, b := range blocks {
+		x = append(x, b[:]...)
+		var ok [32]float32
+		for i := range ok {
+			ok[i] = float32(i) * 0.125
+		}
+		x = append(x, ok[:]...) // an ordinary block after each
+	}
+	for _, typ := range []weft.DType{weft.Q4_0, weft.Q5_0, weft.Q8_0} {
+		s, v := quantBoth(t, typ, x)
+		if !bytes.Equal(s, v) {
+			t.Errorf("%v: %s", typ, legacyFirstBlockDiff(v, s, int(typ.BlockBytes())))
+		}
+	}
+}

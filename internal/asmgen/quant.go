@@ -9,6 +9,10 @@ import (
 func genQuant() {
 	genQxSums()
 	genQkx2Batch()
+	for _, k := range []legacyKind{legQ4_0, legQ5_0, legQ8_0} {
+		genLegacy(k)
+	}
+	genDequantK()
 }
 
 // magic is 1.5*2^23 as float32 bits: ggml's nearest_int adds it and reads the low bits.
@@ -207,6 +211,191 @@ func genQkx2Batch() {
 	}
 	c.Label("done")
 	c.VMOVUPS(e, mem(op, 4*264))
+	c.VZEROUPPER()
+	c.RET()
+}
+
+// legacyKind is one of the legacy quantizers with a kernel.
+type legacyKind struct {
+	name   string
+	bytes  int    // block bytes
+	signed bool   // d from the signed element of largest magnitude (Q4_0, Q5_0), else from amax (Q8_0)
+	div    uint32 // float32 bits of the divisor of that value: -8, -16 or 127
+	add    uint32 // float32 bits of the offset added before truncation: 8.5 or 16.5 (0 for Q8_0)
+	maxq   uint32 // clamp of the truncated value: 15 or 31
+}
+
+var (
+	legQ4_0 = legacyKind{"Q4_0", 18, true, 0xc1000000, 0x41080000, 15}
+	legQ5_0 = legacyKind{"Q5_0", 22, true, 0xc1800000, 0x41840000, 31}
+	legQ8_0 = legacyKind{"Q8_0", 34, false, 0x42fe0000, 0, 0}
+)
+
+// genLegacy writes quantQ4_0AVX2, quantQ5_0AVX2 and quantQ8_0AVX2. Each quantizes whole
+// 32-element blocks as quantize_row_*_ref does, in float32 with the same operations, and
+// returns how many blocks it did: it stops before the first block whose largest magnitude
+// is not finite or is below 2^-100 (where 1/d may overflow), which the caller quantizes
+// with the scalar code before calling again. A largest magnitude of 0 is done here (d = 0,
+// id = 0).
+func genLegacy(k legacyKind) {
+	name := "quant" + k.name + "AVX2"
+	text(name, "func(dst []byte, src []float32) int",
+		name+" quantizes len(src)/32 blocks as "+k.name+" into dst until a block needs the scalar code;",
+		"it returns the number of blocks done.")
+	d, s, n := loadBase("dst"), loadBase("src"), loadLen("src")
+	c.SHRQ(U8(5), n)
+	done := c.GP64()
+	c.XORQ(done, done)
+	c.Label("block")
+	c.CMPQ(done, n)
+	c.JE(lbl("ret"))
+	var x [4]reg.VecVirtual
+	for j := range x {
+		x[j] = c.YMM()
+		c.VMOVUPS(mem(s, 32*j), x[j])
+	}
+	// The largest magnitude, as the maximum of the magnitude bits.
+	var a [4]reg.VecVirtual
+	for j := range a {
+		a[j] = c.YMM()
+		c.VPAND(splat32(0x7fffffff), x[j], a[j])
+	}
+	m := c.YMM()
+	c.VPMAXUD(a[1], a[0], m)
+	t := c.YMM()
+	c.VPMAXUD(a[3], a[2], t)
+	c.VPMAXUD(t, m, m)
+	c.VEXTRACTI128(U8(1), m, t.AsX())
+	c.VPMAXUD(t.AsX(), m.AsX(), m.AsX())
+	c.VPSHUFD(U8(0x4e), m.AsX(), t.AsX())
+	c.VPMAXUD(t.AsX(), m.AsX(), m.AsX())
+	c.VPSHUFD(U8(0xb1), m.AsX(), t.AsX())
+	c.VPMAXUD(t.AsX(), m.AsX(), m.AsX())
+	amax := c.GP32()
+	c.MOVD(m.AsX(), amax)
+	// id = 0 when amax = 0; stop at non-finite or tiny amax.
+	id := c.XMM()
+	c.VXORPS(id, id, id)
+	c.TESTL(amax, amax)
+	c.JZ(lbl("scaled"))
+	c.CMPL(amax, U32(0x7f7fffff))
+	c.JA(lbl("ret"))
+	c.CMPL(amax, U32(0x0d800000))
+	c.JB(lbl("ret"))
+	c.Label("scaled")
+	v := c.XMM() // the value divided: the signed element of largest magnitude, or amax
+	if k.signed {
+		// The first element whose magnitude is amax.
+		c.VPBROADCASTD(m.AsX(), m)
+		mask := c.GP64()
+		c.XORQ(mask, mask)
+		for j := 3; j >= 0; j-- {
+			e := c.YMM()
+			c.VPCMPEQD(m, a[j], e)
+			b := c.GP32()
+			c.VMOVMSKPS(e, b)
+			c.SHLQ(U8(8), mask)
+			c.ORQ(b.As64(), mask)
+		}
+		idx := c.GP64()
+		c.TZCNTQ(mask, idx)
+		c.VMOVSS(Mem{Base: s, Index: idx, Scale: 4}, v)
+		c.TESTL(amax, amax)
+		c.JNZ(lbl("signed"))
+		c.VXORPS(v, v, v) // all zero: ggml's max stays 0 (+0)
+		c.Label("signed")
+	} else {
+		c.MOVD(amax, v)
+	}
+	dv := c.XMM()
+	c.MOVL(U32(k.div), amax)
+	c.MOVD(amax, dv)
+	c.VDIVSS(dv, v, dv) // d = v / div
+	h := c.XMM()
+	c.VCVTPS2PH(U8(0), dv, h)
+	hw := c.GP32()
+	c.MOVD(h, hw)
+	c.MOVW(hw.As16(), mem(d, 0))
+	c.VXORPS(h, h, h)
+	c.VUCOMISS(h, dv)
+	c.JE(lbl("zero"))
+	one := c.XMM()
+	c.MOVL(U32(0x3f800000), hw)
+	c.MOVD(hw, one)
+	c.VDIVSS(dv, one, id) // id = 1/d
+	c.Label("zero")
+	idv := c.YMM()
+	c.VBROADCASTSS(id, idv)
+	switch k.name {
+	case "Q8_0":
+		// roundf(x*id): truncate, then step away from zero when the dropped part is >= 0.5
+		// (all exact: |x*id| <= 127.00004).
+		var q [4]reg.VecVirtual
+		for j := range q {
+			p, tr, f := c.YMM(), c.YMM(), c.YMM()
+			c.VMULPS(idv, x[j], p) // x*id
+			c.VROUNDPS(U8(3), p, tr)
+			c.VSUBPS(tr, p, f)
+			c.VANDPS(splat32(0x7fffffff), f, f)
+			c.VCMPPS(U8(0x0d), splat32(0x3f000000), f, f) // |frac| >= 0.5
+			sg := c.YMM()
+			c.VANDPS(splat32(0x80000000), p, sg)
+			c.VORPS(splat32(0x3f800000), sg, sg) // copysign(1, p)
+			c.VANDPS(f, sg, sg)
+			c.VADDPS(sg, tr, tr)
+			q[j] = c.YMM()
+			c.VCVTTPS2DQ(tr, q[j])
+		}
+		c.VPACKSSDW(q[1], q[0], q[0])
+		c.VPACKSSDW(q[3], q[2], q[2])
+		c.VPACKSSWB(q[2], q[0], q[0])
+		perm := c.YMM()
+		c.VMOVDQU(table32("perm_q8", [8]uint32{0, 4, 1, 5, 2, 6, 3, 7}), perm)
+		c.VPERMD(q[0], perm, q[0])
+		c.VMOVDQU(q[0], mem(d, 2))
+	default:
+		var q [4]reg.VecVirtual
+		for j := range q {
+			q[j] = c.YMM()
+			c.VMULPS(idv, x[j], q[j])              // x*id
+			c.VADDPS(splat32(k.add), q[j], q[j])   // + 8.5 or 16.5
+			c.VCVTTPS2DQ(q[j], q[j])               // truncated
+			c.VPMINSD(splat32(k.maxq), q[j], q[j]) // MIN(maxq, .)
+		}
+		lo, hi := c.YMM(), c.YMM()
+		if k.name == "Q5_0" {
+			// qh: bit 4 of element j goes to bit j.
+			qh := c.GP64()
+			c.XORQ(qh, qh)
+			for j := 3; j >= 0; j-- {
+				e := c.YMM()
+				c.VPSLLD(U8(27), q[j], e)
+				b := c.GP32()
+				c.VMOVMSKPS(e, b)
+				c.SHLQ(U8(8), qh)
+				c.ORQ(b.As64(), qh)
+			}
+			c.MOVL(qh.As32(), mem(d, 2))
+			for j := range q {
+				c.VPAND(splat32(15), q[j], q[j])
+			}
+		}
+		c.VPSLLD(U8(4), q[2], lo)
+		c.VPOR(q[0], lo, lo) // elements 0..7 | 16..23 << 4
+		c.VPSLLD(U8(4), q[3], hi)
+		c.VPOR(q[1], hi, hi) // elements 8..15 | 24..31 << 4
+		c.VPACKUSDW(hi, lo, lo)
+		c.VPERMQ(U8(0xd8), lo, lo)
+		c.VEXTRACTI128(U8(1), lo, hi.AsX())
+		c.VPACKUSWB(hi.AsX(), lo.AsX(), lo.AsX())
+		c.VMOVDQU(lo.AsX(), mem(d, k.bytes-16))
+	}
+	c.ADDQ(U8(128), s)
+	c.ADDQ(U8(k.bytes), d)
+	c.INCQ(done)
+	c.JMP(lbl("block"))
+	c.Label("ret")
+	c.Store(done, c.ReturnIndex(0))
 	c.VZEROUPPER()
 	c.RET()
 }
