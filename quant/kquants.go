@@ -944,6 +944,10 @@ func kQuantQ2K(src []float32, dst []byte) {
 			dm := mAll * float32(sc[j]>>4)
 			xs := x[16*j : 16*j+16]
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivMinAVX2(&xs[0], 16, dm, d, 0, 3, 0, &ls[0])
+				continue
+			}
 			for i, v := range xs {
 				ls[i] = uint8(min(3, max(0, nearestInt((v+dm)/d))))
 			}
@@ -1051,6 +1055,10 @@ func kQuantQ3K(src []float32, dst []byte) {
 				continue
 			}
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivAVX2(&x[16*j], 16, d, -4, 3, 4, kBytePtr(ls))
+				continue
+			}
 			for i, v := range x[16*j : 16*j+16] {
 				ls[i] = int8(max(-4, min(3, nearestInt(v/d))) + 4)
 			}
@@ -1198,6 +1206,10 @@ func kQuantQ45KScales(x *[kQK]float32, L *[kQK]uint8, hdr *[16]byte, nmax int32,
 		}
 		dm := mAll * float32(m)
 		ld := L[32*j : 32*j+32]
+		if vecOn() {
+			roundDivMinAVX2(&x[32*j], 32, dm, d, 0, nmax, 0, &ld[0])
+			continue
+		}
 		for i, v := range x[32*j : 32*j+32] {
 			ld[i] = uint8(min(nmax, max(0, nearestInt((v+dm)/d))))
 		}
@@ -1422,6 +1434,10 @@ func kQuantQ6K(src []float32, dst []byte) {
 				continue
 			}
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivAVX2(&x[16*j], 16, d, -32, 31, 32, kBytePtr(ls))
+				continue
+			}
 			for i, v := range x[16*j : 16*j+16] {
 				ls[i] = int8(max(-32, min(31, nearestInt(v/d))) + 32)
 			}

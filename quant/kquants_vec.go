@@ -1,6 +1,9 @@
 package quant
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // The vector forms of the K-quant searches. They evaluate candidates in the lanes of a
 // vector register, each lane doing exactly the float32 operations of the scalar code for
@@ -31,8 +34,9 @@ func kQxNum(nmax int32) [24]float32 {
 var kQxNum32 = kQxNum(32)
 
 // kMakeQxQuantsVec is kMakeQxQuants for a finite group with amax >= GROUP_MAX_EPS (mx is
-// the element of largest magnitude), with the 19 candidates' sums computed by the AVX2
-// kernel.
+// the element of largest magnitude): the AVX2 kernel computes the 19 candidates' sums in
+// parallel lanes, then runs ggml's decisions over them in order and stores the winner's
+// quants (ggml stores them at each acceptance; the last store is the one that stays).
 func kMakeQxQuantsVec(nmax int32, x *[16]float32, L *[16]int8, mx float32) float32 {
 	num := &kQxNum32
 	if nmax != 32 {
@@ -41,26 +45,7 @@ func kMakeQxQuantsVec(nmax int32, x *[16]float32, L *[16]int8, mx float32) float
 	}
 	fnmax := float32(nmax)
 	lo, hi := math.Float32bits(kMagic-fnmax), math.Float32bits(kMagic+fnmax-1)
-	var out [72]float32
-	qxSumsAVX2(x, num, mx, lo, hi, &out)
-	is, a, b := out[0:24:24], out[24:48:48], out[48:72:72]
-	var scale float32
-	if b[0] != 0 {
-		scale = a[0] / b[0]
-	}
-	best := scale * a[0]
-	win := 0
-	for k := 1; k < 19; k++ {
-		if b[k] > 0 && float32(a[k]*a[k]) > float32(best*b[k]) {
-			win = k
-			scale = a[k] / b[k]
-			best = scale * a[k]
-		}
-	}
-	// The quants of the last accepted candidate (ggml stores them at each acceptance; the
-	// last store is the one that stays).
-	kQxStore(L, x, is[win], lo, hi, nmax)
-	return scale
+	return qxQuantsAVX2(x, num, mx, lo, hi, nmax, L)
 }
 
 // kMakeQkx2QuantsVec is the search of kMakeQkx2Quants (after its opening, kQkx2First) with
@@ -70,10 +55,7 @@ func kMakeQxQuantsVec(nmax int32, x *[16]float32, L *[16]int8, mx float32) float
 // scale), the search starts a new batch at the next candidate.
 func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn, mx, rng, sumW, sumX, scale, bestErr, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
 	n := len(x)
-	var xa, wa, xma [32]float32
-	copy(xa[:], x)
-	copy(wa[:], w)
-	copy(xma[:], xm)
+	w, xm, L = w[:n], xm[:n], L[:n]
 	fnmax := float32(nmax)
 	var out [296]float32
 	var num [8]float32
@@ -82,14 +64,14 @@ func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn,
 			is := min(p+j, nstep)
 			num[j] = float32(rmin+float32(rdelta*float32(is))) + fnmax
 		}
-		qkx2BatchAVX2(&xa, &wa, &xma, n, &num, rng, nmax, useMad, sumW, sumX, &out)
+		qkx2BatchAVX2(&x[0], &w[0], &xm[0], n, &num, rng, nmax, useMad, sumW, sumX, &out)
 		next := p + 8
 		for j := 0; j < 8 && p+j <= nstep; j++ {
 			if !(out[288+j] > 0) { // D
 				continue
 			}
 			if e := out[264+j]; e < bestErr {
-				for i := range L[:n] {
+				for i := range L {
 					L[i] = uint8(out[8*i+j])
 				}
 				bestErr = e
@@ -98,7 +80,7 @@ func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn,
 					mn = thisMin
 					rng = mx - mn
 					for i, v := range x {
-						xma[i] = v - mn
+						xm[i] = v - mn
 					}
 					next = p + j + 1
 					break
@@ -165,3 +147,7 @@ func kScalesQ3K(x []byte, sc []float32) {
 		sc[j] = dAll * float32(s[j]-32)
 	}
 }
+
+// kBytePtr returns the address of the first element of a non-empty int8 slice as a *byte,
+// for the kernels that store quants as bytes.
+func kBytePtr(s []int8) *byte { return (*byte)(unsafe.Pointer(&s[0])) }

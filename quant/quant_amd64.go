@@ -14,10 +14,10 @@ import "github.com/weft-ml/weft/internal/simd"
 func vecOn() bool { return simd.AVX2() }
 
 //go:noescape
-func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32)
+func qxQuantsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, nmax int32, L *[16]int8) float32
 
 //go:noescape
-func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)
+func qkx2BatchAVX2(x, w, xm *float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)
 
 //go:noescape
 func quantQ4_0AVX2(dst []byte, src []float32) int
@@ -42,3 +42,9 @@ func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int)
 
 //go:noescape
 func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int)
+
+//go:noescape
+func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte)
+
+//go:noescape
+func roundDivMinAVX2(x *float32, n int, m, d float32, lo, hi, off int32, L *byte)

@@ -4,12 +4,12 @@
 
 #include "textflag.h"
 
-// func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo uint32, hi uint32, out *[72]float32)
+// func qxQuantsAVX2(x *[16]float32, num *[24]float32, mx float32, lo uint32, hi uint32, nmax int32, L *[16]int8) float32
 // Requires: AVX, AVX2, SSE, SSE2
-TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
+TEXT ·qxQuantsAVX2(SB), NOSPLIT, $544-44
 	MOVQ         x+0(FP), AX
 	MOVQ         num+8(FP), CX
-	MOVQ         out+32(FP), DX
+	MOVQ         L+32(FP), DX
 	MOVSS        mx+16(FP), X0
 	VBROADCASTSS X0, Y0
 	MOVL         lo+20(FP), BX
@@ -22,13 +22,13 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMOVDQU      Y1, 32(SP)
 	VMOVUPS      (CX), Y1
 	VDIVPS       Y0, Y1, Y1
-	VMOVUPS      Y1, (DX)
+	VMOVUPS      Y1, 64(SP)
 	VMOVUPS      32(CX), Y1
 	VDIVPS       Y0, Y1, Y1
-	VMOVUPS      Y1, 32(DX)
+	VMOVUPS      Y1, 96(SP)
 	VMOVUPS      64(CX), Y1
 	VDIVPS       Y0, Y1, Y1
-	VMOVUPS      Y1, 64(DX)
+	VMOVUPS      Y1, 128(SP)
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -38,7 +38,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS (AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -48,7 +48,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -58,7 +58,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -71,7 +71,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 4(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -81,7 +81,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -91,7 +91,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -104,7 +104,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 8(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -114,7 +114,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -124,7 +124,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -137,7 +137,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 12(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -147,7 +147,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -157,7 +157,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -170,7 +170,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 16(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -180,7 +180,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -190,7 +190,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -203,7 +203,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 20(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -213,7 +213,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -223,7 +223,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -236,7 +236,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 24(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -246,7 +246,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -256,7 +256,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -269,7 +269,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 28(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -279,7 +279,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -289,7 +289,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -302,7 +302,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 32(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -312,7 +312,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -322,7 +322,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -335,7 +335,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 36(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -345,7 +345,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -355,7 +355,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -368,7 +368,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 40(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -378,7 +378,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -388,7 +388,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -401,7 +401,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 44(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -411,7 +411,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -421,7 +421,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -434,7 +434,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 48(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -444,7 +444,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -454,7 +454,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -467,7 +467,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 52(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -477,7 +477,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -487,7 +487,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -500,7 +500,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 56(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -510,7 +510,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -520,7 +520,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -533,7 +533,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VBROADCASTSS 60(AX), Y6
 	VMULPS       Y6, Y6, Y7
 	VMULPS       Y6, Y7, Y8
-	VMULPS       (DX), Y6, Y9
+	VMULPS       64(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -543,7 +543,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y1, Y1
-	VMULPS       32(DX), Y6, Y9
+	VMULPS       96(SP), Y6, Y9
 	VADDPS       splat32_4b400000<>+0(SB), Y9, Y9
 	VPMAXUD      (SP), Y9, Y9
 	VPMINUD      32(SP), Y9, Y9
@@ -553,7 +553,7 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y9, Y10
 	VMULPS       Y9, Y10, Y10
 	VADDPS       Y10, Y3, Y3
-	VMULPS       64(DX), Y6, Y6
+	VMULPS       128(SP), Y6, Y6
 	VADDPS       splat32_4b400000<>+0(SB), Y6, Y6
 	VPMAXUD      (SP), Y6, Y6
 	VPMINUD      32(SP), Y6, Y6
@@ -563,13 +563,280 @@ TEXT ·qxSumsAVX2(SB), NOSPLIT, $64-40
 	VMULPS       Y7, Y6, Y8
 	VMULPS       Y6, Y8, Y8
 	VADDPS       Y8, Y5, Y5
-	VMOVUPS      Y0, 96(DX)
-	VMOVUPS      Y1, 192(DX)
-	VMOVUPS      Y2, 128(DX)
-	VMOVUPS      Y3, 224(DX)
-	VMOVUPS      Y4, 160(DX)
-	VMOVUPS      Y5, 256(DX)
+	VMOVUPS      Y1, 160(SP)
+	VMULPS       Y0, Y0, Y6
+	VMOVUPS      Y6, 256(SP)
+	VDIVPS       Y1, Y0, Y6
+	VMOVUPS      Y6, 448(SP)
+	VMULPS       Y0, Y6, Y6
+	VMOVUPS      Y6, 352(SP)
+	VMOVUPS      Y3, 192(SP)
+	VMULPS       Y2, Y2, Y1
+	VMOVUPS      Y1, 288(SP)
+	VDIVPS       Y3, Y2, Y1
+	VMOVUPS      Y1, 480(SP)
+	VMULPS       Y2, Y1, Y1
+	VMOVUPS      Y1, 384(SP)
+	VMOVUPS      Y5, 224(SP)
+	VMULPS       Y4, Y4, Y1
+	VMOVUPS      Y1, 320(SP)
+	VDIVPS       Y5, Y4, Y1
+	VMOVUPS      Y1, 512(SP)
+	VMULPS       Y4, Y1, Y1
+	VMOVUPS      Y1, 416(SP)
+	VXORPS       X2, X2, X2
+	VXORPS       X1, X1, X1
+	VUCOMISS     160(SP), X2
+	JNE          divided
+	JNP          first
+
+divided:
+	VMOVSS 448(SP), X1
+
+first:
+	VMULSS   X0, X1, X0
+	XORQ     CX, CX
+	VMOVSS   164(SP), X3
+	VUCOMISS X2, X3
+	JBE      candb
+	VMULSS   X3, X0, X3
+	VMOVSS   260(SP), X4
+	VUCOMISS X3, X4
+	JBE      candb
+	MOVQ     $0x00000001, CX
+	VMOVSS   356(SP), X0
+	VMOVSS   452(SP), X1
+
+candb:
+	VMOVSS   168(SP), X3
+	VUCOMISS X2, X3
+	JBE      candc
+	VMULSS   X3, X0, X3
+	VMOVSS   264(SP), X4
+	VUCOMISS X3, X4
+	JBE      candc
+	MOVQ     $0x00000002, CX
+	VMOVSS   360(SP), X0
+	VMOVSS   456(SP), X1
+
+candc:
+	VMOVSS   172(SP), X3
+	VUCOMISS X2, X3
+	JBE      candd
+	VMULSS   X3, X0, X3
+	VMOVSS   268(SP), X4
+	VUCOMISS X3, X4
+	JBE      candd
+	MOVQ     $0x00000003, CX
+	VMOVSS   364(SP), X0
+	VMOVSS   460(SP), X1
+
+candd:
+	VMOVSS   176(SP), X3
+	VUCOMISS X2, X3
+	JBE      cande
+	VMULSS   X3, X0, X3
+	VMOVSS   272(SP), X4
+	VUCOMISS X3, X4
+	JBE      cande
+	MOVQ     $0x00000004, CX
+	VMOVSS   368(SP), X0
+	VMOVSS   464(SP), X1
+
+cande:
+	VMOVSS   180(SP), X3
+	VUCOMISS X2, X3
+	JBE      candf
+	VMULSS   X3, X0, X3
+	VMOVSS   276(SP), X4
+	VUCOMISS X3, X4
+	JBE      candf
+	MOVQ     $0x00000005, CX
+	VMOVSS   372(SP), X0
+	VMOVSS   468(SP), X1
+
+candf:
+	VMOVSS   184(SP), X3
+	VUCOMISS X2, X3
+	JBE      candg
+	VMULSS   X3, X0, X3
+	VMOVSS   280(SP), X4
+	VUCOMISS X3, X4
+	JBE      candg
+	MOVQ     $0x00000006, CX
+	VMOVSS   376(SP), X0
+	VMOVSS   472(SP), X1
+
+candg:
+	VMOVSS   188(SP), X3
+	VUCOMISS X2, X3
+	JBE      candh
+	VMULSS   X3, X0, X3
+	VMOVSS   284(SP), X4
+	VUCOMISS X3, X4
+	JBE      candh
+	MOVQ     $0x00000007, CX
+	VMOVSS   380(SP), X0
+	VMOVSS   476(SP), X1
+
+candh:
+	VMOVSS   192(SP), X3
+	VUCOMISS X2, X3
+	JBE      candi
+	VMULSS   X3, X0, X3
+	VMOVSS   288(SP), X4
+	VUCOMISS X3, X4
+	JBE      candi
+	MOVQ     $0x00000008, CX
+	VMOVSS   384(SP), X0
+	VMOVSS   480(SP), X1
+
+candi:
+	VMOVSS   196(SP), X3
+	VUCOMISS X2, X3
+	JBE      candj
+	VMULSS   X3, X0, X3
+	VMOVSS   292(SP), X4
+	VUCOMISS X3, X4
+	JBE      candj
+	MOVQ     $0x00000009, CX
+	VMOVSS   388(SP), X0
+	VMOVSS   484(SP), X1
+
+candj:
+	VMOVSS   200(SP), X3
+	VUCOMISS X2, X3
+	JBE      candk
+	VMULSS   X3, X0, X3
+	VMOVSS   296(SP), X4
+	VUCOMISS X3, X4
+	JBE      candk
+	MOVQ     $0x0000000a, CX
+	VMOVSS   392(SP), X0
+	VMOVSS   488(SP), X1
+
+candk:
+	VMOVSS   204(SP), X3
+	VUCOMISS X2, X3
+	JBE      candl
+	VMULSS   X3, X0, X3
+	VMOVSS   300(SP), X4
+	VUCOMISS X3, X4
+	JBE      candl
+	MOVQ     $0x0000000b, CX
+	VMOVSS   396(SP), X0
+	VMOVSS   492(SP), X1
+
+candl:
+	VMOVSS   208(SP), X3
+	VUCOMISS X2, X3
+	JBE      candm
+	VMULSS   X3, X0, X3
+	VMOVSS   304(SP), X4
+	VUCOMISS X3, X4
+	JBE      candm
+	MOVQ     $0x0000000c, CX
+	VMOVSS   400(SP), X0
+	VMOVSS   496(SP), X1
+
+candm:
+	VMOVSS   212(SP), X3
+	VUCOMISS X2, X3
+	JBE      candn
+	VMULSS   X3, X0, X3
+	VMOVSS   308(SP), X4
+	VUCOMISS X3, X4
+	JBE      candn
+	MOVQ     $0x0000000d, CX
+	VMOVSS   404(SP), X0
+	VMOVSS   500(SP), X1
+
+candn:
+	VMOVSS   216(SP), X3
+	VUCOMISS X2, X3
+	JBE      cando
+	VMULSS   X3, X0, X3
+	VMOVSS   312(SP), X4
+	VUCOMISS X3, X4
+	JBE      cando
+	MOVQ     $0x0000000e, CX
+	VMOVSS   408(SP), X0
+	VMOVSS   504(SP), X1
+
+cando:
+	VMOVSS   220(SP), X3
+	VUCOMISS X2, X3
+	JBE      candp
+	VMULSS   X3, X0, X3
+	VMOVSS   316(SP), X4
+	VUCOMISS X3, X4
+	JBE      candp
+	MOVQ     $0x0000000f, CX
+	VMOVSS   412(SP), X0
+	VMOVSS   508(SP), X1
+
+candp:
+	VMOVSS   224(SP), X3
+	VUCOMISS X2, X3
+	JBE      candq
+	VMULSS   X3, X0, X3
+	VMOVSS   320(SP), X4
+	VUCOMISS X3, X4
+	JBE      candq
+	MOVQ     $0x00000010, CX
+	VMOVSS   416(SP), X0
+	VMOVSS   512(SP), X1
+
+candq:
+	VMOVSS   228(SP), X3
+	VUCOMISS X2, X3
+	JBE      candr
+	VMULSS   X3, X0, X3
+	VMOVSS   324(SP), X4
+	VUCOMISS X3, X4
+	JBE      candr
+	MOVQ     $0x00000011, CX
+	VMOVSS   420(SP), X0
+	VMOVSS   516(SP), X1
+
+candr:
+	VMOVSS   232(SP), X3
+	VUCOMISS X2, X3
+	JBE      cands
+	VMULSS   X3, X0, X0
+	VMOVSS   328(SP), X2
+	VUCOMISS X0, X2
+	JBE      cands
+	MOVQ     $0x00000012, CX
+	VMOVSS   424(SP), X0
+	VMOVSS   520(SP), X1
+
+cands:
+	VBROADCASTSS 64(SP)(CX*4), Y0
+	MOVL         nmax+28(FP), CX
+	MOVD         CX, X2
+	VPBROADCASTD X2, Y2
+	VMULPS       (AX), Y0, Y3
+	VADDPS       splat32_4b400000<>+0(SB), Y3, Y3
+	VPMAXUD      (SP), Y3, Y3
+	VPMINUD      32(SP), Y3, Y3
+	VSUBPS       splat32_4b400000<>+0(SB), Y3, Y3
+	VCVTTPS2DQ   Y3, Y3
+	VPADDD       Y2, Y3, Y3
+	VMULPS       32(AX), Y0, Y0
+	VADDPS       splat32_4b400000<>+0(SB), Y0, Y0
+	VPMAXUD      (SP), Y0, Y0
+	VPMINUD      32(SP), Y0, Y0
+	VSUBPS       splat32_4b400000<>+0(SB), Y0, Y0
+	VCVTTPS2DQ   Y0, Y0
+	VPADDD       Y2, Y0, Y0
+	VPACKSSDW    Y0, Y3, Y3
+	VPERMQ       $0xd8, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X0
+	VPACKSSWB    X0, X3, X3
+	VMOVDQU      X3, (DX)
 	VZEROUPPER
+	MOVSS        X1, ret+40(FP)
 	RET
 
 DATA splat32_4b400000<>+0(SB)/4, $0x4b400000
@@ -582,7 +849,7 @@ DATA splat32_4b400000<>+24(SB)/4, $0x4b400000
 DATA splat32_4b400000<>+28(SB)/4, $0x4b400000
 GLOBL splat32_4b400000<>(SB), RODATA|NOPTR, $32
 
-// func qkx2BatchAVX2(x *[32]float32, w *[32]float32, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW float32, sumX float32, out *[296]float32)
+// func qkx2BatchAVX2(x *float32, w *float32, xm *float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW float32, sumX float32, out *[296]float32)
 // Requires: AVX, AVX2, SSE, SSE2
 TEXT ·qkx2BatchAVX2(SB), NOSPLIT, $0-72
 	MOVQ         x+0(FP), AX
@@ -2810,3 +3077,84 @@ DATA splat32_00000004<>+20(SB)/4, $0x00000004
 DATA splat32_00000004<>+24(SB)/4, $0x00000004
 DATA splat32_00000004<>+28(SB)/4, $0x00000004
 GLOBL splat32_00000004<>(SB), RODATA|NOPTR, $32
+
+// func roundDivAVX2(x *float32, n int, d float32, lo int32, hi int32, off int32, L *byte)
+// Requires: AVX, AVX2, SSE, SSE2
+TEXT ·roundDivAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x+0(FP), AX
+	MOVQ         L+32(FP), CX
+	MOVQ         n+8(FP), DX
+	MOVSS        d+16(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVL         lo+20(FP), BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+	MOVL         hi+24(FP), BX
+	MOVD         BX, X2
+	VPBROADCASTD X2, Y2
+	MOVL         off+28(FP), BX
+	MOVD         BX, X3
+	VPBROADCASTD X3, Y3
+	SHRQ         $0x03, DX
+
+loop:
+	VMOVUPS   (AX), Y4
+	VDIVPS    Y0, Y4, Y4
+	VADDPS    splat32_4b400000<>+0(SB), Y4, Y4
+	VPAND     splat32_007fffff<>+0(SB), Y4, Y4
+	VPSUBD    splat32_00400000<>+0(SB), Y4, Y4
+	VPMAXSD   Y1, Y4, Y4
+	VPMINSD   Y2, Y4, Y4
+	VPADDD    Y3, Y4, Y4
+	VPACKSSDW Y4, Y4, Y4
+	VPERMQ    $0x08, Y4, Y4
+	VPACKUSWB X4, X4, X4
+	VMOVQ     X4, (CX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x08, CX
+	DECQ      DX
+	JNZ       loop
+	VZEROUPPER
+	RET
+
+// func roundDivMinAVX2(x *float32, n int, m float32, d float32, lo int32, hi int32, off int32, L *byte)
+// Requires: AVX, AVX2, SSE, SSE2
+TEXT ·roundDivMinAVX2(SB), NOSPLIT, $0-48
+	MOVQ         x+0(FP), AX
+	MOVQ         L+40(FP), CX
+	MOVQ         n+8(FP), DX
+	MOVSS        d+20(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVL         lo+24(FP), BX
+	MOVD         BX, X1
+	VPBROADCASTD X1, Y1
+	MOVL         hi+28(FP), BX
+	MOVD         BX, X2
+	VPBROADCASTD X2, Y2
+	MOVL         off+32(FP), BX
+	MOVD         BX, X3
+	VPBROADCASTD X3, Y3
+	MOVSS        m+16(FP), X4
+	VBROADCASTSS X4, Y4
+	SHRQ         $0x03, DX
+
+loop:
+	VMOVUPS   (AX), Y5
+	VADDPS    Y4, Y5, Y5
+	VDIVPS    Y0, Y5, Y5
+	VADDPS    splat32_4b400000<>+0(SB), Y5, Y5
+	VPAND     splat32_007fffff<>+0(SB), Y5, Y5
+	VPSUBD    splat32_00400000<>+0(SB), Y5, Y5
+	VPMAXSD   Y1, Y5, Y5
+	VPMINSD   Y2, Y5, Y5
+	VPADDD    Y3, Y5, Y5
+	VPACKSSDW Y5, Y5, Y5
+	VPERMQ    $0x08, Y5, Y5
+	VPACKUSWB X5, X5, X5
+	VMOVQ     X5, (CX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x08, CX
+	DECQ      DX
+	JNZ       loop
+	VZEROUPPER
+	RET

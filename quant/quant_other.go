@@ -6,11 +6,11 @@ package quant
 
 func vecOn() bool { return false }
 
-func qxSumsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32) {
+func qxQuantsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, nmax int32, L *[16]int8) float32 {
 	panic(noKernels)
 }
 
-func qkx2BatchAVX2(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32) {
+func qkx2BatchAVX2(x, w, xm *float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32) {
 	panic(noKernels)
 }
 
@@ -31,3 +31,8 @@ func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noK
 func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
 
 const noKernels = "quant: no vector kernels on this architecture"
+
+func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte) { panic(noKernels) }
+func roundDivMinAVX2(x *float32, n int, m, d float32, lo, hi, off int32, L *byte) {
+	panic(noKernels)
+}

@@ -7,32 +7,37 @@ import (
 
 // genQuant writes the kernels of package quant.
 func genQuant() {
-	genQxSums()
+	genQxQuants()
 	genQkx2Batch()
 	for _, k := range []legacyKind{legQ4_0, legQ5_0, legQ8_0} {
 		genLegacy(k)
 	}
 	genDequantK()
+	genRoundDiv(false)
+	genRoundDiv(true)
 }
 
 // magic is 1.5*2^23 as float32 bits: ggml's nearest_int adds it and reads the low bits.
 const magic = 0x4b400000
 
-// genQxSums writes the candidate sums of make_qx_quants (rmse_type 1, no weights) for a
-// group of 16: 24 lanes, one candidate inverse scale each, computed as num[j]/mx; for each
-// lane the sums over i in order of (w*x)*l and (w*l)*l with w = x*x and l = nearest_int(is*x)
-// clamped by its float bits to [lo, hi] (kClampRound). Lanes are independent, so the
-// additions of each candidate happen in the scalar code's order.
-func genQxSums() {
-	text("qxSumsAVX2", "func(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, out *[72]float32)",
-		"qxSumsAVX2 stores the 24 inverse scales num[j]/mx in out[0:24], and the sums of their",
-		"candidates in out[24:48] (w*x*l) and out[48:72] (w*l*l).")
-	xp, np, op := loadParam("x"), loadParam("num"), loadParam("out")
+// genQxQuants writes make_qx_quants (rmse_type 1, no weights) for a finite group of 16
+// whose element of largest magnitude mx is at least GROUP_MAX_EPS. The 19 candidates' sums
+// run in 24 lanes (three registers), one candidate inverse scale num[j]/mx each; for each
+// lane, the sums over i in order of (w*x)*l and (w*l)*l with w = x*x and l = nearest_int(is*x)
+// clamped by its float bits to [lo, hi] (kClampRound), in the scalar code's order. Then
+// each lane's a/b, (a/b)*a and a*a, and ggml's sequential decisions over them; the quants
+// of the winning candidate go to L (l + nmax) and its scale is returned.
+func genQxQuants() {
+	text("qxQuantsAVX2", "func(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, nmax int32, L *[16]int8) float32",
+		"qxQuantsAVX2 is make_qx_quants for one finite group of 16; it returns the scale.")
+	xp, np, lp := loadParam("x"), loadParam("num"), loadParam("L")
 	mxs := c.XMM()
 	c.Load(c.Param("mx"), mxs)
 	mxv := c.YMM()
 	c.VBROADCASTSS(mxs, mxv)
-	bounds := c.AllocLocal(64)
+	// Local layout: bounds lo, hi (64 bytes), then is, b, a*a, (a/b)*a, a/b (96 bytes each).
+	local := c.AllocLocal(64 + 5*96)
+	isM, bM, aaM, bestM, scM := local.Offset(64), local.Offset(64+96), local.Offset(64+2*96), local.Offset(64+3*96), local.Offset(64+4*96)
 	for k, p := range []string{"lo", "hi"} {
 		g := c.GP32()
 		c.Load(c.Param(p), g)
@@ -40,13 +45,13 @@ func genQxSums() {
 		c.MOVD(g, x)
 		y := c.YMM()
 		c.VPBROADCASTD(x, y)
-		c.VMOVDQU(y, bounds.Offset(32*k))
+		c.VMOVDQU(y, local.Offset(32*k))
 	}
 	for g := 0; g < 3; g++ {
 		t := c.YMM()
 		c.VMOVUPS(mem(np, 32*g), t)
 		c.VDIVPS(mxv, t, t)
-		c.VMOVUPS(t, mem(op, 32*g))
+		c.VMOVUPS(t, isM.Offset(32*g))
 	}
 	var a, b [3]reg.VecVirtual
 	for g := range a {
@@ -61,10 +66,10 @@ func genQxSums() {
 		c.VMULPS(xi, wi, wxi) // w*x
 		for g := 0; g < 3; g++ {
 			p, t := c.YMM(), c.YMM()
-			c.VMULPS(mem(op, 32*g), xi, p)
+			c.VMULPS(isM.Offset(32*g), xi, p)
 			c.VADDPS(splat32(magic), p, p)
-			c.VPMAXUD(bounds.Offset(0), p, p)
-			c.VPMINUD(bounds.Offset(32), p, p)
+			c.VPMAXUD(local.Offset(0), p, p)
+			c.VPMINUD(local.Offset(32), p, p)
 			c.VSUBPS(splat32(magic), p, p)
 			c.VMULPS(wxi, p, t)
 			c.VADDPS(t, a[g], a[g])
@@ -74,10 +79,72 @@ func genQxSums() {
 		}
 	}
 	for g := 0; g < 3; g++ {
-		c.VMOVUPS(a[g], mem(op, 96+32*g))
-		c.VMOVUPS(b[g], mem(op, 192+32*g))
+		t := c.YMM()
+		c.VMOVUPS(b[g], bM.Offset(32*g))
+		c.VMULPS(a[g], a[g], t)
+		c.VMOVUPS(t, aaM.Offset(32*g))
+		c.VDIVPS(b[g], a[g], t) // a/b
+		c.VMOVUPS(t, scM.Offset(32*g))
+		c.VMULPS(a[g], t, t) // (a/b)*a
+		c.VMOVUPS(t, bestM.Offset(32*g))
 	}
+	// The first candidate: scale = b ? a/b : 0, best = scale*a.
+	scale, best, zero := c.XMM(), c.XMM(), c.XMM()
+	c.VXORPS(zero, zero, zero)
+	c.VXORPS(scale, scale, scale)
+	c.VUCOMISS(bM, zero)
+	c.JNE(lbl("divided"))
+	c.JNP(lbl("first")) // b == 0 (and not NaN, which != 0)
+	c.Label("divided")
+	c.VMOVSS(scM, scale)
+	c.Label("first")
+	c.VMULSS(a[0].AsX(), scale, best) // scale*a (lane 0 of a)
+	win := c.GP64()
+	c.XORQ(win, win)
+	// The others, in ggml's order: accept when b > 0 and a*a > best*b.
+	for k := 1; k < 19; k++ {
+		next := "cand" + string(rune('a'+k))
+		bk, t := c.XMM(), c.XMM()
+		c.VMOVSS(bM.Offset(4*k), bk)
+		c.VUCOMISS(zero, bk)
+		c.JBE(lbl(next)) // !(b > 0)
+		c.VMULSS(bk, best, t) // best*b
+		aa := c.XMM()
+		c.VMOVSS(aaM.Offset(4*k), aa)
+		c.VUCOMISS(t, aa)
+		c.JBE(lbl(next)) // !(a*a > best*b)
+		c.MOVQ(U32(k), win)
+		c.VMOVSS(bestM.Offset(4*k), best)
+		c.VMOVSS(scM.Offset(4*k), scale)
+		c.Label(next)
+	}
+	// L from the winner's inverse scale.
+	isv := c.YMM()
+	c.VBROADCASTSS(Mem{Base: local.Base, Disp: local.Disp + 64, Index: win, Scale: 4}, isv)
+	var q [2]reg.VecVirtual
+	nm := c.GP32()
+	c.Load(c.Param("nmax"), nm)
+	nmx := c.XMM()
+	c.MOVD(nm, nmx)
+	nmv := c.YMM()
+	c.VPBROADCASTD(nmx, nmv)
+	for k := range q {
+		q[k] = c.YMM()
+		c.VMULPS(mem(xp, 32*k), isv, q[k]) // is*x
+		c.VADDPS(splat32(magic), q[k], q[k])
+		c.VPMAXUD(local.Offset(0), q[k], q[k])
+		c.VPMINUD(local.Offset(32), q[k], q[k])
+		c.VSUBPS(splat32(magic), q[k], q[k])
+		c.VCVTTPS2DQ(q[k], q[k])
+		c.VPADDD(nmv, q[k], q[k])
+	}
+	c.VPACKSSDW(q[1], q[0], q[0]) // words 0-3, 8-11 | 4-7, 12-15
+	c.VPERMQ(U8(0xd8), q[0], q[0]) // words 0-15
+	c.VEXTRACTI128(U8(1), q[0], q[1].AsX())
+	c.VPACKSSWB(q[1].AsX(), q[0].AsX(), q[0].AsX())
+	c.VMOVDQU(q[0].AsX(), mem(lp, 0))
 	c.VZEROUPPER()
+	c.Store(scale, c.ReturnIndex(0))
 	c.RET()
 }
 
@@ -90,7 +157,7 @@ func genQxSums() {
 // out layout (float32): [0:256] quants, element i of lane j at 8*i+j; [256:264] inverse
 // scales; [264:272] errors; [272:280] scales; [280:288] mins; [288:296] determinants D.
 func genQkx2Batch() {
-	text("qkx2BatchAVX2", "func(x, w, xm *[32]float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)",
+	text("qkx2BatchAVX2", "func(x, w, xm *float32, n int, num *[8]float32, rng float32, nmax int32, mad bool, sumW, sumX float32, out *[296]float32)",
 		"qkx2BatchAVX2 evaluates eight candidates of make_qkx2_quants over the first n elements.")
 	xp, wp, mp, np, op := loadParam("x"), loadParam("w"), loadParam("xm"), loadParam("num"), loadParam("out")
 	n := loadParam("n")
@@ -396,6 +463,63 @@ func genLegacy(k legacyKind) {
 	c.JMP(lbl("block"))
 	c.Label("ret")
 	c.Store(done, c.ReturnIndex(0))
+	c.VZEROUPPER()
+	c.RET()
+}
+
+// genRoundDiv writes the last step of the K-quantizers, for the n elements (a multiple of 8)
+// of one sub-block: L[i] = clamp(nearest_int(x[i]/d), lo, hi) + off, or with withMin
+// nearest_int((x[i]+m)/d), with ggml's integer nearest_int literally (so any input, NaN
+// included, gives the scalar code's byte) and the division of each element in float32.
+func genRoundDiv(withMin bool) {
+	name, sig := "roundDivAVX2", "func(x *float32, n int, d float32, lo, hi, off int32, L *byte)"
+	if withMin {
+		name, sig = "roundDivMinAVX2", "func(x *float32, n int, m, d float32, lo, hi, off int32, L *byte)"
+	}
+	text(name, sig, name+" stores the final quants of one sub-block.")
+	xp, lp, n := loadParam("x"), loadParam("L"), loadParam("n")
+	bc := func(p string, f bool) reg.VecVirtual {
+		y := c.YMM()
+		if f {
+			s := c.XMM()
+			c.Load(c.Param(p), s)
+			c.VBROADCASTSS(s, y)
+		} else {
+			g := c.GP32()
+			c.Load(c.Param(p), g)
+			s := c.XMM()
+			c.MOVD(g, s)
+			c.VPBROADCASTD(s, y)
+		}
+		return y
+	}
+	d, lo, hi, off := bc("d", true), bc("lo", false), bc("hi", false), bc("off", false)
+	var m reg.VecVirtual
+	if withMin {
+		m = bc("m", true)
+	}
+	c.SHRQ(U8(3), n)
+	c.Label("loop")
+	v := c.YMM()
+	c.VMOVUPS(mem(xp, 0), v)
+	if withMin {
+		c.VADDPS(m, v, v) // x + m
+	}
+	c.VDIVPS(d, v, v) // / d
+	c.VADDPS(splat32(magic), v, v)
+	c.VPAND(splat32(0x007fffff), v, v)
+	c.VPSUBD(splat32(0x00400000), v, v)
+	c.VPMAXSD(lo, v, v)
+	c.VPMINSD(hi, v, v)
+	c.VPADDD(off, v, v)
+	c.VPACKSSDW(v, v, v) // words 0-3 0-3 | 4-7 4-7
+	c.VPERMQ(U8(0x08), v, v)
+	c.VPACKUSWB(v.AsX(), v.AsX(), v.AsX())
+	c.VMOVQ(v.AsX(), mem(lp, 0))
+	c.ADDQ(U8(32), xp)
+	c.ADDQ(U8(8), lp)
+	c.DECQ(n)
+	c.JNZ(lbl("loop"))
 	c.VZEROUPPER()
 	c.RET()
 }
