@@ -107,7 +107,7 @@ func genQxQuants() {
 		bk, t := c.XMM(), c.XMM()
 		c.VMOVSS(bM.Offset(4*k), bk)
 		c.VUCOMISS(zero, bk)
-		c.JBE(lbl(next)) // !(b > 0)
+		c.JBE(lbl(next))      // !(b > 0)
 		c.VMULSS(bk, best, t) // best*b
 		aa := c.XMM()
 		c.VMOVSS(aaM.Offset(4*k), aa)
@@ -138,7 +138,7 @@ func genQxQuants() {
 		c.VCVTTPS2DQ(q[k], q[k])
 		c.VPADDD(nmv, q[k], q[k])
 	}
-	c.VPACKSSDW(q[1], q[0], q[0]) // words 0-3, 8-11 | 4-7, 12-15
+	c.VPACKSSDW(q[1], q[0], q[0])  // words 0-3, 8-11 | 4-7, 12-15
 	c.VPERMQ(U8(0xd8), q[0], q[0]) // words 0-15
 	c.VEXTRACTI128(U8(1), q[0], q[1].AsX())
 	c.VPACKSSWB(q[1].AsX(), q[0].AsX(), q[0].AsX())
