@@ -151,6 +151,10 @@ func quantQ4_0Scalar(src []float32, dst []byte) {
 }
 
 func dequantQ4_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ4_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[18]byte)(src[i*18:])
@@ -303,6 +307,10 @@ func quantQ5_0Scalar(src []float32, dst []byte) {
 }
 
 func dequantQ5_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ5_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[22]byte)(src[i*22:])
@@ -404,6 +412,10 @@ func quantQ8_0Scalar(src []float32, dst []byte) {
 }
 
 func dequantQ8_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ8_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[34]byte)(src[i*34:])

@@ -48,3 +48,12 @@ func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte)
 
 //go:noescape
 func roundDivMinAVX2(x *float32, n int, m, d float32, lo, hi, off int32, L *byte)
+
+//go:noescape
+func dequantQ4_0AVX2(dst []float32, src []byte)
+
+//go:noescape
+func dequantQ5_0AVX2(dst []float32, src []byte)
+
+//go:noescape
+func dequantQ8_0AVX2(dst []float32, src []byte)

@@ -3078,6 +3078,220 @@ DATA splat32_00000004<>+24(SB)/4, $0x00000004
 DATA splat32_00000004<>+28(SB)/4, $0x00000004
 GLOBL splat32_00000004<>(SB), RODATA|NOPTR, $32
 
+// func dequantQ4_0AVX2(dst []float32, src []byte)
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), DX
+	SHRQ $0x05, CX
+	JZ   done
+
+block:
+	MOVWLZX      (DX), BX
+	MOVD         BX, X0
+	VCVTPH2PS    X0, X0
+	VBROADCASTSS X0, Y0
+	VPMOVZXBD    2(DX), Y1
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y1
+	VPSUBD       splat32_00000008<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVZXBD    10(DX), Y1
+	VPAND        splat32_0000000f<>+0(SB), Y1, Y1
+	VPSUBD       splat32_00000008<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVZXBD    2(DX), Y1
+	VPSRLD       $0x04, Y1, Y1
+	VPSUBD       splat32_00000008<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVZXBD    10(DX), Y1
+	VPSRLD       $0x04, Y1, Y1
+	VPSUBD       splat32_00000008<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x12, DX
+	ADDQ         $0x80, AX
+	DECQ         CX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat32_00000008<>+0(SB)/4, $0x00000008
+DATA splat32_00000008<>+4(SB)/4, $0x00000008
+DATA splat32_00000008<>+8(SB)/4, $0x00000008
+DATA splat32_00000008<>+12(SB)/4, $0x00000008
+DATA splat32_00000008<>+16(SB)/4, $0x00000008
+DATA splat32_00000008<>+20(SB)/4, $0x00000008
+DATA splat32_00000008<>+24(SB)/4, $0x00000008
+DATA splat32_00000008<>+28(SB)/4, $0x00000008
+GLOBL splat32_00000008<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ5_0AVX2(dst []float32, src []byte)
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·dequantQ5_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    dst_len+8(FP), CX
+	MOVQ    src_base+24(FP), DX
+	SHRQ    $0x05, CX
+	JZ      done
+	VMOVDQU shift_q5_0<>+0(SB), Y0
+	VMOVDQU shift_q5_1<>+0(SB), Y1
+	VMOVDQU shift_q5_2<>+0(SB), Y2
+	VMOVDQU shift_q5_3<>+0(SB), Y3
+
+block:
+	MOVWLZX      (DX), BX
+	MOVD         BX, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
+	VPBROADCASTD 2(DX), Y5
+	VPMOVZXBD    6(DX), Y6
+	VPAND        splat32_0000000f<>+0(SB), Y6, Y6
+	VPSRLVD      Y0, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       splat32_00000010<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VMOVUPS      Y6, (AX)
+	VPMOVZXBD    14(DX), Y6
+	VPAND        splat32_0000000f<>+0(SB), Y6, Y6
+	VPSRLVD      Y1, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       splat32_00000010<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VMOVUPS      Y6, 32(AX)
+	VPMOVZXBD    6(DX), Y6
+	VPSRLD       $0x04, Y6, Y6
+	VPSRLVD      Y2, Y5, Y7
+	VPAND        splat32_00000001<>+0(SB), Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       splat32_00000010<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VMOVUPS      Y6, 64(AX)
+	VPMOVZXBD    14(DX), Y6
+	VPSRLD       $0x04, Y6, Y6
+	VPSRLVD      Y3, Y5, Y5
+	VPAND        splat32_00000001<>+0(SB), Y5, Y5
+	VPSLLD       $0x04, Y5, Y5
+	VPOR         Y5, Y6, Y6
+	VPSUBD       splat32_00000010<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVUPS      Y5, 96(AX)
+	ADDQ         $0x16, DX
+	ADDQ         $0x80, AX
+	DECQ         CX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA shift_q5_0<>+0(SB)/4, $0x00000000
+DATA shift_q5_0<>+4(SB)/4, $0x00000001
+DATA shift_q5_0<>+8(SB)/4, $0x00000002
+DATA shift_q5_0<>+12(SB)/4, $0x00000003
+DATA shift_q5_0<>+16(SB)/4, $0x00000004
+DATA shift_q5_0<>+20(SB)/4, $0x00000005
+DATA shift_q5_0<>+24(SB)/4, $0x00000006
+DATA shift_q5_0<>+28(SB)/4, $0x00000007
+GLOBL shift_q5_0<>(SB), RODATA|NOPTR, $32
+
+DATA shift_q5_1<>+0(SB)/4, $0x00000008
+DATA shift_q5_1<>+4(SB)/4, $0x00000009
+DATA shift_q5_1<>+8(SB)/4, $0x0000000a
+DATA shift_q5_1<>+12(SB)/4, $0x0000000b
+DATA shift_q5_1<>+16(SB)/4, $0x0000000c
+DATA shift_q5_1<>+20(SB)/4, $0x0000000d
+DATA shift_q5_1<>+24(SB)/4, $0x0000000e
+DATA shift_q5_1<>+28(SB)/4, $0x0000000f
+GLOBL shift_q5_1<>(SB), RODATA|NOPTR, $32
+
+DATA shift_q5_2<>+0(SB)/4, $0x00000010
+DATA shift_q5_2<>+4(SB)/4, $0x00000011
+DATA shift_q5_2<>+8(SB)/4, $0x00000012
+DATA shift_q5_2<>+12(SB)/4, $0x00000013
+DATA shift_q5_2<>+16(SB)/4, $0x00000014
+DATA shift_q5_2<>+20(SB)/4, $0x00000015
+DATA shift_q5_2<>+24(SB)/4, $0x00000016
+DATA shift_q5_2<>+28(SB)/4, $0x00000017
+GLOBL shift_q5_2<>(SB), RODATA|NOPTR, $32
+
+DATA shift_q5_3<>+0(SB)/4, $0x00000018
+DATA shift_q5_3<>+4(SB)/4, $0x00000019
+DATA shift_q5_3<>+8(SB)/4, $0x0000001a
+DATA shift_q5_3<>+12(SB)/4, $0x0000001b
+DATA shift_q5_3<>+16(SB)/4, $0x0000001c
+DATA shift_q5_3<>+20(SB)/4, $0x0000001d
+DATA shift_q5_3<>+24(SB)/4, $0x0000001e
+DATA shift_q5_3<>+28(SB)/4, $0x0000001f
+GLOBL shift_q5_3<>(SB), RODATA|NOPTR, $32
+
+DATA splat32_00000010<>+0(SB)/4, $0x00000010
+DATA splat32_00000010<>+4(SB)/4, $0x00000010
+DATA splat32_00000010<>+8(SB)/4, $0x00000010
+DATA splat32_00000010<>+12(SB)/4, $0x00000010
+DATA splat32_00000010<>+16(SB)/4, $0x00000010
+DATA splat32_00000010<>+20(SB)/4, $0x00000010
+DATA splat32_00000010<>+24(SB)/4, $0x00000010
+DATA splat32_00000010<>+28(SB)/4, $0x00000010
+GLOBL splat32_00000010<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ8_0AVX2(dst []float32, src []byte)
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·dequantQ8_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), DX
+	SHRQ $0x05, CX
+	JZ   done
+
+block:
+	MOVWLZX      (DX), BX
+	MOVD         BX, X0
+	VCVTPH2PS    X0, X0
+	VBROADCASTSS X0, Y0
+	VPMOVSXBD    2(DX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVSXBD    10(DX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVSXBD    18(DX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVSXBD    26(DX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x22, DX
+	ADDQ         $0x80, AX
+	DECQ         CX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
 // func roundDivAVX2(x *float32, n int, d float32, lo int32, hi int32, off int32, L *byte)
 // Requires: AVX, AVX2, SSE, SSE2
 TEXT ·roundDivAVX2(SB), NOSPLIT, $0-40

@@ -36,3 +36,7 @@ func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte) { pa
 func roundDivMinAVX2(x *float32, n int, m, d float32, lo, hi, off int32, L *byte) {
 	panic(noKernels)
 }
+
+func dequantQ4_0AVX2(dst []float32, src []byte) { panic(noKernels) }
+func dequantQ5_0AVX2(dst []float32, src []byte) { panic(noKernels) }
+func dequantQ8_0AVX2(dst []float32, src []byte) { panic(noKernels) }

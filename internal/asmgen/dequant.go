@@ -176,3 +176,75 @@ func genDequantK() {
 		}
 	})
 }
+
+// genDequantLegacy writes the Q4_0, Q5_0 and Q8_0 dequantizers: y = (q - off)*d per element,
+// with d widened by F16C (a signalling NaN comes out quiet, which the product would do
+// anyway: the quants are finite, so d is the only NaN operand).
+func genDequantLegacy() {
+	for _, k := range []struct {
+		name string
+		bb   int
+	}{{"Q4_0", 18}, {"Q5_0", 22}, {"Q8_0", 34}} {
+		name := "dequant" + k.name + "AVX2"
+		text(name, "func(dst []float32, src []byte)", name+" decodes len(dst)/32 blocks.")
+		d, n, s := loadBase("dst"), loadLen("dst"), loadBase("src")
+		c.SHRQ(U8(5), n)
+		c.JZ(lbl("done"))
+		var shifts [4]reg.VecVirtual
+		if k.name == "Q5_0" {
+			for j := range shifts {
+				shifts[j] = c.YMM()
+				c.VMOVDQU(table32("shift_q5_"+string(rune('0'+j)), [8]uint32{uint32(8 * j), uint32(8*j + 1), uint32(8*j + 2), uint32(8*j + 3), uint32(8*j + 4), uint32(8*j + 5), uint32(8*j + 6), uint32(8*j + 7)}), shifts[j])
+			}
+		}
+		c.Label("block")
+		hw := c.GP32()
+		c.MOVWLZX(mem(s, 0), hw)
+		dx := c.XMM()
+		c.MOVD(hw, dx)
+		c.VCVTPH2PS(dx, dx)
+		dv := c.YMM()
+		c.VBROADCASTSS(dx, dv)
+		var qh reg.VecVirtual
+		if k.name == "Q5_0" {
+			qh = c.YMM()
+			c.VPBROADCASTD(mem(s, 2), qh)
+		}
+		for j := 0; j < 4; j++ {
+			q := c.YMM()
+			switch k.name {
+			case "Q8_0":
+				c.VPMOVSXBD(mem(s, 2+8*j), q)
+			default:
+				qs := 2
+				if k.name == "Q5_0" {
+					qs = 6
+				}
+				c.VPMOVZXBD(mem(s, qs+8*(j%2)), q)
+				if j < 2 {
+					c.VPAND(splat32(15), q, q)
+				} else {
+					c.VPSRLD(U8(4), q, q)
+				}
+				if k.name == "Q5_0" {
+					t := c.YMM()
+					c.VPSRLVD(shifts[j], qh, t)
+					c.VPAND(splat32(1), t, t)
+					c.VPSLLD(U8(4), t, t)
+					c.VPOR(t, q, q)
+					c.VPSUBD(splat32(16), q, q)
+				} else {
+					c.VPSUBD(splat32(8), q, q)
+				}
+			}
+			storeAffine(q, dv, nil, mem(d, 32*j))
+		}
+		c.ADDQ(U8(k.bb), s)
+		c.ADDQ(U8(128), d)
+		c.DECQ(n)
+		c.JNZ(lbl("block"))
+		c.Label("done")
+		c.VZEROUPPER()
+		c.RET()
+	}
+}

@@ -13,6 +13,7 @@ func genQuant() {
 		genLegacy(k)
 	}
 	genDequantK()
+	genDequantLegacy()
 	genRoundDiv(false)
 	genRoundDiv(true)
 }
