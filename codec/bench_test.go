@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/benchutil"
 	"github.com/weft-ml/weft/internal/simd"
 )
 
 // The F16 and BF16 conversions, over 16 Mi Gaussian elements in rows of 4096, with the
 // scalar loops and with the AVX2 kernels (in the same run), one thread and all threads, in
-// million elements per second (compare quant's benchmarks). f64 selects the float64 paths
+// million elements per second: the mean, and the best chunk or pass (see benchutil). f64 selects the float64 paths
 // (DecodeF64, EncodeF64).
 func benchCodec(b *testing.B, dt weft.DType, encode, f64 bool) {
 	const n, row = 16 << 20, 4096
@@ -37,13 +38,20 @@ func benchCodec(b *testing.B, dt weft.DType, encode, f64 bool) {
 			}
 			b.Run(name, func(b *testing.B) {
 				defer simd.Set(simd.Set(m.On))
-				b.SetBytes(0)
-				// One untimed pass first, so that no mode pays for the first touch of the
-				// output pages.
-				for it := -1; it < b.N; it++ {
-					if it == 0 {
-						b.ResetTimer()
+				conv := func(lo, hi int) {
+					bb := int(dt.BlockBytes())
+					switch {
+					case encode && f64:
+						_ = EncodeF64(dt, src64[lo:hi], enc[lo*bb:hi*bb])
+					case encode:
+						_ = Encode(dt, src[lo:hi], enc[lo*bb:hi*bb])
+					case f64:
+						_ = DecodeF64(dt, enc[lo*bb:hi*bb], dst64[lo:hi])
+					default:
+						_ = Decode(dt, enc[lo*bb:hi*bb], dst[lo:hi])
 					}
+				}
+				run := func() {
 					var wg sync.WaitGroup
 					per := n / row / threads * row
 					for w := 0; w < threads; w++ {
@@ -54,22 +62,18 @@ func benchCodec(b *testing.B, dt weft.DType, encode, f64 bool) {
 						wg.Add(1)
 						go func() {
 							defer wg.Done()
-							bb := int(dt.BlockBytes())
-							switch {
-							case encode && f64:
-								_ = EncodeF64(dt, src64[lo:hi], enc[lo*bb:hi*bb])
-							case encode:
-								_ = Encode(dt, src[lo:hi], enc[lo*bb:hi*bb])
-							case f64:
-								_ = DecodeF64(dt, enc[lo*bb:hi*bb], dst64[lo:hi])
-							default:
-								_ = Decode(dt, enc[lo*bb:hi*bb], dst[lo:hi])
-							}
+							conv(lo, hi)
 						}()
 					}
 					wg.Wait()
 				}
-				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
+				run() // untimed, so that no mode pays for the first touch of the output pages
+				if threads == 1 {
+					const chunk = 64 << 10 // timed in chunks (see benchutil.Chunks)
+					benchutil.Chunks(b, n/chunk, chunk, func(k int) { conv(k*chunk, (k+1)*chunk) })
+				} else {
+					benchutil.Loop(b, n, run)
+				}
 			})
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/weft-ml/weft/internal/benchutil"
 	"github.com/weft-ml/weft/internal/simd"
 )
 
@@ -15,6 +16,8 @@ import (
 const (
 	legacyBenchElems = 16 << 20
 	legacyBenchRow   = 4096
+	// One thread is timed in chunks of this many rows (see benchutil.Chunks).
+	legacyBenchChunkRows = 16
 )
 
 var (
@@ -52,10 +55,6 @@ func legacyParallel(nrows, threads int, fn func(r0, r1 int)) {
 	wg.Wait()
 }
 
-func legacyReport(b *testing.B) {
-	b.ReportMetric(float64(legacyBenchElems)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-}
-
 // BenchmarkQuantize measures Quantize for each quantizable type here.
 func BenchmarkQuantize(b *testing.B) {
 	for _, typ := range legacyQuantTypes {
@@ -71,14 +70,18 @@ func BenchmarkQuantize(b *testing.B) {
 				for _, m := range simd.Modes() {
 					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
 						defer simd.Set(simd.Set(m.On))
-						for b.Loop() {
-							legacyParallel(nrows, th, func(r0, r1 int) {
-								if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
-									panic(err)
-								}
-							})
+						rows := func(r0, r1 int) {
+							if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
+								panic(err)
+							}
 						}
-						legacyReport(b)
+						if th == 1 {
+							benchutil.Chunks(b, nrows/legacyBenchChunkRows, legacyBenchChunkRows*legacyBenchRow, func(k int) {
+								rows(k*legacyBenchChunkRows, (k+1)*legacyBenchChunkRows)
+							})
+						} else {
+							benchutil.Loop(b, legacyBenchElems, func() { legacyParallel(nrows, th, rows) })
+						}
 					})
 				}
 			}
@@ -110,14 +113,18 @@ func BenchmarkDequantize(b *testing.B) {
 				for _, m := range simd.Modes() {
 					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
 						defer simd.Set(simd.Set(m.On))
-						for b.Loop() {
-							legacyParallel(nrows, th, func(r0, r1 int) {
-								if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
-									panic(err)
-								}
-							})
+						rows := func(r0, r1 int) {
+							if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
+								panic(err)
+							}
 						}
-						legacyReport(b)
+						if th == 1 {
+							benchutil.Chunks(b, nrows/legacyBenchChunkRows, legacyBenchChunkRows*legacyBenchRow, func(k int) {
+								rows(k*legacyBenchChunkRows, (k+1)*legacyBenchChunkRows)
+							})
+						} else {
+							benchutil.Loop(b, legacyBenchElems, func() { legacyParallel(nrows, th, rows) })
+						}
 					})
 				}
 			}
