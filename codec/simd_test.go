@@ -11,6 +11,7 @@ import (
 	"github.com/weft-ml/weft/internal/edge"
 	"github.com/weft-ml/weft/internal/fp"
 	"github.com/weft-ml/weft/internal/simd"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 // The vector kernels must give exactly the scalar loops' bits. These tests run Decode and
@@ -243,4 +244,10 @@ func FuzzKernelsCodec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKernelsGGMLVectors runs the ggml reference-vector test with the kernels off and on.
+func TestKernelsGGMLVectors(t *testing.T) {
+	testshared.Path(t, "vectors/ggml/f16.bin")
+	withSIMD(t, TestGGMLVectorsThroughCodec)
 }

@@ -158,3 +158,20 @@ func FuzzFusedKernels(f *testing.F) {
 		}
 	})
 }
+
+// TestFusedModes runs the blend tests that take the fused path with the kernels off and on:
+// the float64 reference, single rounding for every type pair, chunking and threads, and the
+// shared fixtures (whole blends of checkpoints written by the reference writers).
+func TestFusedModes(t *testing.T) {
+	for _, m := range simd.Modes() {
+		t.Run(m.Name, func(t *testing.T) {
+			defer simd.Set(simd.Set(m.On))
+			t.Run("LinearMatchesFloat64Reference", TestLinearMatchesFloat64Reference)
+			t.Run("SingleRoundingEveryTypePair", TestSingleRoundingEveryTypePair)
+			t.Run("ChunkingAndThreadsDoNotChangeBytes", TestChunkingAndThreadsDoNotChangeBytes)
+			t.Run("FixtureHFLinear", TestFixtureHFLinear)
+			t.Run("FixtureGGUFLinear", TestFixtureGGUFLinear)
+			t.Run("FixtureOutType", TestFixtureOutType)
+		})
+	}
+}
