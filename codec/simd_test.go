@@ -251,3 +251,36 @@ func TestKernelsGGMLVectors(t *testing.T) {
 	testshared.Path(t, "vectors/ggml/f16.bin")
 	withSIMD(t, TestGGMLVectorsThroughCodec)
 }
+
+// TestKernelsDecodeF64Every16BitPattern widens every half and bfloat16 pattern to float64
+// with the kernels off and on: exact values, NaNs quieted as float64(float32) quiets them.
+func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
+	src := allHalves()
+	for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+		var outs [][]float64
+		for _, m := range simd.Modes() {
+			was := simd.Set(m.On)
+			d := make([]float64, 65536)
+			err := DecodeF64(dt, src, d)
+			simd.Set(was)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, d)
+		}
+		for i := 0; i < 65536; i++ {
+			var f float32
+			if dt == weft.F16 {
+				f = fp.F16ToF32(uint16(i))
+			} else {
+				f = fp.BF16ToF32(uint16(i))
+			}
+			want := math.Float64bits(float64(f))
+			for k, d := range outs {
+				if got := math.Float64bits(d[i]); got != want {
+					t.Fatalf("%v %04x (mode %d): got %016x, want %016x", dt, i, k, got, want)
+				}
+			}
+		}
+	}
+}
