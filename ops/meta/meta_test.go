@@ -2,9 +2,9 @@ package meta_test
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -261,7 +261,7 @@ func TestGGUFInPlace(t *testing.T) {
 	// the file as it was.
 	room := h.DataOffset - h.HeaderSize
 	for why, ed := range map[string][]meta.Edit{
-		"needs": {{Kind: meta.Set, Key: "general.name", Value: strings.Repeat("y", len(same)+int(room)+1)}},
+		"needs":                   {{Kind: meta.Set, Key: "general.name", Value: strings.Repeat("y", len(same)+int(room)+1)}},
 		"more than one alignment": {{Kind: meta.Delete, Key: "tokenizer.ggml.scores"}},
 	} {
 		before := readFile(t, in)
