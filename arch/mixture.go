@@ -447,6 +447,11 @@ func RequiresImatrix(name string, dt weft.DType, ft MixFileType) bool {
 	return imatrixRequired[dt]
 }
 
+// MixTokenEmbedding reports whether a GGUF tensor is a token embedding as llama-quantize
+// sees it (token_embd.weight, per_layer_token_embd.weight): it never requires an
+// importance matrix, and one whose size does not fit it is ignored.
+func MixTokenEmbedding(name string) bool { return categoryOf(name) == catTokenEmbd }
+
 // GGMLTypeName returns ggml's name of a type (ggml_type_name: "q4_K", "iq2_xxs", "f16"), as
 // llama.cpp's messages spell it.
 func GGMLTypeName(dt weft.DType) string {
