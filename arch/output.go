@@ -14,10 +14,6 @@ import "strings"
 // tokenizer keys).
 var GGUFRequiredKeys = []string{"general.architecture"}
 
-// GGUFTokenizerPrefix starts the key-values that hold a GGUF file's tokenizer
-// (tokenizer.ggml.model, tokenizer.ggml.tokens, ..., tokenizer.chat_template).
-const GGUFTokenizerPrefix = "tokenizer."
-
 // GGUFTokensKey is the key-value holding a GGUF file's vocabulary, one string per token.
 const GGUFTokensKey = "tokenizer.ggml.tokens"
 

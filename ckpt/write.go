@@ -2,7 +2,6 @@ package ckpt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -215,27 +214,4 @@ func Write(ctx context.Context, c *weft.Checkpoint, path string, opts WriteOptio
 		return err
 	}
 	return Execute(ctx, c, p, opts)
-}
-
-// SetConfigDType returns config.json bytes with torch_dtype (and dtype, where present) set to
-// the name transformers uses for dt, or the input unchanged if dt has no such name.
-func SetConfigDType(config []byte, dt weft.DType) ([]byte, error) {
-	names := map[weft.DType]string{weft.F32: "float32", weft.F16: "float16", weft.BF16: "bfloat16", weft.F64: "float64"}
-	name, ok := names[dt]
-	if !ok {
-		return config, nil
-	}
-	var m map[string]any
-	if err := json.Unmarshal(config, &m); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
-	}
-	m["torch_dtype"] = name
-	if _, ok := m["dtype"]; ok {
-		m["dtype"] = name
-	}
-	out, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }

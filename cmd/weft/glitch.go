@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/glitch"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -54,11 +55,6 @@ defaults to the same SPEC; a tied head always gets the embedding's rows):
   mean-untrained[:K]   the mean of the rows of the K tokens (or the fraction K < 1, default
                        0.01 of the vocabulary) that 'weft tokens scan' ranks most untrained
   mean-rows:SPEC       the mean of the given rows
-Output: a .gguf file (from a GGUF input) or a directory; add's edited tokenizer and config
-files need a directory (to a lone .safetensors file, add is refused unless --allow-loss);
---threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss, --quiet: as in
-convert.
-
 --seed N (required) fixes the random rows: row r of tensor T depends only on (N, T, r).
 Rows not re-initialised are copied byte for byte, even in quantized GGUF tensors; new rows
 are encoded in the tensor's own type, unless these say otherwise:
@@ -148,26 +144,25 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	if err := of.check(in); err != nil {
-		return err
-	}
-	var out *weft.Checkpoint
-	var rep *glitch.Report
-	if sub == "add" {
-		out, rep, err = glitch.Add(in, glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
-			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse})
-	} else {
-		out, rep, err = glitch.Reset(in, glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut})
-	}
+	types, err := of.outputTypes()
 	if err != nil {
 		return err
 	}
-	if err := of.check(out); err != nil {
+	var op ops.Op
+	if sub == "add" {
+		op = &glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
+			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse, Types: types}
+	} else {
+		op = &glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut, Types: types}
+	}
+	if err := of.check(in); err != nil {
 		return err
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
+	res, err := runOp(e, &of, op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	if err != nil {
+		return err
 	}
+	rep := res.Report.(*glitch.Report)
 	switch {
 	case *asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -180,11 +175,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
-	what := map[string]string{}
-	for _, t := range rep.Tensors {
-		what[t.Name] = fmt.Sprintf("%d -> %d rows, init %s", rep.RowsBefore, t.Rows, t.Init)
-	}
-	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+	return of.write(ctx, e, res.Out, describeWith(res), in)
 }
 
 // describeGlitch prints the tokens and tensors of a glitch report, on stdout for a dry run

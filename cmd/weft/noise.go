@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
 
@@ -39,8 +40,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
                        (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
                        repeatable
   --dry-run            print the plan and write nothing; --json prints the report as JSON
-  --threads N, --max-shard-size S, --split-max-size S, --force, --allow-loss,
-  --quiet: as in convert
+  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
 ` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
 rows are decoded, noised in float64 and encoded once in the tensor's own type.
@@ -86,8 +86,11 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if *scaleBy != "" && *rel == 0 {
 		return usagef("--scale-by goes with --relative")
 	}
-	opts := noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
+	opts := &noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
 		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
+	if opts.Types, err = of.outputTypes(); err != nil {
+		return err
+	}
 	if *tokens != "" {
 		if opts.Tokens, err = noise.ParseTokenSet(*tokens); err != nil {
 			return usagef("--tokens: %v", err)
@@ -101,16 +104,11 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if err := of.check(in); err != nil {
 		return err
 	}
-	out, rep, err := noise.Apply(in, opts)
+	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
-	if err := of.check(out); err != nil {
-		return err
-	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
-	}
+	rep := res.Report.(*noise.Report)
 	switch {
 	case *asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -123,9 +121,5 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
-	what := map[string]string{}
-	for _, t := range rep.Tensors {
-		what[t.Name] = fmt.Sprintf("noise on %d rows: %s", t.Changed, t.Noise)
-	}
-	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+	return of.write(ctx, e, res.Out, describeWith(res), in)
 }

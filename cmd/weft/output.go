@@ -10,7 +10,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
-	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
 )
 
@@ -25,24 +24,9 @@ type outFlags struct {
 	splitMaxSize string
 	allowLoss    bool
 
-	// Output types, for commands that call addTypes.
-	outType string
-	typeFor typeRules
+	// Output types (--dtype, --type-for), for commands that call addTypes.
+	types typeFlags
 }
-
-// addTypes adds --out-type and --type-for, which set the output type of the tensors an op
-// writes (by default every tensor keeps its type; a quantized one is quantized back to it).
-func (o *outFlags) addTypes(fs *flag.FlagSet) {
-	fs.StringVar(&o.outType, "out-type", "", "every float or quantized tensor of 2+ dimensions becomes this type")
-	fs.Var(&o.typeFor, "type-for", "PATTERN=TYPE: matching tensors become TYPE (first match wins)")
-}
-
-// typesUsage documents addTypes' flags for a command's usage text.
-const typesUsage = `  --out-type T         tensors of two or more dimensions become T (f16, bf16, q8_0, q4_k, ...),
-                       like llama-quantize --pure; 1-D tensors keep their type
-  --type-for P=T       tensors matching P (glob where * crosses dots, or a group: embeddings,
-                       head, attention, mlp, norms) become T; first match wins
-`
 
 func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.out, "o", "", "output: a .safetensors or .gguf file, or a directory (Hugging Face layout)")
@@ -88,34 +72,6 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	opts, err := o.options(e, inputs...)
 	if err != nil {
 		return err
-	}
-	if o.outType != "" || len(o.typeFor) > 0 {
-		ot := weft.Invalid
-		if o.outType != "" {
-			if ot, err = weft.ParseDType(o.outType); err != nil {
-				return usagef("--out-type: %v", err)
-			}
-		}
-		retyped, err := ops.Retype(out, ot, o.typeFor)
-		if err != nil {
-			return err
-		}
-		if len(retyped) > 0 {
-			inner := describe
-			describe = func(t *weft.Tensor) string {
-				d := ""
-				if inner != nil {
-					d = inner(t)
-				}
-				if r, ok := retyped[t.Name]; ok {
-					if d != "" {
-						d += ", "
-					}
-					d += r
-				}
-				return d
-			}
-		}
 	}
 	plan, err := ckpt.MakePlan(out, o.out, opts)
 	if err != nil {

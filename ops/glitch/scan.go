@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -85,7 +86,7 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 }
 
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
-	emb, err := noise.FindEmbeddings(c)
+	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
 	}
@@ -204,7 +205,7 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 		if voc.kind == "gguf" && voc.hasTy {
 			var ids []int64
 			for i, t := range voc.types {
-				if t == TokenUnused && int64(i) < rows {
+				if t == arch.TokenUnused && int64(i) < rows {
 					ids = append(ids, int64(i))
 				}
 			}
