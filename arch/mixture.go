@@ -25,58 +25,28 @@ import (
 // mixture's choice and skips its layer counters; attn_qkv and attn_kv_b are treated as
 // attn_v (the ATTENTION_QKV rows of llama-quant.cpp are unreachable there).
 
-// MixFileType is one value of llama.cpp's llama_ftype that llama-quantize writes: its name
-// as llama-quantize spells it, its number (GGUF's general.file_type), and the ggml type most
-// tensors take (llama_ftype_get_default_type).
-type MixFileType struct {
-	Name string
-	ID   uint32
-	Base weft.DType
-}
-
-// mixFileTypes are the file types llama-quantize takes (tools/quantize/quantize.cpp's
-// QUANT_OPTIONS) that weft can write, with their llama_ftype numbers (include/llama.h).
-var mixFileTypes = []MixFileType{
-	{"F32", 0, weft.F32}, {"F16", 1, weft.F16}, {"BF16", 32, weft.BF16},
-	{"Q4_0", 2, weft.Q4_0}, {"Q4_1", 3, weft.Q4_1}, {"Q5_0", 8, weft.Q5_0}, {"Q5_1", 9, weft.Q5_1},
-	{"Q8_0", 7, weft.Q8_0},
-	{"Q2_K", 10, weft.Q2_K}, {"Q2_K_S", 21, weft.Q2_K},
-	{"Q3_K_S", 11, weft.Q3_K}, {"Q3_K_M", 12, weft.Q3_K}, {"Q3_K_L", 13, weft.Q3_K},
-	{"Q4_K_S", 14, weft.Q4_K}, {"Q4_K_M", 15, weft.Q4_K},
-	{"Q5_K_S", 16, weft.Q5_K}, {"Q5_K_M", 17, weft.Q5_K},
-	{"Q6_K", 18, weft.Q6_K},
-	{"IQ2_XXS", 19, weft.IQ2_XXS}, {"IQ2_XS", 20, weft.IQ2_XS}, {"IQ2_S", 28, weft.IQ2_XS},
-	{"IQ2_M", 29, weft.IQ2_S},
-	{"IQ3_XXS", 23, weft.IQ3_XXS}, {"IQ3_XS", 22, weft.IQ3_S}, {"IQ3_S", 26, weft.IQ3_S},
-	{"IQ3_M", 27, weft.IQ3_S},
-	{"IQ1_S", 24, weft.IQ1_S}, {"IQ1_M", 31, weft.IQ1_M},
-	{"IQ4_NL", 25, weft.IQ4_NL}, {"IQ4_XS", 30, weft.IQ4_XS},
-	{"TQ1_0", 36, weft.TQ1_0}, {"TQ2_0", 37, weft.TQ2_0},
-	{"MXFP4_MOE", 38, weft.MXFP4},
-}
-
 // mixAliases are llama-quantize's other names for file types.
 var mixAliases = map[string]string{"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
 
-// ParseMixFileType returns the file type llama-quantize names s (any case; Q3_K, Q4_K and
-// Q5_K are its aliases of the _M mixtures), and whether there is one.
-func ParseMixFileType(s string) (MixFileType, bool) {
+// ParseMixFileType returns the file type llama-quantize names s (any case, as its TYPE
+// argument: Q4_K_M, IQ2_XXS, ...; Q3_K, Q4_K and Q5_K are its aliases of the _M mixtures),
+// and whether there is one.
+func ParseMixFileType(s string) (FileType, bool) {
 	u := strings.ToUpper(strings.TrimSpace(s))
 	if a, ok := mixAliases[u]; ok {
 		u = a
 	}
-	for _, f := range mixFileTypes {
-		if f.Name == u {
-			return f, true
-		}
-	}
-	return MixFileType{}, false
+	return ParseFileType(u)
 }
 
-// MixFileTypes returns every file type ParseMixFileType knows, in llama_ftype order.
-func MixFileTypes() []MixFileType {
-	out := append([]MixFileType(nil), mixFileTypes...)
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+// MixFileTypes returns every file type llama-quantize writes that weft knows, in
+// llama_ftype order.
+func MixFileTypes() []FileType {
+	out := make([]FileType, 0, len(fileTypes))
+	for _, r := range fileTypes {
+		out = append(out, r.id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
 
@@ -252,8 +222,8 @@ func kvFirstInt(v any) (int64, bool) {
 // std::regex_search does; llama-quantize lowercases the pattern) take Type. The first rule
 // that matches wins. It applies only when the file type is a quantized one.
 type TensorTypeRule struct {
-	Pattern string
-	Type    weft.DType
+	Pattern string     `json:"pattern"`
+	Type    weft.DType `json:"type"`
 }
 
 // MixOptions are llama-quantize's options that change its type choices.
@@ -275,7 +245,7 @@ type MixOptions struct {
 // Mixture is a file type's choice of types for one model.
 type Mixture struct {
 	// FileType is the file type, recorded as general.file_type.
-	FileType MixFileType
+	FileType FileType
 	// Types holds each tensor's output type, by name (every tensor given to Mix).
 	Types map[string]weft.DType
 	// Fallbacks says which tensors took a fallback type because their rows are not whole
@@ -377,11 +347,18 @@ func ggmlDims(shape []int64) int {
 // router or one of the small tensors llama.cpp keeps as they are; output.weight unless
 // leaveOutput.
 func Quantizable(t weft.TensorInfo, leaveOutput bool) bool {
-	name := t.Name
-	if ggmlDims(t.Shape) < 2 || !strings.HasSuffix(name, "weight") {
+	if leaveOutput && t.Name == "output.weight" {
 		return false
 	}
-	if leaveOutput && name == "output.weight" {
+	return GGUFQuantizable(t.Name, ggmlDims(t.Shape))
+}
+
+// GGUFQuantizable reports whether llama-quantize would quantize a GGUF tensor of this name
+// and number of dimensions (ggml's, not counting outer dimensions of size 1): a weight of
+// two or more dimensions that is not a norm, a router or one of the small tensors
+// llama.cpp keeps as they are.
+func GGUFQuantizable(name string, dims int) bool {
+	if dims < 2 || !strings.HasSuffix(name, "weight") {
 		return false
 	}
 	for _, e := range noQuantizeExact {
@@ -397,11 +374,11 @@ func Quantizable(t weft.TensorInfo, leaveOutput bool) bool {
 	return true
 }
 
-// QuantFallbackType is llama-quantize's replacement for a quantized type whose blocks do
+// QuantFallback is llama-quantize's replacement for a quantized type whose blocks do
 // not fit a tensor's rows (tensor_type_fallback): 256-element lattice types and IQ4_XS go
 // to IQ4_NL, the 2- and 3-bit K-quants and ternary types to Q4_0, Q4_K to Q5_0, Q5_K to
 // Q5_1, Q6_K to Q8_0. When the replacement does not fit either, F16 is used.
-var QuantFallbackType = map[weft.DType]weft.DType{
+var QuantFallback = map[weft.DType]weft.DType{
 	weft.IQ1_S: weft.IQ4_NL, weft.IQ1_M: weft.IQ4_NL, weft.IQ2_XXS: weft.IQ4_NL,
 	weft.IQ2_XS: weft.IQ4_NL, weft.IQ2_S: weft.IQ4_NL, weft.IQ3_XXS: weft.IQ4_NL,
 	weft.IQ3_S: weft.IQ4_NL, weft.IQ4_XS: weft.IQ4_NL,
@@ -410,14 +387,14 @@ var QuantFallbackType = map[weft.DType]weft.DType{
 }
 
 // FallbackFor returns the type llama-quantize writes for a tensor whose rows have rowLen
-// elements when dt was chosen: dt when its blocks fit, else its fallback (QuantFallbackType),
+// elements when dt was chosen: dt when its blocks fit, else its fallback (QuantFallback),
 // or F16 when that does not fit either. It fails for a type with no fallback.
 func FallbackFor(dt weft.DType, rowLen int64) (weft.DType, error) {
 	bs := dt.BlockSize()
 	if bs <= 1 || rowLen%bs == 0 {
 		return dt, nil
 	}
-	fb, ok := QuantFallbackType[dt]
+	fb, ok := QuantFallback[dt]
 	if !ok {
 		return weft.Invalid, fmt.Errorf("no fallback type is defined for %v (rows of %d elements are not whole blocks of %d)", dt, rowLen, bs)
 	}
@@ -437,12 +414,12 @@ var imatrixRequired = map[weft.DType]bool{
 
 // RequiresImatrix reports whether llama-quantize refuses to write tensor name as type dt in
 // a file of type ft without an importance matrix.
-func RequiresImatrix(name string, dt weft.DType, ft MixFileType) bool {
+func RequiresImatrix(name string, dt weft.DType, ft FileType) bool {
 	if c := categoryOf(name); c == catTokenEmbd || c == catOutput {
 		return false
 	}
 	if dt == weft.Q2_K {
-		return ft.Name == "Q2_K_S"
+		return ft.String() == "Q2_K_S"
 	}
 	return imatrixRequired[dt]
 }
@@ -467,7 +444,7 @@ func GGMLTypeName(dt weft.DType) string {
 // mixCtx is what a rule's condition sees.
 type mixCtx struct {
 	p       MixParams
-	ft      MixFileType
+	ft      FileType
 	imatrix bool
 	t       weft.TensorInfo
 	cur     weft.DType // the type chosen so far (the base type, before the rows)
@@ -529,8 +506,8 @@ var (
 	firstFour cond = func(c *mixCtx) bool { return c.i < 4 }
 	size70B   cond = func(c *mixCtx) bool { return c.p.Size == "70B" }
 	// rowsNotBase: the tensor's rows are not whole blocks of the base type.
-	rowsNotBase cond = func(c *mixCtx) bool { return c.t.RowLen()%c.ft.Base.BlockSize() != 0 }
-	baseNotQ8   cond = func(c *mixCtx) bool { return c.ft.Base != weft.Q8_0 }
+	rowsNotBase cond = func(c *mixCtx) bool { return c.t.RowLen()%c.ft.MainType().BlockSize() != 0 }
+	baseNotQ8   cond = func(c *mixCtx) bool { return c.ft.MainType() != weft.Q8_0 }
 	curQ3orQ4   cond = func(c *mixCtx) bool { return c.cur == weft.Q3_K || c.cur == weft.Q4_K }
 	stacked     cond = func(c *mixCtx) bool { return len(c.t.Shape) >= 3 && c.t.Shape[len(c.t.Shape)-3] > 1 }
 	bailing3    cond = func(c *mixCtx) bool { return c.p.Arch == "bailingmoe3" }
@@ -683,7 +660,7 @@ func ftypeIn(list, name string) bool {
 // the type (or keeps c.cur); with none, c.cur stays.
 func apply(rows []mixRule, c *mixCtx) weft.DType {
 	for _, r := range rows {
-		if !ftypeIn(r.ftypes, c.ft.Name) || (r.when != nil && !r.when(c)) {
+		if !ftypeIn(r.ftypes, c.ft.String()) || (r.when != nil && !r.when(c)) {
 			continue
 		}
 		if r.to == keep {
@@ -722,7 +699,7 @@ func MixOrder(names []string) {
 // their order does not matter, the choices are made in llama-quantize's order (MixOrder).
 // Tensors llama-quantize does not quantize keep their type; a file type whose base type is
 // not quantized (F16, BF16, F32) gives every quantizable tensor that type.
-func Mix(ft MixFileType, tensors []weft.TensorInfo, p MixParams, o MixOptions) (*Mixture, error) {
+func Mix(ft FileType, tensors []weft.TensorInfo, p MixParams, o MixOptions) (*Mixture, error) {
 	m := &Mixture{FileType: ft, Types: make(map[string]weft.DType, len(tensors))}
 	patterns := make([]*regexp.Regexp, len(o.TensorTypes))
 	for i, r := range o.TensorTypes {
@@ -755,7 +732,7 @@ func Mix(ft MixFileType, tensors []weft.TensorInfo, p MixParams, o MixOptions) (
 		}
 	}
 	var iAttnV, iDown, iGate, iUp int
-	base := ft.Base
+	base := ft.MainType()
 	for _, name := range names {
 		t := byName[name]
 		if !Quantizable(t, o.LeaveOutput) {
@@ -806,11 +783,11 @@ func Mix(ft MixFileType, tensors []weft.TensorInfo, p MixParams, o MixOptions) (
 					} else {
 						dt = apply(outputRules, c)
 					}
-				case ft.Name == "MXFP4_MOE":
+				case ft.String() == "MXFP4_MOE":
 					dt = apply(mxfp4Rules, c)
 				case cat == catTokenEmbd:
 					dt = apply(tokenEmbdRules, c)
-				case ftypeIn(lowBit, ft.Name):
+				case ftypeIn(lowBit, ft.String()):
 					switch cat {
 					case catAttnV:
 						dt = apply(lowBitRules[cat], c)

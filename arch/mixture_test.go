@@ -113,7 +113,7 @@ func synth16e256(infos8 []weft.TensorInfo, p8 arch.MixParams) ([]weft.TensorInfo
 
 // parseRefKey turns a types-*.json key ("Q4_K_M --tensor-type attn_q=q8_0 ...") into the
 // file type and llama-quantize's options.
-func parseRefKey(t *testing.T, key string) (arch.MixFileType, arch.MixOptions) {
+func parseRefKey(t *testing.T, key string) (arch.FileType, arch.MixOptions) {
 	t.Helper()
 	f := strings.Fields(key)
 	ft, ok := arch.ParseMixFileType(f[0])
@@ -182,8 +182,8 @@ func TestMixMatchesLlamaQuantize(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if m.FileType.ID != want.FileType {
-					t.Errorf("general.file_type %d, llama-quantize %d", m.FileType.ID, want.FileType)
+				if uint32(m.FileType) != want.FileType {
+					t.Errorf("general.file_type %d, llama-quantize %d", uint32(m.FileType), want.FileType)
 				}
 				if len(m.Types) != len(want.Types) {
 					t.Errorf("%d tensors typed, llama-quantize %d", len(m.Types), len(want.Types))
@@ -253,8 +253,8 @@ func TestMixRefusesQ2KSWithoutImatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := len(m.RequiresImatrix) > 0, need[f.Name]; got != want {
-			t.Errorf("%s: requires an importance matrix %v, want %v (%v)", f.Name, got, want, m.RequiresImatrix)
+		if got, want := len(m.RequiresImatrix) > 0, need[f.String()]; got != want {
+			t.Errorf("%s: requires an importance matrix %v, want %v (%v)", f, got, want, m.RequiresImatrix)
 		}
 	}
 }

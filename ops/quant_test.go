@@ -1,4 +1,4 @@
-package quantize_test
+package ops_test
 
 import (
 	"bytes"
@@ -7,32 +7,30 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/imatrix"
 	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
-	"github.com/weft-ml/weft/ops/quantize"
+	"github.com/weft-ml/weft/ops/convert"
 )
 
 const vec = "vectors/llama-quantize/"
 
-// quantizeTo applies a mixture to the 8-layer input and writes it.
-func quantizeTo(t *testing.T, ft string, mat *imatrix.Matrix, dst string) *quantize.Result {
+// quantizeTo converts the 8-layer input with llama-quantize's options q (as weft convert
+// does, without recording provenance) and writes it.
+func quantizeTo(t *testing.T, q *ops.Quant, dst string) *ops.Result {
 	t.Helper()
 	in, err := ckpt.Open(testshared.Path(t, vec+"input-8l-f32.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close() })
-	f, ok := arch.ParseMixFileType(ft)
-	if !ok {
-		t.Fatal(ft)
-	}
-	res, err := quantize.Apply(in, quantize.Options{FileType: f, Imatrix: mat})
+	op := &convert.Options{Types: ops.Types{Quant: q}}
+	res, err := ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +43,7 @@ func quantizeTo(t *testing.T, ft string, mat *imatrix.Matrix, dst string) *quant
 // compareWithReference checks a written output against llama-quantize's: the same tensors
 // in the same order with the same types, shapes and bytes, and the same key-values in the
 // same order; it returns whether the files are identical byte for byte.
-func compareWithReference(t *testing.T, got, ref string) bool {
+func compareWithReference(t *testing.T, got, ref string, datMatrix bool) bool {
 	t.Helper()
 	a, err := ckpt.Open(got)
 	if err != nil {
@@ -80,6 +78,14 @@ func compareWithReference(t *testing.T, got, ref string) bool {
 			t.Errorf("tensor %s (%v): bytes differ from llama-quantize's", x.Name, x.DType)
 		}
 	}
+	if datMatrix {
+		// llama-quantize records the matrix's file name: only that key-value differs.
+		for i := range b.KV {
+			if b.KV[i].Key == imatrix.KeyQuantizeFile {
+				b.KV[i].Value = "imatrix.dat"
+			}
+		}
+	}
 	if !reflect.DeepEqual(a.KV, b.KV) {
 		t.Errorf("key-values differ:\n got %v\nwant %v", keys(a.KV), keys(b.KV))
 	}
@@ -96,51 +102,49 @@ func keys(kvs []weft.KV) []string {
 	return out
 }
 
-// TestMatchesLlamaQuantizeOutputs quantizes the 8-layer input with each mixture whose
-// llama-quantize output is kept, with and without the importance matrix, and compares
-// every tensor's bytes and the key-values; the files come out identical byte for byte.
-func TestMatchesLlamaQuantizeOutputs(t *testing.T) {
-	mat, err := imatrix.Open(testshared.Path(t, vec+"imatrix.gguf"))
-	if err != nil {
+// imatrixRef names the shared importance matrix as llama-quantize was given it
+// ("imatrix.gguf", which it records): the test runs in the matrix's folder.
+func imatrixRef(t *testing.T, name string) *ops.ImatrixRef {
+	t.Helper()
+	p := testshared.Path(t, vec+name)
+	wd, _ := os.Getwd()
+	if err := os.Chdir(filepath.Dir(p)); err != nil {
 		t.Fatal(err)
 	}
-	// llama-quantize recorded the matrix under the name given on its command line.
-	mat.File = "imatrix.gguf"
+	t.Cleanup(func() { os.Chdir(wd) })
+	return &ops.ImatrixRef{Path: name}
+}
+
+// TestMatchesLlamaQuantizeOutputs converts the 8-layer input with each mixture whose
+// llama-quantize output is kept, with and without the importance matrix (GGUF and legacy
+// formats), and compares every tensor's bytes and the key-values; the files come out
+// identical byte for byte (weft convert adds its provenance key-values after these).
+func TestMatchesLlamaQuantizeOutputs(t *testing.T) {
 	for _, c := range []struct {
-		ft  string
-		mat *imatrix.Matrix
-		ref string
+		ft, mat, ref string
 	}{
-		{"Q4_K_M", nil, "out-8l-Q4_K_M.gguf"},
-		{"Q3_K_M", nil, "out-8l-Q3_K_M.gguf"},
-		{"Q5_K_S", nil, "out-8l-Q5_K_S.gguf"},
-		{"Q2_K", nil, "out-8l-Q2_K.gguf"},
-		{"Q4_K_M", mat, "out-8l-imat-Q4_K_M.gguf"},
-		{"Q2_K", mat, "out-8l-imat-Q2_K.gguf"},
-		{"IQ4_XS", mat, "out-8l-imat-IQ4_XS.gguf"},
+		{"Q4_K_M", "", "out-8l-Q4_K_M.gguf"},
+		{"Q3_K_M", "", "out-8l-Q3_K_M.gguf"},
+		{"Q5_K_S", "", "out-8l-Q5_K_S.gguf"},
+		{"Q2_K", "", "out-8l-Q2_K.gguf"},
+		{"Q4_K_M", "imatrix.gguf", "out-8l-imat-Q4_K_M.gguf"},
+		{"Q2_K", "imatrix.gguf", "out-8l-imat-Q2_K.gguf"},
+		{"IQ4_XS", "imatrix.gguf", "out-8l-imat-IQ4_XS.gguf"},
+		{"IQ4_XS", "imatrix.dat", "out-8l-imat-IQ4_XS.gguf"},
 	} {
-		t.Run(c.ref, func(t *testing.T) {
+		t.Run(c.ref+"/"+c.mat, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "x.gguf")
-			quantizeTo(t, c.ft, c.mat, dst)
-			if !compareWithReference(t, dst, testshared.Path(t, vec+c.ref)) {
+			ref := testshared.Path(t, vec+c.ref)
+			q := &ops.Quant{FileType: c.ft}
+			if c.mat != "" {
+				q.Imatrix = imatrixRef(t, c.mat)
+			}
+			quantizeTo(t, q, dst)
+			same := compareWithReference(t, dst, ref, c.mat == "imatrix.dat")
+			if c.mat != "imatrix.dat" && !same {
 				t.Errorf("%s: not identical to llama-quantize's file", c.ref)
 			}
 		})
-	}
-}
-
-// TestLegacyImatrixSameTensors: the .dat matrix gives the same tensors as the GGUF one
-// (llama-quantize found the same); only quantize.imatrix.file differs.
-func TestLegacyImatrixSameTensors(t *testing.T) {
-	dat, err := imatrix.Open(testshared.Path(t, vec+"imatrix.dat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dat.File = "imatrix.gguf"
-	dst := filepath.Join(t.TempDir(), "x.gguf")
-	quantizeTo(t, "IQ4_XS", dat, dst)
-	if !compareWithReference(t, dst, testshared.Path(t, vec+"out-8l-imat-IQ4_XS.gguf")) {
-		t.Error("not identical to llama-quantize's file")
 	}
 }
 
@@ -150,9 +154,9 @@ func TestQ2KSNeedsImatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	f, _ := arch.ParseMixFileType("Q2_K_S")
-	_, err = quantize.Apply(in, quantize.Options{FileType: f})
-	if !errors.Is(err, quantize.ErrNeedsImatrix) {
+	op := &convert.Options{Types: ops.Types{Quant: &ops.Quant{FileType: "Q2_K_S"}}}
+	_, err = ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF, nil)
+	if !errors.Is(err, ops.ErrNeedsImatrix) {
 		t.Fatalf("Q2_K_S without an importance matrix: %v", err)
 	}
 	for _, s := range []string{"blk.0.attn_k.weight", "q2_K"} {
@@ -168,25 +172,25 @@ func TestOverridesAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	var ov []quantize.Override
+	var ov []ops.KVOverride
 	for _, s := range []string{"general.name=str:pruned", "llama.context_length=int:-512", "weft.x=float:0.5", "weft.b=bool:true"} {
-		o, err := quantize.ParseOverride(s)
+		o, err := ops.ParseKVOverride(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ov = append(ov, o)
 	}
-	for _, bad := range []string{"k=int:x", "k=int:5000000000", "k=str:" + string(make([]byte, 128)), "k=u32:5", "split.count=int:2", "k"} {
-		if _, err := quantize.ParseOverride(bad); err == nil {
+	for _, bad := range []string{"k=int:x", "k=int:5000000000", "k=str:" + strings.Repeat("s", 128), "k=u32:5", "split.count=int:2", "general.alignment=int:64", "k"} {
+		if _, err := ops.ParseKVOverride(bad); err == nil {
 			t.Errorf("%.30q accepted", bad)
 		}
 	}
-	prune, err := quantize.ParsePrune("5,2,2")
+	prune, err := ops.ParsePruneLayers("5,2,2")
 	if err != nil || !reflect.DeepEqual(prune, []int{2, 5}) {
-		t.Fatalf("ParsePrune: %v %v", prune, err)
+		t.Fatalf("ParsePruneLayers: %v %v", prune, err)
 	}
-	f, _ := arch.ParseMixFileType("Q8_0")
-	res, err := quantize.Apply(in, quantize.Options{FileType: f, Overrides: ov, PruneLayers: prune})
+	op := &convert.Options{Types: ops.Types{Quant: &ops.Quant{FileType: "Q8_0", Overrides: ov, PruneLayers: prune}}}
+	res, err := ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,14 +216,23 @@ func TestOverridesAndPrune(t *testing.T) {
 		if idx[nw].DType == weft.F32 && !bytes.Equal(a, b) {
 			t.Errorf("%s does not hold %s", nw, old)
 		}
-		if idx[nw].DType != weft.F32 && len(a) == len(b) {
-			t.Errorf("%s: not quantized", nw)
+		if idx[nw].DType != weft.F32 {
+			c, _ := ops.Cast(src[old], idx[nw].DType)
+			cb, _ := ops.ReadAll(c)
+			if !bytes.Equal(a, cb) {
+				t.Errorf("%s is not %s quantized", nw, old)
+			}
 		}
 	}
 	if n := len(out.Tensors); n != len(in.Tensors)-2*9 {
 		t.Errorf("%d tensors after pruning 2 layers of 9 tensors from %d", n, len(in.Tensors))
 	}
-	if _, _, _, err := quantize.Prune(in, []int{8}); err == nil {
+	op.Quant.PruneLayers = []int{8}
+	if _, err := ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF, nil); err == nil {
 		t.Error("pruning a layer the model does not have accepted")
+	}
+	// Every option is for GGUF outputs.
+	if _, err := ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.Safetensors, nil); err == nil {
+		t.Error("a mixture for a safetensors output accepted")
 	}
 }
