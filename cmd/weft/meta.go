@@ -35,7 +35,8 @@ tensors as they are. Edits apply in the order given. Without edits, lists the me
   --rename OLD=NEW     rename OLD, keeping its value (and its place in a GGUF)
   -o OUT               write the edited checkpoint to OUT: the tensor bytes are copied as
                        they are, through the normal write path (a temporary file renamed
-                       into place when complete; --force, --threads, --split-max-size apply)
+                       into place when complete; --force, --threads, --split-max-size apply);
+                       a split GGUF stays split part for part unless --split-max-size is given
   --in-place           rewrite only IN's header, when the new header takes exactly the old
                        one's room (GGUF: the header padded to the alignment, at most one
                        alignment shorter; safetensors: at most as long, padded with spaces);
@@ -142,6 +143,10 @@ func runMeta(ctx context.Context, e *env, args []string) error {
 	out, err := meta.Apply(in, edits)
 	if err != nil {
 		return err
+	}
+	// A metadata edit keeps the layout: a split GGUF stays split part for part.
+	if in.Format == weft.GGUF && len(in.Files) > 1 && of.splitMaxSize == "" {
+		of.keepSplit = true
 	}
 	if err := of.check(out); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -87,5 +88,27 @@ func TestMetaCommand(t *testing.T) {
 		if code != c.code || !strings.Contains(errs, c.msg) {
 			t.Errorf("%v: exit %d, %q; want %d and %q", c.args[2:], code, errs, c.code, c.msg)
 		}
+	}
+
+	// A split GGUF stays split, part for part, with the key-values in its first part.
+	split := filepath.Join(dir, "s.gguf")
+	if code, _, errs := runCLI(t, "convert", in, "-o", split, "--split-max-size", "300KB", "--quiet"); code != 0 {
+		t.Fatalf("split: %s", errs)
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, "s-*-of-*.gguf"))
+	if len(parts) < 2 {
+		t.Fatalf("%d parts", len(parts))
+	}
+	sort.Strings(parts)
+	if code, _, errs := runCLI(t, "meta", parts[0], "-o", filepath.Join(dir, "e.gguf"), "--set", "general.name=str:split", "--quiet"); code != 0 {
+		t.Fatalf("meta on a split model: %s", errs)
+	}
+	eparts, _ := filepath.Glob(filepath.Join(dir, "e-*-of-*.gguf"))
+	if len(eparts) != len(parts) {
+		t.Fatalf("%d parts written for %d", len(eparts), len(parts))
+	}
+	sort.Strings(eparts)
+	if code, out, _ := runCLI(t, "meta", eparts[0]); code != 0 || !strings.Contains(out, "general.name=str:split") {
+		t.Errorf("edited split: %q", out)
 	}
 }
