@@ -129,6 +129,8 @@ func flagErr(err error) error {
 		return fmt.Errorf("--type-for: %w", err)
 	case errors.Is(err, ops.ErrUnmatchedRule):
 		return fmt.Errorf("--alpha-for: %w", err)
+	case errors.Is(err, ops.ErrNeedsImatrix):
+		return fmt.Errorf("%w (--imatrix FILE)", err)
 	}
 	return err
 }
