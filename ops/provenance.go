@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/weft-ml/weft"
 )
@@ -41,6 +42,10 @@ type InputRecord struct {
 	DataHash string `json:"data_fingerprint,omitempty"`
 	// FileHash is the SHA-256 of a plain file's bytes.
 	FileHash string `json:"file_sha256,omitempty"`
+	// URL and Commit say where a remote input was read: its hf:// name or https:// URL
+	// (never credentials), and the Hub commit its revision resolved to.
+	URL    string `json:"url,omitempty"`
+	Commit string `json:"commit,omitempty"`
 	// Step, when set, says the input is the output of step number *Step (from 0).
 	Step *int `json:"step,omitempty"`
 }
@@ -138,26 +143,58 @@ const fingerprintBytes = 4096
 // 4 KiB of data: cheap (a few reads per tensor), and different for two checkpoints of one
 // layout whose weights differ anywhere near a tensor's ends. It returns "" if a read fails.
 func DataFingerprint(c *weft.Checkpoint) string {
+	// The pieces are read by a few goroutines (remote inputs answer each read after a round
+	// trip), a batch of tensors at a time, and hashed in tensor order.
+	const workers, batch = 16, 256
+	type piece struct {
+		head, tail []byte
+		ok         bool
+	}
 	h := sha256.New()
-	buf := make([]byte, fingerprintBytes)
-	for _, t := range c.Tensors {
-		n, err := t.Size()
-		if err != nil {
-			return ""
+	pieces := make([]piece, batch)
+	for lo := 0; lo < len(c.Tensors); lo += batch {
+		ts := c.Tensors[lo:min(lo+batch, len(c.Tensors))]
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for w := 0; w < min(workers, len(ts)); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					t := ts[i]
+					pieces[i] = piece{}
+					n, err := t.Size()
+					if err != nil {
+						continue
+					}
+					p := piece{head: make([]byte, min(n, fingerprintBytes))}
+					if k, _ := t.Data.ReadAt(p.head, 0); k != len(p.head) {
+						continue
+					}
+					if n > fingerprintBytes {
+						p.tail = make([]byte, min(n-fingerprintBytes, fingerprintBytes))
+						if k, _ := t.Data.ReadAt(p.tail, n-int64(len(p.tail))); k != len(p.tail) {
+							continue
+						}
+					}
+					p.ok = true
+					pieces[i] = p
+				}
+			}()
 		}
-		h.Write([]byte(t.Name))
-		h.Write([]byte{0})
-		head := min(n, fingerprintBytes)
-		if k, _ := t.Data.ReadAt(buf[:head], 0); int64(k) != head {
-			return ""
+		for i := range ts {
+			next <- i
 		}
-		h.Write(buf[:head])
-		if n > fingerprintBytes {
-			tail := min(n-fingerprintBytes, fingerprintBytes)
-			if k, _ := t.Data.ReadAt(buf[:tail], n-tail); int64(k) != tail {
+		close(next)
+		wg.Wait()
+		for i, t := range ts {
+			if !pieces[i].ok {
 				return ""
 			}
-			h.Write(buf[:tail])
+			h.Write([]byte(t.Name))
+			h.Write([]byte{0})
+			h.Write(pieces[i].head)
+			h.Write(pieces[i].tail)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -212,7 +249,7 @@ func Record(out *weft.Checkpoint, op string, params any, in Inputs, seed int64, 
 				continue
 			}
 		}
-		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: DataFingerprint(c)})
+		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: DataFingerprint(c), URL: c.URL, Commit: c.Commit})
 	}
 	for _, f := range in.Files {
 		h, err := FileHash(f)
@@ -272,5 +309,7 @@ func Derive(in *weft.Checkpoint) *weft.Checkpoint {
 	}
 	out.HeaderHash = ""
 	out.Closers = nil
+	// It is not the remote checkpoint it came from (Record names inputs by their own URL).
+	out.URL, out.Commit = "", ""
 	return &out
 }

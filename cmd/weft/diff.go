@@ -30,7 +30,7 @@ Flags:
   --top K       list the K most changed tensors (default 20 in the table, all with --json;
                 0 means all)
   --threads N   tensors compared at once (results do not depend on it)
-
+` + inputUsage + `
 Example:
   weft diff Llama-3.1-8B Llama-3.1-8B-Instruct --top 10
 `,
@@ -43,6 +43,8 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	top := fs.Int("top", 20, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -58,12 +60,12 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	}
 	topSet := false
 	fs.Visit(func(f *flag.Flag) { topSet = topSet || f.Name == "top" })
-	a, err := openInput(pos[0])
+	a, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := openInput(pos[1])
+	b, err := inp.open(pos[1])
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ All-zero rows come first. Lower indicator values look more untrained.
   --top K         show the K most untrained-looking tokens (default 20; 0 for all)
   --json          a JSON object: tensor, indicator, reference, and tokens, each with id,
                   token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators
-
+` + inputUsage + `
 Example:
   weft tokens scan Llama-3.1-8B --top 50
   weft tokens scan model.gguf --json > scan.json
@@ -55,6 +55,8 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	top := fs.Int("top", 20, "")
 	asJSON := fs.Bool("json", false, "")
 	ref := fs.String("reference", "", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -71,7 +73,7 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 			return usagef("--reference: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
