@@ -12,6 +12,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops/meta"
+	"github.com/weft-ml/weft/remote"
 )
 
 func init() {
@@ -45,6 +46,7 @@ tensors as they are. Edits apply in the order given. Without edits, lists the me
                        touched); use -o when that matters
   --dry-run            check and print the edits; write nothing
 
+` + inputUsage + `
 Refused: the split.* keys (weft writes them), general.alignment in place,
 general.quantization_version and general.file_type (they describe the tensors),
 deleting or renaming general.architecture, and a safetensors format entry transformers
@@ -86,6 +88,8 @@ func runMeta(ctx context.Context, e *env, args []string) error {
 		fs.Var(editFlag{k, &raw}, k, "")
 	}
 	inPlace := fs.Bool("in-place", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -93,7 +97,10 @@ func runMeta(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	in, err := openInput(pos[0])
+	if *inPlace && remote.IsRemote(pos[0]) {
+		return usagef("--in-place edits a local file; %s is remote: give -o OUT", pos[0])
+	}
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
