@@ -236,3 +236,40 @@ func TestOverridesAndPrune(t *testing.T) {
 		t.Error("a mixture for a safetensors output accepted")
 	}
 }
+
+// TestTypeRulesBeforeMixture: weft's type rules come before the mixture (the mixture's
+// choices for the other tensors do not change); llama-quantize's --tensor-type rules are
+// within it.
+func TestTypeRulesBeforeMixture(t *testing.T) {
+	in, err := ckpt.Open(testshared.Path(t, vec+"input-8l-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	build := func(types ops.Types) map[string]weft.DType {
+		op := &convert.Options{Types: types}
+		res, err := ops.Build(op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]weft.DType{}
+		for _, x := range res.Out.Tensors {
+			m[x.Name] = x.DType
+		}
+		return m
+	}
+	mix := build(ops.Types{Quant: &ops.Quant{FileType: "Q4_K_M"}})
+	ruled := build(ops.Types{Quant: &ops.Quant{FileType: "Q4_K_M"}, TypeFor: []ops.TypeRule{{Pattern: "blk.*.attn_v.weight", DType: weft.Q8_0}}})
+	for name, dt := range mix {
+		want := dt
+		if strings.HasSuffix(name, "attn_v.weight") {
+			want = weft.Q8_0
+		}
+		if ruled[name] != want {
+			t.Errorf("%s: %v, want %v", name, ruled[name], want)
+		}
+	}
+	if mix["blk.0.attn_v.weight"] != weft.Q6_K || mix["blk.1.attn_v.weight"] != weft.Q4_K {
+		t.Errorf("mixture attn_v: %v %v", mix["blk.0.attn_v.weight"], mix["blk.1.attn_v.weight"])
+	}
+}
