@@ -5,12 +5,16 @@ import (
 	"strings"
 )
 
+// KeyQuantizationVersion is the GGUF key recording the version of ggml's quantized block
+// formats (GGML_QNT_VERSION) a file's tensors are written in.
+const KeyQuantizationVersion = "general.quantization_version"
+
 // GGUFTensorKeys are GGUF key-values that describe the tensors of a file rather than the
 // model, each with what it says: an edit of the key alone would make the file
 // misdescribe its tensors.
 var GGUFTensorKeys = map[string]string{
-	"general.quantization_version": "is the version of the quantized block formats the tensors are written in",
-	"general.file_type":            "says which types the tensors have (llama.cpp's llama_ftype)",
+	KeyQuantizationVersion: "is the version of the quantized block formats the tensors are written in",
+	KeyFileType:            "says which types the tensors have (llama.cpp's llama_ftype)",
 }
 
 // SafetensorsFormatKey is the __metadata__ entry transformers checks before it loads a

@@ -112,8 +112,6 @@ func ModelSizeClass(arch string, nLayer, nHead, nHeadKV int) string {
 const (
 	ggufHeadCountKV = "{arch}.attention.head_count_kv"
 	ggufExpertCount = "{arch}.expert_count"
-	// GGUFArchitecture is the key naming a GGUF model's architecture.
-	GGUFArchitecture = "general.architecture"
 )
 
 // MixParamsFromKV reads the hyperparameters of a GGUF model from its key-values (get
@@ -121,10 +119,10 @@ const (
 // layer's value.
 func MixParamsFromKV(get func(key string) (any, bool)) (MixParams, error) {
 	var p MixParams
-	v, ok := get(GGUFArchitecture)
+	v, ok := get(KeyArchitecture)
 	s, isStr := v.(string)
 	if !ok || !isStr || s == "" {
-		return p, fmt.Errorf("no %s key-value: not a llama.cpp model", GGUFArchitecture)
+		return p, fmt.Errorf("no %s key-value: not a llama.cpp model", KeyArchitecture)
 	}
 	p.Arch = s
 	num := func(tmpl string, required bool) (int, error) {

@@ -179,9 +179,6 @@ func SetKVLast(c *weft.Checkpoint, key string, v any) {
 // general.quantization_version.
 const QuantizationVersion = 2
 
-// KeyQuantizationVersion is the key llama-quantize records it under.
-const KeyQuantizationVersion = "general.quantization_version"
-
 // ErrNeedsImatrix is wrapped by the error for a mixture that chooses, for some tensor, a
 // type llama-quantize writes only with an importance matrix.
 var ErrNeedsImatrix = errors.New("this quantization requires an importance matrix")
@@ -223,7 +220,7 @@ func planPrune(c *weft.Checkpoint, layers []int) (*pruning, error) {
 	if len(prune) == len(ids) {
 		return nil, fmt.Errorf("%s: pruning all %d layers leaves no model", c.Path, len(ids))
 	}
-	a, _ := c.GetKV(arch.GGUFArchitecture)
+	a, _ := c.GetKV(arch.KeyArchitecture)
 	an, _ := a.(string)
 	for _, kv := range c.KV {
 		sub, ok := strings.CutPrefix(kv.Key, an+".")
@@ -500,7 +497,7 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 				out.Tensors[i] = idx[n]
 			}
 		}
-		SetKVLast(out, KeyQuantizationVersion, uint32(QuantizationVersion))
+		SetKVLast(out, arch.KeyQuantizationVersion, uint32(QuantizationVersion))
 		SetKVLast(out, arch.KeyFileType, uint32(ft))
 	}
 	for _, o := range q.Overrides {
@@ -519,7 +516,7 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 		}
 	}
 	if len(q.PruneLayers) > 0 {
-		a, _ := out.GetKV(arch.GGUFArchitecture)
+		a, _ := out.GetKV(arch.KeyArchitecture)
 		s, _ := a.(string)
 		SetKVLast(out, arch.GGUFKey(arch.GGUFBlockCount, s), uint32(pr.blocks))
 	}

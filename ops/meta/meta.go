@@ -116,7 +116,7 @@ func ggufRule(e Edit, key string, inPlace bool) string {
 		return "general.alignment places the tensor data in the file; change it with a rewrite (without --in-place)"
 	case arch.GGUFTensorKeys[key] != "":
 		return key + " " + arch.GGUFTensorKeys[key] + "; weft sets it when it writes tensors (convert --dtype), an edit alone would make the file misdescribe them"
-	case key == arch.GGUFArchitecture && (e.Kind == Delete || e.Kind == Rename && e.Key == key):
+	case key == arch.KeyArchitecture && (e.Kind == Delete || e.Kind == Rename && e.Key == key):
 		return "llama.cpp cannot load a GGUF without general.architecture"
 	}
 	return ""
@@ -188,7 +188,7 @@ func checkGGUFValue(key string, v any) error {
 		if u == 0 || u&(u-1) != 0 || int64(u) > gguf.MaxLayoutAlignment {
 			return fmt.Errorf("%s must be a power of two of at most %d, got %d", key, gguf.MaxLayoutAlignment, u)
 		}
-	case arch.GGUFArchitecture:
+	case arch.KeyArchitecture:
 		if s, ok := v.(string); !ok || s == "" {
 			return fmt.Errorf("%s must be a non-empty str, got %s", key, FormatValue(v))
 		}
