@@ -41,9 +41,9 @@ func indexOf(s []string, v string) int {
 	return -1
 }
 
-// runChild runs a weft command line in a child process and returns its wall time and peak
-// resident set size.
-func runChild(b *testing.B, args ...string) (time.Duration, int64) {
+// runChild runs a weft command line in a child process and returns its wall time, its CPU
+// time (user and system) and its peak resident set size.
+func runChild(b *testing.B, args ...string) (time.Duration, time.Duration, int64) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -54,7 +54,7 @@ func runChild(b *testing.B, args ...string) (time.Duration, int64) {
 	}
 	d := time.Since(t0)
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return d, ru.Maxrss * 1024 // Linux reports KiB
+	return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), ru.Maxrss * 1024 // Linux reports KiB
 }
 
 // plainCopy copies src to dst through a 4 MiB buffer and syncs: the I/O floor.
@@ -158,13 +158,15 @@ func BenchmarkQuantizeMixtures(b *testing.B) {
 		cp := plainCopy(b, model, out)
 		b.ReportMetric(cp.Seconds(), "copy-s")
 		for _, ft := range []string{"Q4_K_M", "IQ4_XS"} {
-			d, rss := runChild(b, "convert", model, "-o", out, "--force", "--quiet", "--threads", "2", "--dtype", ft, "--imatrix", imat)
+			d, cpu, rss := runChild(b, "convert", model, "-o", out, "--force", "--quiet", "--threads", "2", "--dtype", ft, "--imatrix", imat)
 			b.ReportMetric(d.Seconds(), ft+"-s")
+			b.ReportMetric(cpu.Seconds(), ft+"-cpu-s")
 			b.ReportMetric(float64(rss)/(1<<20), ft+"-rss-MiB")
 			b.ReportMetric(d.Seconds()/cp.Seconds(), ft+"-x-copy")
 		}
-		d, rss := runChild(b, "convert", model, "-o", out, "--force", "--quiet", "--threads", "2")
+		d, cpu, rss := runChild(b, "convert", model, "-o", out, "--force", "--quiet", "--threads", "2")
 		b.ReportMetric(d.Seconds(), "rewrite-s")
+		b.ReportMetric(cpu.Seconds(), "rewrite-cpu-s")
 		b.ReportMetric(float64(rss)/(1<<20), "rewrite-rss-MiB")
 	}
 	b.ReportMetric(float64(st.Size())/(1<<30), "input-GiB")

@@ -257,6 +257,33 @@ func TestGGUFInPlace(t *testing.T) {
 		t.Errorf("general.name %v", v)
 	}
 
+	// Rename, delete and set in place, when the header keeps its size: rename general.name
+	// to a key of the same length and back, delete it and set it again.
+	for _, ed := range [][]meta.Edit{
+		{{Kind: meta.Rename, Key: "general.name", To: "general.namX"}},
+		{{Kind: meta.Rename, Key: "general.namX", To: "general.name"}},
+		{{Kind: meta.Delete, Key: "general.name"}, {Kind: meta.Set, Key: "general.name", Value: same}},
+	} {
+		p, err := meta.PlanInPlace(in, ed)
+		if err != nil {
+			t.Fatalf("%v: %v", ed, err)
+		}
+		if err := p.Write(); err != nil {
+			t.Fatal(err)
+		}
+		now := readFile(t, in)
+		if !bytes.Equal(now[h.DataOffset:], orig[h.DataOffset:]) {
+			t.Fatalf("%v changed the tensor data", ed)
+		}
+	}
+	if _, ok := parsedKV(t, in, "general.namX"); ok {
+		t.Error("renamed key still present")
+	}
+	g := ggufHeader(t, in)
+	if v, _ := g.Get("general.name"); v != same || g.KV[len(g.KV)-1].Key != "general.name" {
+		t.Errorf("after delete and set: general.name %v, last key %s", v, g.KV[len(g.KV)-1].Key)
+	}
+
 	// Growing past the padding, or shrinking past one alignment, is refused and leaves
 	// the file as it was.
 	room := h.DataOffset - h.HeaderSize
