@@ -1,6 +1,8 @@
 // Package quant implements GGML's block-quantized types: dequantization bit-exact with ggml's
-// to_float, and quantization byte-identical to ggml's reference quantizers
-// (quantize_row_*_ref, no importance matrix).
+// to_float, and quantization byte-identical to what ggml_quantize_chunk (and so
+// llama-quantize) writes, without importance weights (Quantize: the reference quantizers
+// quantize_row_*_ref, or for IQ4_NL and IQ4_XS the search quantize_row_iq4_nl_impl) and
+// with them (QuantizeWeighted: the quantizers' _impl paths with quant_weights).
 package quant
 
 import (
@@ -62,17 +64,10 @@ func Dequantize(t weft.DType, src []byte, dst []float32) error {
 }
 
 // Quantize encodes src (a whole number of blocks) as type t into dst, which must be exactly
-// len(src)/BlockSize blocks long.
+// len(src)/BlockSize blocks long, as ggml does without importance weights. It is
+// QuantizeWeighted with no weights.
 func Quantize(t weft.DType, src []float32, dst []byte) error {
-	c := codecs[t]
-	if c == nil || c.quant == nil {
-		return fmt.Errorf("quant: quantizing to %v is not supported", t)
-	}
-	if err := checkLen("quantize", t, len(dst), len(src)); err != nil {
-		return err
-	}
-	c.quant(src, dst)
-	return nil
+	return QuantizeWeighted(t, src, dst, nil)
 }
 
 // nearestInt rounds fval to the nearest integer, ties to even, exactly as ggml's

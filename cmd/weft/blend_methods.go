@@ -51,7 +51,8 @@ type mergeFlags struct {
 	normalizeWeights, noBase  *bool
 	eps                       *float64
 	set                       map[string]bool
-	weights                   string // --weights, shared with linear's task arithmetic
+	names                     map[string]bool // the flags addMergeFlags registers
+	weights                   string          // --weights, shared with linear's task arithmetic
 	weightsSet, anyMergeFlags bool
 }
 
@@ -66,20 +67,18 @@ type valueRules struct {
 
 func (r *valueRules) String() string { return fmt.Sprint(r.rules) }
 func (r *valueRules) Set(v string) error {
-	i := strings.LastIndexByte(v, '=')
-	if i <= 0 || i == len(v)-1 {
-		return fmt.Errorf("%q: want PATTERN=VALUE", v)
-	}
-	x, err := blend.ParseReal(v[i+1:])
+	rule, err := blend.ParseValueRule(v)
 	if err != nil {
-		return fmt.Errorf("%q: %v", v, err)
+		return err
 	}
-	r.rules = append(r.rules, blend.ValueRule{Pattern: v[:i], Value: x})
+	r.rules = append(r.rules, rule)
 	return nil
 }
 
 func addMergeFlags(fs *flag.FlagSet) *mergeFlags {
 	m := &mergeFlags{fs: fs, lists: map[string]*string{}, rules: map[string]*valueRules{}, schedules: map[string]*string{}}
+	before := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })
 	for _, p := range mergeParamNames {
 		if p != "weight" {
 			m.lists[p] = fs.String(p, "", "")
@@ -98,20 +97,24 @@ func addMergeFlags(fs *flag.FlagSet) *mergeFlags {
 	m.normalizeWeights = fs.Bool("normalize-weights", true, "")
 	m.eps = fs.Float64("eps", blend.MultiSlerpEps, "")
 	m.noBase = fs.Bool("no-base", false, "")
+	m.names = map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !before[f.Name] {
+			m.names[f.Name] = true
+		}
+	})
 	return m
 }
 
-// afterParse records which flags were given.
+// afterParse records which flags were given. --weights is shared with linear's task
+// arithmetic and is not a merge flag.
 func (m *mergeFlags) afterParse(weights string) {
 	m.set = map[string]bool{}
 	m.fs.Visit(func(f *flag.Flag) { m.set[f.Name] = true })
 	m.weights = weights
 	m.weightsSet = m.set["weights"]
 	for name := range m.set {
-		switch name {
-		case "weights", "o", "output", "force", "threads", "quiet", "dry-run", "max-shard-size", "split-max-size",
-			"alpha", "alpha-for", "alpha-schedule", "method", "missing", "vocab", "dtype", "out-type", "type-for":
-		default:
+		if m.names[name] {
 			m.anyMergeFlags = true
 		}
 	}

@@ -41,12 +41,12 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	ins := openAll(t, base, t1, t2)
-	res, err := blend.Blend(ins[0], ins[1:], blend.Options{Method: blend.TIES, Params: blend.MergeParams{
+	res, err := ops.Run(&blend.Options{Method: blend.TIES, Params: blend.MergeParams{
 		Lambda: blend.Const(0.9),
 		Models: []blend.ModelParams{
 			{Weight: blend.Const(1), Density: &blend.Value{Default: 0.4, For: []blend.ValueRule{{Pattern: "norms", Value: 1}}}},
 			{Weight: blend.Const(-0.5), Density: &blend.Value{Default: 0.6, For: []blend.ValueRule{{Pattern: "norms", Value: 1}}}},
-		}}})
+		}}}, ops.Inputs{Checkpoints: ins}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +66,18 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 			t.Fatalf("%s: the CLI's output differs from the library's", x.Name)
 		}
 	}
-	var p struct {
-		Method string `json:"method"`
+	// The recorded step is the library's, and reads back as the options the CLI built.
+	prov, err := ops.ReadProvenance(got)
+	if err != nil || prov == nil || len(prov.Steps) != 1 {
+		t.Fatalf("provenance %+v: %v", prov, err)
 	}
-	if err := json.Unmarshal([]byte(got.Metadata[ops.KeyParams]), &p); err != nil || p.Method != "ties" {
-		t.Fatalf("provenance %q: %v", got.Metadata[ops.KeyParams], err)
+	want, _ := ops.ReadProvenance(res.Out)
+	if string(prov.Steps[0].Params) != string(want.Steps[0].Params) || prov.Steps[0].Seed != nil {
+		t.Fatalf("recorded %s, the library records %s", prov.Steps[0].Params, want.Steps[0].Params)
+	}
+	var p blend.Options
+	if err := json.Unmarshal(prov.Steps[0].Params, &p); err != nil || p.Method != blend.TIES || len(p.Params.Models) != 2 || p.Params.Lambda.Default != 0.9 {
+		t.Fatalf("provenance %s: %v", prov.Steps[0].Params, err)
 	}
 
 	// dare at 1 and 2 threads: the same bytes.
@@ -82,6 +89,19 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 	}
 	if !bytes.Equal(readFile(t, d1), readFile(t, d2)) {
 		t.Fatal("dare_ties differs between 1 and 2 threads")
+	}
+	if c := openAll(t, d1)[0]; true {
+		prov, err := ops.ReadProvenance(c)
+		if err != nil || prov == nil || prov.Steps[0].Seed == nil || *prov.Steps[0].Seed != 5 {
+			t.Fatalf("dare_ties records seed %+v (%v)", prov, err)
+		}
+	}
+	// weft verify replays the merge methods from the record.
+	if code, stdout, errs := runCLI(t, "verify", d1); code != 0 || !strings.Contains(stdout, "dare_ties") {
+		t.Fatalf("verify dare_ties: exit %d: %s%s", code, stdout, errs)
+	}
+	if code, _, errs := runCLI(t, "verify", out); code != 0 {
+		t.Fatalf("verify ties: exit %d: %s", code, errs)
 	}
 
 	// The plan names the method and its parameters per tensor.
@@ -99,10 +119,19 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 		{"blend", base, t1, "-o", plan, "--method", "ties", "--consensus", "vote"},          // consensus
 		{"blend", base, t1, "-o", plan, "--method", "ties", "--density-for", "mlp"},         // rule
 		{"blend", base, t1, "-o", plan, "--method", "dare"},                                 // method
+		{"blend", base, t1, "-o", plan, "--alpha", "0.5", "--seed", "3"},                    // seed with linear
 	} {
 		if code, _, errs := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2: %s", args[4:], code, errs)
 		}
+	}
+	// A per-tensor rule that matches nothing names its flag.
+	if code, _, errs := runCLI(t, "blend", base, t1, "-o", plan, "--method", "ties", "--density", "0.5", "--density-for", "*nothing*=1"); code != 1 || !strings.Contains(errs, "--density-for") || !strings.Contains(errs, "matches no tensor") {
+		t.Fatalf("unmatched density rule: exit %d: %s", code, errs)
+	}
+	// The flags every command shares are no merge flags.
+	if code, _, errs := runCLI(t, "blend", base, t1, "-o", filepath.Join(dir, "keep"), "--alpha", "0.5", "--allow-loss", "--quiet", "--dtype", "f16"); code != 0 {
+		t.Fatalf("linear with shared flags: exit %d: %s", code, errs)
 	}
 	// A parameter the method does not use is the library's error (exit 1), naming it.
 	if code, _, errs := runCLI(t, "blend", base, t1, "-o", plan, "--method", "ties", "--epsilon", "0.1"); code != 1 || !strings.Contains(errs, "epsilon") {

@@ -50,8 +50,31 @@ func TestLoraCLI(t *testing.T) {
 	if same != 4*7+2 {
 		t.Fatalf("%d matrices equal the tuned model's, want %d", same, 4*7+2)
 	}
-	if op := cs[0].Metadata[ops.KeyOp]; op != "lora-merge" {
-		t.Fatalf("provenance op %q", op)
+	if prov, err := ops.ReadProvenance(cs[0]); err != nil || prov == nil || len(prov.Steps) != 1 || prov.Steps[0].Op != "lora-merge" {
+		t.Fatalf("provenance %+v: %v", prov, err)
+	}
+	// Both outputs verify by replay: the adapter (its SVD recomputed) and the merge.
+	for _, p := range []string{ad, merged} {
+		if code, stdout, errs := runCLI(t, "verify", p); code != 0 || !strings.Contains(stdout, "lora-") {
+			t.Fatalf("verify %s: exit %d: %s%s", p, code, stdout, errs)
+		}
+	}
+	// The adapter's config names the base; its tensors take --dtype.
+	ad16 := filepath.Join(dir, "adapter16")
+	if code, _, errs := runCLI(t, "lora", "extract", base, tuned, "-o", ad16, "--rank", "4", "--dtype", "f16", "--base-name", "org/tiny", "--quiet"); code != 0 {
+		t.Fatalf("extract --dtype f16: exit %d: %s", code, errs)
+	}
+	a16 := openAll(t, ad16)[0]
+	for _, x := range a16.Tensors {
+		if x.DType.String() != "F16" {
+			t.Fatalf("%s is %v, want F16", x.Name, x.DType)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(ad16, "adapter_config.json")); err != nil || !strings.Contains(string(b), `"base_model_name_or_path": "org/tiny"`) {
+		t.Fatalf("adapter_config.json: %s (%v)", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(ad, "adapter_config.json")); err != nil || !strings.Contains(string(b), `"base_model_name_or_path": "base"`) {
+		t.Fatalf("adapter_config.json: %s (%v)", b, err)
 	}
 	if _, err := os.Stat(filepath.Join(merged, "config.json")); err != nil {
 		t.Fatal("the merged model lost the base's config.json")
@@ -113,6 +136,9 @@ func TestLoraCLI(t *testing.T) {
 		{"lora", "merge", base, ad, "-o", merged, "--scale", "x"},                       // scale
 		{"lora", "merge", base, "-o", merged},                                           // no adapter
 		{"lora", "extract", base, tuned, "-o", ad, "--rank", "4", "--oversample", "-1"}, // oversample
+		{"lora", "extract", base, tuned, "-o", ad, "--rank", "4", "--dtype", "q4_k"},    // quantized adapter
+		{"lora", "extract", base, tuned, "-o", ad, "--rank", "4", "--imatrix", "x.dat"}, // llama-quantize option
+		{"lora", "merge", base, ad, "-o", merged, "--dtype", "q9"},                      // no such type
 	} {
 		if code, _, errs := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2: %s", args, code, errs)

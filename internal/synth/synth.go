@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
@@ -17,8 +18,11 @@ import (
 // Spec describes a synthetic model.
 type Spec struct {
 	Layers, Hidden, Intermediate, Vocab, Heads int
-	DType                                      weft.DType
-	Seed                                       uint64
+	// DType is the type of every tensor. A GGUF model keeps its 1-D tensors (norms) in F32,
+	// as llama.cpp does, and may have a quantized DType for its matrices (each row must then
+	// be a whole number of blocks); a safetensors model takes F32, F16 or BF16.
+	DType weft.DType
+	Seed  uint64
 	// Related, when non-zero, makes the weights base(seed=Related) + 0.1*noise(seed=Seed): a
 	// "tuned" model close to its base, as fine-tuning leaves it.
 	Related uint64
@@ -57,6 +61,13 @@ func (s Spec) name(hf string) string {
 // Tiny is the demo's model shape.
 func Tiny(seed uint64) Spec {
 	return Spec{Layers: 4, Hidden: 64, Intermediate: 128, Vocab: 256, Heads: 4, DType: weft.BF16, Seed: seed}
+}
+
+// Micro is the shape of the project's own test data (testdata/): two layers, hidden size
+// 32 and intermediate size 64 (whole blocks of every 32-element GGML type), a 64-word
+// vocabulary; about 25 thousand parameters.
+func Micro(seed uint64) Spec {
+	return Spec{Layers: 2, Hidden: 32, Intermediate: 64, Vocab: 64, Heads: 4, DType: weft.BF16, Seed: seed}
 }
 
 // Sized returns a spec whose weights take about the given number of bytes in dtype dt.
@@ -164,7 +175,7 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			{Key: "llama.attention.head_count_kv", Value: uint32(s.Heads)},
 			{Key: "llama.rope.dimension_count", Value: uint32(s.Hidden / s.Heads)},
 			{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
-			{Key: "general.file_type", Value: uint32(map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType])},
+			{Key: arch.KeyFileType, Value: uint32(fileType(s.DType))},
 			{Key: "tokenizer.ggml.model", Value: "llama"},
 			{Key: "tokenizer.ggml.tokens", Value: toks},
 			{Key: "tokenizer.ggml.scores", Value: scores},
@@ -205,7 +216,12 @@ func (s Spec) sideFiles() []weft.SideFile {
 		"model": map[string]any{"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
 	}
 	tj, _ := json.MarshalIndent(tok, "", "  ")
-	tc, _ := json.MarshalIndent(map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
+	// The special tokens in added_tokens_decoder, as transformers writes the file.
+	decoder := map[string]any{}
+	for id, tok := range []string{"<unk>", "<s>", "</s>"} {
+		decoder[fmt.Sprint(id)] = map[string]any{"content": tok, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
+	}
+	tc, _ := json.MarshalIndent(map[string]any{"added_tokens_decoder": decoder, "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
 	return []weft.SideFile{
 		{Name: "config.json", Data: append(cj, '\n')},
 		{Name: "tokenizer.json", Data: append(tj, '\n')},
@@ -214,7 +230,18 @@ func (s Spec) sideFiles() []weft.SideFile {
 	}
 }
 
-// Write writes the synthetic model to path (a directory for Hugging Face layout).
+// Write writes the synthetic model to path (a directory for Hugging Face layout; a lone
+// file gets no config or tokenizer files).
 func (s Spec) Write(ctx context.Context, path string, force bool) error {
-	return ckpt.Write(ctx, s.Checkpoint(), path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+	c := s.Checkpoint()
+	if kind, err := ckpt.OutputKind(path); err == nil && kind != ckpt.KindHFDir {
+		c.SideFiles = nil
+	}
+	return ckpt.Write(ctx, c, path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+}
+
+// fileType is general.file_type of a synthetic GGUF of type dt.
+func fileType(dt weft.DType) arch.FileType {
+	ft, _ := arch.FileTypeOf(dt)
+	return ft
 }

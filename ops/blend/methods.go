@@ -121,14 +121,48 @@ type ValueRule struct {
 	Value   float64
 }
 
+// String returns the rule as "PATTERN=V".
+func (r ValueRule) String() string { return fmt.Sprintf("%s=%g", r.Pattern, r.Value) }
+
+// MarshalText writes the rule as "PATTERN=V" (V in the shortest form that reads back
+// exactly).
+func (r ValueRule) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText parses "PATTERN=V" (see ParseValueRule).
+func (r *ValueRule) UnmarshalText(b []byte) error {
+	v, err := ParseValueRule(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// ParseValueRule parses "PATTERN=V" (for example "mlp=0.3" or "model.layers.*.self_attn.*=0.5"):
+// the pattern ends at the last '=', V is a finite real.
+func ParseValueRule(s string) (ValueRule, error) {
+	i := strings.LastIndexByte(s, '=')
+	if i <= 0 || i == len(s)-1 {
+		return ValueRule{}, fmt.Errorf("value rule %q: want PATTERN=VALUE", s)
+	}
+	x, err := ParseReal(s[i+1:])
+	if err != nil {
+		return ValueRule{}, fmt.Errorf("value rule %q: %v", s, err)
+	}
+	if _, err := ops.CompilePattern(s[:i]); err != nil {
+		return ValueRule{}, err
+	}
+	return ValueRule{Pattern: s[:i], Value: x}, nil
+}
+
 // Value is a method parameter that may differ between tensors. A tensor's value is that of
 // the first rule whose pattern matches its name, else, for tensors inside the layers when
 // Schedule is set, the schedule interpolated at the tensor's layer (ScheduleAt, as mergekit's
 // gradients), else Default. A rule that applies to no tensor is an error, as for --alpha-for.
 type Value struct {
-	Default  float64
-	For      []ValueRule
-	Schedule []float64
+	Default  float64     `json:"default"`
+	For      []ValueRule `json:"for,omitempty"`
+	Schedule []float64   `json:"schedule,omitempty"`
 }
 
 // Const returns a Value that is v for every tensor.
@@ -491,26 +525,9 @@ func (s *mergeSetup) checkUsed() error {
 	}
 	add(s.lambda)
 	if len(unused) > 0 {
-		return fmt.Errorf("blend: %s applies to no tensor of the base (no match, or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(sortedUnique(unused), ", "), groupList())
+		return fmt.Errorf("blend: %s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(sortedUnique(unused), ", "), ops.ErrUnmatchedRule, ops.GroupNames())
 	}
 	return nil
-}
-
-// record is what provenance records of a merge method: the parameters as given, with the
-// method's defaults filled in.
-func (s *mergeSetup) record() any {
-	type rec struct {
-		MergeParams
-		Normalize       *bool  `json:"normalize,omitempty"`
-		Rescale         *bool  `json:"rescale,omitempty"`
-		ConsensusMethod string `json:"consensus_method,omitempty"`
-	}
-	r := rec{MergeParams: s.p}
-	if s.isGTA {
-		n, rs := s.normalize, s.rescale
-		r.Normalize, r.Rescale, r.ConsensusMethod = &n, &rs, s.consensus
-	}
-	return r
 }
 
 // identity returns the input a tensor's output equals without arithmetic (as Identity

@@ -3,10 +3,12 @@ package blend
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,7 +89,7 @@ func gaussModels(t testing.TB, seed uint64, ntuned int, dt weft.DType) (*weft.Ch
 
 // close reports whether got matches want to float64 rounding (the reference sums in another
 // order).
-func closeTo(got, want float64) bool {
+func mergeClose(got, want float64) bool {
 	if math.IsNaN(want) {
 		return math.IsNaN(got)
 	}
@@ -100,7 +102,7 @@ func checkMerge(t *testing.T, what string, r *Result, want func(i int) []float64
 		got := decodeAll(t, out)
 		w := want(i)
 		for e := range got {
-			if !closeTo(got[e], w[e]) {
+			if !mergeClose(got[e], w[e]) {
 				t.Fatalf("%s: %s element %d: got %v, the float64 reference says %v (step %s)", what, out.Name, e, got[e], w[e], r.Steps[i].Describe())
 			}
 		}
@@ -510,7 +512,7 @@ func TestMergeParamsChecked(t *testing.T) {
 		{TIES, MergeParams{}, Options{Alpha: 0.5}, "for linear and slerp"},
 		{NuSlerp, MergeParams{NoBase: true}, Options{}, "exactly two models"},
 		{TIES, MergeParams{NoBase: true}, Options{}, "needs a base"},
-		{TIES, MergeParams{Lambda: &Value{Default: 1, For: []ValueRule{{"*nothing*", 2}}}}, Options{}, `lambda rule "*nothing*" applies to no tensor`},
+		{TIES, MergeParams{Lambda: &Value{Default: 1, For: []ValueRule{{"*nothing*", 2}}}}, Options{}, `lambda rule "*nothing*" matches no tensor of the base`},
 		{TIES, MergeParams{FilterWise: true}, Options{}, "filter_wise"},
 		{Method("dare"), MergeParams{}, Options{}, "unknown method"},
 	}
@@ -520,6 +522,10 @@ func TestMergeParamsChecked(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("%s %+v: err %v, want %q", c.m, c.p, err, c.want)
 		}
+	}
+	// An unmatched rule of a method's parameter is ErrUnmatchedRule, as for the type rules.
+	if _, err := Blend(base, tuned, Options{Method: TIES, Params: MergeParams{Models: []ModelParams{{}, {Density: &Value{Default: 0.5, For: []ValueRule{{"head", 1}}}}}}}); !errors.Is(err, ops.ErrUnmatchedRule) {
+		t.Fatalf("density rule matching nothing: %v, want ops.ErrUnmatchedRule", err)
 	}
 	// One tuned model is too few for model_stock.
 	if _, err := Blend(base, tuned[:1], Options{Method: ModelStock}); err == nil || !strings.Contains(err.Error(), "at least two") {
@@ -551,9 +557,21 @@ func TestMergePerTensorAndPerLayerParams(t *testing.T) {
 	}
 }
 
+// TestMergeProvenanceRecordsParams: the recorded step holds the method and its parameters
+// (blend's Options as given, which read back equal) and the seed of the random drops.
 func TestMergeProvenanceRecordsParams(t *testing.T) {
 	base, tuned := gaussModels(t, 6, 2, weft.F32)
-	r := mustBlend(t, base, tuned, Options{Method: DARETIES, Params: MergeParams{Seed: 1234, Models: models([]float64{1, 0.5}, []float64{0.3, 0.4})}})
+	o := Options{Method: DARETIES, Params: MergeParams{Seed: 1234, Rescale: boolp(false),
+		Models: []ModelParams{{Weight: Const(1), Density: Const(0.3)}, {Weight: &Value{Default: 0.5, For: []ValueRule{{"norms", 0.25}}, Schedule: []float64{0.5, 1}}, Density: Const(0.4)}}}}
+	r := mustBlend(t, base, tuned, o)
+	prov, err := ops.ReadProvenance(r.Out)
+	if err != nil || prov == nil || len(prov.Steps) != 1 {
+		t.Fatalf("provenance %+v, %v", prov, err)
+	}
+	st := prov.Steps[0]
+	if st.Op != "blend" || st.Seed == nil || *st.Seed != 1234 {
+		t.Fatalf("step %s seed %v", st.Op, st.Seed)
+	}
 	var p struct {
 		Method string `json:"method"`
 		Merge  struct {
@@ -561,22 +579,32 @@ func TestMergeProvenanceRecordsParams(t *testing.T) {
 				Weight  Value `json:"weight"`
 				Density Value `json:"density"`
 			} `json:"models"`
-			Normalize *bool  `json:"normalize"`
-			Rescale   *bool  `json:"rescale"`
-			Consensus string `json:"consensus_method"`
-			Seed      uint64 `json:"seed"`
+			Rescale *bool  `json:"rescale"`
+			Seed    uint64 `json:"seed"`
 		} `json:"merge"`
 	}
-	if err := json.Unmarshal([]byte(r.Out.Metadata[ops.KeyParams]), &p); err != nil {
+	if err := json.Unmarshal(st.Params, &p); err != nil {
 		t.Fatal(err)
 	}
 	m := p.Merge
 	if p.Method != "dare_ties" || len(m.Models) != 2 || m.Models[1].Density.Default != 0.4 || m.Models[1].Weight.Default != 0.5 ||
-		m.Normalize == nil || *m.Normalize || m.Rescale == nil || !*m.Rescale || m.Consensus != "sum" || m.Seed != 1234 {
-		t.Fatalf("provenance %s", r.Out.Metadata[ops.KeyParams])
+		len(m.Models[1].Weight.For) != 1 || m.Models[1].Weight.For[0] != (ValueRule{"norms", 0.25}) || m.Rescale == nil || *m.Rescale || m.Seed != 1234 {
+		t.Fatalf("provenance %s", st.Params)
 	}
-	if r.Out.Metadata[ops.KeySeed] != "1234" {
-		t.Fatalf("seed %q", r.Out.Metadata[ops.KeySeed])
+	if !strings.Contains(string(st.Params), `"for":["norms=0.25"]`) {
+		t.Fatalf("value rules are not recorded as PATTERN=V: %s", st.Params)
+	}
+	var back Options
+	if err := json.Unmarshal(st.Params, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, o) {
+		t.Fatalf("recorded options read back as %+v, want %+v", back, o)
+	}
+	// The methods that draw nothing record no seed.
+	r = mustBlend(t, base, tuned, Options{Method: TIES, Params: MergeParams{Models: models([]float64{1, 1}, []float64{0.5, 0.5})}})
+	if prov, err := ops.ReadProvenance(r.Out); err != nil || prov.Steps[0].Seed != nil {
+		t.Fatalf("ties records seed %v (%v)", prov.Steps[0].Seed, err)
 	}
 }
 
@@ -590,7 +618,7 @@ func TestMergeQuantizedAndRounding(t *testing.T) {
 	tts = append(tts, mkTensor(t, "model.layers.0.mlp.up_proj.weight", weft.BF16, []int64{4, 64}, u))
 	base, tuned := mkCkpt("b", weft.GGUF, bts...), mkCkpt("t", weft.GGUF, tts...)
 	for _, dt := range []weft.DType{weft.BF16, weft.Q8_0} {
-		r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Method: TIES, OutType: dt, Params: MergeParams{Models: models([]float64{1}, []float64{0.4})}})
+		r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Method: TIES, Types: ops.Types{DType: dt}, Params: MergeParams{Models: models([]float64{1}, []float64{0.4})}})
 		want := refGTA(decodeAll(t, bts[0]), [][]float64{decodeAll(t, tts[0])}, refGTAParams{sparse: sparseMagnitude, consensus: "sum", normalize: true,
 			weight: []float64{1}, density: []float64{0.4}, lambda: 1})
 		if !bytes.Equal(readAll(t, r.Out.Tensors[0]), encode(t, dt, want)) {

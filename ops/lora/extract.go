@@ -29,8 +29,10 @@ import (
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
-	"github.com/weft-ml/weft/ops/noise"
 )
+
+// PEFTConfigName is the side file of a PEFT adapter directory that holds its LoraConfig.
+const PEFTConfigName = "adapter_config.json"
 
 // Format is an adapter format.
 type Format string
@@ -55,45 +57,54 @@ const (
 	DefaultDenseElems = 1 << 20
 )
 
-// ExtractOptions control Extract.
+// ExtractOptions are the parameters of the op "lora-extract", which extracts a LoRA adapter
+// of tuned - base (inputs: the base, then the tuned checkpoint). The adapter's format
+// follows the output's: a GGUF output is llama.cpp's adapter (the inputs need llama.cpp
+// tensor names), a safetensors output a PEFT adapter (Hugging Face names; write it to a
+// directory with ckpt.WriteOptions.DirName "adapter_model"). Only headers, and the base's
+// config.json, are read when planning; each module's SVD runs when its tensors are first
+// read, and holds its factors until both are written.
 type ExtractOptions struct {
 	// Rank is the adapter's rank r (at least 1). A matrix whose smaller dimension is below r
 	// gets rank that dimension, its factors padded with zeros to r.
-	Rank int
-	// Format is PEFT or GGUF; it must match the inputs' tensor naming (Hugging Face names
-	// for PEFT, llama.cpp names for GGUF).
-	Format Format
+	Rank int `json:"rank"`
 	// Embeddings and Head add the token embedding and the output head to the adapter.
-	Embeddings, Head bool
-	// DType is the adapter tensors' type: F32 (the default when invalid), F16 or BF16.
-	DType weft.DType
+	Embeddings bool `json:"embeddings,omitempty"`
+	Head       bool `json:"head,omitempty"`
 	// Oversample is the randomized SVD's oversampling (0: DefaultOversample).
-	Oversample int
+	Oversample int `json:"oversample,omitempty"`
 	// PowerIters is the number of power iterations (0: DefaultPowerIters; negative: none).
-	PowerIters int
+	PowerIters int `json:"power_iters,omitempty"`
 	// DenseElems is the largest matrix, in elements, factorised exactly by a dense SVD
 	// (0: DefaultDenseElems; negative: never, always randomized).
-	DenseElems int64
+	DenseElems int64 `json:"dense_elems,omitempty"`
 	// Seed keys the randomized SVD's test matrices.
-	Seed uint64
+	Seed uint64 `json:"seed,omitempty"`
 	// BaseName is written as adapter_config.json's base_model_name_or_path (default: the
 	// base checkpoint's file or directory name).
-	BaseName string
+	BaseName string `json:"base_name,omitempty"`
+	// Types are the adapter tensors' types: F32 by default; F16 or BF16 (through DType or
+	// type rules). Adapters take no quantization mixture.
+	ops.Types
 }
+
+// OpName returns "lora-extract".
+func (o *ExtractOptions) OpName() string { return "lora-extract" }
 
 // Module is one weight of the adapter.
 type Module struct {
 	// Tensor is the base tensor the adapter modifies; Shape its shape.
-	Tensor string
-	Shape  []int64
+	Tensor string  `json:"tensor"`
+	Shape  []int64 `json:"shape"`
 	// Rank is the rank of its factorisation (the adapter's rank, or less for a small
 	// matrix); Exact reports a dense SVD (else randomized).
-	Rank  int
-	Exact bool
+	Rank  int  `json:"rank"`
+	Exact bool `json:"exact"`
 	// Embedding marks a token embedding (its factors are laid out transposed).
-	Embedding bool
+	Embedding bool `json:"embedding,omitempty"`
 	// A and B name the module's two tensors in the adapter.
-	A, B string
+	A string `json:"a"`
+	B string `json:"b"`
 
 	mu   sync.Mutex
 	kept float64
@@ -109,49 +120,67 @@ func (m *Module) Kept() (float64, bool) {
 	return m.kept, m.done
 }
 
-// Extraction is the result of Extract.
+// Extraction is what lora-extract plans (ops.Planned.Report): the adapter's modules, whose
+// kept-energy figures are known once the adapter is written.
 type Extraction struct {
-	// Adapter is the adapter checkpoint, its tensors computed when read; write it with
-	// ckpt.Write (a PEFT adapter to a directory with WriteOptions.DirName
-	// "adapter_model", a GGUF adapter to a .gguf file).
-	Adapter *weft.Checkpoint
+	// Format is the adapter's format (PEFT or GGUF).
+	Format  Format
 	Modules []*Module
 	// Notes says what the adapter leaves out.
 	Notes []string
 }
 
-// params is what the adapter's provenance records.
-type params struct {
-	Rank       int    `json:"rank"`
-	Format     string `json:"format"`
-	DType      string `json:"dtype"`
-	Embeddings bool   `json:"embeddings,omitempty"`
-	Head       bool   `json:"head,omitempty"`
-	Oversample int    `json:"oversample"`
-	PowerIters int    `json:"power_iters"`
-	DenseElems int64  `json:"dense_elems"`
+// Plan plans the adapter of in's second checkpoint (tuned) minus its first (base), in the
+// format of ty's target, asking ty for the type of every adapter tensor.
+func (o *ExtractOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	if len(in.Checkpoints) != 2 || len(in.Files) != 0 {
+		return nil, fmt.Errorf("lora: extract takes a base and a tuned checkpoint, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	}
+	format := PEFT
+	if ty.Target() == weft.GGUF {
+		format = GGUF
+	}
+	out, ex, err := extract(in.Checkpoints[0], in.Checkpoints[1], format, *o, ty)
+	if err != nil {
+		return nil, err
+	}
+	seed := int64(-1)
+	for _, m := range ex.Modules {
+		if !m.Exact {
+			seed = int64(o.Seed) // extract checks it fits
+		}
+	}
+	desc := map[string]string{}
+	for _, m := range ex.Modules {
+		svd := "randomized"
+		if m.Exact {
+			svd = "exact"
+		}
+		desc[m.A] = fmt.Sprintf("A of %s, rank %d, %s SVD", m.Tensor, m.Rank, svd)
+		desc[m.B] = fmt.Sprintf("B of %s, rank %d, %s SVD", m.Tensor, m.Rank, svd)
+	}
+	return &ops.Planned{Out: out, Seed: seed, Notes: ex.Notes, Report: ex,
+		Describe: func(name string) string { return desc[name] }}, nil
 }
 
-// Extract plans the extraction of a LoRA adapter of tuned - base. Only headers are read; each
-// module's SVD runs when its tensors are first read, and holds its factors until both are
-// written.
-func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, error) {
+// extract plans the adapter; see ExtractOptions.
+func extract(base, tuned *weft.Checkpoint, format Format, opts ExtractOptions, ty *ops.Typer) (*weft.Checkpoint, *Extraction, error) {
 	if opts.Rank < 1 {
-		return nil, fmt.Errorf("lora: rank must be at least 1, got %d", opts.Rank)
+		return nil, nil, fmt.Errorf("lora: rank must be at least 1, got %d", opts.Rank)
 	}
-	if opts.DType == weft.Invalid {
-		opts.DType = weft.F32
+	if opts.Quant != nil {
+		return nil, nil, &ops.RequestError{Err: fmt.Errorf("an adapter's tensors are f32, f16 or bf16: it takes no llama-quantize options (mixtures, importance matrices, key-value overrides, pruning)")}
 	}
 	switch opts.DType {
-	case weft.F32, weft.F16, weft.BF16:
+	case weft.Invalid, weft.F32, weft.F16, weft.BF16:
 	default:
-		return nil, fmt.Errorf("lora: adapter type %v: want f32, f16 or bf16", opts.DType)
+		return nil, nil, &ops.RequestError{Err: fmt.Errorf("%v: an adapter's tensors are f32, f16 or bf16", opts.DType)}
 	}
 	if opts.Oversample == 0 {
 		opts.Oversample = DefaultOversample
 	}
 	if opts.Oversample < 0 {
-		return nil, fmt.Errorf("lora: oversampling must not be negative, got %d", opts.Oversample)
+		return nil, nil, fmt.Errorf("lora: oversampling must not be negative, got %d", opts.Oversample)
 	}
 	if opts.PowerIters == 0 {
 		opts.PowerIters = DefaultPowerIters
@@ -167,28 +196,26 @@ func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, er
 	}
 	naming := arch.DetectNaming(names)
 	switch {
-	case opts.Format == PEFT && naming == arch.GGUFN:
-		return nil, fmt.Errorf("lora: %s has llama.cpp (GGUF) tensor names; a PEFT adapter needs Hugging Face names: give Hugging Face checkpoints, or name the output .gguf for a llama.cpp adapter", base.Path)
-	case opts.Format == GGUF && naming != arch.GGUFN:
-		return nil, fmt.Errorf("lora: %s has Hugging Face tensor names; llama.cpp's adapters use its own names (and its q/k row order): give GGUF checkpoints, or write a PEFT directory and convert it with llama.cpp's convert_lora_to_gguf.py", base.Path)
-	case opts.Format != PEFT && opts.Format != GGUF:
-		return nil, fmt.Errorf("lora: unknown adapter format %q", opts.Format)
+	case format == PEFT && naming == arch.GGUFN:
+		return nil, nil, fmt.Errorf("lora: %s has llama.cpp (GGUF) tensor names; a PEFT adapter needs Hugging Face names: give Hugging Face checkpoints, or write a .gguf llama.cpp adapter", base.Path)
+	case format == GGUF && naming != arch.GGUFN:
+		return nil, nil, fmt.Errorf("lora: %s has Hugging Face tensor names; llama.cpp's adapters use its own names (and its q/k row order): give GGUF checkpoints, or write a PEFT directory and convert it with llama.cpp's convert_lora_to_gguf.py", base.Path)
 	}
-	if opts.Format == PEFT {
-		cfg, err := noise.Config(base)
+	if format == PEFT {
+		cfg, err := arch.Config(base)
 		if err != nil {
-			return nil, fmt.Errorf("lora: %s: %w", base.Path, err)
+			return nil, nil, fmt.Errorf("lora: %s: %w", base.Path, err)
 		}
-		if mt, _ := cfg["model_type"].(string); arch.Conv1DModelTypes[mt] {
-			return nil, fmt.Errorf("lora: %s is a %s model, whose linear weights are stored transposed (Conv1D); weft does not extract adapters for them", base.Path, mt)
+		if mt, _ := cfg[arch.ConfigModelType].(string); arch.Conv1DModelTypes[mt] {
+			return nil, nil, fmt.Errorf("lora: %s is a %s model, whose linear weights are stored transposed (Conv1D); weft does not extract adapters for them", base.Path, mt)
 		}
 	}
 
 	if opts.Seed > math.MaxInt64 {
-		return nil, fmt.Errorf("lora: seed %d is larger than %d", opts.Seed, int64(math.MaxInt64))
+		return nil, nil, fmt.Errorf("lora: seed %d is larger than %d", opts.Seed, int64(math.MaxInt64))
 	}
 	tidx := tuned.Index()
-	ex := &Extraction{}
+	ex := &Extraction{Format: format}
 	var tensors []*weft.Tensor
 	var skipped []string
 	targets := map[string]bool{}
@@ -203,69 +230,68 @@ func Extract(base, tuned *weft.Checkpoint, opts ExtractOptions) (*Extraction, er
 		u := tidx[b.Name]
 		switch {
 		case u == nil:
-			return nil, fmt.Errorf("lora: tensor %q is in the base (%s) but not in the tuned model (%s)", b.Name, filepath.Base(base.Path), filepath.Base(tuned.Path))
+			return nil, nil, fmt.Errorf("lora: tensor %q is in the base (%s) but not in the tuned model (%s)", b.Name, filepath.Base(base.Path), filepath.Base(tuned.Path))
 		case len(b.Shape) != 2 || !slices.Equal(b.Shape, u.Shape):
-			return nil, fmt.Errorf("lora: tensor %q: shape %v in the base, %v in the tuned model; an adapter needs two matrices of one shape", b.Name, b.Shape, u.Shape)
+			return nil, nil, fmt.Errorf("lora: tensor %q: shape %v in the base, %v in the tuned model; an adapter needs two matrices of one shape", b.Name, b.Shape, u.Shape)
 		case !codec.CanDecode(b.DType) || !codec.CanDecode(u.DType):
-			return nil, fmt.Errorf("lora: tensor %q: cannot decode %v / %v", b.Name, b.DType, u.DType)
-		case opts.Format == PEFT && !strings.HasSuffix(b.Name, ".weight"):
-			return nil, fmt.Errorf("lora: tensor %q: PEFT names adapters after modules, and this name does not end in .weight", b.Name)
+			return nil, nil, fmt.Errorf("lora: tensor %q: cannot decode %v / %v", b.Name, b.DType, u.DType)
+		case format == PEFT && !strings.HasSuffix(b.Name, ".weight"):
+			return nil, nil, fmt.Errorf("lora: tensor %q: PEFT names adapters after modules, and this name does not end in .weight", b.Name)
 		}
 		m, n := int(b.Shape[0]), int(b.Shape[1])
 		mod := &Module{Tensor: b.Name, Shape: append([]int64(nil), b.Shape...), Rank: min(opts.Rank, m, n),
 			Exact: opts.DenseElems > 0 && int64(m)*int64(n) <= opts.DenseElems, Embedding: role == arch.RoleEmbedding}
 		ex.Modules = append(ex.Modules, mod)
 		st := &moduleState{mod: mod, base: b, tuned: u, opts: opts}
-		a, bb := st.tensors(opts.Format)
+		a, bb, err := st.tensors(format, ty)
+		if err != nil {
+			return nil, nil, err
+		}
 		mod.A, mod.B = a.Name, bb.Name
 		st.total = a.Rows() + bb.Rows()
-		if opts.Format == PEFT {
+		if format == PEFT {
 			module := strings.TrimSuffix(b.Name, ".weight")
 			targets[module[strings.LastIndexByte(module, '.')+1:]] = true
 		}
 		tensors = append(tensors, a, bb)
 	}
 	if len(ex.Modules) == 0 {
-		return nil, fmt.Errorf("lora: no linear weights to adapt in %s", base.Path)
+		return nil, nil, fmt.Errorf("lora: no linear weights to adapt in %s", base.Path)
 	}
 	if len(skipped) > 0 {
 		ex.Notes = append(ex.Notes, fmt.Sprintf("%d tensors are not in the adapter (LoRA adapts matrices; embeddings and head only with their options): %s", len(skipped), listNames(skipped)))
 	}
 
+	// The adapter is a checkpoint of its own: no path, files or header hash (it is not the
+	// base), so that an output named like an input's directory is not mistaken for it.
 	out := &weft.Checkpoint{Tensors: tensors}
-	p := params{Rank: opts.Rank, Format: string(opts.Format), DType: opts.DType.String(), Embeddings: opts.Embeddings, Head: opts.Head,
-		Oversample: opts.Oversample, PowerIters: opts.PowerIters, DenseElems: opts.DenseElems}
-	switch opts.Format {
+	switch format {
 	case PEFT:
 		out.Format = weft.Safetensors
-		out.Metadata = map[string]string{"format": "pt"}
+		out.Metadata = map[string]string{arch.SafetensorsFormatKey: "pt"}
 		name := opts.BaseName
 		if name == "" {
 			name = filepath.Base(filepath.Clean(base.Path))
 		}
 		cfg, err := peftConfig(name, opts.Rank, targets)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out.SideFiles = []weft.SideFile{{Name: "adapter_config.json", Data: cfg}}
+		out.SideFiles = []weft.SideFile{{Name: PEFTConfigName, Data: cfg}}
 	case GGUF:
-		archName, ok := base.GetKV("general.architecture")
-		if s, isStr := archName.(string); !ok || !isStr || s == "" {
-			return nil, fmt.Errorf("lora: %s has no general.architecture; llama.cpp checks an adapter's architecture against the model's", base.Path)
+		archName := arch.GGUFArch(base)
+		if archName == "" {
+			return nil, nil, fmt.Errorf("lora: %s has no %s; llama.cpp checks an adapter's architecture against the model's", base.Path, arch.KeyArchitecture)
 		}
 		out.Format, out.GGUFVersion, out.Alignment = weft.GGUF, 3, 32
 		out.KV = []weft.KV{
-			{Key: "general.architecture", Value: archName},
-			{Key: "general.type", Value: "adapter"},
-			{Key: "adapter.type", Value: "lora"},
-			{Key: "adapter.lora.alpha", Value: float32(opts.Rank)},
+			{Key: arch.KeyArchitecture, Value: archName},
+			{Key: arch.KeyGGUFType, Value: arch.GGUFTypeAdapter},
+			{Key: arch.KeyAdapterType, Value: arch.AdapterTypeLoRA},
+			{Key: arch.KeyAdapterLoRAAlpha, Value: float32(opts.Rank)},
 		}
 	}
-	if err := ops.Record(out, "lora-extract", p, []*weft.Checkpoint{base, tuned}, int64(opts.Seed)); err != nil {
-		return nil, err
-	}
-	ex.Adapter = out
-	return ex, nil
+	return out, ex, nil
 }
 
 // peftConfig returns adapter_config.json: the LoraConfig fields PEFT writes, with
@@ -336,33 +362,44 @@ const (
 	kindGGUFEmbdA                   // U*sqrt(S): llama.cpp's token_embd.lora_a
 )
 
-// tensors returns the module's two adapter tensors.
-func (s *moduleState) tensors(f Format) (*weft.Tensor, *weft.Tensor) {
+// tensors returns the module's two adapter tensors, their types asked of ty (F32 by
+// default; F16 and BF16 allowed).
+func (s *moduleState) tensors(f Format, ty *ops.Typer) (*weft.Tensor, *weft.Tensor, error) {
 	m, n, r := s.base.Shape[0], s.base.Shape[1], int64(s.opts.Rank)
 	name := s.base.Name
-	dt := s.opts.DType
+	var err error
 	mk := func(tn string, shape []int64, kind tensorKind, rowsFromU bool) *weft.Tensor {
-		info := weft.TensorInfo{Name: tn, DType: dt, Shape: shape}
+		info := weft.TensorInfo{Name: tn, DType: weft.F32, Shape: shape}
+		dt, terr := ty.Of(info)
+		switch {
+		case terr != nil:
+			err = fmt.Errorf("lora: %w", terr)
+		case dt != weft.F32 && dt != weft.F16 && dt != weft.BF16:
+			err = fmt.Errorf("lora: adapter tensor %q: type %v: want f32, f16 or bf16", tn, dt)
+		}
+		info.DType = dt
 		return ops.Computed(info, func(r0, r1 int64, dst []byte) error { return s.fill(kind, rowsFromU, info, r0, r1, dst) })
 	}
 	emb := s.mod.Embedding
+	var a, b *weft.Tensor
 	switch {
 	case f == PEFT && !emb:
 		mod := "base_model.model." + strings.TrimSuffix(name, ".weight")
-		return mk(mod+".lora_A.weight", []int64{r, n}, kindA, false), mk(mod+".lora_B.weight", []int64{m, r}, kindB, true)
+		a, b = mk(mod+".lora_A.weight", []int64{r, n}, kindA, false), mk(mod+".lora_B.weight", []int64{m, r}, kindB, true)
 	case f == PEFT && emb:
 		// PEFT's Embedding: delta = (B*A)^T with A r-by-vocab, B dim-by-r.
 		mod := "base_model.model." + strings.TrimSuffix(name, ".weight")
-		return mk(mod+".lora_embedding_A", []int64{r, m}, kindA, true), mk(mod+".lora_embedding_B", []int64{n, r}, kindB, false)
+		a, b = mk(mod+".lora_embedding_A", []int64{r, m}, kindA, true), mk(mod+".lora_embedding_B", []int64{n, r}, kindB, false)
 	case f == GGUF && emb:
 		// llama.cpp's token_embd: lora_a is vocab-by-r (rows gathered per token), lora_b is
 		// n_embd-by-r; delta[v] = sum_k a[v][k]*b[:, k] (llama-adapter.cpp's shape check and
 		// llm_build_inp_embd; convert_lora_to_gguf.py transposes lora_a for it).
-		return mk(name+".lora_a", []int64{m, r}, kindGGUFEmbdA, true), mk(name+".lora_b", []int64{n, r}, kindB, false)
+		a, b = mk(name+".lora_a", []int64{m, r}, kindGGUFEmbdA, true), mk(name+".lora_b", []int64{n, r}, kindB, false)
 	default:
 		// llama.cpp: lora_a ne = [n_in, r] (row-major r-by-n_in), lora_b ne = [r, n_out].
-		return mk(name+".lora_a", []int64{r, n}, kindA, false), mk(name+".lora_b", []int64{m, r}, kindB, true)
+		a, b = mk(name+".lora_a", []int64{r, n}, kindA, false), mk(name+".lora_b", []int64{m, r}, kindB, true)
 	}
+	return a, b, err
 }
 
 // get returns the module's factorisation, computing it if needed; the caller holds s.mu.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -69,21 +70,39 @@ func raw(t testing.TB, x *weft.Tensor) []byte {
 	return b
 }
 
-// extract runs Extract and writes the adapter to path (a directory for PEFT, a .gguf file).
-func extract(t testing.TB, base, tuned *weft.Checkpoint, opts ExtractOptions, path string, threads int) *Extraction {
+// formatOf is the output format a path names: GGUF for .gguf, safetensors otherwise.
+func formatOf(path string) weft.Format {
+	if strings.HasSuffix(path, ".gguf") {
+		return weft.GGUF
+	}
+	return weft.Safetensors
+}
+
+// extractTo runs lora-extract through its entry point (ops.Run) and writes the adapter to
+// path (a directory for PEFT, a .gguf file).
+func extractTo(t testing.TB, base, tuned *weft.Checkpoint, opts ExtractOptions, path string, threads int) *Extraction {
 	t.Helper()
-	ex, err := Extract(base, tuned, opts)
+	res, err := ops.Run(&opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}, formatOf(path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	wo := ckpt.WriteOptions{Threads: threads, Inputs: []*weft.Checkpoint{base, tuned}}
-	if opts.Format == PEFT {
+	if formatOf(path) != weft.GGUF {
 		wo.DirName = "adapter_model"
 	}
-	if err := ckpt.Write(context.Background(), ex.Adapter, path, wo); err != nil {
+	if err := ckpt.Write(context.Background(), res.Out, path, wo); err != nil {
 		t.Fatal(err)
 	}
-	return ex
+	return res.Report.(*Extraction)
+}
+
+// runMerge runs lora-merge through ops.Run on base and an opened adapter.
+func runMerge(base *weft.Checkpoint, ad *Adapter, opts MergeOptions) (*weft.Checkpoint, []MergeStep, error) {
+	res, err := ops.Run(&opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, ad.Checkpoint}}, base.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.Out, res.Report.(*Merged).Steps, nil
 }
 
 // mergeWith applies the adapter at path to base and returns the merged checkpoint.
@@ -94,7 +113,7 @@ func mergeWith(t testing.TB, base *weft.Checkpoint, path string, scale float64) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ad.Close() })
-	out, steps, err := Merge(base, ad, MergeOptions{Scale: scale})
+	out, steps, err := runMerge(base, ad, MergeOptions{Scale: scale})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +329,7 @@ func TestExtractFullRankMergesBackHF(t *testing.T) {
 	tuned := open(t, writeSynth(t, dir, "tuned", ts))
 	for _, dense := range []int64{0, -1} { // exact SVD, and randomized at full rank
 		ad := filepath.Join(dir, "adapter"+map[int64]string{0: "-dense", -1: "-rand"}[dense])
-		ex := extract(t, base, tuned, ExtractOptions{Rank: 128, Format: PEFT, Embeddings: true, Head: true, DenseElems: dense}, ad, 2)
+		ex := extractTo(t, base, tuned, ExtractOptions{Rank: 128, Embeddings: true, Head: true, DenseElems: dense}, ad, 2)
 		for _, m := range ex.Modules {
 			k, ok := m.Kept()
 			if !ok || math.Abs(k-1) > 1e-9 || m.Rank != 64 || m.Exact != (dense == 0) {
@@ -327,7 +346,7 @@ func TestExtractFullRankSharedFixtures(t *testing.T) {
 	tuned := open(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
 	dir := t.TempDir()
 	ad := filepath.Join(dir, "adapter")
-	extract(t, base, tuned, ExtractOptions{Rank: 64, Format: PEFT, Embeddings: true, Head: true}, ad, 2)
+	extractTo(t, base, tuned, ExtractOptions{Rank: 64, Embeddings: true, Head: true}, ad, 2)
 	merged, steps := mergeWith(t, base, ad, 1)
 	checkMergedEqualsTuned(t, "HF fixtures", merged, base, tuned, steps)
 
@@ -336,7 +355,7 @@ func TestExtractFullRankSharedFixtures(t *testing.T) {
 	gb := open(t, testshared.Path(t, "fixtures/gguf/tiny-llama-base-f32.gguf"))
 	gt := open(t, testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-f32.gguf"))
 	gad := filepath.Join(dir, "adapter.gguf")
-	extract(t, gb, gt, ExtractOptions{Rank: 256, Format: GGUF}, gad, 2)
+	extractTo(t, gb, gt, ExtractOptions{Rank: 256}, gad, 2)
 	gm, gsteps := mergeWith(t, gb, gad, 1)
 	ti := gt.Index()
 	for i, x := range gm.Tensors {
@@ -366,7 +385,7 @@ func TestLowRankKeptEnergyMatchesGonum(t *testing.T) {
 	bi, ti := base.Index(), tuned.Index()
 	for _, dense := range []int64{0, -1} {
 		ad := filepath.Join(dir, map[int64]string{0: "dense", -1: "rand"}[dense])
-		ex := extract(t, base, tuned, ExtractOptions{Rank: 4, Format: PEFT, Head: true, DenseElems: dense, PowerIters: 4}, ad, 2)
+		ex := extractTo(t, base, tuned, ExtractOptions{Rank: 4, Head: true, DenseElems: dense, PowerIters: 4}, ad, 2)
 		if len(ex.Modules) != 4*7+1 {
 			t.Fatalf("%d modules", len(ex.Modules))
 		}
@@ -396,7 +415,7 @@ func TestExtractThreadsDoNotChangeBytes(t *testing.T) {
 	var first []byte
 	for _, th := range []int{1, 4} {
 		ad := filepath.Join(dir, "a"+string(rune('0'+th)))
-		extract(t, base, tuned, ExtractOptions{Rank: 8, Format: PEFT, DenseElems: -1, Seed: 3}, ad, th)
+		extractTo(t, base, tuned, ExtractOptions{Rank: 8, DenseElems: -1, Seed: 3}, ad, th)
 		b, err := os.ReadFile(filepath.Join(ad, "adapter_model.safetensors"))
 		if err != nil {
 			t.Fatal(err)
@@ -417,7 +436,7 @@ func TestPEFTAdapterLayout(t *testing.T) {
 	ts.Related = 1
 	tuned := open(t, writeSynth(t, dir, "tuned", ts))
 	ad := filepath.Join(dir, "adapter")
-	extract(t, base, tuned, ExtractOptions{Rank: 8, Format: PEFT, Embeddings: true, BaseName: "org/tiny"}, ad, 2)
+	extractTo(t, base, tuned, ExtractOptions{Rank: 8, Embeddings: true, BaseName: "org/tiny"}, ad, 2)
 	ents, _ := os.ReadDir(ad)
 	var names []string
 	for _, e := range ents {
@@ -451,7 +470,11 @@ func TestPEFTAdapterLayout(t *testing.T) {
 			t.Fatalf("%s: %+v, want F32 %v", name, x, shape)
 		}
 	}
-	if len(c.Tensors) != 2*(4*7+1) || c.Metadata["format"] != "pt" || c.Metadata[ops.KeyOp] != "lora-extract" {
+	prov, err := ops.ReadProvenance(c)
+	if err != nil || prov == nil || len(prov.Steps) != 1 {
+		t.Fatalf("provenance %+v: %v", prov, err)
+	}
+	if len(c.Tensors) != 2*(4*7+1) || c.Metadata["format"] != "pt" || prov.Steps[0].Op != "lora-extract" || prov.Steps[0].Seed != nil {
 		t.Fatalf("%d tensors, metadata %v", len(c.Tensors), c.Metadata)
 	}
 }
@@ -481,7 +504,7 @@ func TestGGUFAdapterFollowsLlamaCpp(t *testing.T) {
 	tuned := open(t, writeSynth(t, dir, "tuned", ts))
 	ad := filepath.Join(dir, "adapter.gguf")
 	const rank = 128
-	extract(t, base, tuned, ExtractOptions{Rank: rank, Format: GGUF, Embeddings: true, Head: true}, ad, 2)
+	extractTo(t, base, tuned, ExtractOptions{Rank: rank, Embeddings: true, Head: true}, ad, 2)
 
 	// weft reads it back.
 	a := open(t, ad)
@@ -546,7 +569,7 @@ func TestMergeIntoQuantizedBase(t *testing.T) {
 	ft := open(t, testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-f32.gguf"))
 	dir := t.TempDir()
 	ad := filepath.Join(dir, "a.gguf")
-	extract(t, fb, ft, ExtractOptions{Rank: 8, Format: GGUF, DType: weft.F16, DenseElems: -1}, ad, 2)
+	extractTo(t, fb, ft, ExtractOptions{Rank: 8, Types: ops.Types{DType: weft.F16}, DenseElems: -1}, ad, 2)
 	a := open(t, ad)
 	for _, q := range []string{"q8_0", "q4_k"} {
 		qb := open(t, testshared.Path(t, "fixtures/gguf/tiny-llama-base-"+q+".gguf"))
@@ -665,17 +688,21 @@ func TestLoRAErrors(t *testing.T) {
 	gs.GGUF = true
 	gbase := open(t, writeSynth(t, dir, "gbase", gs))
 	cases := []struct {
-		b, u *weft.Checkpoint
-		o    ExtractOptions
-		want string
+		b, u   *weft.Checkpoint
+		target weft.Format
+		o      ExtractOptions
+		want   string
 	}{
-		{base, base, ExtractOptions{Rank: 0, Format: PEFT}, "rank must be at least 1"},
-		{gbase, gbase, ExtractOptions{Rank: 4, Format: PEFT}, "PEFT adapter needs Hugging Face names"},
-		{base, base, ExtractOptions{Rank: 4, Format: GGUF}, "convert_lora_to_gguf.py"},
-		{base, base, ExtractOptions{Rank: 4, Format: PEFT, DType: weft.Q8_0}, "want f32, f16 or bf16"},
+		{base, base, weft.Safetensors, ExtractOptions{Rank: 0}, "rank must be at least 1"},
+		{gbase, gbase, weft.Safetensors, ExtractOptions{Rank: 4}, "PEFT adapter needs Hugging Face names"},
+		{base, base, weft.GGUF, ExtractOptions{Rank: 4}, "convert_lora_to_gguf.py"},
+		{gbase, gbase, weft.GGUF, ExtractOptions{Rank: 4, Types: ops.Types{DType: weft.Q8_0}}, "adapter's tensors are f32, f16 or bf16"},
+		{gbase, gbase, weft.GGUF, ExtractOptions{Rank: 4, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "*.lora_a", DType: weft.Q8_0}}}}, "want f32, f16 or bf16"},
+		{gbase, gbase, weft.GGUF, ExtractOptions{Rank: 4, Types: ops.Types{Quant: &ops.Quant{FileType: "Q4_K_M"}}}, "no llama-quantize options"},
+		{base, base, weft.Safetensors, ExtractOptions{Rank: 4, Types: ops.Types{DType: weft.Q8_0}}, "safetensors has no"},
 	}
 	for _, c := range cases {
-		if _, err := Extract(c.b, c.u, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := ops.Run(&c.o, ops.Inputs{Checkpoints: []*weft.Checkpoint{c.b, c.u}}, c.target); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("%+v: err %v, want %q", c.o, err, c.want)
 		}
 	}
@@ -684,7 +711,7 @@ func TestLoRAErrors(t *testing.T) {
 	ts.Related = 1
 	tuned := open(t, writeSynth(t, dir, "tuned", ts))
 	ad := filepath.Join(dir, "ad")
-	extract(t, base, tuned, ExtractOptions{Rank: 2, Format: PEFT}, ad, 1)
+	extractTo(t, base, tuned, ExtractOptions{Rank: 2}, ad, 1)
 	big := synth.Tiny(1)
 	big.Hidden = 32
 	other := open(t, writeSynth(t, dir, "other", big))
@@ -693,23 +720,129 @@ func TestLoRAErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, _, err := Merge(other, a, MergeOptions{Scale: 1}); err == nil || !strings.Contains(err.Error(), "model.layers.0.") || !strings.Contains(err.Error(), "another model") {
+	if _, _, err := runMerge(other, a, MergeOptions{Scale: 1}); err == nil || !strings.Contains(err.Error(), "model.layers.0.") || !strings.Contains(err.Error(), "another model") {
 		t.Fatalf("merge into another shape: %v", err)
 	}
 	// A PEFT adapter cannot be merged into a GGUF checkpoint.
-	if _, _, err := Merge(gbase, a, MergeOptions{Scale: 1}); err == nil || !strings.Contains(err.Error(), "different tensor naming") {
+	if _, _, err := runMerge(gbase, a, MergeOptions{Scale: 1}); err == nil || !strings.Contains(err.Error(), "different tensor naming") {
 		t.Fatalf("PEFT into GGUF: %v", err)
 	}
-	// DoRA and fan_in_fan_out are refused; a model is not an adapter.
-	for _, bad := range []string{`"use_dora": true`, `"fan_in_fan_out": true`, `"peft_type": "IA3"`} {
-		d := filepath.Join(dir, "bad"+bad[2:6])
-		os.MkdirAll(d, 0o755)
-		os.WriteFile(filepath.Join(d, "adapter_config.json"), []byte(`{"r": 2, "lora_alpha": 2, `+bad+`}`), 0o644)
-		if _, err := OpenAdapter(d); err == nil {
-			t.Fatalf("%s accepted", bad)
+	// A model is no adapter, as a merge input either.
+	if _, err := ops.Run(&MergeOptions{Scale: 1}, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}, weft.Safetensors); err == nil || !strings.Contains(err.Error(), "no adapter_config.json") {
+		t.Fatalf("a model as the adapter: %v", err)
+	}
+	// DoRA, fan_in_fan_out and other PEFT types are refused, each naming what it is: a copy
+	// of the valid adapter with one field of its config changed.
+	cfg, err := os.ReadFile(filepath.Join(ad, PEFTConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights, err := os.ReadFile(filepath.Join(ad, "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, bad := range []struct{ from, to, want string }{
+		{`"use_dora": false`, `"use_dora": true`, "DoRA"},
+		{`"fan_in_fan_out": false`, `"fan_in_fan_out": true`, "fan_in_fan_out"},
+		{`"peft_type": "LORA"`, `"peft_type": "IA3"`, `peft_type "IA3"`},
+		{`"r": 2`, `"r": 2.5`, "r must be a positive integer"},
+		{`"lora_alpha": 2`, `"lora_alpha": "two"`, "lora_alpha"},
+	} {
+		if !bytes.Contains(cfg, []byte(bad.from)) {
+			t.Fatalf("adapter_config.json has no %s: %s", bad.from, cfg)
 		}
+		d := filepath.Join(dir, fmt.Sprintf("bad%d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, PEFTConfigName), bytes.Replace(cfg, []byte(bad.from), []byte(bad.to), 1), 0o644)
+		os.WriteFile(filepath.Join(d, "adapter_model.safetensors"), weights, 0o644)
+		if _, err := OpenAdapter(d); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Fatalf("%s: err %v, want %q", bad.to, err, bad.want)
+		}
+	}
+	// The unchanged copy opens (so each refusal above is the changed field's).
+	good := filepath.Join(dir, "good")
+	os.MkdirAll(good, 0o755)
+	os.WriteFile(filepath.Join(good, PEFTConfigName), cfg, 0o644)
+	os.WriteFile(filepath.Join(good, "adapter_model.safetensors"), weights, 0o644)
+	if g, err := OpenAdapter(good); err != nil {
+		t.Fatalf("copy of a valid adapter: %v", err)
+	} else {
+		g.Close()
 	}
 	if _, err := OpenAdapter(filepath.Join(dir, "gbase.gguf")); err == nil || !strings.Contains(err.Error(), "not \"adapter\"") {
 		t.Fatalf("a model opened as an adapter: %v", err)
+	}
+}
+
+// TestMergeTypedByResolver merges with an output type (F16 from BF16 weights): each adapted
+// weight is the float64 W + s*B*A rounded once to F16, each other float tensor the base's
+// values cast to F16; the step records the op, its scale and both inputs.
+func TestMergeTypedByResolver(t *testing.T) {
+	dir := t.TempDir()
+	base := open(t, writeSynth(t, dir, "base", synth.Tiny(1)))
+	ts := synth.Tiny(2)
+	ts.Related = 1
+	tuned := open(t, writeSynth(t, dir, "tuned", ts))
+	adPath := filepath.Join(dir, "adapter")
+	extractTo(t, base, tuned, ExtractOptions{Rank: 3}, adPath, 2)
+	ad, err := OpenAdapter(adPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.Close()
+	const scale = 0.6
+	res, err := ops.Run(&MergeOptions{Scale: scale, Types: ops.Types{DType: weft.F16}}, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, ad.Checkpoint}}, weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := res.Report.(*Merged).Steps
+	ai := ad.Checkpoint.Index()
+	adapted := 0
+	for i, x := range res.Out.Tensors {
+		w := base.Tensors[i]
+		if x.Name != w.Name || x.DType != weft.F16 {
+			t.Fatalf("%s is %v, want %s in F16", x.Name, x.DType, w.Name)
+		}
+		want := decode(t, w)
+		if steps[i].Action == "lora" {
+			adapted++
+			mod := "base_model.model." + strings.TrimSuffix(x.Name, ".weight")
+			av, bv := decode(t, ai[mod+".lora_A.weight"]), decode(t, ai[mod+".lora_B.weight"])
+			m, n, r := int(w.Shape[0]), int(w.Shape[1]), 3
+			for a := 0; a < m; a++ {
+				for b := 0; b < n; b++ {
+					var d float64
+					for k := 0; k < r; k++ {
+						d += float64(bv[a*r+k] * av[k*n+b])
+					}
+					want[a*n+b] += float64(scale * d)
+				}
+			}
+			if res.DescribeTensor(x.Name) != "lora rank 3 scale 0.6, BF16 -> F16" {
+				t.Fatalf("%s: described as %q", x.Name, res.DescribeTensor(x.Name))
+			}
+		}
+		wb := make([]byte, x.MustSize())
+		if err := codec.EncodeF64(weft.F16, want, wb); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw(t, x), wb) {
+			t.Fatalf("%s (%s): not the float64 result rounded once to F16", x.Name, steps[i].Action)
+		}
+	}
+	if adapted != 4*7 {
+		t.Fatalf("%d weights adapted, want %d", adapted, 4*7)
+	}
+	prov, err := ops.ReadProvenance(res.Out)
+	if err != nil || prov == nil || len(prov.Steps) != 1 {
+		t.Fatalf("provenance %+v: %v", prov, err)
+	}
+	st := prov.Steps[0]
+	var back MergeOptions
+	if err := json.Unmarshal(st.Params, &back); err != nil || st.Op != "lora-merge" || back.Scale != scale || back.DType != weft.F16 ||
+		len(st.Inputs) != 2 || st.Inputs[1].Path != "adapter" || st.Inputs[1].HeaderHash != ad.Checkpoint.HeaderHash {
+		t.Fatalf("step %s %s %+v (%v)", st.Op, st.Params, st.Inputs, err)
 	}
 }

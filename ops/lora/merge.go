@@ -12,9 +12,11 @@ import (
 	"sync"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/sidefile"
 )
 
 // layout says how a module's factors make the weight's delta.
@@ -43,7 +45,8 @@ type AdapterModule struct {
 	layout layout
 }
 
-// Adapter is an opened LoRA adapter: a PEFT directory or a llama.cpp GGUF adapter.
+// Adapter is a LoRA adapter read from a checkpoint: a PEFT adapter (adapter_model.safetensors
+// or .bin with adapter_config.json beside it) or a llama.cpp GGUF adapter.
 type Adapter struct {
 	Path   string
 	Format Format
@@ -56,16 +59,12 @@ type Adapter struct {
 	Modules []AdapterModule
 	// Notes says what the adapter holds that merging ignores.
 	Notes []string
-	// Checkpoint holds the adapter's tensors (for provenance and to keep outputs from
-	// overwriting it); Close closes it.
+	// Checkpoint holds the adapter's tensors and, for PEFT, its adapter_config.json.
 	Checkpoint *weft.Checkpoint
 }
 
 // Close closes the adapter's files.
 func (a *Adapter) Close() error { return a.Checkpoint.Close() }
-
-// maxAdapterConfig bounds adapter_config.json.
-const maxAdapterConfig = 16 << 20
 
 // peftConfigFile is what Merge reads of adapter_config.json.
 type peftConfigFile struct {
@@ -79,25 +78,38 @@ type peftConfigFile struct {
 	AlphaPattern map[string]float64 `json:"alpha_pattern"`
 }
 
-// OpenAdapter opens a LoRA adapter: a PEFT directory (adapter_config.json with
-// adapter_model.safetensors or adapter_model.bin) or a GGUF adapter file.
+// OpenAdapter opens a LoRA adapter: a PEFT directory (adapter_config.json beside
+// adapter_model.safetensors or adapter_model.bin) or a GGUF adapter file, and reads it
+// (see AdapterOf). A directory with adapter_model.safetensors opens as ckpt.Open opens any
+// Hugging Face directory (so that verify finds it again by its name); one with only
+// adapter_model.bin opens that file, with the directory's side files.
 func OpenAdapter(path string) (*Adapter, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	if st.IsDir() {
-		return openPEFT(path)
-	}
-	c, err := ckpt.Open(path)
-	if err != nil {
+	var c *weft.Checkpoint
+	bin := filepath.Join(path, "adapter_model.bin")
+	if _, berr := os.Stat(filepath.Join(path, "adapter_model.safetensors")); st.IsDir() && berr != nil {
+		if _, err := os.Stat(filepath.Join(path, PEFTConfigName)); err != nil {
+			return nil, fmt.Errorf("lora: %s: no %s (a PEFT adapter directory holds it beside adapter_model.safetensors)", path, PEFTConfigName)
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("lora: %s: no adapter_model.safetensors or adapter_model.bin", path)
+		}
+		if c, err = ckpt.Open(bin); err != nil {
+			return nil, err
+		}
+		side, err := weft.ListSideFiles(path)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.SideFiles = side
+	} else if c, err = ckpt.Open(path); err != nil {
 		return nil, err
 	}
-	if c.Format != weft.GGUF {
-		c.Close()
-		return nil, fmt.Errorf("lora: %s is a %s file; an adapter is a PEFT directory (adapter_config.json beside adapter_model.safetensors) or a GGUF adapter", path, c.Format)
-	}
-	a, err := ggufAdapter(path, c)
+	a, err := AdapterOf(c)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -105,19 +117,25 @@ func OpenAdapter(path string) (*Adapter, error) {
 	return a, nil
 }
 
-func openPEFT(dir string) (*Adapter, error) {
-	cfgPath := filepath.Join(dir, "adapter_config.json")
-	st, err := os.Stat(cfgPath)
-	if err != nil {
-		return nil, fmt.Errorf("lora: %s: no adapter_config.json (a PEFT adapter directory holds it beside adapter_model.safetensors)", dir)
+// AdapterOf reads the LoRA adapter an opened checkpoint holds: a GGUF adapter (general.type
+// "adapter", adapter.type "lora"), or PEFT factors with adapter_config.json among the
+// checkpoint's side files. The adapter keeps c as its Checkpoint.
+func AdapterOf(c *weft.Checkpoint) (*Adapter, error) {
+	if c.Format == weft.GGUF {
+		return ggufAdapter(c.Path, c)
 	}
-	if st.Size() > maxAdapterConfig {
-		return nil, fmt.Errorf("lora: %s: %d bytes, more than the %d an adapter config may have", cfgPath, st.Size(), maxAdapterConfig)
+	return peftAdapter(c)
+}
+
+func peftAdapter(c *weft.Checkpoint) (*Adapter, error) {
+	raw, ok, err := sidefile.Of(c, PEFTConfigName)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("lora: %w", err)
+	case !ok:
+		return nil, fmt.Errorf("lora: %s: no %s: not a PEFT adapter (a PEFT adapter directory holds it beside adapter_model.safetensors)", c.Path, PEFTConfigName)
 	}
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return nil, err
-	}
+	cfgPath := filepath.Join(c.Path, PEFTConfigName)
 	var cfg peftConfigFile
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("lora: %s: %w", cfgPath, err)
@@ -134,24 +152,9 @@ func openPEFT(dir string) (*Adapter, error) {
 	case cfg.FanInFanOut:
 		return nil, fmt.Errorf("lora: %s: fan_in_fan_out adapters (GPT-2 Conv1D weights) are not supported", cfgPath)
 	}
-	var weights string
-	for _, n := range []string{"adapter_model.safetensors", "adapter_model.bin"} {
-		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
-			weights = filepath.Join(dir, n)
-			break
-		}
-	}
-	if weights == "" {
-		return nil, fmt.Errorf("lora: %s: no adapter_model.safetensors or adapter_model.bin", dir)
-	}
-	c, err := ckpt.Open(weights)
-	if err != nil {
-		return nil, err
-	}
-	a := &Adapter{Path: dir, Format: PEFT, Alpha: *cfg.LoraAlpha, Rank: int(*cfg.R), Checkpoint: c}
+	a := &Adapter{Path: c.Path, Format: PEFT, Alpha: *cfg.LoraAlpha, Rank: int(*cfg.R), Checkpoint: c}
 	if err := a.peftModules(cfg); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("lora: %s: %w", weights, err)
+		return nil, fmt.Errorf("lora: %s: %w", c.Path, err)
 	}
 	return a, nil
 }
@@ -260,21 +263,21 @@ func ggufAdapter(path string, c *weft.Checkpoint) (*Adapter, error) {
 		s, _ := v.(string)
 		return s
 	}
-	if t := str("general.type"); t != "adapter" {
-		return nil, fmt.Errorf("lora: %s: general.type is %q, not \"adapter\": a model, not an adapter", path, t)
+	if t := str(arch.KeyGGUFType); t != arch.GGUFTypeAdapter {
+		return nil, fmt.Errorf("lora: %s: %s is %q, not %q: a model, not an adapter", path, arch.KeyGGUFType, t, arch.GGUFTypeAdapter)
 	}
-	if t := str("adapter.type"); t != "lora" {
-		return nil, fmt.Errorf("lora: %s: adapter.type is %q, not \"lora\"", path, t)
+	if t := str(arch.KeyAdapterType); t != arch.AdapterTypeLoRA {
+		return nil, fmt.Errorf("lora: %s: %s is %q, not %q", path, arch.KeyAdapterType, t, arch.AdapterTypeLoRA)
 	}
-	a := &Adapter{Path: path, Format: GGUF, Arch: str("general.architecture"), Checkpoint: c}
-	if v, ok := c.GetKV("adapter.lora.alpha"); ok {
+	a := &Adapter{Path: path, Format: GGUF, Arch: arch.GGUFArch(c), Checkpoint: c}
+	if v, ok := c.GetKV(arch.KeyAdapterLoRAAlpha); ok {
 		switch x := v.(type) {
 		case float32:
 			a.Alpha = float64(x)
 		case float64:
 			a.Alpha = x
 		default:
-			return nil, fmt.Errorf("lora: %s: adapter.lora.alpha is a %T, not a float", path, v)
+			return nil, fmt.Errorf("lora: %s: %s is a %T, not a float", path, arch.KeyAdapterLoRAAlpha, v)
 		}
 	}
 	type pair struct{ A, B *weft.Tensor }
@@ -341,14 +344,25 @@ func ggufAdapter(path string, c *weft.Checkpoint) (*Adapter, error) {
 	return a, nil
 }
 
-// MergeOptions control Merge.
+// MergeOptions are the parameters of the op "lora-merge", which applies a LoRA adapter to a
+// checkpoint (inputs: the checkpoint, then the adapter, see AdapterOf): every weight the
+// adapter modifies becomes W + s*delta with s = Scale*(alpha/r) and delta = B*A (each
+// element the sum over the rank, in order, of products of the factors decoded to float64),
+// rounded once to the output type of W (by default its own type; quantized types through
+// the reference quantizers); the other tensors are raw copies. Only headers (and the
+// adapter's config) are read when planning.
 type MergeOptions struct {
 	// Scale multiplies every module's alpha/r: 1 applies the adapter as trained, 0 leaves
 	// the base unchanged, negative values subtract it.
-	Scale float64
+	Scale float64 `json:"scale"`
+	// Types are the output types (by default every tensor keeps its type).
+	ops.Types
 }
 
-// MergeStep says what Merge does to one tensor.
+// OpName returns "lora-merge".
+func (o *MergeOptions) OpName() string { return "lora-merge" }
+
+// MergeStep says what the merge does to one tensor.
 type MergeStep struct {
 	Name string `json:"name"`
 	// Action is "lora" (the adapter's delta added) or "copy".
@@ -358,26 +372,42 @@ type MergeStep struct {
 	Scale float64 `json:"scale,omitempty"`
 }
 
-type mergeParams struct {
-	Adapter string  `json:"adapter"`
-	Format  string  `json:"format"`
-	Scale   float64 `json:"scale"`
-	Alpha   float64 `json:"alpha"`
-	Rank    int     `json:"rank,omitempty"`
+// Merged is what lora-merge plans (ops.Planned.Report).
+type Merged struct {
+	Steps []MergeStep `json:"steps"`
 }
 
-// Merge plans base with the adapter's deltas added: every weight the adapter modifies
-// becomes W + s*delta with s = scale*(alpha/r) and delta = B*A (each element the sum over the
-// rank, in order, of products of the factors decoded to float64), rounded once to W's type,
-// quantized types through the reference quantizers; the other tensors are raw copies. Only
-// headers are read here.
-func Merge(base *weft.Checkpoint, ad *Adapter, opts MergeOptions) (*weft.Checkpoint, []MergeStep, error) {
-	if math.IsNaN(opts.Scale) || math.IsInf(opts.Scale, 0) {
-		return nil, nil, fmt.Errorf("lora: scale must be finite, got %v", opts.Scale)
+// Plan plans in's first checkpoint with the adapter in its second added.
+func (o *MergeOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	if len(in.Checkpoints) != 2 || len(in.Files) != 0 {
+		return nil, fmt.Errorf("lora: merge takes a checkpoint and an adapter, got %d checkpoints and %d files", len(in.Checkpoints), len(in.Files))
+	}
+	ad, err := AdapterOf(in.Checkpoints[1])
+	if err != nil {
+		return nil, err
+	}
+	out, steps, err := merge(in.Checkpoints[0], ad, o.Scale, ty)
+	if err != nil {
+		return nil, err
+	}
+	desc := make(map[string]string, len(steps))
+	for _, s := range steps {
+		if s.Action == "lora" {
+			desc[s.Name] = fmt.Sprintf("lora rank %d scale %g", s.Rank, s.Scale)
+		}
+	}
+	return &ops.Planned{Out: out, Seed: -1, Notes: ad.Notes, Report: &Merged{Steps: steps},
+		Describe: func(name string) string { return desc[name] }}, nil
+}
+
+// merge plans base with the adapter's deltas added; see MergeOptions.
+func merge(base *weft.Checkpoint, ad *Adapter, scale float64, ty *ops.Typer) (*weft.Checkpoint, []MergeStep, error) {
+	if math.IsNaN(scale) || math.IsInf(scale, 0) {
+		return nil, nil, fmt.Errorf("lora: scale must be finite, got %v", scale)
 	}
 	if ad.Format == GGUF && base.Format == weft.GGUF {
-		if v, _ := base.GetKV("general.architecture"); v != nil && ad.Arch != "" && v != ad.Arch {
-			return nil, nil, fmt.Errorf("lora: the adapter %s is for %q models, %s is %q", ad.Path, ad.Arch, base.Path, v)
+		if a := arch.GGUFArch(base); a != "" && ad.Arch != "" && a != ad.Arch {
+			return nil, nil, fmt.Errorf("lora: the adapter %s is for %q models, %s is %q", ad.Path, ad.Arch, base.Path, a)
 		}
 	}
 	idx := base.Index()
@@ -416,8 +446,8 @@ func Merge(base *weft.Checkpoint, ad *Adapter, opts MergeOptions) (*weft.Checkpo
 		if m.layout == layoutTransposed && m.A.DType.BlockSize() != 1 {
 			return nil, nil, fmt.Errorf("lora: adapter tensor %q: %v is a block type; an embedding's lora_embedding_A is read by columns", m.A.Name, m.A.DType)
 		}
-		if !codec.CanDecode(w.DType) || !codec.CanEncode(w.DType) {
-			return nil, nil, fmt.Errorf("lora: tensor %q: weft cannot decode and re-encode %v", w.Name, w.DType)
+		if !codec.CanDecode(w.DType) {
+			return nil, nil, fmt.Errorf("lora: tensor %q: weft cannot decode %v", w.Name, w.DType)
 		}
 	}
 	if len(missing) > 0 {
@@ -432,29 +462,38 @@ func Merge(base *weft.Checkpoint, ad *Adapter, opts MergeOptions) (*weft.Checkpo
 	var steps []MergeStep
 	for i, w := range out.Tensors {
 		m := byTarget[w.Name]
-		if m == nil || opts.Scale == 0 {
+		if m == nil || scale == 0 {
 			steps = append(steps, MergeStep{Name: w.Name, Action: "copy"})
 			continue
 		}
-		s := opts.Scale * m.Scale
-		mm := &mergeModule{w: w, m: m, s: s}
-		t := ops.Computed(w.TensorInfo.Clone(), mm.fill)
+		dt, err := ty.Of(w.TensorInfo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("lora: %w", err)
+		}
+		if !codec.CanEncode(dt) {
+			return nil, nil, fmt.Errorf("lora: tensor %q: weft cannot encode %v", w.Name, dt)
+		}
+		s := scale * m.Scale
+		info := w.TensorInfo.Clone()
+		info.DType = dt
+		if _, err := info.Size(); err != nil {
+			return nil, nil, fmt.Errorf("lora: output type %v for tensor %q: %v", dt, w.Name, err)
+		}
+		mm := &mergeModule{w: w, m: m, s: s, out: dt}
+		t := ops.Computed(info, mm.fill)
 		t.Shard = w.Shard
 		out.Tensors[i] = t
 		steps = append(steps, MergeStep{Name: w.Name, Action: "lora", Rank: m.Rank, Scale: s})
-	}
-	p := mergeParams{Adapter: filepath.Base(ad.Path), Format: string(ad.Format), Scale: opts.Scale, Alpha: ad.Alpha, Rank: ad.Rank}
-	if err := ops.Record(out, "lora-merge", p, []*weft.Checkpoint{base, ad.Checkpoint}, -1); err != nil {
-		return nil, nil, err
 	}
 	return out, steps, nil
 }
 
 // mergeModule computes one merged weight.
 type mergeModule struct {
-	w *weft.Tensor
-	m *AdapterModule
-	s float64
+	w   *weft.Tensor
+	m   *AdapterModule
+	s   float64
+	out weft.DType // the output type
 
 	mu        sync.Mutex
 	col       []float64 // the column factor, cols-by-r: col[j*r+k]
@@ -552,7 +591,7 @@ func (mm *mergeModule) fill(r0, r1 int64, dst []byte) error {
 			wrow[j] += float64(mm.s * d)
 		}
 	}
-	if err := codec.EncodeF64(mm.w.DType, vals, dst); err != nil {
+	if err := codec.EncodeF64(mm.out, vals, dst); err != nil {
 		return fmt.Errorf("lora: tensor %q: %w", mm.w.Name, err)
 	}
 	mm.mu.Lock()
