@@ -15,6 +15,9 @@ import (
 type blockCodec struct {
 	dequant func(src []byte, dst []float32)
 	quant   func(src []float32, dst []byte)
+	// quantChecked, set instead of quant, is a quantizer that refuses some inputs (those
+	// on which ggml's quantizer stops with an assertion).
+	quantChecked func(src []float32, dst []byte) error
 }
 
 var codecs = map[weft.DType]*blockCodec{}
@@ -24,14 +27,17 @@ func register(t weft.DType, dequant func([]byte, []float32), quant func([]float3
 	if codecs[t] != nil {
 		panic("quant: " + t.String() + " registered twice")
 	}
-	codecs[t] = &blockCodec{dequant, quant}
+	codecs[t] = &blockCodec{dequant: dequant, quant: quant}
 }
 
 // CanDequantize reports whether weft can decode type t.
 func CanDequantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.dequant != nil }
 
 // CanQuantize reports whether weft can encode type t.
-func CanQuantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.quant != nil }
+func CanQuantize(t weft.DType) bool {
+	c := codecs[t]
+	return c != nil && (c.quant != nil || c.quantChecked != nil)
+}
 
 func checkLen(op string, t weft.DType, nbytes, nelem int) error {
 	bs, bb := int(t.BlockSize()), int(t.BlockBytes())
@@ -65,11 +71,17 @@ func Dequantize(t weft.DType, src []byte, dst []float32) error {
 // len(src)/BlockSize blocks long.
 func Quantize(t weft.DType, src []float32, dst []byte) error {
 	c := codecs[t]
-	if c == nil || c.quant == nil {
+	if c == nil || (c.quant == nil && c.quantChecked == nil) {
+		if RequiresWeights(t) {
+			return fmt.Errorf("quant: quantizing to %v needs importance weights (an importance matrix): ggml's quantizer for %v requires them", t, t)
+		}
 		return fmt.Errorf("quant: quantizing to %v is not supported", t)
 	}
 	if err := checkLen("quantize", t, len(dst), len(src)); err != nil {
 		return err
+	}
+	if c.quantChecked != nil {
+		return c.quantChecked(src, dst)
 	}
 	c.quant(src, dst)
 	return nil
