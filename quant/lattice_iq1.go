@@ -45,15 +45,29 @@ func iq1SortPairs(v []float32, idx []int, tmp []int) {
 // has no defined result to match.
 func iq1BestNeighbour2(s *latSearch, cands []uint16, xval, w []float32, scale float32, xg *[3]float32, L []int8) int {
 	xval, w, L = xval[:8], w[:8], L[:8]
+	// As in latBestNeighbour, each possible term w[i]*diff*diff (diff = scale*xg[c] -
+	// xval[i], c the point's level at i) is computed once, indexed by 2c+1.
+	var terms [8][8]float32
+	for c := range 3 {
+		sq := float32(scale * xg[c])
+		for i := range 8 {
+			diff := sq - xval[i]
+			terms[i][2*c+1] = float32(float32(w[i]*diff) * diff)
+		}
+	}
 	best := float32(math.MaxFloat32)
 	gi := -1
 	for _, j := range cands {
 		pg := &s.grid[j]
 		var d2 float32
-		for i := range 8 {
-			diff := float32(scale*xg[(pg[i]-1)/2]) - xval[i]
-			d2 += float32(float32(w[i]*diff) * diff)
-		}
+		d2 += terms[0][pg[0]&7]
+		d2 += terms[1][pg[1]&7]
+		d2 += terms[2][pg[2]&7]
+		d2 += terms[3][pg[3]&7]
+		d2 += terms[4][pg[4]&7]
+		d2 += terms[5][pg[5]&7]
+		d2 += terms[6][pg[6]&7]
+		d2 += terms[7][pg[7]&7]
 		if d2 < best {
 			best, gi = d2, int(j)
 		}
@@ -237,13 +251,12 @@ func quantRowIQ1M(x []float32, y []byte, qw []float32) error {
 	const bs = 16
 	s := iq1Search.get()
 	var (
-		scales       [16]float32
-		weight       [bs]float32
-		idx, tmp     [bs]int
-		L            [bs]int8
-		index        [bs / 8]int
-		shifts       [16]int8
-		sumqx, sumq2 [4]float32
+		scales   [16]float32
+		weight   [bs]float32
+		idx, tmp [bs]int
+		L        [bs]int8
+		index    [bs / 8]int
+		shifts   [16]int8
 	)
 	for ibl := range len(x) / 256 {
 		yb := y[ibl*iq1mBytes : (ibl+1)*iq1mBytes]
@@ -274,56 +287,7 @@ func quantRowIQ1M(x []float32, y []byte, qw []float32) error {
 				idx[j] = j
 			}
 			iq1SortPairs(xb, idx[:], tmp[:])
-			bestScore, scale := float32(-math.MaxFloat32), max
-			besti1, besti2, bestK := -1, -1, -1
-			for i1 := 0; i1 <= bs; i1++ {
-				for i2 := i1; i2 <= bs; i2++ {
-					sumqx, sumq2 = [4]float32{}, [4]float32{}
-					for j, i := range idx {
-						c := 2 // level class of sorted position j
-						if j < i1 {
-							c = 0
-						} else if j < i2 {
-							c = 1
-						}
-						wi, xi := weight[i], xb[i]
-						p, m := iq1Plus[c], iq1Minus[c]
-						px := float32(float32(wi*p) * xi)
-						mx := float32(float32(wi*m) * xi)
-						pq := float32(float32(wi*p) * p)
-						mq := float32(float32(wi*m) * m)
-						// The first half of the sub-block takes the combination's first
-						// shift (x_p for 0 and 1), the second half its second (x_p for 0
-						// and 2).
-						if i < bs/2 {
-							sumqx[0] += px
-							sumqx[1] += px
-							sumqx[2] += mx
-							sumqx[3] += mx
-							sumq2[0] += pq
-							sumq2[1] += pq
-							sumq2[2] += mq
-							sumq2[3] += mq
-						} else {
-							sumqx[0] += px
-							sumqx[2] += px
-							sumqx[1] += mx
-							sumqx[3] += mx
-							sumq2[0] += pq
-							sumq2[2] += pq
-							sumq2[1] += mq
-							sumq2[3] += mq
-						}
-					}
-					for k := range 4 {
-						if sumq2[k] > 0 && float32(sumqx[k]*sumqx[k]) > float32(bestScore*sumq2[k]) {
-							scale = sumqx[k] / sumq2[k]
-							bestScore = scale * sumqx[k]
-							besti1, besti2, bestK = i1, i2, k
-						}
-					}
-				}
-			}
+			scale, besti1, besti2, bestK := iq1mSearch(xb, weight[:], idx[:], max)
 			if besti1 < 0 || besti2 < 0 || bestK < 0 {
 				scales[ib], shifts[ib] = 0, 0
 				for i := range L {
@@ -429,4 +393,75 @@ func quantRowIQ1M(x []float32, y []byte, qw []float32) error {
 		}
 	}
 	return nil
+}
+
+// iq1mSearch is the exhaustive search of quantize_row_iq1_m_impl over the splits of the
+// 16 sorted values (positions < i1 at level -1, < i2 at 0, the rest at +1) and the four
+// shift combinations. For each split ggml sums, over the sorted positions j in order, the
+// terms of the element idx[j] into 8 sums (sumqx and sumq2 of the four combinations). The
+// sums after the positions below i2 depend only on (i1, i2) and extend one position at a
+// time, so they are carried over from one i2 to the next (and from one i1 to the next for
+// the positions below i1); only the positions from i2 on are added afresh. The float32
+// operations and their order are ggml's. It returns the scale and the best split, or
+// besti1 = -1 when no split qualifies.
+func iq1mSearch(xb, weight []float32, idx []int, max float32) (scale float32, besti1, besti2, bestK int) {
+	const bs = 16
+	// inc[j][c] holds the 8 terms of sorted position j at level class c, in the order
+	// sumqx[0..3], sumq2[0..3].
+	var inc [bs][3][8]float32
+	for j, i := range idx[:bs] {
+		wi, xi := weight[i], xb[i]
+		for c := range 3 {
+			p, m := iq1Plus[c], iq1Minus[c]
+			px := float32(float32(wi*p) * xi)
+			mx := float32(float32(wi*m) * xi)
+			pq := float32(float32(wi*p) * p)
+			mq := float32(float32(wi*m) * m)
+			// The first half of the sub-block takes the combination's first shift (x_p
+			// for combinations 0 and 1), the second half its second (x_p for 0 and 2).
+			if i < bs/2 {
+				inc[j][c] = [8]float32{px, px, mx, mx, pq, pq, mq, mq}
+			} else {
+				inc[j][c] = [8]float32{px, mx, px, mx, pq, mq, pq, mq}
+			}
+		}
+	}
+	add := func(s *[8]float32, t *[8]float32) {
+		s[0] += t[0]
+		s[1] += t[1]
+		s[2] += t[2]
+		s[3] += t[3]
+		s[4] += t[4]
+		s[5] += t[5]
+		s[6] += t[6]
+		s[7] += t[7]
+	}
+	bestScore := float32(-math.MaxFloat32)
+	scale = max
+	besti1, besti2, bestK = -1, -1, -1
+	var s0 [8]float32 // positions below i1, at class 0
+	for i1 := 0; i1 <= bs; i1++ {
+		if i1 > 0 {
+			add(&s0, &inc[i1-1][0])
+		}
+		s1 := s0 // positions below i2
+		for i2 := i1; i2 <= bs; i2++ {
+			if i2 > i1 {
+				add(&s1, &inc[i2-1][1])
+			}
+			s := s1
+			for j := i2; j < bs; j++ {
+				add(&s, &inc[j][2])
+			}
+			for k := range 4 {
+				sumqx, sumq2 := s[k], s[4+k]
+				if sumq2 > 0 && float32(sumqx*sumqx) > float32(bestScore*sumq2) {
+					scale = sumqx / sumq2
+					bestScore = scale * sumqx
+					besti1, besti2, bestK = i1, i2, k
+				}
+			}
+		}
+	}
+	return
 }

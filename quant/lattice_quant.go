@@ -156,20 +156,55 @@ func latSums(w, xval []float32, L []int8) (sumqx, sumq2 float32) {
 // candidates, the codebook point nearest (by weighted squared distance) to xval at the
 // given scale, the first on ties. It sets L to the point's levels and returns its index,
 // or -1 when no distance is below FLT_MAX (where ggml asserts).
+//
+// ggml sums, over the coordinates i in order, the terms w[i]*diff*diff with diff =
+// scale*q - xval[i], q the point's coordinate. A term depends only on i and q, so each
+// possible term is computed once (exactly as ggml computes it) and each candidate's
+// distance is the same float32 sum of the same terms in the same order.
 func latBestNeighbour(s *latSearch, cands []uint16, xval, w []float32, scale float32, L []int8) int {
 	n := len(L)
 	xval, w = xval[:n], w[:n]
+	var terms [8][16]float32 // terms[i][q] for the odd q a codebook uses
+	qmax := 5
+	if n == 4 {
+		qmax = 15
+	}
+	for q := 1; q <= qmax; q += 2 {
+		sq := float32(scale * float32(q))
+		for i := range n {
+			diff := sq - xval[i]
+			terms[i][q] = float32(float32(w[i]*diff) * diff)
+		}
+	}
 	best := float32(math.MaxFloat32)
 	gi := -1
-	for _, j := range cands {
-		pg := &s.grid[j]
-		var d2 float32
-		for i := range n {
-			diff := float32(scale*float32(pg[i])) - xval[i]
-			d2 += float32(float32(w[i]*diff) * diff)
+	if n == 8 {
+		for _, j := range cands {
+			pg := &s.grid[j]
+			var d2 float32
+			d2 += terms[0][pg[0]&15]
+			d2 += terms[1][pg[1]&15]
+			d2 += terms[2][pg[2]&15]
+			d2 += terms[3][pg[3]&15]
+			d2 += terms[4][pg[4]&15]
+			d2 += terms[5][pg[5]&15]
+			d2 += terms[6][pg[6]&15]
+			d2 += terms[7][pg[7]&15]
+			if d2 < best {
+				best, gi = d2, int(j)
+			}
 		}
-		if d2 < best {
-			best, gi = d2, int(j)
+	} else {
+		for _, j := range cands {
+			pg := &s.grid[j]
+			var d2 float32
+			d2 += terms[0][pg[0]&15]
+			d2 += terms[1][pg[1]&15]
+			d2 += terms[2][pg[2]&15]
+			d2 += terms[3][pg[3]&15]
+			if d2 < best {
+				best, gi = d2, int(j)
+			}
 		}
 	}
 	if gi >= 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -357,36 +358,55 @@ func TestLatticeQuantizeReference(t *testing.T) {
 	for _, dt := range latTypes {
 		stats[dt] = &stat{}
 	}
+	// Quantize in parallel, then compare in order.
+	got := make([][]byte, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				j := jobs[i]
+				src := latFind(in, j.name)
+				if src == nil || src.info.DType != weft.F32 {
+					errs[i] = fmt.Errorf("%s: no F32 tensor %s in the input", j.file, j.name)
+					continue
+				}
+				got[i] = make([]byte, len(j.want))
+				// w is nil for token_embd and output: llama-quantize had no weights for them.
+				errs[i] = QuantizeRowsWeighted(j.dt, latF32(src.data), int(src.info.RowLen()), imat[j.name], got[i])
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	var report []string
-	for _, j := range jobs {
-		src := latFind(in, j.name)
-		if src == nil || src.info.DType != weft.F32 {
-			t.Fatalf("%s: no F32 tensor %s in the input", j.file, j.name)
-		}
-		x := latF32(src.data)
-		nPerRow := int(src.info.RowLen())
-		w := imat[j.name] // nil for token_embd and output: llama-quantize had no weights for them
-		got := make([]byte, len(j.want))
-		if err := QuantizeRowsWeighted(j.dt, x, nPerRow, w, got); err != nil {
-			t.Fatalf("%s %s: %v", j.dt, j.name, err)
+	for i, j := range jobs {
+		if errs[i] != nil {
+			t.Fatalf("%v %s: %v", j.dt, j.name, errs[i])
 		}
 		bb := int(j.dt.BlockBytes())
 		var diff []int
-		for b := 0; b < len(got)/bb; b++ {
-			if string(got[b*bb:(b+1)*bb]) != string(j.want[b*bb:(b+1)*bb]) {
+		for b := 0; b < len(j.want)/bb; b++ {
+			if string(got[i][b*bb:(b+1)*bb]) != string(j.want[b*bb:(b+1)*bb]) {
 				diff = append(diff, b)
 			}
 		}
 		s := stats[j.dt]
 		s.tensors++
-		s.blocks += len(got) / bb
+		s.blocks += len(j.want) / bb
 		s.diff += len(diff)
 		if len(diff) == 0 {
 			s.identical++
 		}
 		key := j.dt.String() + "/" + j.name
 		if fmt.Sprint(diff) != fmt.Sprint(latFMABlocks[key]) {
-			t.Errorf("%s (%s, weights: %v): blocks differing from llama-quantize %v, expected (FMA contraction) %v", key, j.file, w != nil, diff, latFMABlocks[key])
+			t.Errorf("%s (%s, weights: %v): blocks differing from llama-quantize %v, expected %v", key, j.file, imat[j.name] != nil, diff, latFMABlocks[key])
 		}
 		if len(diff) > 0 {
 			report = append(report, fmt.Sprintf("%q: %v,", key, diff))
