@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -339,21 +338,31 @@ func latQuantJobs(t *testing.T) []latQuantJob {
 	return jobs
 }
 
-// latFMABlocks lists, per reference tensor (type/name), the blocks in which llama-quantize's
-// output differs from ggml's C code compiled without floating-point contraction
-// (gcc -O2 -ffp-contract=off) on the same rows and weights; weft matches that build in
-// every block of every tensor (see testdata/lattice_README.md). The reference was built
-// with -march=native, where GCC contracts a*b+c into fused multiply-adds, which round
-// once instead of twice and so change some of the quantizers' float32 sums.
-var latFMABlocks = map[string][]int{}
-
 // TestLatticeQuantizeReference quantizes the input model's rows with the importance
-// matrix and compares every block with llama-quantize's output.
+// matrix (no weights for token_embd and output, which it has no entries for) and compares
+// every block of every lattice-typed tensor with llama-quantize's output. Every block must
+// be identical. (The README of the reference data warns that FMA contraction may change
+// some blocks; it does not for these types: ggml-quants.c is part of ggml-base, which
+// llama.cpp's build compiles without -march=native. Built with -march=native, the same C
+// differs from llama-quantize in 384 of these blocks; built without contraction it
+// matches every block, as weft does. See testdata/lattice_README.md.) With -short, only
+// the first tensor of each type is compared.
 func TestLatticeQuantizeReference(t *testing.T) {
 	in := latReadGGUF(t, lqDir+"/input-8l-f32.gguf")
 	imat := latImatrix(t)
 	jobs := latQuantJobs(t)
-	type stat struct{ tensors, identical, blocks, diff int }
+	if testing.Short() {
+		var first []latQuantJob
+		have := map[weft.DType]bool{}
+		for _, j := range jobs {
+			if !have[j.dt] {
+				have[j.dt] = true
+				first = append(first, j)
+			}
+		}
+		jobs = first
+	}
+	type stat struct{ tensors, unweighted, identical, blocks, diff int }
 	stats := map[weft.DType]*stat{}
 	for _, dt := range latTypes {
 		stats[dt] = &stat{}
@@ -385,7 +394,6 @@ func TestLatticeQuantizeReference(t *testing.T) {
 	}
 	close(next)
 	wg.Wait()
-	var report []string
 	for i, j := range jobs {
 		if errs[i] != nil {
 			t.Fatalf("%v %s: %v", j.dt, j.name, errs[i])
@@ -404,24 +412,19 @@ func TestLatticeQuantizeReference(t *testing.T) {
 		if len(diff) == 0 {
 			s.identical++
 		}
-		key := j.dt.String() + "/" + j.name
-		if fmt.Sprint(diff) != fmt.Sprint(latFMABlocks[key]) {
-			t.Errorf("%s (%s, weights: %v): blocks differing from llama-quantize %v, expected %v", key, j.file, imat[j.name] != nil, diff, latFMABlocks[key])
+		if imat[j.name] == nil {
+			s.unweighted++
 		}
 		if len(diff) > 0 {
-			report = append(report, fmt.Sprintf("%q: %v,", key, diff))
+			t.Errorf("%v %s (%s, importance weights: %v): %d blocks differ from llama-quantize's: %v", j.dt, j.name, j.file, imat[j.name] != nil, len(diff), diff)
 		}
-	}
-	sort.Strings(report)
-	for _, r := range report {
-		t.Log(r)
 	}
 	for _, dt := range latTypes {
 		s := stats[dt]
 		if s.tensors == 0 {
 			t.Errorf("%v: no reference tensor", dt)
 		}
-		t.Logf("%-8v %3d tensors, %3d identical; %6d blocks, %4d differ from llama-quantize", dt, s.tensors, s.identical, s.blocks, s.diff)
+		t.Logf("%-8v %3d tensors (%d without importance weights), %3d identical; %6d blocks, %d differ from llama-quantize's", dt, s.tensors, s.unweighted, s.identical, s.blocks, s.diff)
 	}
 }
 
@@ -507,6 +510,55 @@ func TestLatticeWeightedErrors(t *testing.T) {
 		err := QuantizeRowsWeighted(dt, y, 256, w, make([]byte, 2*dt.BlockBytes()))
 		if err != nil && !strings.Contains(err.Error(), "row 1") {
 			t.Errorf("%v with a NaN in row 1: %v", dt, err)
+		}
+	}
+}
+
+// TestLatticeConcurrent builds a codebook's search tables from several goroutines at once
+// (run it with -race) and quantizes the same rows concurrently: every goroutine sees the
+// same tables and writes the same bytes.
+func TestLatticeConcurrent(t *testing.T) {
+	o := &latSearchOnce{g: iq3xxsGrid, nwant: 2}
+	var wg sync.WaitGroup
+	got := make([]*latSearch, 4)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = o.get()
+		}()
+	}
+	wg.Wait()
+	ref := buildLatSearch(iq3xxsGrid, 2)
+	for i, s := range got {
+		if s != got[0] {
+			t.Fatalf("goroutine %d got other tables", i)
+		}
+		if fmt.Sprint(s.kmap) != fmt.Sprint(ref.kmap) || fmt.Sprint(s.neigh) != fmt.Sprint(ref.neigh) {
+			t.Fatal("tables differ from a fresh build")
+		}
+	}
+	x := legacyGaussian(4*256, 3, 1)
+	w := make([]float32, 256)
+	for i := range w {
+		w[i] = 1 + float32(i%5)
+	}
+	for _, dt := range latTypes {
+		outs := make([][]byte, 4)
+		errs := make([]error, 4)
+		for i := range outs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				outs[i] = make([]byte, 4*dt.BlockBytes())
+				errs[i] = QuantizeRowsWeighted(dt, x, 256, w, outs[i])
+			}()
+		}
+		wg.Wait()
+		for i := range outs {
+			if errs[i] != nil || string(outs[i]) != string(outs[0]) {
+				t.Fatalf("%v goroutine %d: %v, or other bytes", dt, i, errs[i])
+			}
 		}
 	}
 }
