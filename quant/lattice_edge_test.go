@@ -181,6 +181,18 @@ func latRandBlocks(t weft.DType, nblocks int) []byte {
 	return b
 }
 
+// latRawBlocks returns nblocks blocks of the same pseudo-random bytes as latRandBlocks,
+// without clearing any bit: about one scale in 32 is infinite or NaN.
+func latRawBlocks(t weft.DType, nblocks int) []byte {
+	id, _ := t.GGML()
+	r := legacyRNG{1000 + uint64(id)}
+	b := make([]byte, (nblocks*int(t.BlockBytes())+7)/8*8)
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.next())
+	}
+	return b[:nblocks*int(t.BlockBytes())]
+}
+
 // latReadRef reads testdata/lattice_ref.txt: "KEY... VALUE" lines, # comments.
 func latReadRef(t *testing.T) map[string]string {
 	t.Helper()
@@ -254,12 +266,24 @@ func TestLatticeEdgeReference(t *testing.T) {
 }
 
 // TestLatticeDequantizeRandomBlocks decodes 1024 pseudo-random blocks per type (every
-// field random, scales finite) and compares with the SHA-256 of ggml's dequantize_row_*.
+// field random), with finite scales ("rand") and with some infinite and NaN ones ("raw"),
+// and compares with the SHA-256 of ggml's dequantize_row_*.
 func TestLatticeDequantizeRandomBlocks(t *testing.T) {
 	ref := latReadRef(t)
 	for _, dt := range latTypes {
+		for _, set := range []string{"rand", "raw"} {
+			latCheckRandomBlocks(t, ref, dt, set)
+		}
+	}
+}
+
+func latCheckRandomBlocks(t *testing.T, ref map[string]string, dt weft.DType, set string) {
+	{
 		src := latRandBlocks(dt, 1024)
-		if got, want := fmt.Sprintf("%x", sha256.Sum256(src)), ref[dt.String()+" rand bin"]; got != want {
+		if set == "raw" {
+			src = latRawBlocks(dt, 1024)
+		}
+		if got, want := fmt.Sprintf("%x", sha256.Sum256(src)), ref[dt.String()+" "+set+" bin"]; got != want {
 			t.Fatalf("%v: random blocks sha256 %s, the reference was made from %s", dt, got, want)
 		}
 		y := make([]float32, 1024*256)
@@ -267,11 +291,18 @@ func TestLatticeDequantizeRandomBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := make([]byte, 4*len(y))
+		nan := 0
 		for i, v := range y {
 			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+			if v != v {
+				nan++
+			}
 		}
-		if got, want := fmt.Sprintf("%x", sha256.Sum256(b)), ref[dt.String()+" rand dequant"]; got != want {
-			t.Errorf("%v: dequantized sha256 %s, ggml's %s", dt, got, want)
+		if (set == "raw") != (nan > 0) {
+			t.Errorf("%v %s: %d NaN values", dt, set, nan)
+		}
+		if got, want := fmt.Sprintf("%x", sha256.Sum256(b)), ref[dt.String()+" "+set+" dequant"]; got != want {
+			t.Errorf("%v %s: dequantized sha256 %s, ggml's %s", dt, set, got, want)
 		}
 	}
 }

@@ -35,11 +35,14 @@ var refKmask = [8]uint8{1, 2, 4, 8, 16, 32, 64, 128}
 
 func refByte(v uint64, j int) uint8 { return uint8(v >> (8 * j)) }
 
-func refSign(signs uint8, j int) float32 {
+// refSigned is ggml's `v * (signs & kmask_iq2xs[j] ? -1.f : 1.f)` as GCC compiles it:
+// into a sign flip, which (unlike an IEEE multiplication on x86) also flips a NaN's sign.
+// The C build behind lattice_ref.txt shows it on blocks with a NaN scale.
+func refSigned(v float32, signs uint8, j int) float32 {
 	if signs&refKmask[j] != 0 {
-		return -1
+		return -v
 	}
-	return 1
+	return v
 }
 
 // latRefDequant decodes src as C does and returns the codebook indices it used.
@@ -62,7 +65,7 @@ func latRefDequant(t weft.DType, src []byte, y []float32) []int {
 					used = append(used, gi)
 					signs := ksignsIQ2[(aux1>>(7*l))&127]
 					for j := range 8 {
-						out[32*ib32+8*l+j] = db * float32(refByte(refIQ2XXSGrid[gi], j)) * refSign(signs, j)
+						out[32*ib32+8*l+j] = refSigned(db*float32(refByte(refIQ2XXSGrid[gi], j)), signs, j)
 					}
 				}
 			}
@@ -77,7 +80,7 @@ func latRefDequant(t weft.DType, src []byte, y []float32) []int {
 					used = append(used, gi)
 					signs := ksignsIQ2[q>>9]
 					for j := range 8 {
-						out[32*ib32+8*l+j] = db[l/2] * float32(refByte(refIQ2XSGrid[gi], j)) * refSign(signs, j)
+						out[32*ib32+8*l+j] = refSigned(db[l/2]*float32(refByte(refIQ2XSGrid[gi], j)), signs, j)
 					}
 				}
 			}
@@ -92,7 +95,7 @@ func latRefDequant(t weft.DType, src []byte, y []float32) []int {
 					gi := int(qs[l]) | (int(qh[ib32])<<(8-2*l))&0x300
 					used = append(used, gi)
 					for j := range 8 {
-						out[32*ib32+8*l+j] = dl * float32(refByte(refIQ2SGrid[gi], j)) * refSign(signs[l], j)
+						out[32*ib32+8*l+j] = refSigned(dl*float32(refByte(refIQ2SGrid[gi], j)), signs[l], j)
 					}
 				}
 				qs = qs[4:]
@@ -110,8 +113,8 @@ func latRefDequant(t weft.DType, src []byte, y []float32) []int {
 					g1, g2 := int(qs[2*l]), int(qs[2*l+1])
 					used = append(used, g1, g2)
 					for j := range 4 {
-						out[32*ib32+8*l+j] = db * float32(refByte(refIQ3XXSGrid[g1], j)) * refSign(signs, j)
-						out[32*ib32+8*l+j+4] = db * float32(refByte(refIQ3XXSGrid[g2], j)) * refSign(signs, j+4)
+						out[32*ib32+8*l+j] = refSigned(db*float32(refByte(refIQ3XXSGrid[g1], j)), signs, j)
+						out[32*ib32+8*l+j+4] = refSigned(db*float32(refByte(refIQ3XXSGrid[g2], j)), signs, j+4)
 					}
 				}
 				qs = qs[8:]
@@ -129,8 +132,8 @@ func latRefDequant(t weft.DType, src []byte, y []float32) []int {
 						g2 := int(qs[2*l+1]) | (int(qh[half])<<(7-2*l))&256
 						used = append(used, g1, g2)
 						for j := range 4 {
-							out[o+j] = db * float32(refByte(refIQ3SGrid[g1], j)) * refSign(signs[l], j)
-							out[o+j+4] = db * float32(refByte(refIQ3SGrid[g2], j)) * refSign(signs[l], j+4)
+							out[o+j] = refSigned(db*float32(refByte(refIQ3SGrid[g1], j)), signs[l], j)
+							out[o+j+4] = refSigned(db*float32(refByte(refIQ3SGrid[g2], j)), signs[l], j+4)
 						}
 						o += 8
 					}
