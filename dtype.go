@@ -213,7 +213,44 @@ func ParseDType(s string) (DType, error) {
 			return d, nil
 		}
 	}
+	for _, m := range mixtureSuffixes {
+		if base := strings.TrimSuffix(u, m); base != u {
+			if d, err := ParseDType(base); err == nil && d.Quantized() {
+				return Invalid, fmt.Errorf("%q is a llama-quantize mixture (mostly %v, some tensors in other types), not a tensor type; weft writes one type per tensor: use %s, with --type-for for the tensors a mixture would give another type", s, d, strings.ToLower(d.String()))
+			}
+		}
+	}
 	return Invalid, fmt.Errorf("unknown dtype %q", s)
+}
+
+// mixtureSuffixes end llama-quantize's names of mixtures ("Q4_K_M"), which ParseDType
+// explains rather than accepts.
+var mixtureSuffixes = []string{"_S", "_M", "_L", "_XL"}
+
+// MarshalText returns the canonical name of d (String), so that a DType in a JSON record
+// reads as "Q4_K". The invalid type marshals as "".
+func (d DType) MarshalText() ([]byte, error) {
+	if d == Invalid {
+		return []byte{}, nil
+	}
+	if !d.Valid() {
+		return nil, fmt.Errorf("weft: cannot marshal invalid dtype %d", uint8(d))
+	}
+	return []byte(d.String()), nil
+}
+
+// UnmarshalText parses a type name as ParseDType does; "" is the invalid type (none given).
+func (d *DType) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = Invalid
+		return nil
+	}
+	v, err := ParseDType(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
 }
 
 // AllDTypes returns every valid DType in order.

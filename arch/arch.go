@@ -5,6 +5,7 @@
 package arch
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -272,3 +273,79 @@ var GGUFNotPerLayerKeys = map[string]bool{"rope.dimension_sections": true, "clas
 // Conv1DModelTypes are config.json model types whose residual-writing matrices are stored
 // [in, out] (GPT-2's Conv1D) rather than [out, in]; used only when shapes cannot tell.
 var Conv1DModelTypes = map[string]bool{"gpt2": true}
+
+// LayerStack is the stack of layers (blocks) of a model: the name prefix its tensors share
+// before the layer number ("model.layers.", "blk."), its number of layers, and, per tensor
+// name given to FindLayerStack, its layer in the stack or -1.
+type LayerStack struct {
+	Prefix  string
+	Layers  int
+	LayerOf []int
+}
+
+// layerPrefix returns the part of a layer tensor's name before its layer number.
+func layerPrefix(name, rest string) string {
+	head := name[:len(name)-len(rest)-1]
+	return strings.TrimRight(head, "0123456789")
+}
+
+// FindLayerStack finds the layer stack among tensor names. A model with several stacks (a
+// vision tower beside the language model) has its stack chosen by want, the layer count
+// its config or GGUF keys state (-1 when unknown): the one stack with that many layers.
+// The layers of the stack must be numbered contiguously from 0. A model without layer
+// tensors has an empty stack.
+func FindLayerStack(names []string, want int) (LayerStack, error) {
+	st := LayerStack{LayerOf: make([]int, len(names))}
+	type stack struct {
+		layers map[int]bool
+		max    int
+	}
+	stacks := map[string]*stack{}
+	var order []string
+	for i, n := range names {
+		st.LayerOf[i] = -1
+		l, rest, ok := Layer(n)
+		if !ok {
+			continue
+		}
+		p := layerPrefix(n, rest)
+		s := stacks[p]
+		if s == nil {
+			s = &stack{layers: map[int]bool{}}
+			stacks[p] = s
+			order = append(order, p)
+		}
+		s.layers[l] = true
+		s.max = max(s.max, l)
+	}
+	if len(order) == 0 {
+		return st, nil
+	}
+	chosen := order[0]
+	if len(order) > 1 {
+		var match, desc []string
+		for _, p := range order {
+			if stacks[p].max+1 == want {
+				match = append(match, p)
+			}
+			desc = append(desc, fmt.Sprintf("%s* (%d layers)", p, stacks[p].max+1))
+		}
+		if len(match) != 1 {
+			return st, fmt.Errorf("several layer stacks (%s) and no layer count that picks one", strings.Join(desc, ", "))
+		}
+		chosen = match[0]
+	}
+	s := stacks[chosen]
+	for l := 0; l <= s.max; l++ {
+		if !s.layers[l] {
+			return st, fmt.Errorf("layers of %s* are not numbered contiguously: layer %d has no tensors but layer %d does", chosen, l, s.max)
+		}
+	}
+	st.Prefix, st.Layers = chosen, s.max+1
+	for i, n := range names {
+		if l, rest, ok := Layer(n); ok && layerPrefix(n, rest) == chosen {
+			st.LayerOf[i] = l
+		}
+	}
+	return st, nil
+}

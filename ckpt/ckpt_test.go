@@ -163,10 +163,10 @@ func TestRefusesToOverwriteInputs(t *testing.T) {
 	if err := Write(context.Background(), hf, filepath.Join(shared, "fixtures/hf"), WriteOptions{Force: true}); !errors.Is(err, ErrInputOutput) {
 		t.Fatalf("writing over a directory holding the input: %v", err)
 	}
-	// Existing non-input outputs need --force.
+	// Existing non-input outputs need Force (the library names no flag: the CLI adds it).
 	other := filepath.Join(dir, "other.gguf")
 	os.WriteFile(other, []byte("x"), 0o644)
-	if err := Write(context.Background(), c, other, WriteOptions{}); err == nil || !strings.Contains(err.Error(), "--force") {
+	if err := Write(context.Background(), c, other, WriteOptions{}); !errors.Is(err, ErrExists) || strings.Contains(err.Error(), "--force") {
 		t.Fatalf("existing output without force: %v", err)
 	}
 }
@@ -188,6 +188,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 		c := &weft.Checkpoint{Format: weft.Safetensors, Path: "mem"}
 		if strings.HasSuffix(name, ".gguf") {
 			c.Format = weft.GGUF
+			c.KV = []weft.KV{{Key: "general.architecture", Value: "llama"}} // what a GGUF output needs
 		}
 		info := weft.TensorInfo{Name: "w", DType: weft.F32, Shape: []int64{4096, 64}}
 		c.Tensors = []*weft.Tensor{failing(info, 3000)}

@@ -22,6 +22,11 @@ var (
 
 func register(p string)   { tempMu.Lock(); tempSet[p] = true; tempMu.Unlock() }
 func unregister(p string) { tempMu.Lock(); delete(tempSet, p); tempMu.Unlock() }
+func isRegistered(p string) bool {
+	tempMu.Lock()
+	defer tempMu.Unlock()
+	return tempSet[p]
+}
 
 // RemoveTemps removes every temporary file and directory still being written. A command's
 // signal handler calls it before exiting, so that an interrupted run leaves nothing behind.

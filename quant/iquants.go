@@ -128,20 +128,31 @@ func iq4Sums(xb *[32]float32, w *[32]float32, id float32, L *[32]uint8) (sumqx, 
 	return
 }
 
-// iq4Quantize is ggml's quantize_row_iq4_nl_impl with no importance weights and ntry = 7,
-// for one super-block of nsub 32-element blocks (nsub = 1: IQ4_NL, nsub = 8: IQ4_XS). It
-// returns the f16 super-block scale and writes the packed levels into q4; for nsub > 1 it
-// also returns the 6-bit block scales, split into scalesH and scalesL.
-func iq4Quantize(x []float32, nsub int, s *iq4Scratch, q4 []byte, scalesL []byte) (dh, scalesH uint16) {
+// iq4Quantize is ggml's quantize_row_iq4_nl_impl with ntry = 7, for one super-block of
+// nsub 32-element blocks (nsub = 1: IQ4_NL, nsub = 8: IQ4_XS), with the importance
+// weights qw of its nsub*32 columns, or nil for none. It returns the f16 super-block scale
+// and writes the packed levels into q4; for nsub > 1 it also returns the 6-bit block
+// scales, split into scalesH and scalesL.
+func iq4Quantize(x []float32, nsub int, s *iq4Scratch, q4 []byte, scalesL []byte, qw []float32) (dh, scalesH uint16) {
 	const ntry = 7
+	var sigma2 float32
+	if qw != nil {
+		sigma2 = wSumSquares(x[:nsub*32]) * (2 / float32(nsub*32))
+	}
 	var maxScale, amaxScale float32
 	for ib := 0; ib < nsub; ib++ {
 		xb := (*[32]float32)(x[ib*32:])
 		Lb := (*[32]uint8)(s.L[ib*32:])
 		w := &s.weight
+		if qw != nil {
+			wSigmaWeights(w[:], xb[:], qw[ib*32:], sigma2)
+		} else {
+			for j := 0; j < 32; j++ {
+				w[j] = xb[j] * xb[j]
+			}
+		}
 		var amax, max float32
 		for j := 0; j < 32; j++ {
-			w[j] = xb[j] * xb[j]
 			if ax := legacyAbs(xb[j]); ax > amax {
 				amax, max = ax, xb[j]
 			}
@@ -224,7 +235,7 @@ func quantIQ4NL(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		y := (*[18]byte)(dst[i*18:])
-		dh, _ := iq4Quantize(src[i*32:i*32+32], 1, &s, y[2:18], nil)
+		dh, _ := iq4Quantize(src[i*32:i*32+32], 1, &s, y[2:18], nil, nil)
 		binary.LittleEndian.PutUint16(y[0:2], dh)
 	}
 }
@@ -256,7 +267,7 @@ func quantIQ4XS(src []float32, dst []byte) {
 	nb := len(src) / 256
 	for i := 0; i < nb; i++ {
 		y := (*[136]byte)(dst[i*136:])
-		dh, sh := iq4Quantize(src[i*256:i*256+256], 8, &s, y[8:136], y[4:8])
+		dh, sh := iq4Quantize(src[i*256:i*256+256], 8, &s, y[8:136], y[4:8], nil)
 		binary.LittleEndian.PutUint16(y[0:2], dh)
 		binary.LittleEndian.PutUint16(y[2:4], sh)
 	}

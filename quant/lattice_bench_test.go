@@ -49,7 +49,7 @@ func BenchmarkLatticeQuantize(b *testing.B) {
 				if dt == weft.Q4_K {
 					return Quantize(dt, x, dst)
 				}
-				return QuantizeRowsWeighted(dt, x, latBenchRow, w, dst)
+				return QuantizeWeighted(dt, x, dst, w)
 			}
 			if err := run(); err != nil { // builds the search tables
 				b.Fatal(err)
@@ -74,7 +74,7 @@ func BenchmarkLatticeDequantize(b *testing.B) {
 			if dt == weft.Q4_K {
 				err = Quantize(dt, x, q)
 			} else {
-				err = QuantizeRowsWeighted(dt, x, latBenchRow, w, q)
+				err = QuantizeWeighted(dt, x, q, w)
 			}
 			if err != nil {
 				b.Fatal(err)

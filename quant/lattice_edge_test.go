@@ -243,7 +243,7 @@ func TestLatticeEdgeReference(t *testing.T) {
 			var aborts []string
 			for r, x := range rows {
 				q := make([]byte, dt.BlockBytes())
-				if err := QuantizeRowsWeighted(dt, x, 256, ws.w, q); err != nil {
+				if err := QuantizeWeighted(dt, x, q, ws.w); err != nil {
 					aborts = append(aborts, fmt.Sprint(r))
 					continue
 				}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/imatrix"
 	"github.com/weft-ml/weft/internal/testshared"
 )
 
@@ -133,45 +134,18 @@ func latF32(b []byte) []float32 {
 	return f
 }
 
-// latImatrix is a small test-side reader of llama-imatrix's GGUF output, turned into
-// per-column weights as llama-quantize's load_imatrix does: for each weight tensor W,
-// W.in_sum2[i] / W.counts[0], or 1 for every column when the count is not positive.
-// (The imatrix package, written in parallel on another branch, replaces this.)
-func latImatrix(t *testing.T) map[string][]float32 {
+// latImatrix reads the shared importance matrix with the imatrix package, which gives
+// each column's weight as llama-quantize's load_imatrix does (in_sum2[i] / counts).
+func latImatrix(t *testing.T) *imatrix.Matrix {
 	t.Helper()
-	ts := latReadGGUF(t, lqDir+"/imatrix.gguf")
-	sums := map[string][]float32{}
-	counts := map[string][]float32{}
-	for _, x := range ts {
-		if x.info.DType != weft.F32 {
-			t.Fatalf("imatrix: %s is %v", x.info.Name, x.info.DType)
-		}
-		if n, ok := strings.CutSuffix(x.info.Name, ".in_sum2"); ok {
-			sums[n] = latF32(x.data)
-		} else if n, ok := strings.CutSuffix(x.info.Name, ".counts"); ok {
-			counts[n] = latF32(x.data)
-		}
+	m, err := imatrix.Open(testshared.Path(t, lqDir+"/imatrix.gguf"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	w := map[string][]float32{}
-	for n, s := range sums {
-		c := counts[n]
-		if len(c) != 1 {
-			t.Fatalf("imatrix: %s: %d counts (a 2-D weight, not handled here)", n, len(c))
-		}
-		e := make([]float32, len(s))
-		for i, v := range s {
-			if c[0] > 0 {
-				e[i] = v / c[0]
-			} else {
-				e[i] = 1
-			}
-		}
-		w[n] = e
+	if m.Len() != 56 {
+		t.Fatalf("imatrix: %d entries, the README says 56", m.Len())
 	}
-	if len(w) != 56 {
-		t.Fatalf("imatrix: %d entries, the README says 56", len(w))
-	}
-	return w
+	return m
 }
 
 // ---- dequantization ----
@@ -385,7 +359,12 @@ func TestLatticeQuantizeReference(t *testing.T) {
 				}
 				got[i] = make([]byte, len(j.want))
 				// w is nil for token_embd and output: llama-quantize had no weights for them.
-				errs[i] = QuantizeRowsWeighted(j.dt, latF32(src.data), int(src.info.RowLen()), imat[j.name], got[i])
+				w, err := imat.ForTensor(src.info)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				errs[i] = QuantizeWeighted(j.dt, latF32(src.data), got[i], w)
 			}
 		}()
 	}
@@ -412,11 +391,11 @@ func TestLatticeQuantizeReference(t *testing.T) {
 		if len(diff) == 0 {
 			s.identical++
 		}
-		if imat[j.name] == nil {
+		if imat.Weights(j.name) == nil {
 			s.unweighted++
 		}
 		if len(diff) > 0 {
-			t.Errorf("%v %s (%s, importance weights: %v): %d blocks differ from llama-quantize's: %v", j.dt, j.name, j.file, imat[j.name] != nil, len(diff), diff)
+			t.Errorf("%v %s (%s, importance weights: %v): %d blocks differ from llama-quantize's: %v", j.dt, j.name, j.file, imat.Weights(j.name) != nil, len(diff), diff)
 		}
 	}
 	for _, dt := range latTypes {
@@ -438,13 +417,13 @@ func TestLatticeQuantizeWithoutWeights(t *testing.T) {
 	for _, dt := range latTypes {
 		dst := make([]byte, 2*dt.BlockBytes())
 		err := Quantize(dt, x, dst)
-		errW := QuantizeRowsWeighted(dt, x, 256, nil, dst)
+		errW := QuantizeWeighted(dt, x, dst, nil)
 		if RequiresWeights(dt) {
 			if err == nil || !strings.Contains(err.Error(), dt.String()) || !strings.Contains(err.Error(), "importance") {
 				t.Errorf("%v: Quantize without weights: %v", dt, err)
 			}
 			if errW == nil || !strings.Contains(errW.Error(), dt.String()) {
-				t.Errorf("%v: QuantizeRowsWeighted without weights: %v", dt, errW)
+				t.Errorf("%v: QuantizeWeighted without weights: %v", dt, errW)
 			}
 			if CanQuantize(dt) {
 				t.Errorf("%v: CanQuantize true", dt)
@@ -457,8 +436,8 @@ func TestLatticeQuantizeWithoutWeights(t *testing.T) {
 				t.Errorf("%v: CanQuantize false", dt)
 			}
 		}
-		if !CanDequantize(dt) || !CanQuantizeWeighted(dt) {
-			t.Errorf("%v: CanDequantize %v, CanQuantizeWeighted %v", dt, CanDequantize(dt), CanQuantizeWeighted(dt))
+		if !CanDequantize(dt) || !UsesWeights(dt) {
+			t.Errorf("%v: CanDequantize %v, UsesWeights %v", dt, CanDequantize(dt), UsesWeights(dt))
 		}
 	}
 	// ggml's list of types requiring weights.
@@ -471,7 +450,7 @@ func TestLatticeQuantizeWithoutWeights(t *testing.T) {
 }
 
 func TestLatticeWeightedErrors(t *testing.T) {
-	x := make([]float32, 512)
+	x := make([]float32, 1024)
 	w := make([]float32, 256)
 	for i := range w {
 		w[i] = 1
@@ -479,37 +458,34 @@ func TestLatticeWeightedErrors(t *testing.T) {
 	dst := make([]byte, 2*weft.IQ2_XXS.BlockBytes())
 	for _, c := range []struct {
 		x       []float32
-		n       int
 		w       []float32
 		dst     []byte
 		wantMsg string
 	}{
-		{x, 256, w[:100], dst, "100 importance weights"},
-		{x, 100, w, dst, "not a whole number of 256-element blocks"},
-		{x[:300], 256, w, dst, "not a whole number of 256-element rows"},
-		{x, 256, w, dst[:10], "bytes"},
+		{x[:512], w[:100], dst, "100 weights"},
+		{x[:256*3], append(w, w...), make([]byte, 3*66), "768 elements is not a whole number of rows of 512"},
+		{x[:512], w, dst[:10], "bytes"},
 	} {
-		err := QuantizeRowsWeighted(weft.IQ2_XXS, c.x, c.n, c.w, c.dst)
+		err := QuantizeWeighted(weft.IQ2_XXS, c.x, c.dst, c.w)
 		if err == nil || !strings.Contains(err.Error(), c.wantMsg) || !strings.Contains(err.Error(), "IQ2_XXS") {
 			t.Errorf("got %v, want an error naming IQ2_XXS and %q", err, c.wantMsg)
 		}
 	}
-	if err := QuantizeRowsWeighted(weft.Q8_0, make([]float32, 32), 32, make([]float32, 32), make([]byte, 34)); err == nil {
-		t.Error("Q8_0 with weights: no error")
-	}
-	if err := QuantizeRowsWeighted(weft.Q8_0, make([]float32, 32), 32, nil, make([]byte, 34)); err != nil {
-		t.Errorf("Q8_0 without weights: %v", err)
-	}
-	// Non-finite values: an error naming the row, never a panic.
+	// Non-finite values: an error naming the type, and the row when there are weights;
+	// never a panic.
 	for _, dt := range latTypes {
 		y := make([]float32, 512)
 		for i := range y {
 			y[i] = float32(i%7) - 3
 		}
 		y[300] = float32(math.NaN())
-		err := QuantizeRowsWeighted(dt, y, 256, w, make([]byte, 2*dt.BlockBytes()))
-		if err != nil && !strings.Contains(err.Error(), "row 1") {
+		q := make([]byte, 2*dt.BlockBytes())
+		if err := QuantizeWeighted(dt, y, q, w); err != nil && !strings.Contains(err.Error(), "row 1") {
 			t.Errorf("%v with a NaN in row 1: %v", dt, err)
+		}
+		y[300] = 1e20 // overflowing squares (which rows ggml refuses: TestLatticeEdgeReference)
+		if err := QuantizeWeighted(dt, y, q, w); err != nil && !strings.Contains(err.Error(), dt.String()+": row 1: super-block 0") {
+			t.Errorf("%v with 1e20 in row 1: %v", dt, err)
 		}
 	}
 }
@@ -551,7 +527,7 @@ func TestLatticeConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				outs[i] = make([]byte, 4*dt.BlockBytes())
-				errs[i] = QuantizeRowsWeighted(dt, x, 256, w, outs[i])
+				errs[i] = QuantizeWeighted(dt, x, outs[i], w)
 			}()
 		}
 		wg.Wait()

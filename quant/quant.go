@@ -1,6 +1,9 @@
 // Package quant implements GGML's block-quantized types: dequantization bit-exact with ggml's
-// to_float, and quantization byte-identical to ggml's reference quantizers
-// (quantize_row_*_ref, no importance matrix).
+// to_float, and quantization byte-identical to what ggml_quantize_chunk (and so
+// llama-quantize) writes, without importance weights (Quantize: the reference quantizers
+// quantize_row_*_ref, or for IQ4_NL and IQ4_XS the search quantize_row_iq4_nl_impl) and
+// with them (QuantizeWeighted: the quantizers' _impl paths with quant_weights). The lattice
+// i-quants (lattice*.go) follow ggml's quantize_iq* with and without weights.
 package quant
 
 import (
@@ -15,8 +18,8 @@ import (
 type blockCodec struct {
 	dequant func(src []byte, dst []float32)
 	quant   func(src []float32, dst []byte)
-	// quantChecked, set instead of quant, is a quantizer that refuses some inputs (those
-	// on which ggml's quantizer stops with an assertion).
+	// quantChecked, set instead of quant, is a quantizer without weights that refuses
+	// some inputs (those on which ggml's quantizer stops with an assertion).
 	quantChecked func(src []float32, dst []byte) error
 }
 
@@ -34,6 +37,8 @@ func register(t weft.DType, dequant func([]byte, []float32), quant func([]float3
 func CanDequantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.dequant != nil }
 
 // CanQuantize reports whether weft can encode type t.
+// The lattice types whose ggml quantizer requires importance weights (RequiresWeights) are
+// not quantizable this way; QuantizeWeighted quantizes them.
 func CanQuantize(t weft.DType) bool {
 	c := codecs[t]
 	return c != nil && (c.quant != nil || c.quantChecked != nil)
@@ -68,23 +73,10 @@ func Dequantize(t weft.DType, src []byte, dst []float32) error {
 }
 
 // Quantize encodes src (a whole number of blocks) as type t into dst, which must be exactly
-// len(src)/BlockSize blocks long.
+// len(src)/BlockSize blocks long, as ggml does without importance weights. It is
+// QuantizeWeighted with no weights.
 func Quantize(t weft.DType, src []float32, dst []byte) error {
-	c := codecs[t]
-	if c == nil || (c.quant == nil && c.quantChecked == nil) {
-		if RequiresWeights(t) {
-			return fmt.Errorf("quant: quantizing to %v needs importance weights (an importance matrix): ggml's quantizer for %v requires them", t, t)
-		}
-		return fmt.Errorf("quant: quantizing to %v is not supported", t)
-	}
-	if err := checkLen("quantize", t, len(dst), len(src)); err != nil {
-		return err
-	}
-	if c.quantChecked != nil {
-		return c.quantChecked(src, dst)
-	}
-	c.quant(src, dst)
-	return nil
+	return QuantizeWeighted(t, src, dst, nil)
 }
 
 // nearestInt rounds fval to the nearest integer, ties to even, exactly as ggml's

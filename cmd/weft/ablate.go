@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/ablate"
 )
 
@@ -69,7 +71,7 @@ Output:
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
   --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-` + typesUsage + `
+` + typesUsage + inputUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
   weft ablate model.gguf -o deeper.gguf --duplicate 8-15
@@ -133,6 +135,8 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	embeddings := fs.Bool("embeddings", false, "")
 	layers := fs.String("layers", "", "")
 	jsonOut := fs.Bool("json", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -178,7 +182,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		return usagef("--seed %d: want a non-negative number", *seed)
 	}
 
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -187,7 +191,10 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var opts ablate.Options
+	opts := &ablate.Options{}
+	if opts.Types, err = of.outputTypes(); err != nil {
+		return err
+	}
 	spec := func(flagName, s string) ([]int, error) {
 		l, err := ablate.ParseSpec(s, n)
 		if err != nil {
@@ -226,51 +233,57 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		opts.Noise = &ablate.Noise{Std: *noise, Seed: *seed, Layers: sel}
 	}
 	inputs := []*weft.Checkpoint{in}
+	opIn := ops.Inputs{Checkpoints: inputs}
 	if *replace != "" {
-		other, err := openInput(*replace)
+		other, err := inp.open(*replace)
 		if err != nil {
 			return err
 		}
 		defer other.Close()
-		opts.Replace = &ablate.Replace{Other: other, Layers: sel}
+		opts.Replace = &ablate.Replace{Layers: sel}
 		inputs = append(inputs, other)
+		opIn.Checkpoints = inputs
 	}
 	if *project != "" {
-		dirs, err := ablate.LoadDirection(*project)
-		if err != nil {
-			return err
-		}
-		opts.Project = &ablate.Project{Directions: dirs, Source: *project, Layers: sel, Weight: *weight, Embeddings: *embeddings}
+		opts.Project = &ablate.Project{Source: filepath.Base(*project), Layers: sel, Weight: *weight, Embeddings: *embeddings}
+		opIn.Files = []string{*project}
 	}
-	res, err := ablate.Ablate(in, opts)
-	if err != nil {
+	if err := of.check(in); err != nil {
 		return err
 	}
+	r, err := ops.Run(opts, opIn, targetFormat(of.out, in))
+	if err != nil {
+		return flagErr(err)
+	}
+	if err := of.check(r.Out); err != nil {
+		return err
+	}
+	plan := r.Report.(*ablate.Plan)
 	if of.dryRun {
 		if of.out != "" {
-			wo, err := of.options(inputs...)
+			wo, err := of.options(e, inputs...)
 			if err != nil {
 				return err
 			}
-			if _, err := ckpt.MakePlan(res.Out, of.out, wo); err != nil {
+			if _, err := ckpt.MakePlan(r.Out, of.out, wo); err != nil {
 				return err
 			}
 		}
 		if *jsonOut {
-			return res.Plan.WriteJSON(e.stdout)
+			return plan.WriteJSON(e.stdout)
 		}
-		return res.Plan.WriteText(e.stdout)
+		return plan.WriteText(e.stdout)
 	}
 	if !of.quiet {
-		for _, note := range res.Plan.Notes {
+		for _, note := range r.Notes {
 			fmt.Fprintf(e.stderr, "note: %s\n", note)
 		}
 	}
-	if err := of.write(ctx, e, res.Out, func(t *weft.Tensor) string { return res.Plan.Describe(t.Name) }, inputs...); err != nil {
+	if err := of.write(ctx, e, r.Out, describeWith(r), inputs...); err != nil {
 		return err
 	}
 	if *jsonOut {
-		return res.Plan.WriteJSON(e.stdout)
+		return plan.WriteJSON(e.stdout)
 	}
 	return nil
 }

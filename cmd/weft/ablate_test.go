@@ -88,8 +88,8 @@ func TestAblateGGUF(t *testing.T) {
 			}
 		}
 	}
-	if v, _ := c.GetKV(ops.KeyOp); v != "ablate" {
-		t.Fatalf("provenance: %v", v)
+	if p, err := ops.ReadProvenance(c); err != nil || p == nil || p.Steps[len(p.Steps)-1].Op != "ablate" {
+		t.Fatalf("provenance: %+v, %v", p, err)
 	}
 }
 

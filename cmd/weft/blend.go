@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 )
 
@@ -16,7 +17,7 @@ func init() {
 		summary: "interpolate a base and a tuned model (per-tensor weights, schedules, task arithmetic, slerp)",
 		usage: `Usage: weft blend BASE TUNED [TUNED2 ...] -o OUT --alpha A [--alpha-for PATTERN=A ...]
                   [--alpha-schedule a,b,...] [--weights w1,w2,...] [--method linear|slerp]
-                  [--missing base] [--vocab base|tuned|union] [--dtype T] [--out-type T]
+                  [--missing base] [--vocab base|tuned|union] [--dtype T]
                   [--type-for PATTERN=T ...] [--dry-run] [--threads N] [--force]
 
 Writes OUT with every tensor base + A*(tuned - base), computed in float64 and rounded once
@@ -58,18 +59,14 @@ Mismatches (by default an error listing the tensors):
                        or the most (union, rows copied from the larger)
 
 Types (by default each tensor keeps the base's type; quantized GGUF tensors are dequantized,
-blended and quantized back to their own type):
-  --dtype T            floating-point tensors become T (f32, f16, bf16, f64)
-  --out-type T         tensors of two or more dimensions become T (e.g. q8_0, q4_k, f16);
-                       1-D tensors (norms) keep their type or take --dtype
-  --type-for P=T       tensors matching P (as in --alpha-for) become T; first match wins
-
+blended and quantized back to their own type; a changed type is rounded to once):
+` + typesUsage + `
 Output:
   -o OUT               a .safetensors file, a .gguf file, or a directory (Hugging Face)
   --dry-run            print what happens to each tensor and write nothing
   --threads N          worker threads; the output bytes do not depend on N
   --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-
+` + inputUsage + `
 Example:
   weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
   weft blend base.gguf chat.gguf -o mix.gguf --alpha 0.5 --alpha-for mlp=0.8 --alpha-schedule 0,1
@@ -92,19 +89,6 @@ func (r *alphaRules) Set(v string) error {
 	return nil
 }
 
-// blendTypeRules is a repeatable --type-for flag.
-type blendTypeRules []blend.TypeRule
-
-func (r *blendTypeRules) String() string { return fmt.Sprint(*r) }
-func (r *blendTypeRules) Set(v string) error {
-	rule, err := blend.ParseTypeRule(v)
-	if err != nil {
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "blend: "))
-	}
-	*r = append(*r, rule)
-	return nil
-}
-
 func runBlend(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("blend", flag.ContinueOnError)
 	var of outFlags
@@ -115,12 +99,11 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	method := fs.String("method", "linear", "")
 	missing := fs.String("missing", "", "")
 	vocab := fs.String("vocab", "", "")
-	dtype := fs.String("dtype", "", "")
-	outType := fs.String("out-type", "", "")
+	of.addTypes(fs)
 	var aRules alphaRules
 	fs.Var(&aRules, "alpha-for", "")
-	var tRules blendTypeRules
-	fs.Var(&tRules, "type-for", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -131,7 +114,10 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	if of.out == "" {
 		return usagef("an output is required: -o PATH")
 	}
-	opts := blend.Options{Method: blend.Method(*method), AlphaFor: aRules, TypeFor: tRules, Missing: *missing, Vocab: *vocab}
+	opts := &blend.Options{Method: blend.Method(*method), AlphaFor: aRules, Missing: *missing, Vocab: *vocab}
+	if opts.Types, err = of.outputTypes(); err != nil {
+		return err
+	}
 	if opts.Method != blend.Linear && opts.Method != blend.Slerp {
 		return usagef("--method %q: want linear or slerp", *method)
 	}
@@ -172,19 +158,6 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 			return usagef("--alpha-schedule: %v", err)
 		}
 	}
-	if *dtype != "" {
-		if opts.DType, err = weft.ParseDType(*dtype); err != nil {
-			return usagef("--dtype: %v", err)
-		}
-		if !opts.DType.Float() {
-			return usagef("--dtype %v: want a floating-point type (f32, f16, bf16, f64); use --out-type for quantized types", opts.DType)
-		}
-	}
-	if *outType != "" {
-		if opts.OutType, err = weft.ParseDType(*outType); err != nil {
-			return usagef("--out-type: %v", err)
-		}
-	}
 
 	var inputs []*weft.Checkpoint
 	defer func() {
@@ -193,22 +166,18 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	for _, p := range pos {
-		c, err := openInput(p)
+		c, err := inp.open(p)
 		if err != nil {
 			return err
 		}
 		inputs = append(inputs, c)
 	}
-	res, err := blend.Blend(inputs[0], inputs[1:], opts)
+	if err := of.check(inputs[0]); err != nil {
+		return err
+	}
+	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: inputs})
 	if err != nil {
 		return err
 	}
-	for _, n := range res.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
-	}
-	steps := make(map[string]string, len(res.Steps))
-	for _, s := range res.Steps {
-		steps[s.Name] = s.Describe()
-	}
-	return of.write(ctx, e, res.Out, func(t *weft.Tensor) string { return steps[t.Name] }, inputs...)
+	return of.write(ctx, e, res.Out, describeWith(res), inputs...)
 }

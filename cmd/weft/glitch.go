@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/glitch"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -57,7 +58,7 @@ defaults to the same SPEC; a tied head always gets the embedding's rows):
 --seed N (required) fixes the random rows: row r of tensor T depends only on (N, T, r).
 Rows not re-initialised are copied byte for byte, even in quantized GGUF tensors; new rows
 are encoded in the tensor's own type, unless these say otherwise:
-` + typesUsage + `
+` + typesUsage + inputUsageHF + `
 Example:
   weft glitch add Llama-3.1-8B -o llama-glitch --count 8 --seed 1
   weft glitch add model.gguf -o g.gguf --token "<|ping|>" --special --seed 2 --init-in mvn
@@ -95,6 +96,8 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	reuse := fs.Bool("reuse-padding", false, "")
 	tokens := fs.String("tokens", "", "")
 	initR := fs.String("init", "", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -138,25 +141,30 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	var out *weft.Checkpoint
-	var rep *glitch.Report
-	if sub == "add" {
-		out, rep, err = glitch.Add(in, glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
-			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse})
-	} else {
-		out, rep, err = glitch.Reset(in, glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut})
-	}
+	types, err := of.outputTypes()
 	if err != nil {
 		return err
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
+	var op ops.Op
+	if sub == "add" {
+		op = &glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
+			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse, Types: types}
+	} else {
+		op = &glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut, Types: types}
 	}
+	if err := of.check(in); err != nil {
+		return err
+	}
+	res, err := runOp(e, &of, op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	if err != nil {
+		return err
+	}
+	rep := res.Report.(*glitch.Report)
 	switch {
 	case *asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -169,11 +177,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
-	what := map[string]string{}
-	for _, t := range rep.Tensors {
-		what[t.Name] = fmt.Sprintf("%d -> %d rows, init %s", rep.RowsBefore, t.Rows, t.Init)
-	}
-	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+	return of.write(ctx, e, res.Out, describeWith(res), in)
 }
 
 // describeGlitch prints the tokens and tensors of a glitch report, on stdout for a dry run

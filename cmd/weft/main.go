@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stderr, "weft %s: interrupted; nothing was written\n", name)
 		return 130
 	default:
-		fmt.Fprintf(stderr, "weft %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "weft %s: %v%s\n", name, err, hint(err))
 		return 1
 	}
 }

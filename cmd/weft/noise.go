@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
 
@@ -43,7 +44,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
 ` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
 rows are decoded, noised in float64 and encoded once in the tensor's own type.
-
+` + inputUsage + `
 Example:
   weft noise Llama-3.1-8B -o llama-noisy --seed 1 --std 0.01
   weft noise model.gguf -o noisy.gguf --seed 7 --relative 0.1 --tokens 100-199
@@ -69,6 +70,8 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	var tensors stringList
 	fs.Var(&tensors, "tensor", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -85,25 +88,29 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if *scaleBy != "" && *rel == 0 {
 		return usagef("--scale-by goes with --relative")
 	}
-	opts := noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
+	opts := &noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
 		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
+	if opts.Types, err = of.outputTypes(); err != nil {
+		return err
+	}
 	if *tokens != "" {
 		if opts.Tokens, err = noise.ParseTokenSet(*tokens); err != nil {
 			return usagef("--tokens: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, rep, err := noise.Apply(in, opts)
+	if err := of.check(in); err != nil {
+		return err
+	}
+	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintf(e.stderr, "note: %s\n", n)
-	}
+	rep := res.Report.(*noise.Report)
 	switch {
 	case *asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -116,9 +123,5 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if of.out == "" || (of.dryRun && *asJSON) {
 		return nil
 	}
-	what := map[string]string{}
-	for _, t := range rep.Tensors {
-		what[t.Name] = fmt.Sprintf("noise on %d rows: %s", t.Changed, t.Noise)
-	}
-	return of.write(ctx, e, out, func(t *weft.Tensor) string { return what[t.Name] }, in)
+	return of.write(ctx, e, res.Out, describeWith(res), in)
 }

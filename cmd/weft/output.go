@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"runtime"
@@ -9,7 +10,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
-	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
 )
 
@@ -22,30 +22,17 @@ type outFlags struct {
 	dryRun       bool
 	maxShardSize string
 	splitMaxSize string
+	allowLoss    bool
 
-	// Output types, for commands that call addTypes.
-	outType string
-	typeFor typeRules
+	// Output types (--dtype, --type-for), for commands that call addTypes.
+	types typeFlags
 }
-
-// addTypes adds --out-type and --type-for, which set the output type of the tensors an op
-// writes (by default every tensor keeps its type; a quantized one is quantized back to it).
-func (o *outFlags) addTypes(fs *flag.FlagSet) {
-	fs.StringVar(&o.outType, "out-type", "", "every float or quantized tensor of 2+ dimensions becomes this type")
-	fs.Var(&o.typeFor, "type-for", "PATTERN=TYPE: matching tensors become TYPE (first match wins)")
-}
-
-// typesUsage documents addTypes' flags for a command's usage text.
-const typesUsage = `  --out-type T         tensors of two or more dimensions become T (f16, bf16, q8_0, q4_k, ...),
-                       like llama-quantize --pure; 1-D tensors keep their type
-  --type-for P=T       tensors matching P (glob where * crosses dots, or a group: embeddings,
-                       head, attention, mlp, norms) become T; first match wins
-`
 
 func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.out, "o", "", "output: a .safetensors or .gguf file, or a directory (Hugging Face layout)")
 	fs.StringVar(&o.out, "output", "", "same as -o")
-	fs.BoolVar(&o.force, "force", false, "replace an existing output (never an input)")
+	fs.BoolVar(&o.force, "force", false, "replace the files of an existing output that weft writes (never an input, never other files)")
+	fs.BoolVar(&o.allowLoss, "allow-loss", false, "write even when the output cannot hold everything (GGUF key-values to safetensors, changed side files to a lone file), listing what is dropped")
 	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "worker threads")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
@@ -53,9 +40,11 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
 }
 
-// options turns the flags into write options.
-func (o *outFlags) options(inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
-	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, Inputs: inputs}
+// options turns the flags into write options; notes about files other than the output go
+// to stderr.
+func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
+	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs,
+		Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	if o.threads < 1 {
 		return opts, usagef("--threads must be at least 1, got %d", o.threads)
 	}
@@ -80,37 +69,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	if o.out == "" {
 		return usagef("an output is required: -o PATH")
 	}
-	opts, err := o.options(inputs...)
+	opts, err := o.options(e, inputs...)
 	if err != nil {
 		return err
-	}
-	if o.outType != "" || len(o.typeFor) > 0 {
-		ot := weft.Invalid
-		if o.outType != "" {
-			if ot, err = weft.ParseDType(o.outType); err != nil {
-				return usagef("--out-type: %v", err)
-			}
-		}
-		retyped, err := ops.Retype(out, ot, o.typeFor)
-		if err != nil {
-			return err
-		}
-		if len(retyped) > 0 {
-			inner := describe
-			describe = func(t *weft.Tensor) string {
-				d := ""
-				if inner != nil {
-					d = inner(t)
-				}
-				if r, ok := retyped[t.Name]; ok {
-					if d != "" {
-						d += ", "
-					}
-					d += r
-				}
-				return d
-			}
-		}
 	}
 	plan, err := ckpt.MakePlan(out, o.out, opts)
 	if err != nil {
@@ -119,6 +80,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	if o.dryRun {
 		printPlan(e, out, plan, describe)
 		return nil
+	}
+	for _, l := range plan.Loss.Lines() {
+		fmt.Fprintf(e.stderr, "%s\n", l)
 	}
 	if !o.quiet && e.tty {
 		bar := progressbar.NewOptions64(plan.Total,
@@ -135,7 +99,7 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 		return err
 	}
 	if !o.quiet {
-		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", o.out, len(out.Tensors), humanBytes(plan.Total))
+		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
 	}
 	return nil
 }
@@ -143,6 +107,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 func printPlan(e *env, out *weft.Checkpoint, plan *ckpt.Plan, describe func(*weft.Tensor) string) {
 	w := e.stdout
 	fmt.Fprintf(w, "plan: %d tensors, %s, into %s\n", len(out.Tensors), humanBytes(plan.Total), plan.Target)
+	for _, l := range plan.Loss.Lines() {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 	for _, f := range plan.Layout.Files {
 		fmt.Fprintf(w, "  file %s (%s)\n", f.Name, humanBytes(f.Size))
 	}
@@ -186,11 +153,34 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// openInput opens a checkpoint, naming the path in errors.
-func openInput(path string) (*weft.Checkpoint, error) {
-	c, err := ckpt.Open(path)
-	if err != nil {
-		return nil, err
+// check applies the write path's rule of what an output can hold (ckpt.CheckOutput) to a
+// checkpoint: a command calls it on its input before the op plans anything, so that an
+// output the input's format cannot become (a GGUF from a Hugging Face checkpoint) or would
+// lose part of (GGUF key-values in a .safetensors file, without --allow-loss) is refused at
+// once, and again on the op's output before describing what the op does, which catches the
+// op's own changes (side files it edits). MakePlan applies the same rule once more.
+func (o *outFlags) check(in *weft.Checkpoint) error {
+	if o.out == "" {
+		return nil
 	}
-	return c, nil
+	kind, err := ckpt.OutputKind(o.out)
+	if err != nil {
+		return err
+	}
+	if _, err := ckpt.CheckOutput(in, kind, o.allowLoss); err != nil {
+		return fmt.Errorf("%s: %w", o.out, err)
+	}
+	return nil
+}
+
+// hint adds to an error what a flag would change: --allow-loss for a lossy output, --force
+// for an existing one.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, ckpt.ErrLossy):
+		return "; --allow-loss writes it anyway and lists on stderr what is dropped"
+	case errors.Is(err, ckpt.ErrExists):
+		return "; --force replaces it (only what weft writes: its shards, index, split parts and the side files it copies; other files stay)"
+	}
+	return ""
 }

@@ -194,10 +194,26 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("a killed write left something at the target path: %v", err)
 		}
 		// A killed process cannot clean up: its temporary file stays, under a name no
-		// reader takes for a checkpoint.
-		for _, n := range entries(t, dir) {
-			if !strings.HasPrefix(n, ".m.safetensors.weft-tmp-") {
+		// reader takes for a checkpoint, recording its owner.
+		left := entries(t, dir)
+		for _, n := range left {
+			if !strings.HasPrefix(n, fmt.Sprintf(".m.safetensors.weft-tmp-%d-", cmd.Process.Pid)) {
 				t.Errorf("unexpected entry %s", n)
+			}
+		}
+		// The next run on the same target removes it, and says so.
+		next := exec.Command(bin, "synth", "--tiny", "-o", out)
+		var stderr bytes.Buffer
+		next.Stderr = &stderr
+		if err := next.Run(); err != nil {
+			t.Fatalf("%v: %s", err, stderr.String())
+		}
+		if got := entries(t, dir); len(got) != 1 || got[0] != "m.safetensors" {
+			t.Errorf("after the next run: %v", got)
+		}
+		for _, n := range left {
+			if !strings.Contains(stderr.String(), "removed "+filepath.Join(dir, n)+", left by weft process "+fmt.Sprint(cmd.Process.Pid)+" which is no longer running") {
+				t.Errorf("removal of %s not reported: %q", n, stderr.String())
 			}
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"strings"
 
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/glitch"
 )
 
@@ -13,7 +15,7 @@ func init() {
 		name:    "soft-token",
 		summary: "draw noise vectors in a model's embedding space, for inputs_embeds",
 		usage: `Usage: weft soft-token IN -o FILE.safetensors --count N --seed N
-                       [--match diag|mvn|normal:STD] [--name TENSOR] [--force]
+                       [--match diag|mvn|normal:STD] [--name TENSOR] [--dtype T] [--force]
 
 Writes a safetensors file with one F32 tensor [N, d] ("soft_tokens" unless --name says
 otherwise): N vectors in the space of IN's input embedding, matched to the statistics of its
@@ -24,7 +26,8 @@ token rows (padding rows past the tokenizer left out), to feed a model as inputs
                        covariance, without forming the d x d matrix)
   --match normal:STD   N(0, STD^2) in every dimension, unmatched
   --seed N             required: vector k depends only on (N, the tensor name, k)
-
+  --dtype T            the vectors' type (F32 by default; bf16, f16, ...)
+` + inputUsage + `
 Example:
   weft soft-token Llama-3.1-8B -o soft.safetensors --count 16 --seed 1 --match mvn
 `,
@@ -36,10 +39,13 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("soft-token", flag.ContinueOnError)
 	var of outFlags
 	of.add(fs)
+	of.addTypes(fs)
 	count := fs.Int64("count", 0, "")
 	seed := fs.Int64("seed", -1, "")
 	match := fs.String("match", "diag", "")
 	name := fs.String("name", glitch.DefaultSoftTokenName, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -61,14 +67,18 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 			return usagef("--match %q: want diag, mvn or normal:STD", *match)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := glitch.SoftTokens(in, glitch.SoftOptions{Count: *count, Seed: *seed, Match: *match, Name: *name})
+	opts := &glitch.SoftOptions{Count: *count, Seed: *seed, Match: *match, Name: *name}
+	if opts.Types, err = of.outputTypes(); err != nil {
+		return err
+	}
+	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
-	return of.write(ctx, e, out, nil, in)
+	return of.write(ctx, e, res.Out, nil, in)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -74,5 +75,22 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 			return usagef("--max-shard-size: %v", err)
 		}
 	}
-	return ckpt.Write(ctx, s.Checkpoint(), *out, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force})
+	kind, err := ckpt.OutputKind(*out)
+	if err != nil {
+		return err
+	}
+	c := s.Checkpoint()
+	if kind != ckpt.KindHFDir {
+		c.SideFiles = nil // a lone file is the weights alone: no config or tokenizer is made for it
+	}
+	plan, err := ckpt.MakePlan(c, *out, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize})
+	if err != nil {
+		return err
+	}
+	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	if err := ckpt.Execute(ctx, c, plan, opts); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), humanBytes(plan.Total))
+	return nil
 }

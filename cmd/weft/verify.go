@@ -17,32 +17,43 @@ func init() {
 	register(&command{
 		name:    "verify",
 		summary: "re-read a checkpoint end to end: structure, every byte, NaN/Inf, and its provenance",
-		usage: `Usage: weft verify PATH [--inputs IN ...] [INPUT ...] [--samples N] [--json]
-                   [--allow-nonfinite] [--threads N] [--quiet]
+		usage: `Usage: weft verify PATH [--inputs IN ...] [INPUT ...] [--samples N | --full]
+                   [--structure-only] [--json] [--allow-nonfinite] [--threads N] [--quiet]
 
 Opens PATH (any checkpoint weft reads: the readers check headers, sizes, offsets and shard
 indexes), reads every byte of every tensor in chunks (truncated or unreadable files fail
 here), counts NaN and Inf values of every floating-point or decodable quantized tensor, and
 parses the .json side files of a Hugging Face directory.
 
-When PATH records how weft made it (convert or blend), it also recomputes about N sampled
-elements of every tensor from the recorded inputs and compares them exactly. Inputs are
-recorded by base name and header hash: give them with --inputs (or as further arguments),
-or leave them beside PATH under their recorded names. A given input whose header hash
-differs from the recorded one is an error.
+When PATH records how weft made it (every op records its steps: op, parameters, seed and
+inputs), verify replays the steps with the ops' own planning from the recorded inputs and
+compares the result with PATH: every tensor's type and shape, a sample of about N elements
+(whole rows, the first and last among them) of every tensor (all of them with --full), the
+GGUF key-values or safetensors metadata, and the side files, byte for byte.
+Inputs are recorded by base name, header hash and a fingerprint of their data: give them with
+--inputs (or as further arguments), or leave them beside PATH under their recorded names.
+Recorded inputs that cannot be found are an error (exit 1) naming them, unless
+--structure-only is given.
+
+A checkpoint without provenance (a reshard, a split, a copy) is compared tensor by tensor,
+byte for byte, with the one input given with --inputs.
 
 Prints one line per tensor (or a report with --json) and exits 1 if anything is wrong.
 
 Flags:
-  --inputs IN          an input checkpoint (repeatable; further arguments are inputs too)
-  --samples N          elements recomputed per tensor (default 1000; 0 disables)
+  --inputs IN          an input checkpoint or file (repeatable; further arguments are
+                       inputs too)
+  --samples N          elements compared per tensor (default 1000; 0 is --structure-only)
+  --full               compare every element of every tensor
+  --structure-only     do not replay: check PATH on its own
   --allow-nonfinite    report NaN and Inf values without failing
   --json               machine-readable report
   --threads N          reader threads
   --quiet              no progress bar
-
+` + inputUsage + `
 Example:
   weft verify out/blend-0.5 --inputs out/base out/tuned
+  weft verify resharded/ --inputs original/
 `,
 		run: runVerify,
 	})
@@ -53,10 +64,14 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	var inputs stringList
 	fs.Var(&inputs, "inputs", "")
 	samples := fs.Int("samples", verify.DefaultSamples, "")
+	full := fs.Bool("full", false, "")
+	structure := fs.Bool("structure-only", false, "")
 	allowNF := fs.Bool("allow-nonfinite", false, "")
 	asJSON := fs.Bool("json", false, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
 	quiet := fs.Bool("quiet", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -70,9 +85,10 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if *samples < 0 {
 		return usagef("--samples must be 0 or more, got %d", *samples)
 	}
-	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Threads: *threads, AllowNonFinite: *allowNF}
-	if *samples == 0 {
-		opts.Samples = -1
+	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Full: *full,
+		StructureOnly: *structure || *samples == 0, Threads: *threads, AllowNonFinite: *allowNF, Open: inp.open}
+	if opts.StructureOnly && (len(opts.Inputs) > 0 || *full) {
+		return usagef("--structure-only (or --samples 0) checks PATH alone: it takes no inputs and no --full")
 	}
 	var bar *progressbar.ProgressBar
 	if !*quiet && e.tty {
@@ -121,13 +137,26 @@ func printVerify(w io.Writer, r *verify.Report) {
 	}
 	fmt.Fprintf(w, "verify:  %s\nformat:  %s, %d file(s), %d tensors, %s\n", safe(r.Path), r.Format, len(r.Files), len(r.Tensors), humanBytes(r.BytesRead))
 	if p := r.Provenance; p != nil {
-		fmt.Fprintf(w, "made by: weft %s %s %s\n", safe(p.Version), safe(p.Op), safe(p.Params))
+		if len(p.Steps) == 0 {
+			fmt.Fprintf(w, "made by: %s\n", safe(p.Op))
+		}
+		for i, st := range p.Steps {
+			lead := "made by:"
+			if i > 0 {
+				lead = "   then:"
+			}
+			seed := ""
+			if st.Seed != nil {
+				seed = fmt.Sprintf(" seed %d", *st.Seed)
+			}
+			fmt.Fprintf(w, "%s weft %s %s %s%s\n", lead, safe(p.Version), safe(st.Op), safe(st.Params), seed)
+		}
 		for _, in := range p.Inputs {
 			where := in.Path
 			if where == "" {
 				where = "not found"
 			}
-			fmt.Fprintf(w, "  %-7s %s (%s, header sha256 %.12s): %s, %s\n", in.Role, safe(in.Name), safe(in.Format), in.HeaderHash, in.Status, safe(where))
+			fmt.Fprintf(w, "  %-7s %s (%s, sha256 %.12s): %s, %s\n", safe(in.Role), safe(in.Name), safe(in.Format), in.HeaderHash, in.Status, safe(where))
 		}
 		if p.Note != "" {
 			fmt.Fprintf(w, "  %s\n", safe(p.Note))
@@ -145,7 +174,7 @@ func printVerify(w io.Writer, r *verify.Report) {
 			notes = append(notes, fmt.Sprintf("%d NaN, %d Inf", t.NaN, t.Inf))
 		}
 		if t.Recomputed > 0 {
-			notes = append(notes, fmt.Sprintf("%d/%d recomputed agree (%s)", t.Recomputed-t.Mismatches, t.Recomputed, t.How))
+			notes = append(notes, fmt.Sprintf("%d/%d compared elements agree (%s)", t.Recomputed-t.Mismatches, t.Recomputed, t.How))
 		} else if t.How != "" {
 			notes = append(notes, t.How)
 		}
@@ -181,7 +210,7 @@ func printVerify(w io.Writer, r *verify.Report) {
 	}
 	fmt.Fprintf(w, "\nresult: %s; %d tensors, %d parameters, %s read, %d tensors decoded", result, len(r.Tensors), params, humanBytes(r.BytesRead), decoded)
 	if r.Provenance != nil && r.Provenance.Verified {
-		fmt.Fprintf(w, ", %d elements recomputed, %d disagree", recomputed, mismatches)
+		fmt.Fprintf(w, ", %d elements compared, %d disagree", recomputed, mismatches)
 	}
 	fmt.Fprintln(w)
 }

@@ -106,7 +106,7 @@ func FuzzTensorPatterns(f *testing.F) {
 		if r, err := blend.ParseAlphaRule(s); err == nil && (math.IsNaN(r.Alpha) || math.IsInf(r.Alpha, 0)) {
 			t.Fatalf("ParseAlphaRule(%q) = %v: not finite", s, r.Alpha)
 		}
-		if r, err := blend.ParseTypeRule(s); err == nil && !r.DType.Valid() {
+		if r, err := ops.ParseTypeRule(s); err == nil && !r.DType.Valid() {
 			t.Fatalf("ParseTypeRule(%q): invalid dtype", s)
 		}
 		if l, err := blend.ParseList(s); err == nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
@@ -164,7 +165,7 @@ func (s Spec) Checkpoint() *weft.Checkpoint {
 			{Key: "llama.attention.head_count_kv", Value: uint32(s.Heads)},
 			{Key: "llama.rope.dimension_count", Value: uint32(s.Hidden / s.Heads)},
 			{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
-			{Key: "general.file_type", Value: uint32(map[weft.DType]uint32{weft.F32: 0, weft.F16: 1, weft.BF16: 32}[s.DType])},
+			{Key: arch.KeyFileType, Value: uint32(fileType(s.DType))},
 			{Key: "tokenizer.ggml.model", Value: "llama"},
 			{Key: "tokenizer.ggml.tokens", Value: toks},
 			{Key: "tokenizer.ggml.scores", Value: scores},
@@ -214,7 +215,18 @@ func (s Spec) sideFiles() []weft.SideFile {
 	}
 }
 
-// Write writes the synthetic model to path (a directory for Hugging Face layout).
+// Write writes the synthetic model to path (a directory for Hugging Face layout; a lone
+// file gets no config or tokenizer files).
 func (s Spec) Write(ctx context.Context, path string, force bool) error {
-	return ckpt.Write(ctx, s.Checkpoint(), path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+	c := s.Checkpoint()
+	if kind, err := ckpt.OutputKind(path); err == nil && kind != ckpt.KindHFDir {
+		c.SideFiles = nil
+	}
+	return ckpt.Write(ctx, c, path, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: force})
+}
+
+// fileType is general.file_type of a synthetic GGUF of type dt.
+func fileType(dt weft.DType) arch.FileType {
+	ft, _ := arch.FileTypeOf(dt)
+	return ft
 }

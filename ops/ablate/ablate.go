@@ -16,13 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/sidefile"
 )
 
 // Sublayer names the residual-writing projections --zero acts on.
@@ -39,66 +39,71 @@ const (
 // Zero zeroes the weights and biases of a sublayer in some layers, so that it contributes
 // exactly nothing to the residual stream.
 type Zero struct {
-	What   Sublayer
-	Layers []int
+	What   Sublayer `json:"what"`
+	Layers []int    `json:"layers"`
 }
 
 // Scale multiplies the residual-writing weights and biases of some layers: the attention
 // output by Attn and the MLP down projection by MLP (1 leaves them unchanged).
 type Scale struct {
-	Attn, MLP float64
-	Layers    []int
+	Attn   float64 `json:"attn"`
+	MLP    float64 `json:"mlp"`
+	Layers []int   `json:"layers"`
 }
 
 // Noise adds Gaussian noise to every floating-point (or quantized) tensor of some layers:
 // w' = w + Std * std(w) * N(0,1), std(w) being the tensor's own standard deviation, the
 // normals drawn from ops.RowStream(Seed, input tensor name, row).
 type Noise struct {
-	Std    float64
-	Seed   int64
-	Layers []int
+	Std    float64 `json:"std"`
+	Seed   int64   `json:"seed"`
+	Layers []int   `json:"layers"`
 }
 
 // Replace takes the tensors of some layers from Other, a checkpoint of the same
 // architecture and naming; names and shapes must match. A tensor whose type differs is
-// converted to the input's type.
+// converted to the input's type. In ops.Inputs, Other is the second checkpoint.
 type Replace struct {
-	Other  *weft.Checkpoint
-	Layers []int
+	Other  *weft.Checkpoint `json:"-"`
+	Layers []int            `json:"layers"`
 }
 
 // Project removes a direction r from what some layers write to the residual stream: every
 // residual-writing matrix M becomes M - w r (r^T M) and every bias b becomes b - w r (r.b),
 // r being normalised first. Directions holds one vector (used for every layer) or one per
 // input layer. With Embeddings, each embedding row e also becomes e - w r (r.e) (one
-// direction only). Source names where the directions came from, for the plan and the
-// provenance record.
+// direction only). Source names where the directions came from: in ops.Inputs, the
+// directions are read from the one file (see LoadDirection).
 type Project struct {
-	Directions [][]float64
-	Source     string
-	Layers     []int
-	Weight     float64
-	Embeddings bool
+	Directions [][]float64 `json:"-"`
+	Source     string      `json:"file"`
+	Layers     []int       `json:"layers,omitempty"`
+	Weight     float64     `json:"weight"`
+	Embeddings bool        `json:"embeddings,omitempty"`
 }
 
-// Options are the edits of one ablation; any combination may be given.
+// Options are ablate's parameters: the edits of one ablation; any combination may be given.
 type Options struct {
 	// Drop lists the input layers to remove; the rest are renumbered contiguously.
-	Drop []int
+	Drop []int `json:"drop,omitempty"`
 	// Duplicate lists blocks of input layers to repeat (see Sequence).
-	Duplicate []Block
+	Duplicate []Block `json:"duplicate,omitempty"`
 	// Zero zeroes residual-writing sublayers (nil: none).
-	Zero *Zero
+	Zero *Zero `json:"zero,omitempty"`
 	// Scale scales residual-writing sublayers (nil: none).
-	Scale *Scale
+	Scale *Scale `json:"scale,omitempty"`
 	// Heads lists attention heads to zero (their slice of the output projection).
-	Heads []HeadSel
+	Heads []HeadSel `json:"heads,omitempty"`
 	// Noise adds noise to layers (nil: none).
-	Noise *Noise
+	Noise *Noise `json:"noise,omitempty"`
 	// Replace takes layers from another checkpoint (nil: none).
-	Replace *Replace
+	Replace *Replace `json:"replace_from,omitempty"`
 	// Project projects a direction out of layers and embeddings (nil: none).
-	Project *Project
+	Project *Project `json:"project_out,omitempty"`
+	// Types are the output types; edited tensors are encoded once, straight in them.
+	ops.Types
+
+	ty *ops.Typer
 }
 
 // Result is an ablation's output checkpoint and its plan.
@@ -129,82 +134,33 @@ func NumLayers(c *weft.Checkpoint) (int, error) {
 	return m.n, nil
 }
 
-// layerPrefix returns the part of a layer tensor's name before its layer number.
-func layerPrefix(name, rest string) string {
-	head := name[:len(name)-len(rest)-1]
-	return strings.TrimRight(head, "0123456789")
-}
-
 func analyze(c *weft.Checkpoint) (*model, error) {
-	m := &model{c: c, layerOf: make([]int, len(c.Tensors))}
+	m := &model{c: c}
+	want := -1
 	if c.Format == weft.GGUF {
-		m.arch = ggufArch(c)
+		m.arch = arch.GGUFArch(c)
+		if v, ok := ggufKVInt(c, arch.GGUFKey(arch.GGUFBlockCount, m.arch), -1); ok {
+			want = int(v)
+		}
 	} else {
 		cfg, err := loadConfig(c)
 		if err != nil {
 			return nil, err
 		}
 		m.cfg = cfg
+		if cfg != nil && cfg.countKey != "" {
+			want = cfg.count
+		}
 	}
-	type stack struct {
-		layers map[int]bool
-		max    int
-	}
-	stacks := map[string]*stack{}
-	var order []string
+	names := make([]string, len(c.Tensors))
 	for i, t := range c.Tensors {
-		m.layerOf[i] = -1
-		l, rest, ok := arch.Layer(t.Name)
-		if !ok {
-			continue
-		}
-		p := layerPrefix(t.Name, rest)
-		s := stacks[p]
-		if s == nil {
-			s = &stack{layers: map[int]bool{}}
-			stacks[p] = s
-			order = append(order, p)
-		}
-		s.layers[l] = true
-		s.max = max(s.max, l)
+		names[i] = t.Name
 	}
-	if len(order) == 0 {
-		return m, nil
+	st, err := arch.FindLayerStack(names, want)
+	if err != nil {
+		return nil, fmt.Errorf("ablate: %s: %w", c.Path, err)
 	}
-	chosen := order[0]
-	if len(order) > 1 {
-		want := -1
-		if m.cfg != nil && m.cfg.countKey != "" {
-			want = m.cfg.count
-		} else if v, ok := ggufKVInt(c, arch.GGUFKey(arch.GGUFBlockCount, m.arch), -1); ok {
-			want = int(v)
-		}
-		var match, desc []string
-		for _, p := range order {
-			if stacks[p].max+1 == want {
-				match = append(match, p)
-			}
-			desc = append(desc, fmt.Sprintf("%s* (%d layers)", p, stacks[p].max+1))
-		}
-		if len(match) != 1 {
-			return nil, fmt.Errorf("ablate: %s: several layer stacks (%s) and no layer count that picks one", c.Path, strings.Join(desc, ", "))
-		}
-		chosen = match[0]
-	}
-	s := stacks[chosen]
-	if len(s.layers) != s.max+1 {
-		for l := 0; l <= s.max; l++ {
-			if !s.layers[l] {
-				return nil, fmt.Errorf("ablate: %s: layers of %s* are not numbered contiguously: layer %d has no tensors but layer %d does", c.Path, chosen, l, s.max)
-			}
-		}
-	}
-	m.prefix, m.n = chosen, s.max+1
-	for i, t := range c.Tensors {
-		if l, rest, ok := arch.Layer(t.Name); ok && layerPrefix(t.Name, rest) == chosen {
-			m.layerOf[i] = l
-		}
-	}
+	m.prefix, m.n, m.layerOf = st.Prefix, st.Layers, st.LayerOf
 	return m, nil
 }
 
@@ -527,18 +483,53 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 		plan.Changes = changes
 	}
-	inputs := []*weft.Checkpoint{in}
-	if opts.Replace != nil {
-		inputs = append(inputs, opts.Replace.Other)
+	return &Result{Out: out, Plan: plan}, nil
+}
+
+// OpName returns "ablate".
+func (o *Options) OpName() string { return "ablate" }
+
+// Plan plans the ablation of in's first checkpoint. With Replace, the second checkpoint is
+// the one the layers come from; with Project, the one file holds the directions.
+func (o *Options) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	want, files := 1, 0
+	if o.Replace != nil {
+		want = 2
 	}
-	recSeed := int64(-1)
-	if opts.Noise != nil {
-		recSeed = opts.Noise.Seed
+	if o.Project != nil {
+		files = 1
 	}
-	if err := ops.Record(out, "ablate", recordParams(opts, n), inputs, recSeed); err != nil {
+	if len(in.Checkpoints) != want || len(in.Files) != files {
+		return nil, fmt.Errorf("ablate: these edits take %d checkpoints and %d files, got %d and %d", want, files, len(in.Checkpoints), len(in.Files))
+	}
+	opts := *o
+	opts.ty = ty
+	if o.Replace != nil {
+		r := *o.Replace
+		r.Other = in.Checkpoints[1]
+		opts.Replace = &r
+	}
+	if o.Project != nil {
+		dirs, err := LoadDirection(in.Files[0])
+		if err != nil {
+			return nil, err
+		}
+		p := *o.Project
+		p.Directions = dirs
+		if p.Source == "" {
+			p.Source = filepath.Base(in.Files[0])
+		}
+		opts.Project = &p
+	}
+	res, err := Ablate(in.Checkpoints[0], opts)
+	if err != nil {
 		return nil, err
 	}
-	return &Result{Out: out, Plan: plan}, nil
+	seed := int64(-1)
+	if o.Noise != nil {
+		seed = o.Noise.Seed
+	}
+	return &ops.Planned{Out: res.Out, Seed: seed, Notes: res.Plan.Notes, Report: res.Plan, Describe: res.Plan.Describe}, nil
 }
 
 func mergeInts(a, b []int) []int {
@@ -587,12 +578,8 @@ func (m *model) remap(out *weft.Checkpoint, seq []int) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.cfg.changed {
-		data, err := m.cfg.bytes()
-		if err != nil {
-			return nil, fmt.Errorf("ablate: config.json: %v", err)
-		}
-		out.SideFile("config.json").Data = data
+	if m.cfg.doc.Changed() {
+		sidefile.Set(out, "config.json", m.cfg.doc.Bytes())
 	}
 	return changes, nil
 }
@@ -607,7 +594,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 	if m.c.Format == weft.GGUF && other.Format == weft.GGUF && m.arch != om.arch {
 		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", filepath.Base(other.Path), om.arch, filepath.Base(m.c.Path), m.arch)
 	}
-	if mt, ot := m.cfg.String("model_type"), om.cfg.String("model_type"); mt != "" && ot != "" && mt != ot {
+	if mt, ot := m.cfg.String(arch.ConfigModelType), om.cfg.String(arch.ConfigModelType); mt != "" && ot != "" && mt != ot {
 		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", other.Path, ot, m.c.Path, mt)
 	}
 	want := map[int]bool{}
@@ -669,56 +656,4 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", other.Path, FormatSpec(layers), strings.Join(bad, "\n  "), more)
 	}
 	return theirs, nil
-}
-
-// recordParams is the provenance record of the options.
-func recordParams(o Options, n int) map[string]any {
-	p := map[string]any{"n_layers": n}
-	if len(o.Drop) > 0 {
-		p["drop"] = FormatSpec(o.Drop)
-	}
-	if len(o.Duplicate) > 0 {
-		var parts []string
-		for _, b := range o.Duplicate {
-			s := strconv.Itoa(b.First)
-			if b.Last != b.First {
-				s += "-" + strconv.Itoa(b.Last)
-			}
-			if b.Copies != 2 {
-				s += ":" + strconv.Itoa(b.Copies)
-			}
-			parts = append(parts, s)
-		}
-		p["duplicate"] = strings.Join(parts, ",")
-	}
-	if z := o.Zero; z != nil {
-		p["zero"] = string(z.What)
-		p["zero_layers"] = FormatSpec(z.Layers)
-	}
-	if s := o.Scale; s != nil {
-		p["scale"] = map[string]float64{"attn": s.Attn, "mlp": s.MLP}
-		p["scale_layers"] = FormatSpec(s.Layers)
-	}
-	if len(o.Heads) > 0 {
-		var parts []string
-		for _, h := range o.Heads {
-			parts = append(parts, fmt.Sprintf("%d:%s", h.Layer, FormatSpec(h.Heads)))
-		}
-		p["heads"] = strings.Join(parts, ";")
-	}
-	if nz := o.Noise; nz != nil {
-		p["noise"] = nz.Std
-		p["noise_layers"] = FormatSpec(nz.Layers)
-	}
-	if r := o.Replace; r != nil && r.Other != nil {
-		p["replace_from"] = filepath.Base(r.Other.Path)
-		p["replace_layers"] = FormatSpec(r.Layers)
-	}
-	if pr := o.Project; pr != nil {
-		p["project_out"] = filepath.Base(pr.Source)
-		p["project_layers"] = FormatSpec(pr.Layers)
-		p["project_weight"] = pr.Weight
-		p["project_embeddings"] = pr.Embeddings
-	}
-	return p
 }

@@ -85,7 +85,7 @@ func (b *builder) prepare() error {
 				tr++
 			}
 		}
-		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && arch.Conv1DModelTypes[m.cfg.String("model_type")]
+		b.transposed = tr > 0 && lin == 0 || tr == 0 && lin == 0 && arch.Conv1DModelTypes[m.cfg.String(arch.ConfigModelType)]
 	}
 
 	type found struct{ attn, mlp, attnW, noise bool }
@@ -140,6 +140,11 @@ func (b *builder) layerTensor(t *weft.Tensor, l, j int) (*weft.Tensor, TensorPla
 	}
 	info := t.TensorInfo.Clone()
 	info.Name = name
+	dt, err := b.opts.ty.Of(info)
+	if err != nil {
+		return nil, TensorPlan{}, fmt.Errorf("ablate: %w", err)
+	}
+	info.DType = dt
 	rc := &recipe{out: info, src: t, srcIsInput: true, scale: 1, shard: t.Shard}
 	e := b.edits[l]
 	from := "input"
@@ -175,7 +180,13 @@ func (b *builder) layerTensor(t *weft.Tensor, l, j int) (*weft.Tensor, TensorPla
 // otherTensor makes the output of a tensor outside the layers: a copy, or the embedding
 // with the direction projected out.
 func (b *builder) otherTensor(t *weft.Tensor, embDir []float64) (*weft.Tensor, TensorPlan, error) {
-	rc := &recipe{out: t.TensorInfo.Clone(), src: t, srcIsInput: true, scale: 1, shard: t.Shard}
+	info := t.TensorInfo.Clone()
+	dt, err := b.opts.ty.Of(info)
+	if err != nil {
+		return nil, TensorPlan{}, fmt.Errorf("ablate: %w", err)
+	}
+	info.DType = dt
+	rc := &recipe{out: info, src: t, srcIsInput: true, scale: 1, shard: t.Shard}
 	if embDir != nil && arch.RoleOf(t.Name) == arch.RoleEmbedding {
 		if len(t.Shape) != 2 || t.Shape[1] != int64(len(embDir)) {
 			return nil, TensorPlan{}, fmt.Errorf("ablate: project-out --embeddings: embedding %q has shape %v; the direction has %d values", t.Name, t.Shape, len(embDir))
@@ -238,14 +249,14 @@ func (b *builder) headCount(l int) (int, error) {
 func (b *builder) headDim(l int) (int, string, bool) {
 	m := b.m
 	if m.c.Format == weft.GGUF {
-		for _, k := range []string{"attention.value_length", "attention.key_length"} {
+		for _, k := range arch.GGUFHeadDimKeys {
 			if v, ok := ggufKVInt(m.c, m.arch+"."+k, l); ok && v > 0 {
 				return int(v), m.arch + "." + k, true
 			}
 		}
 		return 0, "", false
 	}
-	for _, k := range []string{"v_head_dim", "head_dim"} {
+	for _, k := range arch.HFHeadDimKeys {
 		if v, ok := m.cfg.Int(k); ok && v > 0 {
 			return v, k, true
 		}

@@ -4,149 +4,70 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/sidefile"
 )
 
-// maxConfigSize bounds config.json, read into memory whole. Real ones are a few kilobytes.
-const maxConfigSize = 16 << 20
-
-// jobj is a JSON object that keeps its keys in file order and its values as raw JSON, so
-// that a config edited by weft differs from the original only where weft changed it.
-type jobj struct {
-	keys []string
-	vals map[string]json.RawMessage
-}
-
-// parseObj parses a JSON object. A repeated key keeps its first position and its last
-// value, as Python's json module (and so transformers) reads it.
-func parseObj(b []byte) (*jobj, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	o := &jobj{vals: map[string]json.RawMessage{}}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("object key is not a string")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("key %q: %v", k, err)
-		}
-		if _, dup := o.vals[k]; !dup {
-			o.keys = append(o.keys, k)
-		}
-		o.vals[k] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the top-level object")
-	}
-	return o, nil
-}
-
-// encode returns the object as compact JSON, keys in order.
-func (o *jobj) encode() []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range o.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		b.Write(o.vals[k])
-	}
-	b.WriteByte('}')
-	return b.Bytes()
-}
-
-// hfConfig is a checkpoint's config.json, opened for reading and editing.
+// hfConfig is a checkpoint's config.json, opened for reading and editing in place (keys
+// weft does not change keep their bytes).
 type hfConfig struct {
-	root *jobj
-	// layerObj is the object holding the layer count: root, or a nested text config;
-	// layerPath is its key in root ("" for root).
-	layerObj  *jobj
+	doc *sidefile.Doc
+	// layerPath is the key of the object holding the layer count in the document: "" for
+	// the top level, or a nested text config.
 	layerPath string
-	// countKey is the key of the layer count in layerObj ("" if none).
+	// countKey is the key of the layer count in that object ("" if none).
 	countKey string
 	count    int
-	changed  bool
+}
+
+// at returns the path of key in the layer object.
+func (c *hfConfig) at(key string) []string {
+	if c.layerPath == "" {
+		return []string{key}
+	}
+	return []string{c.layerPath, key}
 }
 
 // loadConfig reads and parses the config.json side file of c; it returns nil when c has
 // none.
 func loadConfig(c *weft.Checkpoint) (*hfConfig, error) {
-	sf := c.SideFile("config.json")
-	if sf == nil {
+	b, ok, err := sidefile.Of(c, "config.json")
+	if err != nil {
+		return nil, fmt.Errorf("ablate: %w", err)
+	}
+	if !ok {
 		return nil, nil
 	}
-	data := sf.Data
-	if data == nil {
-		f, err := os.Open(sf.Path)
-		if err != nil {
-			return nil, fmt.Errorf("ablate: %v", err)
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("ablate: %v", err)
-		}
-		if st.Size() > maxConfigSize {
-			return nil, fmt.Errorf("ablate: %s: %d bytes, more than the %d a config.json may have", sf.Path, st.Size(), maxConfigSize)
-		}
-		if data, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1)); err != nil {
-			return nil, fmt.Errorf("ablate: %s: %v", sf.Path, err)
-		}
-	}
-	root, err := parseObj(data)
+	d, err := sidefile.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: %s: %v", sf.Path, err)
+		return nil, fmt.Errorf("ablate: config.json: %w", err)
 	}
-	cfg := &hfConfig{root: root, layerObj: root}
-	if k, v, ok := intOf(root, arch.LayerCountKeys); ok {
+	cfg := &hfConfig{doc: d}
+	if k, v, ok := intOf(d, nil, arch.LayerCountKeys); ok {
 		cfg.countKey, cfg.count = k, v
 		return cfg, nil
 	}
 	for _, nk := range arch.NestedConfigKeys {
-		raw, ok := root.vals[nk]
-		if !ok {
+		raw, ok := d.Get(nk)
+		if !ok || len(raw) == 0 || raw[0] != '{' {
 			continue
 		}
-		sub, err := parseObj(raw)
-		if err != nil {
-			continue
-		}
-		if k, v, ok := intOf(sub, arch.LayerCountKeys); ok {
-			cfg.layerObj, cfg.layerPath, cfg.countKey, cfg.count = sub, nk, k, v
+		if k, v, ok := intOf(d, []string{nk}, arch.LayerCountKeys); ok {
+			cfg.layerPath, cfg.countKey, cfg.count = nk, k, v
 			return cfg, nil
 		}
 	}
 	return cfg, nil
 }
 
-// intOf returns the first of keys that o holds as a non-negative integer.
-func intOf(o *jobj, keys []string) (string, int, bool) {
+// intOf returns the first of keys that the object at prefix holds as a non-negative
+// integer.
+func intOf(d *sidefile.Doc, prefix []string, keys []string) (string, int, bool) {
 	for _, k := range keys {
-		raw, ok := o.vals[k]
+		raw, ok := d.Get(append(append([]string(nil), prefix...), k)...)
 		if !ok {
 			continue
 		}
@@ -163,10 +84,12 @@ func (c *hfConfig) Int(keys ...string) (int, bool) {
 	if c == nil {
 		return 0, false
 	}
-	if _, v, ok := intOf(c.layerObj, keys); ok {
-		return v, true
+	if c.layerPath != "" {
+		if _, v, ok := intOf(c.doc, []string{c.layerPath}, keys); ok {
+			return v, true
+		}
 	}
-	_, v, ok := intOf(c.root, keys)
+	_, v, ok := intOf(c.doc, nil, keys)
 	return v, ok
 }
 
@@ -175,9 +98,9 @@ func (c *hfConfig) String(key string) string {
 	if c == nil {
 		return ""
 	}
-	for _, o := range []*jobj{c.root, c.layerObj} {
+	for _, path := range [][]string{{key}, c.at(key)} {
 		var s string
-		if raw, ok := o.vals[key]; ok && json.Unmarshal(raw, &s) == nil {
+		if raw, ok := c.doc.Get(path...); ok && json.Unmarshal(raw, &s) == nil {
 			return s
 		}
 	}
@@ -185,22 +108,8 @@ func (c *hfConfig) String(key string) string {
 }
 
 // set replaces a value of the layer object.
-func (c *hfConfig) set(key string, v json.RawMessage) {
-	c.layerObj.vals[key] = v
-	c.changed = true
-}
-
-// bytes returns the edited config, indented as transformers writes it.
-func (c *hfConfig) bytes() ([]byte, error) {
-	if c.layerPath != "" {
-		c.root.vals[c.layerPath] = c.layerObj.encode()
-	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, c.root.encode(), "", "  "); err != nil {
-		return nil, err
-	}
-	b.WriteByte('\n')
-	return b.Bytes(), nil
+func (c *hfConfig) set(key string, v json.RawMessage) error {
+	return c.doc.Set(v, c.at(key)...)
 }
 
 // remapConfig updates the layer count and every per-layer setting of the config for the
@@ -212,11 +121,13 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 		where = file + " " + c.layerPath
 	}
 	if c.countKey != "" {
-		c.set(c.countKey, json.RawMessage(strconv.Itoa(len(seq))))
+		if err := c.set(c.countKey, json.RawMessage(strconv.Itoa(len(seq)))); err != nil {
+			return nil, fmt.Errorf("ablate: %s: %w", where, err)
+		}
 		changes = append(changes, change(where, c.countKey, n, len(seq)))
 	}
 	for _, k := range arch.HFLayerIndexListKeys {
-		raw, ok := c.layerObj.vals[k]
+		raw, ok := c.doc.Get(c.at(k)...)
 		if !ok {
 			continue
 		}
@@ -235,11 +146,17 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 			}
 		}
 		b, _ := json.Marshal(out)
-		c.set(k, b)
+		if err := c.set(k, b); err != nil {
+			return nil, fmt.Errorf("ablate: %s: %w", where, err)
+		}
 		changes = append(changes, change(where, k, idx, out))
 	}
+	var prefix []string
+	if c.layerPath != "" {
+		prefix = []string{c.layerPath}
+	}
 	for _, k := range arch.HFLeadingLayerKeys {
-		_, v, ok := intOf(c.layerObj, []string{k})
+		_, v, ok := intOf(c.doc, prefix, []string{k})
 		if !ok {
 			continue
 		}
@@ -248,7 +165,9 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 			return nil, fmt.Errorf("ablate: %s: %s: %v", where, k, err)
 		}
 		if nv != v {
-			c.set(k, json.RawMessage(strconv.Itoa(nv)))
+			if err := c.set(k, json.RawMessage(strconv.Itoa(nv))); err != nil {
+				return nil, fmt.Errorf("ablate: %s: %w", where, err)
+			}
 			changes = append(changes, change(where, k, v, nv))
 		}
 	}
@@ -256,11 +175,17 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 	for _, k := range arch.HFLayerIndexListKeys {
 		skip[k] = true
 	}
-	for _, k := range c.layerObj.keys {
+	members, err := c.doc.Members(prefix...)
+	if err != nil {
+		return nil, fmt.Errorf("ablate: %s: %w", where, err)
+	}
+	for _, m := range members {
+		k := m.Key
 		if skip[k] || arch.HFNotPerLayerKeys[k] {
 			continue
 		}
-		raw := bytes.TrimSpace(c.layerObj.vals[k])
+		skip[k] = true // a repeated key is remapped once
+		raw := bytes.TrimSpace(m.Value)
 		if len(raw) == 0 || raw[0] != '[' {
 			continue
 		}
@@ -276,7 +201,9 @@ func (c *hfConfig) remapConfig(n int, seq []int, file string) ([]Change, error) 
 		if err != nil {
 			return nil, fmt.Errorf("ablate: %s: %s: %v", where, k, err)
 		}
-		c.set(k, b)
+		if err := c.set(k, b); err != nil {
+			return nil, fmt.Errorf("ablate: %s: %w", where, err)
+		}
 		changes = append(changes, Change{File: where, Key: k, Old: compact(raw), New: compact(b)})
 	}
 	return changes, nil

@@ -533,8 +533,13 @@ func TestReplaceFrom(t *testing.T) {
 			sameBytes(t, out, arch.WithLayer(x.Name, 1), in, x.Name)
 		}
 	}
-	if !strings.Contains(out.Metadata[ops.KeyInputs], "tiny-llama-tuned") {
-		t.Errorf("provenance inputs: %s", out.Metadata[ops.KeyInputs])
+	// Through the op's entry point, the other checkpoint is the second recorded input.
+	run, err := ops.Run(&Options{Replace: &Replace{Layers: []int{1, 3}}, Drop: []int{0}}, ops.Inputs{Checkpoints: []*weft.Checkpoint{in, tuned}}, weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ops.ReadProvenance(run.Out); err != nil || p == nil || len(p.Steps[0].Inputs) != 2 || p.Steps[0].Inputs[1].Path != "tiny-llama-tuned" {
+		t.Errorf("provenance: %+v, %v", p, err)
 	}
 	for _, tp := range res.Plan.Tensors {
 		if tp.InLayer == 3 && (tp.From != tuned.Path || !tp.Raw) {
@@ -560,7 +565,7 @@ func TestReplaceFrom(t *testing.T) {
 
 	// Mismatches are listed.
 	gguf := ggufBase(t, "f32")
-	_, err := Ablate(in, Options{Replace: &Replace{Other: gguf, Layers: []int{1}}})
+	_, err = Ablate(in, Options{Replace: &Replace{Other: gguf, Layers: []int{1}}})
 	if err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.down_proj.weight: missing from tiny-llama-base-f32.gguf") {
 		t.Fatalf("got %v", err)
 	}

@@ -3,68 +3,13 @@ package ablate
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"reflect"
 	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/ops"
 )
-
-// kvInt returns an integer KV value of any GGUF integer type.
-func kvInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case uint8:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(x), true
-	case int64:
-		return x, true
-	}
-	return 0, false
-}
-
-// sameIntType returns n in the Go type of like (an integer KV value), so that a rewritten
-// key keeps its GGUF type.
-func sameIntType(like any, n int64) any {
-	switch like.(type) {
-	case uint8:
-		return uint8(n)
-	case int8:
-		return int8(n)
-	case uint16:
-		return uint16(n)
-	case int16:
-		return int16(n)
-	case int32:
-		return int32(n)
-	case uint64:
-		return uint64(n)
-	case int64:
-		return n
-	}
-	return uint32(n)
-}
-
-// ggufArch returns general.architecture, or "".
-func ggufArch(c *weft.Checkpoint) string {
-	v, _ := c.GetKV("general.architecture")
-	s, _ := v.(string)
-	return s
-}
 
 // ggufKVInt returns an integer KV of c (the value for layer l when the KV is a per-layer
 // array and l >= 0).
@@ -73,12 +18,12 @@ func ggufKVInt(c *weft.Checkpoint, key string, l int) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if n, ok := kvInt(v); ok {
+	if n, ok := ops.KVInt(v); ok {
 		return n, true
 	}
 	rv := reflect.ValueOf(v)
 	if l >= 0 && rv.Kind() == reflect.Slice && l < rv.Len() {
-		return kvInt(rv.Index(l).Interface())
+		return ops.KVInt(rv.Index(l).Interface())
 	}
 	return 0, false
 }
@@ -100,11 +45,14 @@ func remapKVs(out *weft.Checkpoint, archName string, n int, seq []int) ([]Change
 		sub := strings.TrimPrefix(kv.Key, prefix)
 		switch {
 		case kv.Key == blockKey:
-			nv := sameIntType(kv.Value, int64(len(seq)))
+			nv, err := ops.SameIntType(kv.Value, int64(len(seq)))
+			if err != nil {
+				return nil, fmt.Errorf("ablate: gguf key %s: %w", kv.Key, err)
+			}
 			out.KV[i].Value = nv
 			changes = append(changes, change("gguf", kv.Key, kv.Value, nv))
 		case capped[kv.Key]:
-			k, ok := kvInt(kv.Value)
+			k, ok := ops.KVInt(kv.Value)
 			if !ok {
 				return nil, fmt.Errorf("ablate: gguf key %s is %T, not an integer", kv.Key, kv.Value)
 			}
@@ -120,7 +68,10 @@ func remapKVs(out *weft.Checkpoint, archName string, n int, seq []int) ([]Change
 				return nil, fmt.Errorf("ablate: gguf key %s (%d): %v", kv.Key, k, err)
 			}
 			if int64(nk) != k {
-				nv := sameIntType(kv.Value, int64(nk))
+				nv, err := ops.SameIntType(kv.Value, int64(nk))
+				if err != nil {
+					return nil, fmt.Errorf("ablate: gguf key %s: %w", kv.Key, err)
+				}
 				out.KV[i].Value = nv
 				changes = append(changes, change("gguf", kv.Key, kv.Value, nv))
 			}

@@ -83,8 +83,12 @@ func TestDropHF(t *testing.T) {
 			t.Errorf("side file %s not copied unchanged: %v", f, err)
 		}
 	}
-	if out.Metadata[ops.KeyOp] != "ablate" || !strings.Contains(out.Metadata[ops.KeyParams], `"drop":"1"`) {
-		t.Errorf("provenance: %v", out.Metadata)
+	run, err := ops.Run(&Options{Drop: []int{1}}, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ops.ReadProvenance(run.Out); err != nil || p == nil || p.Steps[0].Op != "ablate" || !strings.Contains(string(p.Steps[0].Params), `"drop":[1]`) {
+		t.Errorf("provenance: %+v %v", p, err)
 	}
 	if len(res.Plan.Dropped) != 9 || !strings.HasPrefix(res.Plan.Dropped[0], "model.layers.1.") {
 		t.Errorf("dropped: %v", res.Plan.Dropped)
@@ -245,46 +249,19 @@ func TestConfigPerLayer(t *testing.T) {
 	in := &weft.Checkpoint{Format: weft.Safetensors, Path: "mem", Tensors: ts, SideFiles: []weft.SideFile{{Name: "config.json", Data: []byte(cfg)}}}
 	res := mustAblate(t, in, Options{Drop: []int{0}, Duplicate: []Block{{2, 2, 2}}})
 	got := string(res.Out.SideFile("config.json").Data)
+	// Only the keys the op owns change; every other byte stays.
 	want := `{
-  "architectures": [
-    "X",
-    "Y",
-    "Z"
-  ],
+  "architectures": ["X", "Y", "Z"],
   "model_type": "qwen3_moe",
   "first_k_dense_replace": 0,
-  "mlp_only_layers": [
-    1,
-    2
-  ],
-  "eos_token_id": [
-    5,
-    6,
-    7
-  ],
-  "rope_scaling": {
-    "factors": [
-      1,
-      2,
-      3
-    ]
-  },
-  "text_config": {
-    "unused": [
-      1,
-      2,
-      3
-    ]
-  },
-  "layer_types": [
-    "sliding",
-    "full",
-    "full"
-  ],
+  "mlp_only_layers": [1, 2],
+  "eos_token_id": [5, 6, 7],
+  "rope_scaling": {"factors": [1, 2, 3]},
+  "text_config": {"unused": [1, 2, 3]},
+  "layer_types": ["sliding", "full", "full"],
   "small": 0.00001,
   "num_hidden_layers": 3
-}
-`
+}`
 	if got != want {
 		t.Fatalf("config:\n%s\nwant:\n%s", got, want)
 	}

@@ -70,9 +70,10 @@ func FormatSpec(layers []int) string {
 // times in a row in the output: a passthrough "frankenmerge" block.
 type Block struct {
 	// First and Last are the block's first and last input layers.
-	First, Last int
+	First int `json:"first"`
+	Last  int `json:"last"`
 	// Copies is how many times the block appears in the output in all (at least 2).
-	Copies int
+	Copies int `json:"copies"`
 }
 
 // maxCopies bounds the repeat count of a duplicated block.
@@ -99,9 +100,9 @@ func ParseBlocks(s string, n int) ([]Block, error) {
 // HeadSel selects attention heads of one layer.
 type HeadSel struct {
 	// Layer is the input layer.
-	Layer int
+	Layer int `json:"layer"`
 	// Heads are the heads to zero, numbered from 0.
-	Heads []int
+	Heads []int `json:"heads"`
 }
 
 // ParseHeads parses a --heads spec: comma-separated items "L:H", where L is a layer or an

@@ -17,7 +17,6 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -73,37 +72,33 @@ const (
 	VocabUnion = "union"
 )
 
-// Options control a blend.
+// Options are blend's parameters.
 type Options struct {
 	// Method is Linear (the default when empty) or Slerp (two models only).
-	Method Method
+	Method Method `json:"method"`
 	// Alpha is the blend weight of tensors no rule or schedule covers: 0 gives the base, 1
 	// the tuned model, values above 1 extrapolate and below 0 move away from the tuned
 	// model. With several tuned models it scales every model's weight (use 1).
-	Alpha float64
+	Alpha float64 `json:"alpha"`
 	// AlphaFor gives matching tensors their own weight; the first matching rule wins.
-	AlphaFor []AlphaRule
+	AlphaFor []AlphaRule `json:"alpha_for,omitempty"`
 	// Schedule gives layer tensors a weight interpolated over the layer index (see
 	// ScheduleAt); tensors outside the layers get Alpha. AlphaFor rules take precedence.
-	Schedule []float64
+	Schedule []float64 `json:"alpha_schedule,omitempty"`
 	// Weights holds one weight per tuned model for task arithmetic:
 	// base + alpha*sum_i w_i*(tuned_i - base). Nil means one weight of 1 per tuned model and
 	// is only allowed with a single tuned model.
-	Weights []float64
+	Weights []float64 `json:"weights,omitempty"`
 	// Missing and Vocab are the mismatch policies (MissingError/MissingBase,
 	// VocabError/VocabBase/VocabTuned/VocabUnion).
-	Missing string
-	Vocab   string
-	// DType, when valid, is the output type of every floating-point (not quantized) tensor.
-	DType weft.DType
-	// OutType, when valid, is the output type of every floating-point or quantized tensor
-	// of two or more dimensions (the matrices; 1-D tensors such as norms keep their type or
-	// take DType), as llama-quantize --pure does. By default a quantized tensor is quantized
-	// back to its own type.
-	OutType weft.DType
-	// TypeFor gives matching tensors their own output type; the first matching rule wins
-	// and takes precedence over DType and OutType.
-	TypeFor []TypeRule
+	Missing string `json:"missing,omitempty"`
+	Vocab   string `json:"vocab,omitempty"`
+	// Types are the output types. By default each tensor keeps the base's type (a
+	// quantized tensor is quantized back to its own type).
+	ops.Types
+
+	// ty resolves the output types (nil: every tensor keeps the base's type); Plan sets it.
+	ty *ops.Typer
 }
 
 // Step describes what the blend does to one output tensor.
@@ -164,26 +159,6 @@ func (r *Result) Step(name string) *Step {
 	return nil
 }
 
-// params is what the output's provenance records.
-type params struct {
-	Method   string      `json:"method"`
-	Alpha    float64     `json:"alpha"`
-	AlphaFor []string    `json:"alpha_for,omitempty"`
-	Schedule []float64   `json:"alpha_schedule,omitempty"`
-	Weights  []float64   `json:"weights,omitempty"`
-	Missing  string      `json:"missing,omitempty"`
-	Vocab    string      `json:"vocab,omitempty"`
-	DType    string      `json:"dtype,omitempty"`
-	OutType  string      `json:"out_type,omitempty"`
-	TypeFor  []string    `json:"type_for,omitempty"`
-	Slerp    *slerpParam `json:"slerp,omitempty"`
-}
-
-type slerpParam struct {
-	Threshold float64 `json:"dot_threshold"`
-	Eps       float64 `json:"eps"`
-}
-
 // inputName is how messages name input k (0 the base).
 func inputName(k, ntuned int) string {
 	switch {
@@ -207,8 +182,7 @@ func listNames(names []string) string {
 // Blend plans the blend of base with tuned (one or more checkpoints) and returns the output
 // checkpoint, whose tensors are computed on demand when it is written, together with the
 // plan. Only headers are read here. The output has the base's format, tensor order, shards,
-// metadata, key-values and side files, with provenance recorded by ops.Record; when the
-// output's floating-point dtype changes, config.json's torch_dtype follows.
+// metadata, key-values and side files; ops.Run types it and records its provenance.
 func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Result, error) {
 	if base == nil || len(tuned) == 0 {
 		return nil, fmt.Errorf("blend: need a base and at least one tuned checkpoint")
@@ -274,18 +248,6 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	default:
 		return nil, fmt.Errorf("blend: unknown --vocab policy %q (want base, tuned or union)", opts.Vocab)
 	}
-	for _, d := range []weft.DType{opts.DType, opts.OutType} {
-		if d != weft.Invalid && !d.Valid() {
-			return nil, fmt.Errorf("blend: invalid output type %v", d)
-		}
-	}
-	if opts.DType.Valid() && !opts.DType.Float() {
-		return nil, fmt.Errorf("blend: --dtype %v is not a floating-point type (use --out-type or --type-for for quantized types)", opts.DType)
-	}
-	if opts.OutType.Valid() && !opts.OutType.Quantized() && !opts.OutType.Float() {
-		return nil, fmt.Errorf("blend: --out-type %v is neither quantized nor floating-point", opts.OutType)
-	}
-
 	all := append([]*weft.Checkpoint{base}, tuned...)
 	// Naming: refuse to mix Hugging Face and GGUF names.
 	namings := make([]arch.Naming, len(all))
@@ -340,7 +302,10 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		for i, w := range weights {
 			coeffs[i] = alpha * w
 		}
-		outDT := rs.outType(b)
+		outDT, err := opts.ty.Of(b.TensorInfo)
+		if err != nil {
+			return nil, fmt.Errorf("blend: %w", err)
+		}
 
 		step := Step{Name: b.Name, Alpha: alpha, Coeffs: coeffs, DType: outDT.String()}
 
@@ -481,31 +446,11 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	}
 
 	if vocabSrc > 0 {
-		res.Notes = append(res.Notes, takeVocabulary(res.Out, all[vocabSrc], vocabRows, inputName(vocabSrc, len(tuned)))...)
-	}
-	if err := updateDTypeRecords(res.Out, base); err != nil {
-		return nil, err
-	}
-
-	p := params{Method: string(method), Alpha: opts.Alpha, Schedule: opts.Schedule, Weights: opts.Weights,
-		Missing: opts.Missing, Vocab: opts.Vocab}
-	for _, r := range opts.AlphaFor {
-		p.AlphaFor = append(p.AlphaFor, fmt.Sprintf("%s=%g", r.Pattern, r.Alpha))
-	}
-	for _, r := range opts.TypeFor {
-		p.TypeFor = append(p.TypeFor, fmt.Sprintf("%s=%v", r.Pattern, r.DType))
-	}
-	if opts.DType.Valid() {
-		p.DType = opts.DType.String()
-	}
-	if opts.OutType.Valid() {
-		p.OutType = opts.OutType.String()
-	}
-	if method == Slerp {
-		p.Slerp = &slerpParam{Threshold: SlerpThreshold, Eps: SlerpEps}
-	}
-	if err := ops.Record(res.Out, "blend", p, all, -1); err != nil {
-		return nil, err
+		notes, err := takeVocabulary(res.Out, all[vocabSrc], vocabRows, inputName(vocabSrc, len(tuned)))
+		if err != nil {
+			return nil, err
+		}
+		res.Notes = append(res.Notes, notes...)
 	}
 	return res, nil
 }
@@ -689,41 +634,22 @@ func namingLabel(n arch.Naming) string {
 	return "unknown"
 }
 
-func groupList() string {
-	g := make([]string, 0, len(arch.Groups))
-	for k := range arch.Groups {
-		g = append(g, k)
-	}
-	sort.Strings(g)
-	return strings.Join(g, ", ")
-}
-
-// resolver gives each tensor its blend weight and output type from the options.
+// resolver gives each tensor its blend weight from the options.
 type resolver struct {
-	opts                Options
-	alphaPats, typePats []*ops.Pattern
-	alphaUsed, typeUsed []bool
-	nLayers             int
+	opts      Options
+	alphaPats []*ops.Pattern
+	alphaUsed []bool
+	nLayers   int
 }
 
 func newResolver(opts Options, base *weft.Checkpoint) (*resolver, error) {
-	rs := &resolver{opts: opts, alphaUsed: make([]bool, len(opts.AlphaFor)), typeUsed: make([]bool, len(opts.TypeFor))}
+	rs := &resolver{opts: opts, alphaUsed: make([]bool, len(opts.AlphaFor))}
 	for _, r := range opts.AlphaFor {
 		p, err := ops.CompilePattern(r.Pattern)
 		if err != nil {
 			return nil, err
 		}
 		rs.alphaPats = append(rs.alphaPats, p)
-	}
-	for _, r := range opts.TypeFor {
-		p, err := ops.CompilePattern(r.Pattern)
-		if err != nil {
-			return nil, err
-		}
-		if !r.DType.Valid() {
-			return nil, fmt.Errorf("blend: --type-for %q: invalid type", r.Pattern)
-		}
-		rs.typePats = append(rs.typePats, p)
 	}
 	names := make([]string, len(base.Tensors))
 	for i, t := range base.Tensors {
@@ -750,40 +676,40 @@ func (rs *resolver) alpha(name string) float64 {
 	return rs.opts.Alpha
 }
 
-// outType returns a tensor's output type: the first matching --type-for rule, else
-// --out-type for matrices, else --dtype for floating-point tensors, else the base's type.
-func (rs *resolver) outType(b *weft.Tensor) weft.DType {
-	for i, p := range rs.typePats {
-		if p.Match(b.Name) {
-			rs.typeUsed[i] = true
-			return rs.opts.TypeFor[i].DType
-		}
-	}
-	switch {
-	case rs.opts.OutType.Valid() && len(b.Shape) >= 2 && (b.DType.Float() || b.DType.Quantized()):
-		return rs.opts.OutType
-	case b.DType.Float() && rs.opts.DType.Valid():
-		return rs.opts.DType
-	}
-	return b.DType
-}
-
-// checkUsed fails when a rule applied to no tensor: a typo, or a pattern written as a
-// substring ("self_attn") where globs match whole names.
+// checkUsed fails when an alpha rule applied to no tensor: a typo, or a pattern written as
+// a substring ("self_attn") where globs match whole names.
 func (rs *resolver) checkUsed() error {
 	var unused []string
 	for i, u := range rs.alphaUsed {
 		if !u {
-			unused = append(unused, fmt.Sprintf("--alpha-for %q", rs.opts.AlphaFor[i].Pattern))
-		}
-	}
-	for i, u := range rs.typeUsed {
-		if !u {
-			unused = append(unused, fmt.Sprintf("--type-for %q", rs.opts.TypeFor[i].Pattern))
+			unused = append(unused, fmt.Sprintf("%q", rs.opts.AlphaFor[i].String()))
 		}
 	}
 	if len(unused) > 0 {
-		return fmt.Errorf("blend: %s applies to no tensor of the base (no match, or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), groupList())
+		return fmt.Errorf("blend: alpha rule %s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ops.ErrUnmatchedRule, ops.GroupNames())
 	}
 	return nil
+}
+
+// OpName returns "blend".
+func (o *Options) OpName() string { return "blend" }
+
+// Plan plans the blend of in's first checkpoint (the base) with the others (the tuned
+// models), asking ty for every output tensor's type.
+func (o *Options) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	if len(in.Checkpoints) < 2 || len(in.Files) != 0 {
+		return nil, fmt.Errorf("blend: takes a base and at least one tuned checkpoint, got %d checkpoints", len(in.Checkpoints))
+	}
+	opts := *o
+	opts.ty = ty
+	res, err := Blend(in.Checkpoints[0], in.Checkpoints[1:], opts)
+	if err != nil {
+		return nil, err
+	}
+	steps := make(map[string]string, len(res.Steps))
+	for _, s := range res.Steps {
+		steps[s.Name] = s.Describe()
+	}
+	return &ops.Planned{Out: res.Out, Seed: -1, Notes: res.Notes, Report: res,
+		Describe: func(name string) string { return steps[name] }}, nil
 }

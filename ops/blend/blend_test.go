@@ -2,7 +2,7 @@ package blend
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -44,9 +44,23 @@ func synthModel(t testing.TB, path string, seed uint64, dt weft.DType, vocab int
 	return mkCkpt(path, weft.Safetensors, ts...)
 }
 
+// runBlend blends through the op's entry point (ops.Run): output types resolved, provenance
+// recorded, for an output in the base's format.
+func runBlend(base *weft.Checkpoint, tuned []*weft.Checkpoint, o Options) (*Result, error) {
+	format := base.Format
+	if format != weft.GGUF {
+		format = weft.Safetensors
+	}
+	r, err := ops.Run(&o, ops.Inputs{Checkpoints: append([]*weft.Checkpoint{base}, tuned...)}, format)
+	if err != nil {
+		return nil, err
+	}
+	return r.Report.(*Result), nil
+}
+
 func mustBlend(t testing.TB, base *weft.Checkpoint, tuned []*weft.Checkpoint, o Options) *Result {
 	t.Helper()
-	r, err := Blend(base, tuned, o)
+	r, err := runBlend(base, tuned, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +75,7 @@ func TestLinearMatchesFloat64Reference(t *testing.T) {
 	tuned := synthModel(t, "tuned", 2, weft.F32, 40)
 	for _, alpha := range []float64{0.3, 0.5, -0.5, 1.7, 1e-3} {
 		for _, dt := range []weft.DType{weft.Invalid, weft.BF16, weft.F16, weft.F64} {
-			r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: alpha, DType: dt})
+			r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: alpha, Types: ops.Types{DType: dt}})
 			for i, out := range r.Out.Tensors {
 				b, u := base.Tensors[i], tuned.Tensors[i]
 				want := refLinear(decodeAll(t, b), [][]float64{decodeAll(t, u)}, []float64{alpha})
@@ -92,7 +106,7 @@ func TestRoundsOnce(t *testing.T) {
 	u := 1.0 + 2*(math.Ldexp(1, -8)+math.Ldexp(1, -30))
 	base := mkCkpt("b", weft.Safetensors, mkTensor(t, "x.weight", weft.F64, []int64{1}, []float64{b}))
 	tuned := mkCkpt("t", weft.Safetensors, mkTensor(t, "x.weight", weft.F64, []int64{1}, []float64{u}))
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, DType: weft.BF16})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{DType: weft.BF16}})
 	got := decodeAll(t, r.Out.Tensors[0])[0]
 	if want := 1 + math.Ldexp(1, -7); got != want {
 		t.Fatalf("got %v, want %v (single rounding)", got, want)
@@ -132,7 +146,7 @@ func TestAlphaZeroOneAreRawCopies(t *testing.T) {
 	}
 	// With another output dtype, alpha 0 converts without arithmetic: -0 stays -0, inf stays
 	// inf (base + 0*(t - base) would give NaN).
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0, DType: weft.BF16})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0, Types: ops.Types{DType: weft.BF16}})
 	got := decodeAll(t, r.Out.Tensors[0])
 	if !math.Signbit(got[0]) || got[0] != 0 || !math.IsInf(got[1], 1) || !math.IsInf(got[2], -1) {
 		t.Fatalf("alpha 0 to bf16: %v", got[:3])
@@ -253,7 +267,7 @@ func TestPatterns(t *testing.T) {
 			t.Errorf("ParseAlphaRule(%q): no error", bad)
 		}
 	}
-	if r, err := ParseTypeRule("output.weight=q8_0"); err != nil || r.DType != weft.Q8_0 {
+	if r, err := ops.ParseTypeRule("output.weight=q8_0"); err != nil || r.DType != weft.Q8_0 {
 		t.Errorf("ParseTypeRule: %+v %v", r, err)
 	}
 	if l, err := ParseList("0, 0.5,1"); err != nil || len(l) != 3 || l[1] != 0.5 {
@@ -265,7 +279,11 @@ func TestUnusedRuleIsAnError(t *testing.T) {
 	base := synthModel(t, "base", 1, weft.F32, 8)
 	tuned := synthModel(t, "tuned", 2, weft.F32, 8)
 	_, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, AlphaFor: []AlphaRule{{"self_attn", 0.1}}})
-	if err == nil || !strings.Contains(err.Error(), `"self_attn"`) {
+	if !errors.Is(err, ops.ErrUnmatchedRule) || !strings.Contains(err.Error(), `"self_attn=0.1"`) {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = runBlend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "self_attn", DType: weft.F16}}}})
+	if !errors.Is(err, ops.ErrUnmatchedRule) || !strings.Contains(err.Error(), `"self_attn=F16"`) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -402,7 +420,7 @@ func TestChunkingAndThreadsDoNotChangeBytes(t *testing.T) {
 	base := synthModel(t, "base", 1, weft.F32, 37)
 	tuned := synthModel(t, "tuned", 2, weft.F32, 41)
 	for _, o := range []Options{
-		{Alpha: 0.37, DType: weft.BF16},
+		{Alpha: 0.37, Types: ops.Types{DType: weft.BF16}},
 		{Method: Slerp, Alpha: 0.61},
 		{Alpha: 0.5, Vocab: VocabUnion},
 	} {
@@ -474,7 +492,7 @@ func TestMissingBase(t *testing.T) {
 	tuned := synthModel(t, "tuned", 2, weft.F32, 8)
 	tuned.Tensors = append([]*weft.Tensor(nil), tuned.Tensors[1:]...) // no embeddings
 	tuned.Tensors = append(tuned.Tensors, mkTensor(t, "model.extra.weight", weft.F32, []int64{2}, []float64{1, 2}))
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Missing: MissingBase, DType: weft.BF16})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Missing: MissingBase, Types: ops.Types{DType: weft.BF16}})
 	if len(r.Out.Tensors) != len(base.Tensors) {
 		t.Fatalf("%d tensors, want the base's %d", len(r.Out.Tensors), len(base.Tensors))
 	}
@@ -554,7 +572,7 @@ func TestVocabTakesTokenizerAndConfig(t *testing.T) {
 		{Name: "config.json", Path: write("tc.json", `{"vocab_size": 13}`)},
 		{Name: "tokenizer.json", Path: write("tt.json", `{"tuned":1}`)},
 	}
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Vocab: VocabTuned, DType: weft.BF16})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Vocab: VocabTuned, Types: ops.Types{DType: weft.BF16}})
 	cfg := r.Out.SideFile("config.json")
 	if string(cfg.Data) != "{\n  \"vocab_size\": 13,\n  \"torch_dtype\": \"bfloat16\"\n}\n" {
 		t.Fatalf("config.json = %q", cfg.Data)
@@ -564,36 +582,6 @@ func TestVocabTakesTokenizerAndConfig(t *testing.T) {
 	}
 	if base.SideFiles[0].Data != nil {
 		t.Fatal("the base's side files were modified")
-	}
-}
-
-func TestSetJSONKey(t *testing.T) {
-	cases := []struct {
-		in   string
-		key  string
-		val  any
-		add  bool
-		want string
-	}{
-		{`{"a": 1, "torch_dtype": "bfloat16", "b": [1, {"torch_dtype": 2}]}`, "torch_dtype", "float32", true, `{"a": 1, "torch_dtype": "float32", "b": [1, {"torch_dtype": 2}]}`},
-		{"{\n  \"a\": {\"torch_dtype\": 1}\n}\n", "torch_dtype", "float16", true, "{\n  \"a\": {\"torch_dtype\": 1},\n  \"torch_dtype\": \"float16\"\n}\n"},
-		{`{"a": 1}`, "dtype", "float16", false, `{"a": 1}`},
-		{`{}`, "vocab_size", 5, true, "{\n  \"vocab_size\": 5\n}"},
-	}
-	for _, c := range cases {
-		got, _, err := setJSONKey([]byte(c.in), c.key, c.val, c.add)
-		if err != nil {
-			t.Fatalf("%s: %v", c.in, err)
-		}
-		if string(got) != c.want {
-			t.Errorf("setJSONKey(%q) = %q, want %q", c.in, got, c.want)
-		}
-		if !json.Valid(got) {
-			t.Errorf("invalid JSON %q", got)
-		}
-	}
-	if _, _, err := setJSONKey([]byte(`[1]`), "a", 1, true); err == nil {
-		t.Error("array accepted")
 	}
 }
 
@@ -609,14 +597,19 @@ func TestProvenanceAndIntegerTensors(t *testing.T) {
 		t.Fatalf("bool tensor: %+v", r.Steps[len(r.Steps)-1])
 	}
 	m := r.Out.Metadata
-	if m[ops.KeyOp] != "blend" || m[ops.KeyVersion] != weft.Version || !strings.Contains(m[ops.KeyInputs], "hash-of-tuned") ||
-		!strings.Contains(m[ops.KeyParams], `"alpha":0.5`) || !strings.Contains(m[ops.KeyParams], `norms=0`) {
-		t.Fatalf("provenance: %v", m)
+	p, err := ops.ReadProvenance(r.Out)
+	if err != nil || p == nil || len(p.Steps) != 1 || m[ops.KeyVersion] != weft.Version {
+		t.Fatalf("provenance: %v, %v", m, err)
 	}
-	if _, ok := m[ops.KeySeed]; ok {
+	st := p.Steps[0]
+	if st.Op != "blend" || len(st.Inputs) != 2 || st.Inputs[1].HeaderHash != "hash-of-tuned" ||
+		!strings.Contains(string(st.Params), `"alpha":0.5`) || !strings.Contains(string(st.Params), `"alpha_for":["norms=0"]`) {
+		t.Fatalf("provenance: %+v", st)
+	}
+	if st.Seed != nil {
 		t.Fatal("blend recorded a seed")
 	}
-	if base.Metadata != nil && base.Metadata[ops.KeyOp] != "" {
+	if base.Metadata != nil && base.Metadata[ops.KeySteps] != "" {
 		t.Fatal("base metadata modified")
 	}
 }
@@ -631,7 +624,7 @@ func TestTypeSelection(t *testing.T) {
 	}
 	base, tuned := g("b.gguf", 1), g("t.gguf", 10)
 	base.KV = []weft.KV{{Key: "general.architecture", Value: "llama"}, {Key: "general.file_type", Value: uint32(1)}}
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, DType: weft.F32, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.BF16}}})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{DType: weft.F32, TypeFor: []ops.TypeRule{{Pattern: "output.weight", DType: weft.BF16}}}})
 	want := map[string]weft.DType{"token_embd.weight": weft.F32, "blk.0.attn_norm.weight": weft.F32, "blk.0.ffn_down.weight": weft.F32, "output.weight": weft.BF16}
 	for _, out := range r.Out.Tensors {
 		if out.DType != want[out.Name] {
@@ -641,16 +634,21 @@ func TestTypeSelection(t *testing.T) {
 	if v, _ := r.Out.GetKV("general.file_type"); v != uint32(0) {
 		t.Errorf("general.file_type = %v, want 0 (all F32)", v)
 	}
-	if v, _ := r.Out.GetKV(ops.KeyOp); v != "blend" {
+	if v, _ := r.Out.GetKV(ops.KeySteps); !strings.Contains(v.(string), `"op":"blend"`) {
 		t.Errorf("provenance KV = %v", v)
 	}
-	if _, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, DType: weft.Q8_0}); err == nil {
-		t.Error("--dtype q8_0 accepted")
+	// An activation-only type is refused with the reason.
+	if _, err := runBlend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{DType: weft.Q8_K}}); err == nil || !strings.Contains(err.Error(), "activation type") {
+		t.Errorf("--dtype q8_k: %v", err)
 	}
-	// A type whose block does not divide the rows is refused up front, naming the tensor.
-	_, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.Q4_K}}})
-	if err == nil || !strings.Contains(err.Error(), "output.weight") {
-		t.Errorf("err = %v", err)
+	// A type whose block does not divide the rows falls back as llama-quantize does, with
+	// a note naming the tensor.
+	run, err := ops.Run(&Options{Alpha: 0.5, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "output.weight", DType: weft.Q4_K}}}}, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}, weft.GGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := run.Out.Tensor("output.weight"); x.DType != weft.Q5_0 || len(run.Notes) == 0 || !strings.Contains(run.Notes[0], "output.weight") {
+		t.Errorf("fallback: %v, notes %v", x.DType, run.Notes)
 	}
 }
 
@@ -663,7 +661,7 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 	}
 	base, tuned := g("b.gguf", 1), g("t.gguf", 10)
 	base.KV = []weft.KV{{Key: "general.file_type", Value: uint32(1)}}
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, OutType: weft.Q8_0})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{DType: weft.Q8_0}})
 	for i, out := range r.Out.Tensors {
 		want := weft.Q8_0
 		if len(out.Shape) == 1 {
@@ -697,7 +695,7 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 	row := make([]byte, 256/noEnc.BlockSize()*noEnc.BlockBytes())
 	qb := mkCkpt("b.gguf", weft.GGUF, rawTensor("blk.0.ffn_up.weight", noEnc, []int64{1, 256}, row))
 	qt := mkCkpt("t.gguf", weft.GGUF, rawTensor("blk.0.ffn_up.weight", noEnc, []int64{1, 256}, row))
-	_, err := Blend(qb, []*weft.Checkpoint{qt}, Options{Alpha: 0.5})
+	_, err := runBlend(qb, []*weft.Checkpoint{qt}, Options{Alpha: 0.5})
 	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_up.weight") || !strings.Contains(err.Error(), noEnc.String()) {
 		t.Fatalf("err = %v", err)
 	}
@@ -706,7 +704,7 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 		t.Fatalf("alpha 0: %+v", r.Steps[0])
 	}
 	// An output type without an encoder is refused too.
-	_, err = Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, TypeFor: []TypeRule{{Pattern: "blk.0.ffn_down.weight", DType: noEnc}}})
+	_, err = runBlend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "blk.0.ffn_down.weight", DType: noEnc}}}})
 	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_down.weight") || !strings.Contains(err.Error(), noEnc.String()) {
 		t.Fatalf("err = %v", err)
 	}

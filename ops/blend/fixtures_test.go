@@ -15,6 +15,7 @@ import (
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/quant"
+	"github.com/weft-ml/weft/sidefile"
 )
 
 // sharedDir is /work/shared relative to this package (ops/blend).
@@ -92,8 +93,8 @@ func TestFixtureHFLinear(t *testing.T) {
 		}
 	}
 	// Provenance.
-	if out.Metadata[ops.KeyOp] != "blend" || !strings.Contains(out.Metadata[ops.KeyInputs], base.HeaderHash) || !strings.Contains(out.Metadata[ops.KeyInputs], tuned.HeaderHash) {
-		t.Fatalf("provenance: %v", out.Metadata)
+	if p, err := ops.ReadProvenance(out); err != nil || p == nil || p.Steps[0].Op != "blend" || p.Steps[0].Inputs[0].HeaderHash != base.HeaderHash || p.Steps[0].Inputs[1].HeaderHash != tuned.HeaderHash {
+		t.Fatalf("provenance: %+v %v", p, err)
 	}
 	// The config keeps bfloat16.
 	cfg := readConfig(t, out)
@@ -108,7 +109,7 @@ func readConfig(t testing.TB, c *weft.Checkpoint) map[string]any {
 	if sf == nil {
 		t.Fatal("no config.json")
 	}
-	data, err := readSide(sf)
+	data, err := sidefile.Read(sf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func readConfig(t testing.TB, c *weft.Checkpoint) map[string]any {
 func TestFixtureHFDTypeAndConfig(t *testing.T) {
 	base, tuned := open(t, "hf/tiny-llama-base"), open(t, "hf/tiny-llama-tuned")
 	bi, ti := base.Index(), tuned.Index()
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 1.5, DType: weft.F32})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 1.5, Types: ops.Types{DType: weft.F32}})
 	out := writeOut(t, r, "out", ckpt.WriteOptions{})
 	checkAgainst(t, out, func(string) weft.DType { return weft.F32 }, func(n string) []byte {
 		return encode(t, weft.F32, refLinear(decodeAll(t, bi[n]), [][]float64{decodeAll(t, ti[n])}, []float64{1.5}))
@@ -179,8 +180,8 @@ func TestFixtureGGUFLinear(t *testing.T) {
 			if v, _ := out.GetKV("llama.block_count"); v != uint32(4) {
 				t.Fatalf("llama.block_count = %v", v)
 			}
-			if v, _ := out.GetKV(ops.KeyOp); v != "blend" {
-				t.Fatalf("weft.op = %v", v)
+			if p, err := ops.ReadProvenance(out); err != nil || p == nil || p.Steps[0].Op != "blend" {
+				t.Fatalf("provenance %+v %v", p, err)
 			}
 		}
 	}
@@ -240,10 +241,8 @@ func TestFixtureTaskArithmetic(t *testing.T) {
 	checkAgainst(t, out, sameDType(base), func(n string) []byte {
 		return encode(t, weft.F32, refLinear(decodeAll(t, idx[0][n]), [][]float64{decodeAll(t, idx[1][n]), decodeAll(t, idx[2][n]), decodeAll(t, idx[3][n])}, w))
 	})
-	var ins []ops.InputRecord
-	v, _ := out.GetKV(ops.KeyInputs)
-	if err := json.Unmarshal([]byte(v.(string)), &ins); err != nil || len(ins) != 4 {
-		t.Fatalf("inputs %v: %v", v, err)
+	if p, err := ops.ReadProvenance(out); err != nil || p == nil || len(p.Steps[0].Inputs) != 4 {
+		t.Fatalf("provenance %+v: %v", p, err)
 	}
 }
 
@@ -255,8 +254,8 @@ func TestFixtureSlerp(t *testing.T) {
 	checkAgainst(t, out, sameDType(base), func(n string) []byte {
 		return encode(t, weft.BF16, refSlerp(0.4, decodeAll(t, bi[n]), decodeAll(t, ti[n])))
 	})
-	if !strings.Contains(out.Metadata[ops.KeyParams], `"dot_threshold":0.9995`) {
-		t.Fatalf("params %s", out.Metadata[ops.KeyParams])
+	if p, err := ops.ReadProvenance(out); err != nil || p == nil || !strings.Contains(string(p.Steps[0].Params), `"method":"slerp"`) {
+		t.Fatalf("provenance %+v %v", p, err)
 	}
 }
 
@@ -337,7 +336,7 @@ func TestFixtureOutType(t *testing.T) {
 	}
 	base, tuned := open(t, "gguf/tiny-llama-base-q4_k.gguf"), open(t, "gguf/tiny-llama-tuned-q4_k.gguf")
 	bi, ti := base.Index(), tuned.Index()
-	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.25, OutType: weft.Q8_0, TypeFor: []TypeRule{{Pattern: "output.weight", DType: weft.F16}}})
+	r := mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.25, Types: ops.Types{DType: weft.Q8_0, TypeFor: []ops.TypeRule{{Pattern: "output.weight", DType: weft.F16}}}})
 	out := writeOut(t, r, "out.gguf", ckpt.WriteOptions{})
 	checkAgainst(t, out, func(n string) weft.DType {
 		switch {
@@ -352,7 +351,7 @@ func TestFixtureOutType(t *testing.T) {
 		return encode(t, dt, refLinear(decodeAll(t, bi[n]), [][]float64{decodeAll(t, ti[n])}, []float64{0.25}))
 	})
 	// Alpha 0 with another type: the base's values requantized, no arithmetic.
-	r = mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0, OutType: weft.Q8_0})
+	r = mustBlend(t, base, []*weft.Checkpoint{tuned}, Options{Alpha: 0, Types: ops.Types{DType: weft.Q8_0}})
 	x := r.Out.Tensor("blk.0.ffn_up.weight")
 	if s := r.Step(x.Name); s.Action != "convert" || !bytes.Equal(readAll(t, x), encode(t, weft.Q8_0, decodeAll(t, bi[x.Name]))) {
 		t.Fatalf("alpha 0 --out-type q8_0: %+v", s)

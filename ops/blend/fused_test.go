@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
 )
 
 // TestSingleRoundingEveryTypePair blends values built so that rounding the float64 result
@@ -31,7 +32,7 @@ func TestSingleRoundingEveryTypePair(t *testing.T) {
 				}
 				base := mkCkpt("base", weft.Safetensors, mkTensor(t, "w", bt, []int64{2, 32}, bv))
 				tuned := mkCkpt("tuned", weft.Safetensors, mkTensor(t, "w", tt, []int64{2, 32}, tv))
-				res, err := Blend(base, []*weft.Checkpoint{tuned}, Options{Alpha: c.alpha, DType: c.out})
+				res, err := runBlend(base, []*weft.Checkpoint{tuned}, Options{Alpha: c.alpha, Types: ops.Types{DType: c.out}})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -17,8 +16,22 @@ type AlphaRule struct {
 	Alpha   float64
 }
 
-// TypeRule gives the tensors matching Pattern the output type DType.
-type TypeRule = ops.TypeRule
+// String returns the rule as "PATTERN=A".
+func (r AlphaRule) String() string { return fmt.Sprintf("%s=%g", r.Pattern, r.Alpha) }
+
+// MarshalText writes the rule as "PATTERN=A" (A in the shortest form that reads back
+// exactly).
+func (r AlphaRule) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText parses "PATTERN=A" (see ParseAlphaRule).
+func (r *AlphaRule) UnmarshalText(b []byte) error {
+	v, err := ParseAlphaRule(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
 
 // splitRule splits "PATTERN=VALUE" at its last '=' (patterns may not hold '=', values never
 // do).
@@ -45,22 +58,6 @@ func ParseAlphaRule(s string) (AlphaRule, error) {
 		return AlphaRule{}, err
 	}
 	return AlphaRule{Pattern: p, Alpha: a}, nil
-}
-
-// ParseTypeRule parses a --type-for argument, "PATTERN=TYPE" (for example "output.weight=q8_0").
-func ParseTypeRule(s string) (TypeRule, error) {
-	p, v, err := splitRule("--type-for", s)
-	if err != nil {
-		return TypeRule{}, err
-	}
-	dt, err := weft.ParseDType(v)
-	if err != nil {
-		return TypeRule{}, fmt.Errorf("blend: --type-for %q: %v", s, err)
-	}
-	if _, err := ops.CompilePattern(p); err != nil {
-		return TypeRule{}, err
-	}
-	return TypeRule{Pattern: p, DType: dt}, nil
 }
 
 // ParseReal parses a finite real number.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -35,6 +36,12 @@ func open(t *testing.T, rel string) *weft.Checkpoint {
 	return c
 }
 
+// run converts through the op's entry point (ops.Run), which types the output and records
+// its provenance.
+func run(in *weft.Checkpoint, o Options, format weft.Format) (*ops.Result, error) {
+	return ops.Run(&o, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, format)
+}
+
 func readAll(t *testing.T, x *weft.Tensor) []byte {
 	t.Helper()
 	b, err := ops.ReadAll(x)
@@ -48,7 +55,7 @@ func readAll(t *testing.T, x *weft.Tensor) []byte {
 // conversion through float64: one rounding, to nearest even.
 func TestCastBF16ToF16Exact(t *testing.T) {
 	in := open(t, "fixtures/hf/tiny-llama-base")
-	res, err := Convert(in, Options{DType: weft.F16, Kind: ckpt.KindHFDir})
+	res, err := run(in, Options{Types: ops.Types{DType: weft.F16}}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,14 +75,14 @@ func TestCastBF16ToF16Exact(t *testing.T) {
 	if cfg == nil || !bytes.Contains(cfg.Data, []byte(`"torch_dtype": "float16"`)) {
 		t.Fatal("config.json torch_dtype not updated")
 	}
-	if res.Out.Metadata[ops.KeyOp] != "convert" {
-		t.Fatal("provenance not recorded")
+	if p, err := ops.ReadProvenance(res.Out); err != nil || p == nil || p.Steps[0].Op != "convert" {
+		t.Fatalf("provenance not recorded: %+v %v", p, err)
 	}
 }
 
 func TestTiedStorageWrittenOnce(t *testing.T) {
 	in := open(t, "fixtures/torch/gpt2-tiny-f32.bin")
-	res, err := Convert(in, Options{Kind: ckpt.KindSafetensorsFile})
+	res, err := run(in, Options{}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +93,10 @@ func TestTiedStorageWrittenOnce(t *testing.T) {
 	if names["lm_head.weight"] || !names["transformer.wte.weight"] || len(res.Out.Tensors) != len(in.Tensors)-1 {
 		t.Fatalf("tied duplicate handling: %v", names)
 	}
-	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "lm_head.weight") {
-		t.Fatalf("no warning about the tie: %v", res.Warnings)
+	if len(res.Notes) == 0 || !strings.Contains(res.Notes[0], "lm_head.weight") {
+		t.Fatalf("no warning about the tie: %v", res.Notes)
 	}
-	res, err = Convert(in, Options{Kind: ckpt.KindSafetensorsFile, KeepTied: true})
+	res, err = run(in, Options{KeepTied: true}, weft.Safetensors)
 	if err != nil || len(res.Out.Tensors) != len(in.Tensors) {
 		t.Fatalf("--keep-tied: %v, %d tensors", err, len(res.Out.Tensors))
 	}
@@ -100,7 +107,7 @@ func TestQuantizeGGUFLikeLlamaQuantizePure(t *testing.T) {
 	if !quant.CanQuantize(weft.Q8_0) {
 		t.Fatal("Q8_0 quantizer missing")
 	}
-	res, err := Convert(in, Options{DType: weft.Q8_0, Kind: ckpt.KindGGUF})
+	res, err := run(in, Options{Types: ops.Types{DType: weft.Q8_0}}, weft.GGUF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +153,7 @@ func TestFallbackWhenBlocksDontFit(t *testing.T) {
 	if !quant.CanQuantize(weft.Q5_0) {
 		t.Fatal("Q5_0 quantizer missing")
 	}
-	res, err := Convert(in, Options{DType: weft.Q4_K, Kind: ckpt.KindGGUF})
+	res, err := run(in, Options{Types: ops.Types{DType: weft.Q4_K}}, weft.GGUF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,40 +163,58 @@ func TestFallbackWhenBlocksDontFit(t *testing.T) {
 		}
 	}
 	found := false
-	for _, w := range res.Warnings {
+	for _, w := range res.Notes {
 		found = found || strings.Contains(w, "Q5_0")
 	}
 	if !found {
-		t.Fatalf("no fallback warning: %v", res.Warnings)
+		t.Fatalf("no fallback warning: %v", res.Notes)
 	}
 	// Requantizing warns.
-	res2, err := Convert(res.Out, Options{DType: weft.Q8_0, Kind: ckpt.KindGGUF})
+	res2, err := run(res.Out, Options{Types: ops.Types{DType: weft.Q8_0}}, weft.GGUF)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(res2.Warnings, "\n"), "requantizing") {
-		t.Fatalf("no requantization warning: %v", res2.Warnings)
+	if !strings.Contains(strings.Join(res2.Notes, "\n"), "requantizing") {
+		t.Fatalf("no requantization warning: %v", res2.Notes)
 	}
 }
 
 func TestRefusals(t *testing.T) {
 	hf := open(t, "fixtures/hf/tiny-llama-base")
-	if _, err := Convert(hf, Options{Kind: ckpt.KindGGUF}); err == nil || !strings.Contains(err.Error(), "convert_hf_to_gguf") {
+	if _, err := run(hf, Options{}, weft.GGUF); !errors.Is(err, ckpt.ErrUnsupportedOutput) || !strings.Contains(err.Error(), "convert_hf_to_gguf") {
 		t.Fatalf("HF to GGUF: %v", err)
 	}
-	if _, err := Convert(hf, Options{DType: weft.Q4_0, Kind: ckpt.KindHFDir}); err == nil {
+	if _, err := run(hf, Options{Types: ops.Types{DType: weft.Q4_0}}, weft.Safetensors); err == nil {
 		t.Fatal("quantized safetensors accepted")
 	}
 	q := open(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
-	if _, err := Convert(q, Options{Kind: ckpt.KindSafetensorsFile}); err == nil || !strings.Contains(err.Error(), "--dtype") {
+	if _, err := run(q, Options{}, weft.Safetensors); err == nil || !strings.Contains(err.Error(), "safetensors cannot hold") || !strings.Contains(err.Error(), "token_embd.weight") {
 		t.Fatalf("quantized GGUF to safetensors without --dtype: %v", err)
 	}
-	res, err := Convert(q, Options{DType: weft.F32, Kind: ckpt.KindSafetensorsFile})
+	res, err := run(q, Options{Types: ops.Types{DType: weft.F32}}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := ckpt.Write(context.Background(), res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{}); err != nil {
+	// The output keeps the GGUF key-values: a .safetensors write refuses to drop them unless
+	// told to, and then says what it drops.
+	err = ckpt.Write(context.Background(), res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{})
+	if !errors.Is(err, ckpt.ErrLossy) || !strings.Contains(err.Error(), "tokenizer.ggml.tokens") {
+		t.Fatalf("GGUF key-values dropped without AllowLoss: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a refused write left %d entries", len(ents))
+	}
+	plan, err := ckpt.MakePlan(res.Out, filepath.Join(dir, "q.safetensors"), ckpt.WriteOptions{AllowLoss: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The output's provenance is already safetensors metadata (ops.Run records it in the
+	// output's format), so nothing needs carrying over from the key-values.
+	if len(plan.Loss.KVs) != len(q.KV) || res.Out.Metadata[ops.KeySteps] == "" {
+		t.Fatalf("loss: %d key-values dropped of %d, %v carried", len(plan.Loss.KVs), len(q.KV), plan.Loss.Carried)
+	}
+	if err := ckpt.Execute(context.Background(), res.Out, plan, ckpt.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	back, err := ckpt.Open(filepath.Join(dir, "q.safetensors"))

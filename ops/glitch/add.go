@@ -28,26 +28,32 @@ const MaxNewTokens = 1 << 20
 // initializer_range (transformers' PretrainedConfig default).
 const DefaultInitializerRange = 0.02
 
-// AddOptions says which tokens Add creates and how their rows start.
+// AddOptions are glitch add's parameters: which tokens Add creates and how their rows
+// start.
 type AddOptions struct {
 	// Count generated tokens named <|glitch_K|>, or the explicit Tokens; exactly one is set.
-	Count  int
-	Tokens []string
+	Count  int      `json:"count,omitempty"`
+	Tokens []string `json:"tokens,omitempty"`
 	// Seed keys the random streams; it must be >= 0.
-	Seed int64
+	Seed int64 `json:"seed"`
 	// Special makes the tokens special (GGUF type CONTROL, special in the HF files) instead of
 	// user-defined.
-	Special bool
+	Special bool `json:"special,omitempty"`
 	// InitIn and InitOut are init specs (see ParseInit) for the embedding and for an untied
 	// head; InitOut defaults to InitIn, which defaults to "normal".
-	InitIn, InitOut string
+	InitIn  string `json:"init_in,omitempty"`
+	InitOut string `json:"init_out,omitempty"`
 	// PadToMultipleOf, when positive, grows the matrices to a multiple of it; the padding
 	// rows are not tokens (in GGUF they are "[PAD{id}]" tokens of type UNUSED, as llama.cpp's
 	// converters write them, since llama.cpp needs one token per row).
-	PadToMultipleOf int64
+	PadToMultipleOf int64 `json:"pad_to_multiple_of,omitempty"`
 	// ReusePadding puts the new tokens on rows past the tokenizer's vocabulary instead of
 	// growing the matrices.
-	ReusePadding bool
+	ReusePadding bool `json:"reuse_padding,omitempty"`
+	// Types are the output types; new rows are encoded once, straight in them.
+	ops.Types
+
+	ty *ops.Typer
 }
 
 // NewToken is a token Add created.
@@ -77,22 +83,13 @@ type TensorInit struct {
 	Rows int64  `json:"rows"`
 }
 
-type addParams struct {
-	Tokens          []string `json:"tokens"`
-	Special         bool     `json:"special,omitempty"`
-	InitIn          string   `json:"init_in"`
-	InitOut         string   `json:"init_out,omitempty"`
-	PadToMultipleOf int64    `json:"pad_to_multiple_of,omitempty"`
-	ReusePadding    bool     `json:"reuse_padding,omitempty"`
-}
-
 // initializerRange returns config.json's initializer_range, or the default.
 func initializerRange(c *weft.Checkpoint) (float64, error) {
-	cfg, err := noise.Config(c)
+	cfg, err := arch.Config(c)
 	if err != nil {
 		return 0, err
 	}
-	if v, ok := noise.ConfigValue(cfg, "initializer_range"); ok {
+	if v, ok := arch.ConfigValue(cfg, arch.ConfigInitializerRange); ok {
 		if f, ok := v.(float64); ok && f > 0 && !math.IsInf(f, 0) {
 			return f, nil
 		}
@@ -105,7 +102,8 @@ func initializerRange(c *weft.Checkpoint) (float64, error) {
 // of regen (and every new row) generated, statistics from the rows of ref.
 type matrixPlan struct {
 	in      *weft.Checkpoint
-	emb     *noise.Embeddings
+	emb     *arch.Embeddings
+	ty      *ops.Typer
 	rows    int64
 	regen   *noise.TokenSet
 	ref     *noise.TokenSet
@@ -144,7 +142,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 		return &generator{spec: spec, src: t, key: key, seed: p.seed, std: spec.stdOr(p.std), ref: p.ref, targets: targets, untrained: untrainedFor(spec)}
 	}
 	ge := gen(e, p.initIn, e.Name)
-	et, err := rewritten(e, p.rows, p.regen, ge)
+	et, err := rewritten(e, p.rows, p.regen, ge, p.ty)
 	if err != nil {
 		return err
 	}
@@ -159,7 +157,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 			// One matrix: the head gets the embedding's rows.
 			gh, init = gen(h, p.initIn, e.Name), p.initIn.String()+" (tied: same rows as "+e.Name+")"
 		}
-		ht, err := rewritten(h, p.rows, p.regen, gh)
+		ht, err := rewritten(h, p.rows, p.regen, gh, p.ty)
 		if err != nil {
 			return err
 		}
@@ -168,7 +166,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 		if p.rows != e.Shape[0] {
 			bias := strings.TrimSuffix(h.Name, ".weight") + ".bias"
 			if b := p.in.Tensor(bias); b != nil && len(b.Shape) == 1 && b.Shape[0] == e.Shape[0] {
-				bt, err := grownVector(b, p.rows)
+				bt, err := grownVector(b, p.rows, p.ty)
 				if err != nil {
 					return err
 				}
@@ -242,7 +240,7 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 	if err != nil {
 		return nil, nil, err
 	}
-	emb, err := noise.FindEmbeddings(in)
+	emb, err := arch.FindEmbeddings(in)
 	if err != nil {
 		return fail(err)
 	}
@@ -302,7 +300,7 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 
 	out := ops.Derive(in)
 	plan := &matrixPlan{in: in, emb: emb, rows: newRows, regen: noise.RangeSet(start, start+n),
-		ref: noise.RangeSet(0, min(voc.real, rows)), seed: uint64(opts.Seed), initIn: si, initOut: so, std: std}
+		ref: noise.RangeSet(0, min(voc.real, rows)), seed: uint64(opts.Seed), initIn: si, initOut: so, std: std, ty: opts.ty}
 	if err := plan.apply(out, rep); err != nil {
 		return fail(err)
 	}
@@ -320,11 +318,9 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 				rep.Files = append(rep.Files, keyTokenType)
 			}
 		}
-		if a, ok := in.GetKV("general.architecture"); ok {
-			if name, ok := a.(string); ok {
-				if _, ok := in.GetKV(arch.GGUFKey(arch.GGUFVocabSize, name)); ok {
-					rep.Files = append(rep.Files, arch.GGUFKey(arch.GGUFVocabSize, name))
-				}
+		if key := arch.GGUFArchKey(in, arch.GGUFVocabSize); key != "" {
+			if _, ok := in.GetKV(key); ok {
+				rep.Files = append(rep.Files, key)
 			}
 		}
 	} else {
@@ -340,12 +336,33 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 			}
 		}
 	}
-	p := addParams{Tokens: names, Special: opts.Special, InitIn: si.String(), PadToMultipleOf: opts.PadToMultipleOf, ReusePadding: opts.ReusePadding}
-	if emb.Head != nil && !emb.Tied {
-		p.InitOut = so.String()
-	}
-	if err := ops.Record(out, "glitch-add", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
-		return nil, nil, err
-	}
 	return out, rep, nil
+}
+
+// OpName returns "glitch-add".
+func (o *AddOptions) OpName() string { return "glitch-add" }
+
+// Plan plans the new tokens of its one input.
+func (o *AddOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	c, err := in.One("glitch add")
+	if err != nil {
+		return nil, err
+	}
+	opts := *o
+	opts.ty = ty
+	out, rep, err := Add(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	return planned(out, rep, o.Seed), nil
+}
+
+// planned wraps Add's and Reset's result for ops.Run.
+func planned(out *weft.Checkpoint, rep *Report, seed int64) *ops.Planned {
+	what := map[string]string{}
+	for _, t := range rep.Tensors {
+		what[t.Name] = fmt.Sprintf("%d -> %d rows, init %s", rep.RowsBefore, t.Rows, t.Init)
+	}
+	return &ops.Planned{Out: out, Seed: seed, Notes: rep.Notes, Report: rep,
+		Describe: func(name string) string { return what[name] }}
 }

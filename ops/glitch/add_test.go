@@ -15,6 +15,7 @@ import (
 
 	gguf_parser "github.com/gpustack/gguf-parser-go"
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 )
@@ -100,9 +101,18 @@ func checkRows(t *testing.T, in, got *weft.Tensor, keep int64, gen []int64, want
 	}
 }
 
+// runAdd adds tokens through the op's entry point, which records provenance.
+func runAdd(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
+	r, err := ops.Run(&opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, in.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.Out, r.Report.(*Report), nil
+}
+
 func TestAddHF(t *testing.T) {
 	in := open(t, fixture(t, "hf/tiny-llama-base"))
-	out, rep, err := Add(in, AddOptions{Count: 3, Seed: 42})
+	out, rep, err := runAdd(in, AddOptions{Count: 3, Seed: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +151,8 @@ func TestAddHF(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "special_tokens_map.json")); err == nil {
 		t.Error("special_tokens_map.json written for non-special tokens")
 	}
-	if res.Metadata[ops.KeyOp] != "glitch-add" || res.Metadata[ops.KeySeed] != "42" {
-		t.Errorf("provenance %v", res.Metadata)
+	if p, err := ops.ReadProvenance(res); err != nil || p == nil || p.Steps[0].Op != "glitch-add" || *p.Steps[0].Seed != 42 {
+		t.Errorf("provenance %+v %v", p, err)
 	}
 
 	// A real tokenizer maps the new texts to the new ids.
@@ -302,7 +312,7 @@ func TestAddGGUF(t *testing.T) {
 		t.Run(ty, func(t *testing.T) {
 			in := open(t, fixture(t, "gguf/tiny-llama-base-"+ty+".gguf"))
 			dt := in.Tensor("token_embd.weight").DType
-			out, rep, err := Add(in, AddOptions{Count: 2, Seed: 3, PadToMultipleOf: 4})
+			out, rep, err := runAdd(in, AddOptions{Count: 2, Seed: 3, PadToMultipleOf: 4})
 			if !codec.CanEncode(dt) {
 				if err == nil || !strings.Contains(err.Error(), "token_embd.weight") || !strings.Contains(err.Error(), dt.String()) {
 					t.Fatalf("%v cannot be encoded yet: error %v should name the tensor and type", dt, err)
@@ -336,7 +346,7 @@ func TestAddGGUF(t *testing.T) {
 				t.Fatalf("arrays %d %d %d", len(tk), len(ty2), len(sc))
 			}
 			wantT := []string{"<|glitch_0|>", "<|glitch_1|>", "[PAD1026]", "[PAD1027]"}
-			wantY := []int32{TokenUserDefined, TokenUserDefined, TokenUnused, TokenUnused}
+			wantY := []int32{arch.TokenUserDefined, arch.TokenUserDefined, arch.TokenUnused, arch.TokenUnused}
 			for i := range wantT {
 				if tk[1024+i] != wantT[i] || ty2[1024+i] != wantY[i] || sc[1024+i] != addedScore {
 					t.Fatalf("token %d: %q type %d score %v", 1024+i, tk[1024+i], ty2[1024+i], sc[1024+i])
@@ -347,8 +357,8 @@ func TestAddGGUF(t *testing.T) {
 				t.Fatal("old tokens changed")
 			}
 			checkNoDup(t, tk)
-			if v, _ := res.GetKV(ops.KeyOp); v != "glitch-add" {
-				t.Errorf("provenance %v", v)
+			if p, err := ops.ReadProvenance(res); err != nil || p == nil || p.Steps[0].Op != "glitch-add" {
+				t.Errorf("provenance %+v %v", p, err)
 			}
 
 			gf := parseGGUF(t, path)
@@ -393,7 +403,7 @@ func TestAddGGUFSpecialReuse(t *testing.T) {
 	mid := writeOpen(t, out, filepath.Join(t.TempDir(), "mid.gguf"), 2, in)
 	toks, _ := mid.GetKV(keyTokens)
 	types, _ := mid.GetKV(keyTokenType)
-	if tk, ty := toks.([]string), types.([]int32); len(tk) != 1536 || tk[1024] != "<|ctl|>" || ty[1024] != TokenControl || tk[1535] != "[PAD1535]" {
+	if tk, ty := toks.([]string), types.([]int32); len(tk) != 1536 || tk[1024] != "<|ctl|>" || ty[1024] != arch.TokenControl || tk[1535] != "[PAD1535]" {
 		t.Fatalf("tokens %d, %q %d", len(tk), tk[1024], ty[1024])
 	}
 	out2, rep, err := Add(mid, AddOptions{Count: 2, Seed: 2, ReusePadding: true})

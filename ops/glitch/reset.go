@@ -4,25 +4,26 @@ import (
 	"fmt"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
 
-// ResetOptions says which tokens Reset makes untrained again and how.
+// ResetOptions are glitch reset's parameters: which tokens Reset makes untrained again and
+// how.
 type ResetOptions struct {
 	// Tokens are the ids to reset.
-	Tokens *noise.TokenSet
+	Tokens *noise.TokenSet `json:"tokens"`
 	// Seed keys the random streams; it must be >= 0.
-	Seed int64
+	Seed int64 `json:"seed"`
 	// Init and InitOut are init specs for the embedding and an untied head; InitOut defaults
 	// to Init, which defaults to "normal" (initializer_range).
-	Init, InitOut string
-}
-
-type resetParams struct {
-	Tokens  string `json:"tokens"`
-	Init    string `json:"init"`
+	Init    string `json:"init,omitempty"`
 	InitOut string `json:"init_out,omitempty"`
+	// Types are the output types; reset rows are encoded once, straight in them.
+	ops.Types
+
+	ty *ops.Typer
 }
 
 // Reset returns a checkpoint derived from in whose rows for the given tokens, in the
@@ -43,7 +44,7 @@ func Reset(in *weft.Checkpoint, opts ResetOptions) (*weft.Checkpoint, *Report, e
 	if err != nil {
 		return nil, nil, err
 	}
-	emb, err := noise.FindEmbeddings(in)
+	emb, err := arch.FindEmbeddings(in)
 	if err != nil {
 		return fail(err)
 	}
@@ -66,7 +67,7 @@ func Reset(in *weft.Checkpoint, opts ResetOptions) (*weft.Checkpoint, *Report, e
 	ref := noise.RangeSet(0, nTok).Minus(opts.Tokens)
 	out := ops.Derive(in)
 	plan := &matrixPlan{in: in, emb: emb, rows: rows, regen: opts.Tokens, ref: ref,
-		seed: uint64(opts.Seed), initIn: si, initOut: so, std: std}
+		seed: uint64(opts.Seed), initIn: si, initOut: so, std: std, ty: opts.ty}
 	if err := plan.apply(out, rep); err != nil {
 		return fail(err)
 	}
@@ -75,12 +76,23 @@ func Reset(in *weft.Checkpoint, opts ResetOptions) (*weft.Checkpoint, *Report, e
 			rep.Tokens = append(rep.Tokens, NewToken{id, voc.tokenString(id)})
 		}
 	}
-	p := resetParams{Tokens: opts.Tokens.String(), Init: si.String()}
-	if emb.Head != nil && !emb.Tied {
-		p.InitOut = so.String()
-	}
-	if err := ops.Record(out, "glitch-reset", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
-		return nil, nil, err
-	}
 	return out, rep, nil
+}
+
+// OpName returns "glitch-reset".
+func (o *ResetOptions) OpName() string { return "glitch-reset" }
+
+// Plan plans the reset of its one input's tokens.
+func (o *ResetOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	c, err := in.One("glitch reset")
+	if err != nil {
+		return nil, err
+	}
+	opts := *o
+	opts.ty = ty
+	out, rep, err := Reset(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	return planned(out, rep, o.Seed), nil
 }

@@ -10,9 +10,10 @@ import (
 )
 
 // rewritten returns a tensor like src but with rows rows (at least src's): rows in regen,
-// and every row past src's last, come from gen, encoded in src's dtype (quantized types
-// through codec); every other row is a raw copy of src's bytes, never decoded.
-func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generator) (*weft.Tensor, error) {
+// and every row past src's last, come from gen, encoded in the output type ty gives it
+// (quantized types through codec). In src's own type every other row is a raw copy of src's
+// bytes, never decoded; in another type it is decoded and encoded once.
+func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generator, ty *ops.Typer) (*weft.Tensor, error) {
 	info := src.TensorInfo.Clone()
 	if len(info.Shape) != 2 {
 		return nil, fmt.Errorf("tensor %q has shape %v, want [rows, hidden]", info.Name, info.Shape)
@@ -25,6 +26,11 @@ func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generat
 	if _, err := info.Size(); err != nil {
 		return nil, err
 	}
+	dt, err := ty.Of(info)
+	if err != nil {
+		return nil, err
+	}
+	info.DType = dt
 	if !(info.DType.Float() || info.DType.Quantized()) || !codec.CanEncode(info.DType) {
 		return nil, fmt.Errorf("tensor %q: weft cannot encode new rows as %v", info.Name, info.DType)
 	}
@@ -36,10 +42,19 @@ func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generat
 	}
 	d, rb := info.RowLen(), info.RowBytes()
 	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
-		// Raw copy of the old rows in range, then overwrite the generated ones.
-		if c1 := min(r1, old); c1 > r0 {
+		// The old rows in range (raw, or decoded and encoded once in another type), then
+		// overwrite the generated ones.
+		if c1 := min(r1, old); c1 > r0 && dt == src.DType {
 			if err := ops.ReadRows(src, r0, c1, dst[:(c1-r0)*rb]); err != nil {
 				return err
+			}
+		} else if c1 > r0 {
+			vals := make([]float64, (c1-r0)*d)
+			if err := ops.ReadRowsF64(src, r0, c1, vals); err != nil {
+				return err
+			}
+			if err := codec.EncodeF64(dt, vals, dst[:(c1-r0)*rb]); err != nil {
+				return fmt.Errorf("tensor %q: %w", info.Name, err)
 			}
 		}
 		row := make([]float64, d)
@@ -68,26 +83,35 @@ func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generat
 	}), nil
 }
 
-// grownVector returns a 1-d tensor (a head bias) extended to n elements with zeros: the old
-// elements are raw bytes.
-func grownVector(src *weft.Tensor, n int64) (*weft.Tensor, error) {
+// grownVector returns a 1-d tensor (a head bias) extended to n elements with zeros, in the
+// output type ty gives it: in src's type the old elements are raw bytes.
+func grownVector(src *weft.Tensor, n int64, ty *ops.Typer) (*weft.Tensor, error) {
 	info := src.TensorInfo.Clone()
 	if len(info.Shape) != 1 || info.DType.BlockSize() != 1 || !codec.CanEncode(info.DType) {
 		return nil, fmt.Errorf("tensor %q (%v %v): weft can grow only plain 1-d vectors here", info.Name, info.DType, info.Shape)
 	}
-	oldSize, err := src.Size()
+	info.Shape[0] = n
+	dt, err := ty.Of(info)
 	if err != nil {
 		return nil, err
 	}
-	info.Shape[0] = n
+	info.DType = dt
 	if _, err := info.Size(); err != nil {
 		return nil, err
 	}
+	old := src.Shape[0]
 	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
-		if err := ops.ReadRows(src, 0, 1, dst[:oldSize]); err != nil {
+		vals := make([]float64, n)
+		if dt == src.DType {
+			oldSize := src.RowBytes()
+			if err := ops.ReadRows(src, 0, 1, dst[:oldSize]); err != nil {
+				return err
+			}
+			return codec.EncodeF64(dt, vals[old:], dst[oldSize:])
+		}
+		if err := ops.ReadRowsF64(src, 0, 1, vals[:old]); err != nil {
 			return err
 		}
-		zeros := make([]float64, n-src.Shape[0])
-		return codec.EncodeF64(info.DType, zeros, dst[oldSize:])
+		return codec.EncodeF64(dt, vals, dst)
 	}), nil
 }

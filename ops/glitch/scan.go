@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -65,6 +66,9 @@ type ScanResult struct {
 	ReferenceCount int64        `json:"reference_count,omitempty"`
 	PC1Iterations  int          `json:"pc1_iterations,omitempty"`
 	Tokens         []TokenScore `json:"tokens"`
+	// Distribution holds the main indicator of every row, by token id: the whole
+	// vocabulary, for a histogram (left out of JSON, which lists Tokens).
+	Distribution []float64 `json:"-"`
 }
 
 // Scan ranks the rows of c's token embedding by how untrained they look, from the weights
@@ -85,7 +89,7 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 }
 
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
-	emb, err := noise.FindEmbeddings(c)
+	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
 	}
@@ -164,6 +168,10 @@ func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, erro
 		}
 	}
 
+	res.Distribution = make([]float64, len(scores))
+	for i := range scores {
+		res.Distribution[i] = scores[i].Indicator
+	}
 	sort.SliceStable(scores, func(i, j int) bool {
 		a, b := &scores[i], &scores[j]
 		if a.Zero != b.Zero {
@@ -204,7 +212,7 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 		if voc.kind == "gguf" && voc.hasTy {
 			var ids []int64
 			for i, t := range voc.types {
-				if t == TokenUnused && int64(i) < rows {
+				if t == arch.TokenUnused && int64(i) < rows {
 					ids = append(ids, int64(i))
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/gonum/stat"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
@@ -177,7 +178,7 @@ func tiedModel(untrained map[int64]bool) *weft.Checkpoint {
 	types := make([]int32, 400)
 	for i := range toks {
 		toks[i] = "t" + string(rune('A'+i%26)) + string(rune('a'+i/26))
-		types[i] = TokenNormal
+		types[i] = arch.TokenNormal
 	}
 	return &weft.Checkpoint{Format: weft.GGUF, Path: "tied", Tensors: []*weft.Tensor{emb},
 		KV: []weft.KV{{Key: "general.architecture", Value: "llama"}, {Key: keyTokens, Value: toks}, {Key: keyTokenType, Value: types}}}
@@ -214,7 +215,7 @@ func TestScanTied(t *testing.T) {
 	// With UNUSED token types the reference is those tokens.
 	types := c.KV[2].Value.([]int32)
 	for id := range un {
-		types[id] = TokenUnused
+		types[id] = arch.TokenUnused
 	}
 	sr2, err := Scan(c, ScanOptions{Top: 9})
 	if err != nil {

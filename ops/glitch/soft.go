@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
@@ -16,24 +17,21 @@ const DefaultSoftTokenName = "soft_tokens"
 // MaxSoftTokens bounds how many vectors SoftTokens draws.
 const MaxSoftTokens = 1 << 20
 
-// SoftOptions configures SoftTokens.
+// SoftOptions are soft-token's parameters.
 type SoftOptions struct {
 	// Count is the number of vectors.
-	Count int64
+	Count int64 `json:"count"`
 	// Seed keys the random streams; it must be >= 0.
-	Seed int64
+	Seed int64 `json:"seed"`
 	// Match is "diag" (default: each dimension's mean and standard deviation), "mvn" (the
 	// mean and full covariance of the rows) or "normal:STD" (N(0, STD^2), unmatched).
-	Match string
+	Match string `json:"match,omitempty"`
 	// Name is the output tensor's name (default "soft_tokens").
-	Name string
-}
+	Name string `json:"name,omitempty"`
+	// Types are the output types (F32 by default).
+	ops.Types
 
-type softParams struct {
-	Count  int64  `json:"count"`
-	Match  string `json:"match"`
-	Tensor string `json:"tensor"`
-	Source string `json:"source"`
+	ty *ops.Typer
 }
 
 // SoftTokens returns a one-tensor safetensors checkpoint holding Count vectors [Count, d] F32
@@ -72,7 +70,7 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 	default:
 		return fail(fmt.Errorf("unknown --match %q (want diag, mvn or normal:STD)", match))
 	}
-	emb, err := noise.FindEmbeddings(in)
+	emb, err := arch.FindEmbeddings(in)
 	if err != nil {
 		return fail(err)
 	}
@@ -95,6 +93,11 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 		return fail(err)
 	}
 	info := weft.TensorInfo{Name: opts.Name, DType: weft.F32, Shape: []int64{opts.Count, d}}
+	dt, err := opts.ty.Of(info)
+	if err != nil {
+		return fail(err)
+	}
+	info.DType = dt
 	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
 		row := make([]float64, d)
 		rb := info.RowBytes()
@@ -102,16 +105,30 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 			if err := g.row(r, row); err != nil {
 				return err
 			}
-			if err := codec.EncodeF64(weft.F32, row, dst[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
+			if err := codec.EncodeF64(dt, row, dst[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	out := &weft.Checkpoint{Format: weft.Safetensors, Path: opts.Name, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
-	p := softParams{Count: opts.Count, Match: match, Tensor: opts.Name, Source: e.Name}
-	if err := ops.Record(out, "soft-token", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
+	return out, nil
+}
+
+// OpName returns "soft-token".
+func (o *SoftOptions) OpName() string { return "soft-token" }
+
+// Plan plans the vectors drawn in the embedding space of its one input.
+func (o *SoftOptions) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	c, err := in.One("soft-token")
+	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	opts := *o
+	opts.ty = ty
+	out, err := SoftTokens(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &ops.Planned{Out: out, Seed: o.Seed}, nil
 }

@@ -42,18 +42,19 @@ func columnStats(rows [][]float64) (mean, variance []float64) {
 // standard errors (sigma/sqrt(N) for the mean, sqrt(2/N) relative for a Gaussian variance).
 func TestSoftTokensDiag(t *testing.T) {
 	in := open(t, fixture(t, "hf/tiny-llama-base"))
-	out, err := SoftTokens(in, SoftOptions{Count: 4000, Seed: 1})
+	run, err := ops.Run(&SoftOptions{Count: 4000, Seed: 1}, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := run.Out
 	path := filepath.Join(t.TempDir(), "soft.safetensors")
 	res := writeOpen(t, out, path, 3, in)
 	if len(res.Tensors) != 1 || res.Tensors[0].Name != "soft_tokens" || res.Tensors[0].DType != weft.F32 ||
 		res.Tensors[0].Shape[0] != 4000 || res.Tensors[0].Shape[1] != 64 {
 		t.Fatalf("tensors %+v", res.Tensors[0].TensorInfo)
 	}
-	if res.Metadata[ops.KeyOp] != "soft-token" || !strings.Contains(res.Metadata[ops.KeyParams], `"match":"diag"`) {
-		t.Errorf("metadata %v", res.Metadata)
+	if p, err := ops.ReadProvenance(res); err != nil || p == nil || p.Steps[0].Op != "soft-token" || !strings.Contains(string(p.Steps[0].Params), `"count":4000`) {
+		t.Errorf("provenance %+v %v", p, err)
 	}
 	em, ev := columnStats(rowsF64(t, in.Tensor("model.embed_tokens.weight")))
 	sm, sv := columnStats(rowsF64(t, res.Tensors[0]))

@@ -3,7 +3,6 @@ package glitch
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,24 +10,16 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
-)
-
-// GGUF token types (llama.cpp's llama_token_type).
-const (
-	TokenNormal      = 1
-	TokenUnknown     = 2
-	TokenControl     = 3
-	TokenUserDefined = 4
-	TokenUnused      = 5
-	TokenByte        = 6
+	"github.com/weft-ml/weft/sidefile"
 )
 
 // GGUF tokenizer keys.
 const (
-	keyTokens    = "tokenizer.ggml.tokens"
-	keyScores    = "tokenizer.ggml.scores"
-	keyTokenType = "tokenizer.ggml.token_type"
+	keyTokens    = arch.GGUFTokens
+	keyScores    = arch.GGUFScores
+	keyTokenType = arch.GGUFTokenType
 )
 
 // addedScore is the score llama.cpp's converters give user-defined and padding tokens.
@@ -60,10 +51,9 @@ type vocab struct {
 	strings map[string]int64
 
 	// Hugging Face.
-	tok      *object
-	added    []hfAdded
-	addedRaw []json.RawMessage // the entries as written, kept byte for byte
-	modelID  map[int64]string
+	tok     *sidefile.Doc
+	added   []hfAdded
+	modelID map[int64]string
 
 	// GGUF.
 	tokens []string
@@ -98,7 +88,7 @@ func loadVocab(c *weft.Checkpoint) (*vocab, error) {
 	if c.Format == weft.GGUF {
 		return loadGGUFVocab(c)
 	}
-	b, ok, err := noise.ReadSideFile(c, "tokenizer.json")
+	b, ok, err := sidefile.Of(c, "tokenizer.json")
 	if err != nil {
 		return nil, err
 	}
@@ -111,14 +101,14 @@ func loadVocab(c *weft.Checkpoint) (*vocab, error) {
 func parseHFTokenizer(b []byte) (*vocab, error) {
 	v := &vocab{kind: "hf", strings: map[string]int64{}, modelID: map[int64]string{}}
 	var err error
-	if v.tok, err = parseObject(b, "tokenizer.json"); err != nil {
-		return nil, err
+	if v.tok, err = sidefile.Parse(b); err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
-	if raw, ok := v.tok.vals["added_tokens"]; ok && string(raw) != "null" {
+	if k := v.tok.DuplicateKey(); k != "" {
+		return nil, fmt.Errorf("tokenizer.json: duplicate key %q (the tokenizers library refuses the file)", k)
+	}
+	if raw, ok := v.tok.Get("added_tokens"); ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &v.added); err != nil {
-			return nil, fmt.Errorf("tokenizer.json: added_tokens: %v", err)
-		}
-		if err := json.Unmarshal(raw, &v.addedRaw); err != nil {
 			return nil, fmt.Errorf("tokenizer.json: added_tokens: %v", err)
 		}
 	}
@@ -131,7 +121,7 @@ func parseHFTokenizer(b []byte) (*vocab, error) {
 		v.strings[s] = id
 		return nil
 	}
-	if raw, ok := v.tok.vals["model"]; ok && string(raw) != "null" {
+	if raw, ok := v.tok.Get("model"); ok && string(raw) != "null" {
 		var m struct {
 			Vocab json.RawMessage `json:"vocab"`
 		}
@@ -209,7 +199,7 @@ func loadGGUFVocab(c *weft.Checkpoint) (*vocab, error) {
 	v.size = int64(n)
 	v.real = v.size
 	if v.hasTy {
-		for v.real > 0 && v.types[v.real-1] == TokenUnused && strings.HasPrefix(v.tokens[v.real-1], "[PAD") {
+		for v.real > 0 && v.types[v.real-1] == arch.TokenUnused && strings.HasPrefix(v.tokens[v.real-1], "[PAD") {
 			v.real--
 		}
 	}
@@ -270,34 +260,26 @@ func (v *vocab) generateNames(n int) []string {
 // added_tokens (as the tokenizers library's add_tokens does: the model's own vocabulary is
 // not touched), tokenizer_config.json added_tokens_decoder, added_tokens.json when present,
 // and for special tokens additional_special_tokens in tokenizer_config.json and
-// special_tokens_map.json (created when absent).
+// special_tokens_map.json (created when absent). Only those keys change; every other byte
+// of the files stays as it was.
 func (v *vocab) editHF(out *weft.Checkpoint, toks []newToken, special bool) error {
 	if v.kind == "hf" {
-		for _, t := range toks {
+		entries := make([]any, len(toks))
+		for i, t := range toks {
 			a := hfAdded{ID: t.id, Content: t.content, Normalized: !special, Special: special}
-			b, err := marshal(a)
-			if err != nil {
-				return err
-			}
 			v.added = append(v.added, a)
-			v.addedRaw = append(v.addedRaw, b)
+			entries[i] = a
 		}
-		if err := v.tok.setValue("added_tokens", v.addedRaw); err != nil {
-			return err
+		if err := v.tok.Append([]string{"added_tokens"}, entries...); err != nil {
+			return fmt.Errorf("tokenizer.json: %w", err)
 		}
-		setSide(out, "tokenizer.json", v.tok.bytes())
+		sidefile.Set(out, "tokenizer.json", v.tok.Bytes())
 	}
 
-	var tc *object
-	if b, ok, err := noise.ReadSideFile(out, "tokenizer_config.json"); err != nil {
-		return err
-	} else if ok {
-		if tc, err = parseObject(b, "tokenizer_config.json"); err != nil {
-			return err
-		}
-		dec := newObject()
-		if raw, ok := tc.vals["added_tokens_decoder"]; ok {
-			if dec, err = parseObject(raw, "tokenizer_config.json: added_tokens_decoder"); err != nil {
+	var named []sidefile.Member
+	if _, err := sidefile.EditJSON(out, "tokenizer_config.json", func(tc *sidefile.Doc) error {
+		if !tc.Has("added_tokens_decoder") {
+			if err := tc.Set(json.RawMessage("{}"), "added_tokens_decoder"); err != nil {
 				return err
 			}
 		}
@@ -310,54 +292,56 @@ func (v *vocab) editHF(out *weft.Checkpoint, toks []newToken, special bool) erro
 				SingleWord bool   `json:"single_word"`
 				Special    bool   `json:"special"`
 			}{Content: t.content, Normalized: !special, Special: special}
-			if err := dec.setValue(strconv.FormatInt(t.id, 10), e); err != nil {
+			if err := tc.Set(e, "added_tokens_decoder", strconv.FormatInt(t.id, 10)); err != nil {
 				return err
 			}
 		}
-		tc.set("added_tokens_decoder", dec.bytes())
-		if special {
-			if err := appendSpecial(tc, "additional_special_tokens", toks, false); err != nil {
-				return fmt.Errorf("tokenizer_config.json: %w", err)
+		for _, k := range namedSpecials {
+			if raw, ok := tc.Get(k); ok && string(raw) != "null" {
+				named = append(named, sidefile.Member{Key: k, Value: raw})
 			}
 		}
-		setSide(out, "tokenizer_config.json", tc.bytes())
+		if special {
+			return appendSpecial(tc, "additional_special_tokens", toks, false)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 
-	if b, ok, err := noise.ReadSideFile(out, "added_tokens.json"); err != nil {
-		return err
-	} else if ok {
-		at, err := parseObject(b, "added_tokens.json")
-		if err != nil {
-			return err
-		}
+	if _, err := sidefile.EditJSON(out, "added_tokens.json", func(at *sidefile.Doc) error {
 		for _, t := range toks {
-			if err := at.setValue(t.content, t.id); err != nil {
+			if err := at.Set(t.id, t.content); err != nil {
 				return err
 			}
 		}
-		setSide(out, "added_tokens.json", at.bytes())
+		return nil
+	}); err != nil {
+		return err
 	}
 
 	if special && v.kind == "hf" {
-		sm := newObject()
-		if b, ok, err := noise.ReadSideFile(out, "special_tokens_map.json"); err != nil {
+		b, ok, err := sidefile.Of(out, "special_tokens_map.json")
+		if err != nil {
 			return err
-		} else if ok {
-			if sm, err = parseObject(b, "special_tokens_map.json"); err != nil {
-				return err
+		}
+		sm := sidefile.New()
+		if ok {
+			if sm, err = sidefile.Parse(b); err != nil {
+				return fmt.Errorf("special_tokens_map.json: %w", err)
 			}
-		} else if tc != nil {
+		} else {
 			// A new map carries the named special tokens too, as save_pretrained writes it.
-			for _, k := range namedSpecials {
-				if raw, ok := tc.vals[k]; ok && string(raw) != "null" {
-					sm.set(k, raw)
+			for _, m := range named {
+				if err := sm.Set(m.Value, m.Key); err != nil {
+					return err
 				}
 			}
 		}
 		if err := appendSpecial(sm, "additional_special_tokens", toks, true); err != nil {
 			return fmt.Errorf("special_tokens_map.json: %w", err)
 		}
-		setSide(out, "special_tokens_map.json", sm.bytes())
+		sidefile.Set(out, "special_tokens_map.json", sm.Bytes())
 	}
 	return nil
 }
@@ -366,11 +350,11 @@ func (v *vocab) editHF(out *weft.Checkpoint, toks []newToken, special bool) erro
 var namedSpecials = []string{"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}
 
 // appendSpecial appends the tokens to the list under key (created when absent), as strings,
-// or as AddedToken objects when the list already holds objects (or, for
-// special_tokens_map.json, when asObjects is set).
-func appendSpecial(o *object, key string, toks []newToken, asObjects bool) error {
-	var list []json.RawMessage
-	if raw, ok := o.vals[key]; ok && string(raw) != "null" {
+// or as AddedToken objects when the list already holds objects (or, when it is empty or
+// absent, when asObjects is set).
+func appendSpecial(d *sidefile.Doc, key string, toks []newToken, asObjects bool) error {
+	if raw, ok := d.Get(key); ok && string(raw) != "null" {
+		var list []json.RawMessage
 		if err := json.Unmarshal(raw, &list); err != nil {
 			return fmt.Errorf("%s is not a list: %v", key, err)
 		}
@@ -378,10 +362,11 @@ func appendSpecial(o *object, key string, toks []newToken, asObjects bool) error
 			asObjects = strings.HasPrefix(strings.TrimSpace(string(list[0])), "{")
 		}
 	}
-	for _, t := range toks {
-		var v any = t.content
+	vals := make([]any, len(toks))
+	for i, t := range toks {
+		vals[i] = t.content
 		if asObjects {
-			v = struct {
+			vals[i] = struct {
 				Content    string `json:"content"`
 				Lstrip     bool   `json:"lstrip"`
 				Normalized bool   `json:"normalized"`
@@ -389,70 +374,18 @@ func appendSpecial(o *object, key string, toks []newToken, asObjects bool) error
 				SingleWord bool   `json:"single_word"`
 			}{Content: t.content}
 		}
-		b, err := marshal(v)
-		if err != nil {
-			return err
-		}
-		list = append(list, b)
 	}
-	return o.setValue(key, list)
-}
-
-// setSide replaces (or adds) a side file's contents in out.
-func setSide(out *weft.Checkpoint, name string, data []byte) {
-	for i := range out.SideFiles {
-		if out.SideFiles[i].Name == name {
-			out.SideFiles[i].Data = data
-			return
-		}
-	}
-	out.SideFiles = append(out.SideFiles, weft.SideFile{Name: name, Data: data})
+	return d.Append([]string{key}, vals...)
 }
 
 // setConfigVocab sets vocab_size in config.json (top level and nested language-model
 // configs, wherever it is present; at the top level when it is nowhere) to n.
 func setConfigVocab(out *weft.Checkpoint, n int64) error {
-	b, ok, err := noise.ReadSideFile(out, "config.json")
-	if err != nil || !ok {
+	_, err := sidefile.EditJSON(out, "config.json", func(d *sidefile.Doc) error {
+		_, err := arch.SetConfigVocab(d, n, true)
 		return err
-	}
-	cfg, err := parseObject(b, "config.json")
-	if err != nil {
-		return err
-	}
-	num := json.RawMessage(strconv.FormatInt(n, 10))
-	found := false
-	for _, k := range arch.VocabKeys {
-		if cfg.has(k) {
-			cfg.set(k, num)
-			found = true
-		}
-	}
-	for _, nk := range arch.NestedConfigKeys {
-		raw, ok := cfg.vals[nk]
-		if !ok || !strings.HasPrefix(strings.TrimSpace(string(raw)), "{") {
-			continue
-		}
-		sub, err := parseObject(raw, "config.json: "+nk)
-		if err != nil {
-			return err
-		}
-		changed := false
-		for _, k := range arch.VocabKeys {
-			if sub.has(k) {
-				sub.set(k, num)
-				changed, found = true, true
-			}
-		}
-		if changed {
-			cfg.set(nk, sub.bytes())
-		}
-	}
-	if !found {
-		cfg.set("vocab_size", num)
-	}
-	setSide(out, "config.json", cfg.bytes())
-	return nil
+	})
+	return err
 }
 
 // editGGUF writes the tokenizer arrays of out: the tokens at their ids (replacing reused
@@ -462,9 +395,9 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 	if v.kind != "gguf" {
 		return nil
 	}
-	typ := int32(TokenUserDefined)
+	typ := int32(arch.TokenUserDefined)
 	if special {
-		typ = TokenControl
+		typ = arch.TokenControl
 	}
 	// scores and types are kept in step with tokens even when the file has none (then they
 	// are not written).
@@ -477,7 +410,7 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 		for int64(len(tokens)) <= id {
 			tokens = append(tokens, "")
 			scores = append(scores, addedScore)
-			types = append(types, TokenUnused)
+			types = append(types, arch.TokenUnused)
 		}
 		tokens[id], scores[id], types[id] = s, addedScore, ty
 	}
@@ -486,7 +419,7 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 		put(t.id, t.content, typ)
 	}
 	for id := int64(len(tokens)); id < rows; id++ {
-		put(id, "[PAD"+strconv.FormatInt(id, 10)+"]", TokenUnused)
+		put(id, "[PAD"+strconv.FormatInt(id, 10)+"]", arch.TokenUnused)
 	}
 	for i, s := range tokens {
 		if s == "" {
@@ -500,42 +433,14 @@ func (v *vocab) editGGUF(out *weft.Checkpoint, toks []newToken, special bool, ro
 	if v.hasTy {
 		out.SetKV(keyTokenType, types)
 	}
-	if a, ok := out.GetKV("general.architecture"); ok {
-		if name, ok := a.(string); ok {
-			key := arch.GGUFKey(arch.GGUFVocabSize, name)
-			if old, ok := out.GetKV(key); ok {
-				nv, err := sameIntType(old, int64(len(tokens)))
-				if err != nil {
-					return fmt.Errorf("%s: %w", key, err)
-				}
-				out.SetKV(key, nv)
+	if key := arch.GGUFArchKey(out, arch.GGUFVocabSize); key != "" {
+		if old, ok := out.GetKV(key); ok {
+			nv, err := ops.SameIntType(old, int64(len(tokens)))
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
 			}
+			out.SetKV(key, nv)
 		}
 	}
 	return nil
-}
-
-// sameIntType returns n in the Go integer type of old (GGUF keeps value types).
-func sameIntType(old any, n int64) (any, error) {
-	fits := func(lo, hi int64) error {
-		if n < lo || n > hi {
-			return fmt.Errorf("%d does not fit in %T", n, old)
-		}
-		return nil
-	}
-	switch old.(type) {
-	case uint32:
-		return uint32(n), fits(0, math.MaxUint32)
-	case int32:
-		return int32(n), fits(math.MinInt32, math.MaxInt32)
-	case uint64:
-		return uint64(n), fits(0, math.MaxInt64)
-	case int64:
-		return n, nil
-	case uint16:
-		return uint16(n), fits(0, math.MaxUint16)
-	case int16:
-		return int16(n), fits(math.MinInt16, math.MaxInt16)
-	}
-	return nil, fmt.Errorf("is %T, not an integer", old)
 }

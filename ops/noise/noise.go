@@ -5,8 +5,7 @@
 // same at any thread count and chunking. Rows that are not chosen keep their bytes exactly,
 // even in quantized tensors; chosen rows are decoded, noised in float64 and encoded once.
 //
-// The package also holds helpers that other token ops share: token specs (TokenSet), side
-// file and config.json access, and finding the embedding and head (FindEmbeddings).
+// The package also holds token specs (TokenSet), which other token ops share.
 package noise
 
 import (
@@ -35,32 +34,36 @@ const (
 	ScaleTensor = "tensor"
 )
 
-// Options says what noise to add and where. Exactly one of Std, Relative and NEFTuneAlpha is
-// set.
+// Options are noise's parameters: what noise to add and where. Exactly one of Std,
+// Relative and NEFTuneAlpha is set.
 type Options struct {
 	// Seed keys the random streams (with the tensor name and the row); it must be >= 0.
-	Seed int64
+	Seed int64 `json:"seed"`
 	// Std is the absolute standard deviation of the noise. Uniform noise of standard
 	// deviation s is uniform in [-s*sqrt(3), s*sqrt(3)].
-	Std float64
+	Std float64 `json:"std,omitempty"`
 	// Relative, when positive, makes the standard deviation Relative times the standard
 	// deviation (population, over the elements) of each chosen row, or of the whole tensor
 	// when ScaleBy is ScaleTensor.
-	Relative float64
+	Relative float64 `json:"relative,omitempty"`
 	// ScaleBy is ScaleRow (default) or ScaleTensor; it applies to Relative only.
-	ScaleBy string
+	ScaleBy string `json:"scale_by,omitempty"`
 	// Dist is Gaussian (default) or Uniform.
-	Dist string
+	Dist string `json:"dist,omitempty"`
 	// NEFTuneAlpha and SeqLen, when set, give NEFTune's noise: uniform in [-m, m] with
 	// m = alpha / sqrt(SeqLen * d), d the row length (the hidden size).
-	NEFTuneAlpha float64
-	SeqLen       int64
+	NEFTuneAlpha float64 `json:"neftune_alpha,omitempty"`
+	SeqLen       int64   `json:"seq_len,omitempty"`
 	// Tokens selects the rows (token ids) to change; nil changes every row.
-	Tokens *TokenSet
+	Tokens *TokenSet `json:"tokens,omitempty"`
 	// Tensors are patterns choosing the tensors to change: exact names, path.Match globs
 	// ("blk.*.attn_q.weight") or group names of package arch ("embed", "head"). Empty means
 	// the input token embedding.
-	Tensors []string
+	Tensors []string `json:"tensors,omitempty"`
+	// Types are the output types; noised rows are encoded once, straight in them.
+	ops.Types
+
+	ty *ops.Typer
 }
 
 // TensorReport says what the op does to one tensor.
@@ -84,18 +87,6 @@ type Report struct {
 	Tied bool `json:"tied"`
 	// Notes are messages for the user (stderr), such as the tied-embedding warning.
 	Notes []string `json:"notes,omitempty"`
-}
-
-// params is what provenance records.
-type params struct {
-	Std          float64  `json:"std,omitempty"`
-	Relative     float64  `json:"relative,omitempty"`
-	ScaleBy      string   `json:"scale_by,omitempty"`
-	Dist         string   `json:"dist"`
-	NEFTuneAlpha float64  `json:"neftune_alpha,omitempty"`
-	SeqLen       int64    `json:"seq_len,omitempty"`
-	Tokens       string   `json:"tokens,omitempty"`
-	Tensors      []string `json:"tensors"`
 }
 
 func (o *Options) validate() error {
@@ -179,7 +170,7 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	if err := opts.validate(); err != nil {
 		return nil, nil, err
 	}
-	emb, embErr := FindEmbeddings(in)
+	emb, embErr := arch.FindEmbeddings(in)
 	var targets []string
 	if len(opts.Tensors) == 0 {
 		if embErr != nil {
@@ -239,17 +230,30 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 		rep.Tensors = append(rep.Tensors, tr)
 	}
 
-	p := params{Std: opts.Std, Dist: opts.Dist, NEFTuneAlpha: opts.NEFTuneAlpha, SeqLen: opts.SeqLen, Tensors: names}
-	if opts.Relative != 0 {
-		p.Relative, p.ScaleBy = opts.Relative, opts.ScaleBy
-	}
-	if opts.Tokens != nil {
-		p.Tokens = opts.Tokens.String()
-	}
-	if err := ops.Record(out, "noise", p, []*weft.Checkpoint{in}, opts.Seed); err != nil {
-		return nil, nil, err
-	}
 	return out, rep, nil
+}
+
+// OpName returns "noise".
+func (o *Options) OpName() string { return "noise" }
+
+// Plan plans the noise on its one input.
+func (o *Options) Plan(in ops.Inputs, ty *ops.Typer) (*ops.Planned, error) {
+	c, err := in.One("noise")
+	if err != nil {
+		return nil, err
+	}
+	opts := *o
+	opts.ty = ty
+	out, rep, err := Apply(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	what := map[string]string{}
+	for _, t := range rep.Tensors {
+		what[t.Name] = fmt.Sprintf("noise on %d rows: %s", t.Changed, t.Noise)
+	}
+	return &ops.Planned{Out: out, Seed: o.Seed, Notes: rep.Notes, Report: rep,
+		Describe: func(name string) string { return what[name] }}, nil
 }
 
 // noised returns the computed tensor holding src with noise on the chosen rows.
@@ -262,8 +266,14 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	if !(info.DType.Float() || info.DType.Quantized()) {
 		return nil, tr, fmt.Errorf("tensor %q is %v, not a floating-point or quantized tensor", info.Name, info.DType)
 	}
-	if !codec.CanDecode(info.DType) || !codec.CanEncode(info.DType) {
-		return nil, tr, fmt.Errorf("tensor %q: weft cannot decode and re-encode %v rows yet", info.Name, info.DType)
+	dt, err := o.ty.Of(src.TensorInfo)
+	if err != nil {
+		return nil, tr, err
+	}
+	info.DType = dt
+	tr.DType = dt.String()
+	if !codec.CanDecode(src.DType) || !codec.CanEncode(dt) {
+		return nil, tr, fmt.Errorf("tensor %q: weft cannot decode %v rows and encode them as %v", info.Name, src.DType, dt)
 	}
 	if len(info.Shape) == 0 {
 		return nil, tr, fmt.Errorf("tensor %q is a scalar; noise works on rows", info.Name)
@@ -310,6 +320,32 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	seed := uint64(o.Seed)
 	rb := info.RowBytes()
 
+	if dt != src.DType {
+		// Another output type: every row is decoded and encoded once in it; the chosen
+		// ones get their noise in between.
+		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+			vals := make([]float64, (r1-r0)*d)
+			if err := ops.ReadRowsF64(src, r0, r1, vals); err != nil {
+				return err
+			}
+			err := sel.eachIn(r0, r1, func(r int64) error {
+				row := vals[(r-r0)*d : (r-r0+1)*d]
+				sd, err := scale(row)
+				if err != nil {
+					return err
+				}
+				AddNoise(row, ops.RowStream(seed, key, r), sd, uniform)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := codec.EncodeF64(dt, vals, dst); err != nil {
+				return fmt.Errorf("tensor %q: %w", info.Name, err)
+			}
+			return nil
+		}), tr, nil
+	}
 	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
 		if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 			return err

@@ -3,6 +3,7 @@ package noise
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,10 +104,11 @@ func TestNoiseChangesOnlyChosenRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := synth(400, 64)
-	out, rep, err := Apply(in, Options{Seed: 7, Std: 0.05, Tokens: set})
+	run, err := ops.Run(&Options{Seed: 7, Std: 0.05, Tokens: set}, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.Safetensors)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out, rep := run.Out, run.Report.(*Report)
 	if len(rep.Tensors) != 1 || rep.Tensors[0].Name != "model.embed_tokens.weight" || rep.Tensors[0].Changed != set.Len() || rep.Tied {
 		t.Fatalf("report %+v", rep)
 	}
@@ -131,8 +133,9 @@ func TestNoiseChangesOnlyChosenRows(t *testing.T) {
 	if changed != 19 || set.Len() != 19 {
 		t.Errorf("%d rows changed, %d chosen, want 19", changed, set.Len())
 	}
-	if out.Metadata[ops.KeyOp] != "noise" || out.Metadata[ops.KeySeed] != "7" {
-		t.Errorf("provenance: %v", out.Metadata)
+	p, err := ops.ReadProvenance(out)
+	if err != nil || p == nil || p.Steps[0].Op != "noise" || *p.Steps[0].Seed != 7 || !strings.Contains(string(p.Steps[0].Params), `"tokens":"5,10-20,100-101,200-203,399"`) {
+		t.Errorf("provenance: %+v %v", p, err)
 	}
 }
 
@@ -405,7 +408,11 @@ func TestNoiseGGUFFixtures(t *testing.T) {
 		}
 		defer in.Close()
 		emb := in.Tensor("token_embd.weight")
-		out, _, err := Apply(in, Options{Seed: 5, Std: 0.01, Tokens: set})
+		var out *weft.Checkpoint
+		run, err := ops.Run(&Options{Seed: 5, Std: 0.01, Tokens: set}, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}}, weft.GGUF)
+		if err == nil {
+			out = run.Out
+		}
 		if !codec.CanDecode(emb.DType) || !codec.CanEncode(emb.DType) {
 			if err == nil || !strings.Contains(err.Error(), "token_embd.weight") {
 				t.Errorf("%s: unsupported type: error %v should name the tensor", ty, err)
@@ -418,7 +425,7 @@ func TestNoiseGGUFFixtures(t *testing.T) {
 		if out.Format != weft.GGUF {
 			t.Fatal("format")
 		}
-		if v, _ := out.GetKV(ops.KeyOp); v != "noise" {
+		if v, _ := out.GetKV(ops.KeySteps); !strings.Contains(fmt.Sprint(v), `"op":"noise"`) {
 			t.Errorf("%s: provenance KV %v", ty, v)
 		}
 		a, b := readAll(t, emb), readAll(t, out.Tensor("token_embd.weight"))

@@ -273,3 +273,24 @@ func (s *TokenSet) Check(rows int64, tensor string) error {
 	}
 	return nil
 }
+
+// MarshalText writes the set as a token spec (String).
+func (s *TokenSet) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a token spec of ids and ranges, as String writes it. Unlike
+// ParseTokenSet it refuses @FILE items: a record names its rows, not a file to read.
+func (s *TokenSet) UnmarshalText(b []byte) error {
+	r := &TokenSet{}
+	for _, item := range strings.Split(string(b), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if err := r.addItem(item, "recorded token spec"); err != nil {
+			return err
+		}
+	}
+	r.normalize()
+	*s = *r
+	return nil
+}

@@ -1,7 +1,7 @@
 package verify
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/sidefile"
 )
 
 // maxJSONDepth bounds the nesting of a side file's JSON. Real configs and tokenizers nest a
@@ -41,18 +42,11 @@ func checkSideFiles(c *weft.Checkpoint, warnings []string) ([]SideFileReport, []
 
 // checkJSON parses a side file as exactly one JSON value, streaming, with bounded depth.
 func checkJSON(sf weft.SideFile) error {
-	var r io.Reader
-	if sf.Data != nil {
-		r = strings.NewReader(string(sf.Data))
-	} else {
-		f, err := os.Open(sf.Path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = bufio.NewReaderSize(f, 1<<16)
+	b, err := sidefile.Read(&sf)
+	if err != nil {
+		return err
 	}
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(b))
 	depth := 0
 	first := true
 	for {
@@ -89,17 +83,16 @@ func checkJSON(sf weft.SideFile) error {
 // other tools write); it returns a warning when it matches neither.
 func checkTotalSize(c *weft.Checkpoint) string {
 	p := filepath.Join(c.Dir, "model.safetensors.index.json")
-	f, err := os.Open(p)
+	b, err := sidefile.Read(&weft.SideFile{Name: filepath.Base(p), Path: p})
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
 	var idx struct {
 		Metadata struct {
 			TotalSize *json.Number `json:"total_size"`
 		} `json:"metadata"`
 	}
-	dec := json.NewDecoder(io.LimitReader(f, 256<<20))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&idx); err != nil || idx.Metadata.TotalSize == nil {
 		return ""

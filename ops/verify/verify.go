@@ -1,13 +1,17 @@
 // Package verify re-reads a checkpoint end to end and checks it: its structure (the format
 // readers validate headers, offsets, sizes and shard indexes when they open it), every byte
 // of every tensor (read in chunks, so truncation and I/O errors surface), NaN and Inf counts
-// of every floating-point or decodable quantized tensor, the JSON side files, and, when the
-// checkpoint records how weft made it, a sample of elements recomputed from the recorded
-// inputs and compared exactly.
+// of every floating-point or decodable quantized tensor, the JSON side files, and how it was
+// made: when the checkpoint records its provenance, the recorded steps are replayed with
+// each op's own planning (ops.Build, through the op registry) from the recorded inputs, and
+// the result is compared with the checkpoint: every tensor's type and shape, the bytes of a
+// sample of rows of every tensor (every row with Full), the key-values or metadata, and the
+// side files. A checkpoint without provenance, a plain rewrite, is compared tensor by
+// tensor, every byte, with the input it is given.
 //
 // Memory is bounded by the number of workers times the chunk size, whatever the model's
-// size; recomputation reads a few small runs of elements per tensor (slerp blends read
-// their two inputs once more to recompute the interpolation scalars).
+// size; replaying reads the rows it compares (and the reductions an op needs, such as
+// slerp's norms, once per tensor).
 package verify
 
 import (
@@ -31,14 +35,21 @@ const DefaultSamples = 1000
 
 // Options control a verification.
 type Options struct {
-	// Inputs are paths of the checkpoints the verified one was made from. They are matched
-	// to the recorded inputs by header hash (or, failing that, by base name, which then
-	// reports the hash mismatch). Recorded inputs not given here are looked for beside the
-	// checkpoint under their recorded base names.
+	// Inputs are paths of the checkpoints (and plain files) the verified one was made from.
+	// They are matched to the recorded inputs by header hash and data fingerprint (plain
+	// files by SHA-256), by name first when several match. Recorded inputs not given here
+	// are looked for beside the checkpoint under their recorded base names. A checkpoint
+	// without provenance is compared with the one input given here.
 	Inputs []string
-	// Samples is the number of elements recomputed per tensor (0: DefaultSamples; a tensor
-	// with fewer elements is recomputed whole). Negative disables recomputation.
+	// Samples is the number of elements of each tensor compared with the replay, in whole
+	// rows (0: DefaultSamples; a tensor with fewer elements is compared whole). A plain
+	// rewrite (no provenance) is compared whole.
 	Samples int
+	// Full compares every row of every tensor.
+	Full bool
+	// StructureOnly skips the replay: the checkpoint is checked on its own, and missing
+	// recorded inputs are not an error.
+	StructureOnly bool
 	// Threads is the number of workers reading tensors (0: all cores).
 	Threads int
 	// ChunkBytes bounds the bytes one worker reads at once (0: 4 MiB).
@@ -47,6 +58,17 @@ type Options struct {
 	AllowNonFinite bool
 	// Progress, when set, is called from one goroutine with the tensor bytes read so far.
 	Progress func(done, total int64)
+	// Open opens the checkpoint and its inputs, local or remote (nil: ckpt.Open, which reads
+	// remote names with the client configured from the environment).
+	Open func(path string) (*weft.Checkpoint, error)
+}
+
+// open opens a checkpoint with opts.Open.
+func (o *Options) open(path string) (*weft.Checkpoint, error) {
+	if o.Open != nil {
+		return o.Open(path)
+	}
+	return ckpt.Open(path)
 }
 
 // TensorReport is what verification found in one tensor.
@@ -62,13 +84,13 @@ type TensorReport struct {
 	Decoded bool  `json:"decoded"`
 	NaN     int64 `json:"nan"`
 	Inf     int64 `json:"inf"`
-	// Recomputed is the number of elements recomputed from the inputs; Mismatches how many
-	// of them disagree with the checkpoint, the first described by FirstMismatch.
+	// Recomputed is the number of elements compared with the replay (or the input of a
+	// plain rewrite); Mismatches how many of them disagree with the checkpoint, the first
+	// described by FirstMismatch.
 	Recomputed    int64  `json:"recomputed"`
 	Mismatches    int64  `json:"mismatches"`
 	FirstMismatch string `json:"first_mismatch,omitempty"`
-	// How says how the tensor was recomputed ("copy of tuned", "blend", "convert BF16 ->
-	// F32") or why it was not.
+	// How says what the tensor was compared with, or why it was not.
 	How string `json:"how,omitempty"`
 	// Problems lists what is wrong with the tensor; empty means it is fine.
 	Problems []string `json:"problems,omitempty"`
@@ -85,23 +107,36 @@ type SideFileReport struct {
 type InputReport struct {
 	Role       string `json:"role"`
 	Name       string `json:"name"`
-	Format     string `json:"format"`
-	HeaderHash string `json:"header_sha256"`
+	Format     string `json:"format,omitempty"`
+	HeaderHash string `json:"header_sha256,omitempty"`
 	// Path is where the input was found ("" if it was not).
 	Path string `json:"path,omitempty"`
-	// Status is "matched", "missing" or "hash mismatch".
+	// Status is "matched", "missing", "hash mismatch" or "given".
 	Status string `json:"status"`
+}
+
+// StepReport is one recorded step.
+type StepReport struct {
+	Op     string `json:"op"`
+	Params string `json:"params,omitempty"`
+	Seed   *int64 `json:"seed,omitempty"`
+	Format string `json:"format,omitempty"`
 }
 
 // ProvenanceReport describes the checkpoint's record of how it was made and whether it
 // could be checked.
 type ProvenanceReport struct {
-	Op      string        `json:"op"`
-	Version string        `json:"weft_version,omitempty"`
-	Params  string        `json:"params,omitempty"`
-	Seed    string        `json:"seed,omitempty"`
-	Inputs  []InputReport `json:"inputs"`
-	// Verified reports whether sampled elements were recomputed and compared.
+	// Op, Params and Seed are the last step's.
+	Op      string       `json:"op"`
+	Version string       `json:"weft_version,omitempty"`
+	Params  string       `json:"params,omitempty"`
+	Seed    string       `json:"seed,omitempty"`
+	Steps   []StepReport `json:"steps,omitempty"`
+	// Legacy reports a single-step record of an older weft version.
+	Legacy bool          `json:"legacy,omitempty"`
+	Inputs []InputReport `json:"inputs"`
+	// Verified reports whether the replay (or the input of a plain rewrite) was compared
+	// with the checkpoint.
 	Verified bool `json:"verified"`
 	// Note says why the record could not be checked, when it could not.
 	Note string `json:"note,omitempty"`
@@ -145,7 +180,7 @@ func (r *Report) ProblemCount() int {
 // refuse with an error naming the file and the problem) or ctx is cancelled; everything
 // else it finds is in the report, whose OK field says whether anything is wrong.
 func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
-	c, err := ckpt.Open(path)
+	c, err := opts.open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -211,17 +246,22 @@ func decodable(dt weft.DType) bool {
 	return (dt.Float() || dt.Quantized()) && codec.CanDecode(dt)
 }
 
-// stream reads every tensor's bytes in chunks, with a bounded pool of workers, counting
-// NaN and Inf values of decodable tensors.
-func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) error {
-	threads := opts.Threads
+// workers returns the number of workers and the bytes one reads at once.
+func (o Options) workers() (int, int64) {
+	threads, chunk := o.Threads, o.ChunkBytes
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	chunk := opts.ChunkBytes
 	if chunk <= 0 {
 		chunk = 4 << 20
 	}
+	return threads, chunk
+}
+
+// stream reads every tensor's bytes in chunks, with a bounded pool of workers, counting
+// NaN and Inf values of decodable tensors.
+func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) error {
+	threads, chunk := opts.workers()
 	stats := make([]tensorStats, len(c.Tensors))
 	var total int64
 	for i := range c.Tensors {
@@ -229,114 +269,102 @@ func stream(ctx context.Context, c *weft.Checkpoint, r *Report, opts Options) er
 			total += r.Tensors[i].Bytes
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan chunkJob, threads*2)
 	var done atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < threads; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
-			var vals []float32
-			var vals64 []float64
-			for j := range jobs {
-				st := &stats[j.i]
-				st.mu.Lock()
-				failed := st.err != nil
-				st.mu.Unlock()
-				if failed || ctx.Err() != nil {
-					continue
-				}
-				t := c.Tensors[j.i]
-				if int64(cap(buf)) < j.n {
-					buf = make([]byte, j.n)
-				}
-				b := buf[:j.n]
-				if err := readFull(t, b, j.off); err != nil {
-					st.mu.Lock()
-					if st.err == nil {
-						st.err = err
-					}
-					st.mu.Unlock()
-					continue
-				}
-				st.read.Add(j.n)
-				done.Add(j.n)
-				if !decodable(t.DType) {
-					continue
-				}
-				// Decode in sub-chunks of whole blocks to keep the float buffer small.
-				bb := t.DType.BlockBytes()
-				bs := t.DType.BlockSize()
-				step := max(1, (64<<10)/bs) * bb
-				for o := int64(0); o < j.n; o += step {
-					p := b[o:min(j.n, o+step)]
-					ne := int64(len(p)) / bb * bs
-					var nan, inf int64
-					if t.DType == weft.F64 {
-						if int64(cap(vals64)) < ne {
-							vals64 = make([]float64, ne)
-						}
-						v := vals64[:ne]
-						if err := codec.DecodeF64(t.DType, p, v); err != nil {
-							st.mu.Lock()
-							st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
-							st.mu.Unlock()
-							break
-						}
-						for _, x := range v {
-							if x != x {
-								nan++
-							} else if math.IsInf(x, 0) {
-								inf++
-							}
-						}
-					} else {
-						if int64(cap(vals)) < ne {
-							vals = make([]float32, ne)
-						}
-						v := vals[:ne]
-						if err := codec.Decode(t.DType, p, v); err != nil {
-							st.mu.Lock()
-							st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
-							st.mu.Unlock()
-							break
-						}
-						for _, x := range v {
-							if x != x {
-								nan++
-							} else if x > math.MaxFloat32 || x < -math.MaxFloat32 {
-								inf++
-							}
-						}
-					}
-					st.nan.Add(nan)
-					st.inf.Add(inf)
-				}
-			}
-		}()
-	}
 	stopProgress := ckpt.Ticker(opts.Progress, &done, total)
-feed:
-	for i, t := range c.Tensors {
-		if len(r.Tensors[i].Problems) > 0 {
-			continue
-		}
-		size := r.Tensors[i].Bytes
-		bb := t.DType.BlockBytes()
-		step := max(bb, chunk/bb*bb)
-		for off := int64(0); off < size; off += step {
-			select {
-			case jobs <- chunkJob{i: i, off: off, n: min(step, size-off)}:
-			case <-ctx.Done():
-				break feed
+	pool(ctx, threads, func(send func(chunkJob) bool) {
+		for i, t := range c.Tensors {
+			if len(r.Tensors[i].Problems) > 0 {
+				continue
+			}
+			size := r.Tensors[i].Bytes
+			bb := t.DType.BlockBytes()
+			step := max(bb, chunk/bb*bb)
+			for off := int64(0); off < size; off += step {
+				if !send(chunkJob{i: i, off: off, n: min(step, size-off)}) {
+					return
+				}
 			}
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	}, func() func(chunkJob) {
+		var buf []byte
+		var vals []float32
+		var vals64 []float64
+		return func(j chunkJob) {
+			st := &stats[j.i]
+			st.mu.Lock()
+			failed := st.err != nil
+			st.mu.Unlock()
+			if failed || ctx.Err() != nil {
+				return
+			}
+			t := c.Tensors[j.i]
+			if int64(cap(buf)) < j.n {
+				buf = make([]byte, j.n)
+			}
+			b := buf[:j.n]
+			if err := readFull(t, b, j.off); err != nil {
+				st.mu.Lock()
+				if st.err == nil {
+					st.err = err
+				}
+				st.mu.Unlock()
+				return
+			}
+			st.read.Add(j.n)
+			done.Add(j.n)
+			if !decodable(t.DType) {
+				return
+			}
+			// Decode in sub-chunks of whole blocks to keep the float buffer small.
+			bb := t.DType.BlockBytes()
+			bs := t.DType.BlockSize()
+			step := max(1, (64<<10)/bs) * bb
+			for o := int64(0); o < j.n; o += step {
+				p := b[o:min(j.n, o+step)]
+				ne := int64(len(p)) / bb * bs
+				var nan, inf int64
+				if t.DType == weft.F64 {
+					if int64(cap(vals64)) < ne {
+						vals64 = make([]float64, ne)
+					}
+					v := vals64[:ne]
+					if err := codec.DecodeF64(t.DType, p, v); err != nil {
+						st.mu.Lock()
+						st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
+						st.mu.Unlock()
+						break
+					}
+					for _, x := range v {
+						if x != x {
+							nan++
+						} else if math.IsInf(x, 0) {
+							inf++
+						}
+					}
+				} else {
+					if int64(cap(vals)) < ne {
+						vals = make([]float32, ne)
+					}
+					v := vals[:ne]
+					if err := codec.Decode(t.DType, p, v); err != nil {
+						st.mu.Lock()
+						st.err = fmt.Errorf("%s: decoding: %v", where(t), err)
+						st.mu.Unlock()
+						break
+					}
+					for _, x := range v {
+						if x != x {
+							nan++
+						} else if x > math.MaxFloat32 || x < -math.MaxFloat32 {
+							inf++
+						}
+					}
+				}
+				st.nan.Add(nan)
+				st.inf.Add(inf)
+			}
+		}
+	})
 	stopProgress()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -357,6 +385,36 @@ feed:
 		}
 	}
 	return nil
+}
+
+// pool runs jobs on threads workers: feed sends the jobs (send reports false once ctx is
+// done, and feed should stop), newWorker makes one worker's function, which holds its own
+// buffers. It returns when every job sent is done.
+func pool[J any](ctx context.Context, threads int, feed func(send func(J) bool), newWorker func() func(J)) {
+	ch := make(chan J, threads*2)
+	var wg sync.WaitGroup
+	for w := 0; w < threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work := newWorker()
+			for j := range ch {
+				if ctx.Err() == nil {
+					work(j)
+				}
+			}
+		}()
+	}
+	feed(func(j J) bool {
+		select {
+		case ch <- j:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(ch)
+	wg.Wait()
 }
 
 // readFull fills buf with bytes [off, off+len(buf)) of t, naming the tensor, the file and

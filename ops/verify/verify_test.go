@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,19 +15,12 @@ import (
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 	"github.com/weft-ml/weft/ops/convert"
+	"github.com/weft-ml/weft/ops/noise"
 )
-
-const shared = "../../../shared"
-
-func needShared(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent: fixture tests need it")
-	}
-}
 
 var bg = context.Background()
 
@@ -128,6 +122,25 @@ func expectMismatch(t *testing.T, path, name string, opts Options) {
 	}
 }
 
+// runWrite runs op through its entry point (ops.Run) on the inputs, for the format out
+// names, and writes the result to out.
+func runWrite(t *testing.T, op ops.Op, in ops.Inputs, out string) {
+	t.Helper()
+	format := weft.Safetensors
+	if strings.HasSuffix(out, ".gguf") {
+		format = weft.GGUF
+	}
+	res, err := ops.Run(op, in, format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{Inputs: in.Checkpoints}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func inputs(cs ...*weft.Checkpoint) ops.Inputs { return ops.Inputs{Checkpoints: cs} }
+
 // TestConvertRecomputed checks casts of every float kind, found beside the output: the
 // report is OK, every tensor recomputed; a flipped bit in any one tensor is found.
 func TestConvertRecomputed(t *testing.T) {
@@ -135,14 +148,8 @@ func TestConvertRecomputed(t *testing.T) {
 	base := writeSynth(t, filepath.Join(dir, "base"), 1, 0, weft.BF16)
 	in := open(t, base)
 	for _, dt := range []weft.DType{weft.F32, weft.F16, weft.F8_E4M3, weft.F64} {
-		res, err := convert.Convert(in, convert.Options{DType: dt, Kind: ckpt.KindSafetensorsFile})
-		if err != nil {
-			t.Fatal(err)
-		}
 		out := filepath.Join(dir, "c-"+dt.String()+".safetensors")
-		if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{Inputs: []*weft.Checkpoint{in}}); err != nil {
-			t.Fatal(err)
-		}
+		runWrite(t, &convert.Options{Types: ops.Types{DType: dt}}, inputs(in), out)
 		r := mustVerify(t, out, Options{}, true)
 		if r.Provenance.Inputs[0].Status != "matched" || r.Provenance.Inputs[0].Path != base {
 			t.Fatalf("input %+v", r.Provenance.Inputs[0])
@@ -158,25 +165,24 @@ func TestConvertRecomputed(t *testing.T) {
 }
 
 // TestConvertGGUFQuantized recomputes quantization of the shared GGUF fixture block by
-// block, given as --inputs.
+// block, given as --inputs; without the inputs verify fails naming them, unless
+// StructureOnly.
 func TestConvertGGUFQuantized(t *testing.T) {
-	needShared(t)
-	src := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f16.gguf")
+	src := testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf")
 	in := open(t, src)
 	dir := t.TempDir()
 	for _, dt := range []weft.DType{weft.Q8_0, weft.Q4_K} {
-		res, err := convert.Convert(in, convert.Options{DType: dt, Kind: ckpt.KindGGUF})
+		out := filepath.Join(dir, dt.String()+".gguf")
+		runWrite(t, &convert.Options{Types: ops.Types{DType: dt}}, inputs(in), out)
+		r, err := Verify(bg, out, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := filepath.Join(dir, dt.String()+".gguf")
-		if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{}); err != nil {
-			t.Fatal(err)
+		if r.OK || r.Provenance == nil || r.Provenance.Verified || !strings.Contains(strings.Join(r.Problems, "\n"), `recorded inputs not found: input "tiny-llama-base-f16.gguf"`) {
+			t.Fatalf("without inputs: OK %v %+v %v", r.OK, r.Provenance, r.Problems)
 		}
-		// Not beside: without --inputs nothing is recomputed, and that is a warning only.
-		r := mustVerify(t, out, Options{}, false)
-		if r.Provenance == nil || r.Provenance.Verified || len(r.Warnings) == 0 {
-			t.Fatalf("without inputs: %+v %v", r.Provenance, r.Warnings)
+		if r := mustVerify(t, out, Options{StructureOnly: true}, false); r.Provenance.Verified {
+			t.Fatal("structure only replayed")
 		}
 		mustVerify(t, out, Options{Inputs: []string{src}}, true)
 		corrupt(t, out, "blk.1.ffn_up.weight")
@@ -184,7 +190,7 @@ func TestConvertGGUFQuantized(t *testing.T) {
 	}
 }
 
-// TestBlendRecomputed blends with every kind of parameter ops/blend records and checks that
+// TestBlendRecomputed blends with every kind of parameter ops/blend takes and checks that
 // verify agrees with the blend, and catches a flipped bit.
 func TestBlendRecomputed(t *testing.T) {
 	dir := t.TempDir()
@@ -216,24 +222,18 @@ func TestBlendRecomputed(t *testing.T) {
 		{"alpha1", []*weft.Checkpoint{tu}, blend.Options{Alpha: 1}},
 		{"extrapolate", []*weft.Checkpoint{tu}, blend.Options{Alpha: 1.7}},
 		{"rules", []*weft.Checkpoint{tu}, blend.Options{Alpha: 0.5, AlphaFor: []blend.AlphaRule{{Pattern: "mlp", Alpha: 0.1}, {Pattern: "*norm*", Alpha: 1}}, Schedule: []float64{0, 0.25, 1}}},
-		{"f32", []*weft.Checkpoint{tu}, blend.Options{Alpha: 0.25, DType: weft.F32}},
+		{"f32", []*weft.Checkpoint{tu}, blend.Options{Alpha: 0.25, Types: ops.Types{DType: weft.F32}}},
 		{"slerp", []*weft.Checkpoint{tu}, blend.Options{Alpha: 0.4, Method: blend.Slerp}},
 		{"task", []*weft.Checkpoint{tu, tu2}, blend.Options{Alpha: 1, Weights: []float64{0.6, -0.2}}},
 		{"vocab-union", []*weft.Checkpoint{tb}, blend.Options{Alpha: 0.5, Vocab: blend.VocabUnion}},
 		{"vocab-base", []*weft.Checkpoint{tb}, blend.Options{Alpha: 0.5, Vocab: blend.VocabBase}},
-		{"vocab-tuned-f16", []*weft.Checkpoint{tb}, blend.Options{Alpha: 1, Vocab: blend.VocabTuned, DType: weft.F16}},
+		{"vocab-tuned-f16", []*weft.Checkpoint{tb}, blend.Options{Alpha: 1, Vocab: blend.VocabTuned, Types: ops.Types{DType: weft.F16}}},
 		{"missing-base", []*weft.Checkpoint{tl}, blend.Options{Alpha: 0.5, Missing: blend.MissingBase}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := blend.Blend(b, c.tuned, c.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
 			out := filepath.Join(dir, "blend-"+c.name)
-			if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{Inputs: append([]*weft.Checkpoint{b}, c.tuned...)}); err != nil {
-				t.Fatal(err)
-			}
+			runWrite(t, &c.opts, inputs(append([]*weft.Checkpoint{b}, c.tuned...)...), out)
 			r := mustVerify(t, out, Options{}, true)
 			for _, in := range r.Provenance.Inputs {
 				if in.Status != "matched" {
@@ -249,37 +249,24 @@ func TestBlendRecomputed(t *testing.T) {
 // TestBlendGGUFQuantized blends the quantized shared fixtures (requantized to their own
 // type) and recomputes it block by block.
 func TestBlendGGUFQuantized(t *testing.T) {
-	needShared(t)
-	bp := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
-	tp := filepath.Join(shared, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
-	res, err := blend.Blend(open(t, bp), []*weft.Checkpoint{open(t, tp)}, blend.Options{Alpha: 0.5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bp := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
+	tp := testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
 	out := filepath.Join(t.TempDir(), "b.gguf")
-	if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	runWrite(t, &blend.Options{Alpha: 0.5}, inputs(open(t, bp), open(t, tp)), out)
 	mustVerify(t, out, Options{Inputs: []string{tp, bp}}, true)
 	corrupt(t, out, "blk.0.attn_q.weight")
 	expectMismatch(t, out, "blk.0.attn_q.weight", Options{Inputs: []string{bp, tp}})
 }
 
 // TestInputHashes: a given input whose header differs from the recorded one is a problem;
-// one found beside the checkpoint is a warning and is not used; an input that is none of the
-// recorded ones is a problem.
+// one found beside the checkpoint is a warning and is not used (so the inputs are missing);
+// an input that is none of the recorded ones is a problem.
 func TestInputHashes(t *testing.T) {
 	dir := t.TempDir()
 	base := writeSynth(t, filepath.Join(dir, "base"), 1, 0, weft.BF16)
 	in := open(t, base)
-	res, err := convert.Convert(in, convert.Options{DType: weft.F32, Kind: ckpt.KindSafetensorsFile})
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "out.safetensors")
-	if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	runWrite(t, &convert.Options{Types: ops.Types{DType: weft.F32}}, inputs(in), out)
 	in.Close()
 	other := writeSynth(t, filepath.Join(t.TempDir(), "base"), 1, 0, weft.F16) // same name, other layout
 	r, err := Verify(bg, out, Options{Inputs: []string{other}})
@@ -301,14 +288,16 @@ func TestInputHashes(t *testing.T) {
 	if r.OK || r.Provenance.Inputs[0].Status != "hash mismatch" || !strings.Contains(strings.Join(r.Problems, "\n"), "data fingerprint differs") {
 		t.Fatalf("same layout, other weights: OK %v, problems %v", r.OK, r.Problems)
 	}
-	// Replace the input beside the output by a model of another layout.
+	// Replace the input beside the output by a model of another layout: it is not used,
+	// and the recorded input is missing.
 	if err := os.RemoveAll(base); err != nil {
 		t.Fatal(err)
 	}
 	writeSynth(t, base, 1, 0, weft.F32)
 	r, _ = Verify(bg, out, Options{})
-	if !r.OK || r.Provenance.Verified || !strings.Contains(strings.Join(r.Warnings, "\n"), "differs from the recorded") {
-		t.Fatalf("changed input beside: OK %v verified %v warnings %v", r.OK, r.Provenance.Verified, r.Warnings)
+	if r.OK || r.Provenance.Verified || !strings.Contains(strings.Join(r.Warnings, "\n"), "differs from the recorded") ||
+		!strings.Contains(strings.Join(r.Problems, "\n"), "recorded inputs not found") {
+		t.Fatalf("changed input beside: OK %v verified %v warnings %v problems %v", r.OK, r.Provenance.Verified, r.Warnings, r.Problems)
 	}
 }
 
@@ -382,7 +371,8 @@ func TestNonFinite(t *testing.T) {
 	}
 	// A quantized tensor, decoded through quant.
 	g := filepath.Join(t.TempDir(), "q.gguf")
-	c := &weft.Checkpoint{Format: weft.GGUF, Path: "mem", GGUFVersion: 3, Alignment: 32, Tensors: []*weft.Tensor{mem("q", weft.Q8_0, []int64{32}, q)}}
+	c := &weft.Checkpoint{Format: weft.GGUF, Path: "mem", GGUFVersion: 3, Alignment: 32, Tensors: []*weft.Tensor{mem("q", weft.Q8_0, []int64{32}, q)},
+		KV: []weft.KV{{Key: "general.architecture", Value: "llama"}}} // what a GGUF output needs
 	if err := ckpt.Write(bg, c, g, ckpt.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -450,23 +440,51 @@ func TestSideFiles(t *testing.T) {
 	}
 }
 
-// TestUnverifiableOp: provenance of an op verify cannot recompute is reported, not failed.
-func TestUnverifiableOp(t *testing.T) {
+// TestLegacyRecords: records of older versions (one step in weft.op, weft.params,
+// weft.inputs, weft.seed) are read; an op whose old parameters cannot be replayed is
+// reported, not failed; broken provenance is a problem.
+func TestLegacyRecords(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "n.safetensors")
-	c := &weft.Checkpoint{Format: weft.Safetensors, Path: "mem", Tensors: []*weft.Tensor{mem("a", weft.F32, []int64{2}, enc(t, weft.F32, 1, 2))}}
-	if err := ops.Record(c, "noise", map[string]any{"sd": 0.1}, []*weft.Checkpoint{{Path: "x", HeaderHash: "00"}}, 3); err != nil {
-		t.Fatal(err)
-	}
-	writeST(t, p, c.Metadata, c.Tensors...)
+	meta := map[string]string{"weft.op": "noise", "weft.params": `{"sd":0.1}`, "weft.inputs": `[{"path":"x","format":"safetensors","header_sha256":"00"}]`, "weft.seed": "3"}
+	writeST(t, p, meta, mem("a", weft.F32, []int64{2}, enc(t, weft.F32, 1, 2)))
 	r := mustVerify(t, p, Options{}, false)
-	if r.Provenance == nil || r.Provenance.Op != "noise" || r.Provenance.Seed != "3" || !strings.Contains(r.Provenance.Note, "not verifiable yet") {
+	if r.Provenance == nil || r.Provenance.Op != "noise" || r.Provenance.Seed != "3" || !r.Provenance.Legacy || !strings.Contains(r.Provenance.Note, "older weft") {
 		t.Fatalf("%+v", r.Provenance)
 	}
 	// Broken provenance is a problem.
 	p = filepath.Join(t.TempDir(), "broken.safetensors")
-	writeST(t, p, map[string]string{ops.KeyOp: "convert", ops.KeyInputs: "{not json"}, c.Tensors[0])
+	writeST(t, p, map[string]string{"weft.op": "convert", "weft.inputs": "{not json"}, mem("a", weft.F32, []int64{2}, enc(t, weft.F32, 1, 2)))
 	if r, _ := Verify(bg, p, Options{}); r.OK {
 		t.Fatal("malformed weft.inputs passed")
+	}
+	p = filepath.Join(t.TempDir(), "broken2.safetensors")
+	writeST(t, p, map[string]string{ops.KeySteps: `[{"op":"convert","inputs":[{"step":0}]}]`}, mem("a", weft.F32, []int64{2}, enc(t, weft.F32, 1, 2)))
+	if r, _ := Verify(bg, p, Options{}); r.OK || !strings.Contains(strings.Join(r.Problems, "\n"), "does not come before it") {
+		t.Fatalf("a step taking its own output passed: %v", r.Problems)
+	}
+}
+
+// TestLegacyBlendReplayed: a blend recorded in the old single-step form is replayed with
+// today's planning.
+func TestLegacyBlendReplayed(t *testing.T) {
+	dir := t.TempDir()
+	base := writeSynth(t, filepath.Join(dir, "base"), 1, 0, weft.BF16)
+	tuned := writeSynth(t, filepath.Join(dir, "tuned"), 2, 1, weft.BF16)
+	b, tu := open(t, base), open(t, tuned)
+	res, err := ops.Build(&blend.Options{Alpha: 0.3}, inputs(b, tu), weft.Safetensors, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := fmt.Sprintf(`[{"path":"base","format":"safetensors","header_sha256":%q,"data_fingerprint":%q},{"path":"tuned","format":"safetensors","header_sha256":%q,"data_fingerprint":%q}]`,
+		b.HeaderHash, ops.DataFingerprint(b), tu.HeaderHash, ops.DataFingerprint(tu))
+	res.Out.Metadata = map[string]string{"weft.op": "blend", "weft.params": `{"method":"linear","alpha":0.3,"slerp":null}`, "weft.inputs": ins}
+	out := filepath.Join(dir, "old.safetensors")
+	if err := ckpt.Write(bg, res.Out, out, ckpt.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := mustVerify(t, out, Options{}, true)
+	if !r.Provenance.Legacy {
+		t.Fatal("not read as a legacy record")
 	}
 }
 
@@ -479,4 +497,40 @@ func TestRefusesWhatReadersRefuse(t *testing.T) {
 	if _, err := Verify(bg, p, Options{}); err == nil || !strings.Contains(err.Error(), "bad.safetensors") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestChainReplayed: ops run one after another in memory (no intermediate file) record one
+// provenance of several steps, each later step taking the output of the one before; verify
+// replays the chain in order and finds a corruption in the last step's tensors.
+func TestChainReplayed(t *testing.T) {
+	dir := t.TempDir()
+	base := writeSynth(t, filepath.Join(dir, "base"), 1, 0, weft.BF16)
+	tuned := writeSynth(t, filepath.Join(dir, "tuned"), 2, 1, weft.BF16)
+	b, tu := open(t, base), open(t, tuned)
+	s1, err := ops.Run(&blend.Options{Alpha: 0.4}, inputs(b, tu), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := ops.Run(&noise.Options{Seed: 5, Std: 0.02, Tokens: noise.RangeSet(0, 10)}, inputs(s1.Out), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, err := ops.Run(&convert.Options{Types: ops.Types{DType: weft.F32}}, inputs(s2.Out), weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ops.ReadProvenance(s3.Out)
+	if err != nil || p == nil || len(p.Steps) != 3 || p.Steps[1].Op != "noise" || *p.Steps[2].Inputs[0].Step != 1 || *p.Steps[1].Inputs[0].Step != 0 || p.Steps[0].Inputs[1].Path != "tuned" {
+		t.Fatalf("chain record: %+v %v", p, err)
+	}
+	out := filepath.Join(dir, "chain.safetensors")
+	if err := ckpt.Write(bg, s3.Out, out, ckpt.WriteOptions{Inputs: []*weft.Checkpoint{b, tu}}); err != nil {
+		t.Fatal(err)
+	}
+	r := mustVerify(t, out, Options{Full: true}, true)
+	if len(r.Provenance.Steps) != 3 || len(r.Provenance.Inputs) != 2 {
+		t.Fatalf("report: %+v", r.Provenance)
+	}
+	corrupt(t, out, "model.embed_tokens.weight")
+	expectMismatch(t, out, "model.embed_tokens.weight", Options{})
 }

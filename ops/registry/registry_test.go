@@ -1,0 +1,70 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/ops/ablate"
+	"github.com/weft-ml/weft/ops/blend"
+	"github.com/weft-ml/weft/ops/convert"
+	"github.com/weft-ml/weft/ops/glitch"
+	"github.com/weft-ml/weft/ops/noise"
+)
+
+// TestParamsRoundTrip: every registered op's parameters read back from their JSON record
+// exactly (what verify replays and recipes will give), under the name they record.
+func TestParamsRoundTrip(t *testing.T) {
+	types := ops.Types{DType: weft.Q8_0, TypeFor: []ops.TypeRule{{Pattern: "head", DType: weft.F16}}}
+	set, err := noise.ParseTokenSet("1,5-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := []ops.Op{
+		&blend.Options{Method: blend.Slerp, Alpha: 0.3, AlphaFor: []blend.AlphaRule{{Pattern: "mlp", Alpha: 0.1}}, Schedule: []float64{0, 1}, Vocab: blend.VocabUnion, Types: types},
+		&convert.Options{KeepTied: true, Types: types},
+		&noise.Options{Seed: 3, Relative: 0.1, ScaleBy: noise.ScaleTensor, Dist: noise.Uniform, Tokens: set, Tensors: []string{"embed"}, Types: types},
+		&glitch.AddOptions{Count: 2, Seed: 1, Special: true, InitIn: "mvn", PadToMultipleOf: 64, Types: types},
+		&glitch.ResetOptions{Tokens: set, Seed: 9, Init: "zero", Types: types},
+		&glitch.SoftOptions{Count: 4, Seed: 2, Match: "mvn", Name: "x"},
+		&ablate.Options{Drop: []int{1}, Duplicate: []ablate.Block{{First: 2, Last: 3, Copies: 3}}, Zero: &ablate.Zero{What: ablate.MLP, Layers: []int{0}},
+			Scale: &ablate.Scale{Attn: 0.5, MLP: 1, Layers: []int{2}}, Heads: []ablate.HeadSel{{Layer: 0, Heads: []int{1}}},
+			Noise: &ablate.Noise{Std: 0.1, Seed: 4, Layers: []int{3}}, Replace: &ablate.Replace{Layers: []int{0}},
+			Project: &ablate.Project{Source: "r.npy", Layers: []int{1}, Weight: 1, Embeddings: true}, Types: types},
+	}
+	seen := map[string]bool{}
+	for _, op := range examples {
+		seen[op.OpName()] = true
+		fresh, ok := New(op.OpName())
+		if !ok {
+			t.Fatalf("%s is not registered", op.OpName())
+		}
+		if reflect.TypeOf(fresh) != reflect.TypeOf(op) {
+			t.Fatalf("%s: registered as %T, is %T", op.OpName(), fresh, op)
+		}
+		b, err := json.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(fresh); err != nil {
+			t.Fatalf("%s: %s: %v", op.OpName(), b, err)
+		}
+		b2, _ := json.Marshal(fresh)
+		if !bytes.Equal(b, b2) || !reflect.DeepEqual(fresh.OutputTypes(), op.OutputTypes()) {
+			t.Errorf("%s: %s read back as %s", op.OpName(), b, b2)
+		}
+	}
+	for _, n := range Names() {
+		if !seen[n] {
+			t.Errorf("registered op %s has no example here", n)
+		}
+	}
+	if _, ok := New("frobnicate"); ok {
+		t.Error("unknown op found")
+	}
+}
