@@ -5,7 +5,7 @@ BIN     := bin/weft
 DEMO    := out/demo
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test vet fmt-check bench fuzz clean
+.PHONY: all build demo test vet fmt-check bench fuzz testdata clean
 
 all: build
 
@@ -33,8 +33,13 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Benchmarks print throughput and peak RSS beside a same-run baseline; see BENCHMARKS.md.
+# WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 gives the sizes BENCHMARKS.md quotes.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+	WEFT_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./bench/
+
+# Rewrites testdata/ with weft's own generators (a test checks the committed files match).
+testdata:
+	$(GO) generate ./internal/gentestdata
 
 fuzz:
 	@for t in $$(grep -rl 'func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \
