@@ -36,9 +36,9 @@ func register(t weft.DType, dequant func([]byte, []float32), quant func([]float3
 // CanDequantize reports whether weft can decode type t.
 func CanDequantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.dequant != nil }
 
-// CanQuantize reports whether weft can encode type t.
-// The lattice types whose ggml quantizer requires importance weights (RequiresWeights) are
-// not quantizable this way; QuantizeWeighted quantizes them.
+// CanQuantize reports whether weft can encode type t without importance weights
+// (Quantize). It is false for the lattice types whose ggml quantizer requires weights
+// (RequiresWeights), which QuantizeWeighted encodes.
 func CanQuantize(t weft.DType) bool {
 	c := codecs[t]
 	return c != nil && (c.quant != nil || c.quantChecked != nil)

@@ -18,6 +18,9 @@ package quant
 //	Q3_K                 make_qx_quants for the sub-blocks and for their scales
 //	Q6_K                 make_qx_quants with the raw weights (no sigma2 term)
 //	IQ4_NL, IQ4_XS       quantize_row_iq4_nl_impl with weights qw*sqrt(sigma2 + x²)
+//	IQ1_S, IQ1_M, IQ2_*, quantize_row_iq*_impl, a search over the type's codebook
+//	IQ3_XXS, IQ3_S       (lattice_quant.go, lattice_iq1.go); IQ2_XXS, IQ2_XS and IQ1_S
+//	                     require weights
 //	Q8_0, MXFP4, TQ1_0,  ignored (ggml's quantize_<type> does not read them)
 //	TQ2_0
 //	Q8_1, Q8_K           ignored (not storage types; ggml has no quantize_<type> for them)
