@@ -23,7 +23,9 @@ const (
 
 const iq1Delta = float32(0.125) // IQ1S_DELTA and IQ1M_DELTA
 
-// putSigned8 writes db*vals[j], with element j negated when bit j of s is set.
+// putSigned8 writes db*vals[j], with element j negated when bit j of s is set. The sign
+// bit is flipped even on NaN (a NaN scale), as ggml built by GCC does: GCC compiles its
+// multiplication by ±1 into a sign flip.
 func putSigned8(y []float32, db float32, vals *[8]int8, s uint8) {
 	y = y[:8]
 	m := &signMask[s]

@@ -225,7 +225,7 @@ func latPack(L []int8, shift uint) int {
 	return int(u)
 }
 
-// latLookup returns the codebook index of the packed point u, or -1 for a point ggml's
+// lookup returns the codebook index of the packed point u, or -1 for a point ggml's
 // map holds no entry for (or that lies beyond it, which ggml would read out of bounds).
 func (s *latSearch) lookup(u int) int {
 	if u >= len(s.kmap) || s.kmap[u] < 0 {
@@ -234,7 +234,7 @@ func (s *latSearch) lookup(u int) int {
 	return int(s.kmap[u])
 }
 
-// latSearchGroup quantizes the groups of one block at the inverse scale id: each group's
+// latSearchGroups quantizes the groups of one block at the inverse scale id: each group's
 // levels are rounded, and when they are not a codebook point they are replaced by the
 // nearest candidate point at scale 1/id. onGrid reports which groups were on the grid.
 func latSearchGroups(s *latSearch, id, thisScale float32, kMaxQ int32, xval, waux []float32, L []int8, onGrid []bool, dim int) bool {
@@ -702,10 +702,10 @@ func quantRowIQ2S(x []float32, y []byte, qw []float32) error {
 
 // ---- IQ3_XXS and IQ3_S: 8 groups of 32, eight 4-dimensional codebook points each ----
 
-// latSearch32x4 is the scale search of IQ3_XXS (allOnGridFix false: only the groups of 4
-// that were off the grid are redone at the best scale, and the search starts with every
-// group marked on the grid) and IQ3_S (true: all are redone, and the search starts with
-// every group marked off the grid).
+// latSearch32x4 is the scale search of IQ3_XXS (iq3s false: only the groups of 4 that were
+// off the grid are redone at the best scale, and the search starts with every group marked
+// on the grid) and IQ3_S (iq3s true: all are redone, and the search starts with every group
+// marked off the grid).
 func latSearch32x4(s *latSearch, xval, weight, waux []float32, L *[32]int8, max float32, isMin, isMax int, iq3s bool) (float32, bool) {
 	const kMaxQ = 8
 	var (
