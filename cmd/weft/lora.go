@@ -53,9 +53,10 @@ verify ADAPTER' recomputes it (the SVD is deterministic: same seed, same bytes a
 
 merge: writes BASE with the adapter added: every weight it modifies becomes
 W + S*(alpha/r)*B*A (alpha/sqrt(r) for rsLoRA adapters; llama.cpp's rule for a GGUF adapter
-whose alpha is 0: S*B*A), in float64, rounded once to W's type; quantized GGUF weights are
-dequantized, added to and quantized back to their type with the reference quantizers. Other
-tensors are copied byte for byte. ADAPTER is a PEFT directory (for Hugging Face
+whose alpha is 0: S*B*A), in float64, rounded once to W's output type (its own unless
+--dtype or --type-for say otherwise); quantized GGUF weights are dequantized, added to and
+quantized back with the reference quantizers. Other tensors are copied byte for byte (or
+cast, once, when their output type differs). ADAPTER is a PEFT directory (for Hugging Face
 checkpoints) or a GGUF adapter (for GGUF checkpoints). The output records the base and the
 adapter: 'weft verify OUT' replays the merge.
   --scale S            adapter scale (default 1; 0 copies the base, negative subtracts)

@@ -1,16 +1,20 @@
 // Package lora extracts low-rank adapters from the difference between a tuned and a base
-// checkpoint, and merges adapters into checkpoints, streaming, in bounded memory.
+// checkpoint, and merges adapters into checkpoints, streaming, in bounded memory. Both are
+// ops (ExtractOptions is "lora-extract", MergeOptions "lora-merge"): ops.Run plans them,
+// types their outputs through the one type resolver and records them, and verify replays
+// them.
 //
-// Extract factorises each linear weight's task vector D = tuned - base (m rows, the output
-// features, by n columns, the input features) as D ~ B*A with B m-by-r and A r-by-n, through a
-// truncated SVD D ~ U*S*V^T split as B = U*sqrt(S), A = sqrt(S)*V^T (the factorisation
-// mergekit-extract-lora writes), exact (gonum) for small matrices and randomized with power
-// iterations for large ones (see svd.go). lora_alpha is written equal to r, so the adapter's
-// scale alpha/r is 1 and applying it at scale s adds s*B*A. It writes a PEFT adapter directory
-// (adapter_model.safetensors and adapter_config.json, for transformers and PEFT) or llama.cpp's
-// GGUF LoRA adapter. Merge applies either kind to a checkpoint:
-// W + scale*(alpha/r)*B*A in float64, rounded once to W's type (quantized types through the
-// reference quantizers).
+// lora-extract factorises each linear weight's task vector D = tuned - base (m rows, the
+// output features, by n columns, the input features) as D ~ B*A with B m-by-r and A r-by-n,
+// through a truncated SVD D ~ U*S*V^T split as B = U*sqrt(S), A = sqrt(S)*V^T (the
+// factorisation mergekit-extract-lora writes), exact (gonum) for small matrices and
+// randomized with power iterations for large ones (see svd.go); both are deterministic, so a
+// replay gives the same bytes. lora_alpha is written equal to r, so the adapter's scale
+// alpha/r is 1 and applying it at scale s adds s*B*A. A safetensors output is a PEFT adapter
+// directory (adapter_model.safetensors and adapter_config.json, for transformers and PEFT),
+// a GGUF output llama.cpp's GGUF LoRA adapter. lora-merge applies either kind to a
+// checkpoint: W + scale*(alpha/r)*B*A in float64, rounded once to W's output type (quantized
+// types through the reference quantizers).
 package lora
 
 import (
