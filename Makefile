@@ -39,7 +39,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Benchmarks print throughput and peak RSS beside a same-run baseline; see BENCHMARKS.md.
-# WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 gives the sizes BENCHMARKS.md quotes.
+# WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 WEFT_BENCH_MERGE_GB=1 gives the sizes BENCHMARKS.md quotes.
 bench: build
 	WEFT_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./bench/
 

@@ -12,9 +12,9 @@ import (
 // The benchmarks of BENCHMARKS.md. Defaults are small (make bench takes a few minutes on 2
 // cores); the sizes BENCHMARKS.md quotes are
 //
-//	WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 make bench
+//	WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 WEFT_BENCH_MERGE_GB=1 make bench
 //
-// (about 30 GB of scratch space in WEFT_BENCH_DIR).
+// (about 35 GB of scratch space in WEFT_BENCH_DIR).
 
 // BenchmarkConvert casts a synthetic BF16 Hugging Face checkpoint of WEFT_BENCH_GB GiB
 // (default 0.5) to F16, against a plain copy: read the input, write as many bytes, fsync.

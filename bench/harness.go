@@ -9,9 +9,9 @@
 //	bench.Row(b, "blend bf16 at 0.5", "2 x "+bench.GiB(bench.Size(base)), 0, w, "I/O floor", f)
 //
 // Environment: WEFT_BENCH_DIR is the scratch directory (default $TMPDIR/weft-bench; the
-// generated inputs are kept there and reused by later runs), WEFT_BENCH_GB and
-// WEFT_BENCH_BLEND_GB the sizes (comma-separated GiB, see the benchmarks), WEFT_BIN the
-// binary to measure (default: built from this checkout).
+// generated inputs are kept there and reused by later runs), WEFT_BENCH_GB,
+// WEFT_BENCH_BLEND_GB and WEFT_BENCH_MERGE_GB the sizes (comma-separated GiB, see the
+// benchmarks), WEFT_BIN the binary to measure (default: built from this checkout).
 package bench
 
 import (
