@@ -22,10 +22,12 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -132,6 +134,8 @@ type Extraction struct {
 	Modules []*Module
 	// Notes says what the adapter leaves out.
 	Notes []string
+
+	cache *factorCache
 }
 
 // Plan plans the adapter of in's second checkpoint (tuned) minus its first (base), in the
@@ -220,6 +224,8 @@ func extract(base, tuned *weft.Checkpoint, format Format, opts ExtractOptions, t
 	}
 	tidx := tuned.Index()
 	ex := &Extraction{Format: format}
+	cache := &factorCache{max: heldModules(), used: map[*moduleState]uint64{}}
+	ex.cache = cache
 	var tensors []*weft.Tensor
 	var skipped []string
 	targets := map[string]bool{}
@@ -246,7 +252,7 @@ func extract(base, tuned *weft.Checkpoint, format Format, opts ExtractOptions, t
 		mod := &Module{Tensor: b.Name, Shape: append([]int64(nil), b.Shape...), Rank: min(opts.Rank, m, n),
 			Exact: opts.DenseElems > 0 && int64(m)*int64(n) <= opts.DenseElems, Embedding: role == arch.RoleEmbedding}
 		ex.Modules = append(ex.Modules, mod)
-		st := &moduleState{mod: mod, base: b, tuned: u, opts: opts}
+		st := &moduleState{mod: mod, base: b, tuned: u, opts: opts, cache: cache}
 		a, bb, err := st.tensors(format, ty)
 		if err != nil {
 			return nil, nil, err
@@ -349,12 +355,62 @@ type moduleState struct {
 	mod         *Module
 	base, tuned *weft.Tensor
 	opts        ExtractOptions
+	cache       *factorCache
 
 	mu        sync.Mutex
-	f         *factors
+	f         atomic.Pointer[factors] // nil until computed, and once freed or evicted
 	err       error
 	delivered int64 // rows of both tensors handed out since the factors were computed
 	total     int64
+}
+
+// factorCache bounds how many modules of one adapter hold their factors at once. Writing
+// the adapter frees each module's factors when both its tensors are written; a reader that
+// reads only some rows (verify's samples) never finishes a module, so the least recently
+// used modules beyond the bound drop theirs (a later read computes them again, the same
+// values: the SVD is deterministic).
+type factorCache struct {
+	mu   sync.Mutex
+	max  int
+	tick uint64
+	used map[*moduleState]uint64 // last use of each module holding factors
+}
+
+// heldModules is the bound of factorCache: at least the modules a pool of workers writes at
+// once (at most one per worker), with room to spare. Tests lower it.
+var heldModules = func() int { return max(16, 2*runtime.GOMAXPROCS(0)) }
+
+// touch records a use of s's factors, evicting the least recently used other modules'
+// factors beyond the bound. It takes no module's lock.
+func (c *factorCache) touch(s *moduleState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	c.used[s] = c.tick
+	for len(c.used) > c.max {
+		var old *moduleState
+		for m, t := range c.used {
+			if m != s && (old == nil || t < c.used[old]) {
+				old = m
+			}
+		}
+		delete(c.used, old)
+		old.f.Store(nil)
+	}
+}
+
+// drop forgets s (its factors were freed).
+func (c *factorCache) drop(s *moduleState) {
+	c.mu.Lock()
+	delete(c.used, s)
+	c.mu.Unlock()
+}
+
+// held returns how many modules hold factors.
+func (c *factorCache) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.used)
 }
 
 // tensorKind says what an adapter tensor holds.
@@ -408,8 +464,11 @@ func (s *moduleState) tensors(f Format, ty *ops.Typer) (*weft.Tensor, *weft.Tens
 
 // get returns the module's factorisation, computing it if needed; the caller holds s.mu.
 func (s *moduleState) get() (*factors, error) {
-	if s.f != nil || s.err != nil {
-		return s.f, s.err
+	if s.err != nil {
+		return nil, s.err
+	}
+	if f := s.f.Load(); f != nil {
+		return f, nil
 	}
 	m, n := int(s.base.Shape[0]), int(s.base.Shape[1])
 	chunk := max(1, (1<<18)/n)
@@ -440,8 +499,9 @@ func (s *moduleState) get() (*factors, error) {
 		return nil
 	}
 	k := s.mod.Rank
+	var f *factors
 	if s.mod.Exact {
-		s.f, s.err = denseSVD(m, n, k, src)
+		f, s.err = denseSVD(m, n, k, src)
 	} else {
 		omega := func(j int, row []float64) {
 			st := ops.RowStream(s.opts.Seed, s.base.Name+"\x00lora-omega", int64(j))
@@ -449,7 +509,7 @@ func (s *moduleState) get() (*factors, error) {
 				row[i] = st.Normal()
 			}
 		}
-		s.f, s.err = randomizedSVD(m, n, k, s.opts.Oversample, s.opts.PowerIters, src, omega)
+		f, s.err = randomizedSVD(m, n, k, s.opts.Oversample, s.opts.PowerIters, src, omega)
 	}
 	if s.err != nil {
 		if !strings.HasPrefix(s.err.Error(), "lora:") {
@@ -458,10 +518,11 @@ func (s *moduleState) get() (*factors, error) {
 		return nil, s.err
 	}
 	s.mod.mu.Lock()
-	s.mod.kept, s.mod.done = s.f.kept(), true
+	s.mod.kept, s.mod.done = f.kept(), true
 	s.mod.mu.Unlock()
 	s.delivered = 0
-	return s.f, nil
+	s.f.Store(f)
+	return f, nil
 }
 
 // fill writes rows [r0, r1) of one of the module's tensors. Row i of a tensor built from U
@@ -474,6 +535,7 @@ func (s *moduleState) fill(kind tensorKind, rowsFromU bool, info weft.TensorInfo
 		s.mu.Unlock()
 		return err
 	}
+	s.cache.touch(s)
 	rl := int(info.RowLen())
 	vals := make([]float64, int(r1-r0)*rl)
 	k := len(f.S)
@@ -500,7 +562,8 @@ func (s *moduleState) fill(kind tensorKind, rowsFromU bool, info weft.TensorInfo
 	}
 	s.delivered += r1 - r0
 	if s.delivered >= s.total {
-		s.f = nil // both tensors written: free the factors (a later read recomputes them)
+		s.f.Store(nil) // both tensors written: free the factors (a later read recomputes them)
+		s.cache.drop(s)
 	}
 	s.mu.Unlock()
 	if err := codec.EncodeF64(info.DType, vals, dst); err != nil {

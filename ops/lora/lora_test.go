@@ -846,3 +846,52 @@ func TestMergeTypedByResolver(t *testing.T) {
 		t.Fatalf("step %s %s %+v (%v)", st.Op, st.Params, st.Inputs, err)
 	}
 }
+
+// TestFactorsBoundedForPartialReads reads an adapter the way verify samples it (a few rows
+// of every tensor, never all of a module's rows) with at most 2 modules holding factors:
+// the bound holds after every read, and every row read equals the same row of the adapter
+// written whole (an evicted module's factors are computed again, the same).
+func TestFactorsBoundedForPartialReads(t *testing.T) {
+	dir := t.TempDir()
+	base := open(t, writeSynth(t, dir, "base", synth.Tiny(1)))
+	ts := synth.Tiny(2)
+	ts.Related = 1
+	tuned := open(t, writeSynth(t, dir, "tuned", ts))
+	in := ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}
+	opts := ExtractOptions{Rank: 4, DenseElems: -1, Seed: 2, Embeddings: true}
+	whole, err := ops.Run(&opts, in, weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for _, x := range whole.Out.Tensors {
+		want[x.Name] = raw(t, x)
+	}
+	if n := whole.Report.(*Extraction).cache.held(); n != 0 {
+		t.Fatalf("%d modules hold factors after every tensor was read whole", n)
+	}
+	defer func(f func() int) { heldModules = f }(heldModules)
+	heldModules = func() int { return 2 }
+	part, err := ops.Run(&opts, in, weft.Safetensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := part.Report.(*Extraction).cache
+	for pass := 0; pass < 2; pass++ { // the second pass recomputes evicted factors
+		for _, x := range part.Out.Tensors {
+			row := x.RowBytes()
+			for _, r := range []int64{0, x.Rows() - 1} {
+				buf := make([]byte, row)
+				if _, err := x.Data.ReadAt(buf, r*row); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(buf, want[x.Name][r*row:(r+1)*row]) {
+					t.Fatalf("%s row %d differs from the adapter written whole", x.Name, r)
+				}
+				if n := cache.held(); n > 2 {
+					t.Fatalf("%d modules hold factors, bound 2", n)
+				}
+			}
+		}
+	}
+}
