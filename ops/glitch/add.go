@@ -33,7 +33,7 @@ const DefaultInitializerRange = 0.02
 type AddOptions struct {
 	// Count generated tokens named <|glitch_K|>, or the explicit Tokens; exactly one is set.
 	Count  int      `json:"count,omitempty"`
-	Tokens []string `json:"tokens,omitempty"`
+	Tokens []string `json:"tokens,omitempty" flag:"token"`
 	// Seed keys the random streams; it must be >= 0.
 	Seed int64 `json:"seed"`
 	// Special makes the tokens special (GGUF type CONTROL, special in the HF files) instead of

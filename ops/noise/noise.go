@@ -52,14 +52,14 @@ type Options struct {
 	Dist string `json:"dist,omitempty"`
 	// NEFTuneAlpha and SeqLen, when set, give NEFTune's noise: uniform in [-m, m] with
 	// m = alpha / sqrt(SeqLen * d), d the row length (the hidden size).
-	NEFTuneAlpha float64 `json:"neftune_alpha,omitempty"`
+	NEFTuneAlpha float64 `json:"neftune_alpha,omitempty" flag:"neftune"`
 	SeqLen       int64   `json:"seq_len,omitempty"`
 	// Tokens selects the rows (token ids) to change; nil changes every row.
 	Tokens *TokenSet `json:"tokens,omitempty"`
 	// Tensors are patterns choosing the tensors to change: exact names, path.Match globs
 	// ("blk.*.attn_q.weight") or group names of package arch ("embed", "head"). Empty means
 	// the input token embedding.
-	Tensors []string `json:"tensors,omitempty"`
+	Tensors []string `json:"tensors,omitempty" flag:"tensor"`
 	// Types are the output types; noised rows are encoded once, straight in them.
 	ops.Types
 
