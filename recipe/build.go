@@ -80,8 +80,8 @@ func (b *Built) Close() {
 
 // builder carries the memo of steps built for the variants.
 type builder struct {
-	r     *Recipe
-	b     *Built
+	r      *Recipe
+	b      *Built
 	memo   map[string]*weft.Checkpoint
 	chains map[string][]ChainStep
 	notes  map[string]bool

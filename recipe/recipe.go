@@ -130,9 +130,9 @@ type Output struct {
 	// Axes are the sweeps of the output's own fields (its types).
 	Axes []*Axis
 
-	types   []kv
+	types    []kv
 	p, pathP pos
-	pathN   *yaml.Node
+	pathN    *yaml.Node
 }
 
 // Axis is one swept parameter.

@@ -422,4 +422,3 @@ func diskSpeed(b *recipe.Built) (float64, error) {
 	}
 	return float64(got) / el, nil
 }
-
