@@ -254,6 +254,9 @@ func (bd *builder) step(s int, v Variant, format weft.Format, final *Output) ([]
 		}
 	}
 	res, err := ops.Run(op, in, format)
+	if err != nil && r.program {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, wrapAt(r.File, st.p, fmt.Sprintf("step %s (%s)", st.Name, st.Op), err)
 	}
@@ -331,9 +334,11 @@ func (bd *builder) makeOp(s int, v Variant, in ops.Inputs) (ops.Op, error) {
 		if err != nil {
 			return nil, err
 		}
-		for a, path := range st.sets {
-			if js, err = setPath(js, path, a.Values[v[a]].JSON); err != nil {
-				return nil, err
+		for a, paths := range st.sets {
+			for _, path := range paths {
+				if js, err = setPath(js, path, a.Values[v[a]].JSON); err != nil {
+					return nil, err
+				}
 			}
 		}
 		op, _ := registry.New(st.Op)

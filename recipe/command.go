@@ -10,10 +10,11 @@ import (
 
 // Sweep is a parameter a command line sweeps (weft blend --alpha 0.1,0.3,0.5).
 type Sweep struct {
-	// Name is the variable output paths name it by; Path the JSON keys of the field it sets
-	// in the op's parameters.
-	Name string
-	Path []string
+	// Name is the variable output paths name it by; Paths the JSON keys of the fields it
+	// sets in the op's parameters (one value may go to several fields: ablate --layers
+	// each sets the layers of every edit).
+	Name  string
+	Paths [][]string
 	// Values are its values: Text as the user typed it, JSON as the field reads it.
 	Values []Value
 	// Each makes one value per layer of the input: [0], [1], ... (weft ablate --drop each).
@@ -25,8 +26,8 @@ type Sweep struct {
 // its field of op's parameters. The command's other output options (shard sizes, AllowLoss)
 // go in the recipe's one output. Mistakes in the template are errors naming "-o".
 func ForCommand(op ops.Op, in []*weft.Checkpoint, files []string, out string, sweeps []Sweep) (*Recipe, error) {
-	r := &Recipe{File: "-o", Format: FormatWeft, markers: nil}
-	st := &Step{Name: "1", Op: op.OpName(), base: op, sets: map[*Axis][]string{}}
+	r := &Recipe{File: "-o", Format: FormatWeft, program: true}
+	st := &Step{Name: "1", Op: op.OpName(), base: op, sets: map[*Axis][][]string{}}
 	for i, c := range in {
 		r.Inputs = append(r.Inputs, &Input{Name: fmt.Sprintf("input%d", i+1), Path: c.Path, Checkpoint: c})
 		st.Inputs = append(st.Inputs, Ref{Input: i, Step: -1})
@@ -44,7 +45,7 @@ func ForCommand(op ops.Op, in []*weft.Checkpoint, files []string, out string, sw
 		a := &Axis{Name: s.Name, Values: s.Values, Each: s.Each, owner: 0}
 		r.Axes = append(r.Axes, a)
 		st.Axes = append(st.Axes, a)
-		st.sets[a] = s.Path
+		st.sets[a] = s.Paths
 	}
 	r.Steps = []*Step{st}
 	o := &Output{Path: out, From: 0}

@@ -70,6 +70,8 @@ type Recipe struct {
 	Axes []*Axis
 
 	markers map[*yaml.Node]*Axis
+	// program is set for a command line's recipe: errors of its ops are the ops' own.
+	program bool
 }
 
 // Input is a named input: a checkpoint or a plain file (a direction for ablate).
@@ -106,7 +108,7 @@ type Step struct {
 	// base and sets describe a step made by a program: its parameters, and for each sweep
 	// the JSON path of the field it sets.
 	base ops.Op
-	sets map[*Axis][]string
+	sets map[*Axis][][]string
 	// make builds the parameters of a step made by a program for a variant (mergekit
 	// configurations), from the step's inputs.
 	make func(v Variant, in ops.Inputs) (ops.Op, error)

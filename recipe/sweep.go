@@ -240,7 +240,11 @@ func (r *Recipe) checkTemplate(o *Output) error {
 			if p.line == 0 {
 				p = o.p
 			}
-			return errAt(r.File, p, "path %q does not name the sweep %s (line %d): every variant would be written to the same path; put {%s} in it", o.Path, a.Name, a.p.line, a.Name)
+			where := ""
+			if a.p.line > 0 {
+				where = fmt.Sprintf(" (line %d)", a.p.line)
+			}
+			return errAt(r.File, p, "path %q does not name the sweep %s%s: every variant would be written to the same path; put {%s} in it", o.Path, a.Name, where, a.Name)
 		}
 	}
 	return nil

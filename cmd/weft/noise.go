@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"strconv"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
+	"github.com/weft-ml/weft/recipe"
 )
 
 func init() {
@@ -25,7 +27,9 @@ goes on every row of the input token embedding (model.embed_tokens.weight, token
 says so on stderr; a head tensor stored separately gets the very same noise).
 
   --seed N             required: the noise of row r of tensor T depends only on (N, T, r),
-                       so the output is the same at any --threads
+                       so the output is the same at any --threads; several seeds
+                       (--seed 1,2,3) write one output each, together, to -o's template
+                       (-o 'noisy-{seed}'); --std takes several values likewise ({std})
   --std S              standard deviation of the noise
   --relative K         standard deviation K x the row's own standard deviation, or with
                        --scale-by tensor K x the whole tensor's
@@ -59,8 +63,8 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	var of outFlags
 	of.add(fs)
 	of.addTypes(fs)
-	seed := fs.Int64("seed", -1, "")
-	std := fs.Float64("std", 0, "")
+	seedS := fs.String("seed", "", "")
+	stdS := fs.String("std", "", "")
 	rel := fs.Float64("relative", 0, "")
 	scaleBy := fs.String("scale-by", "", "")
 	neft := fs.Float64("neftune", 0, "")
@@ -79,8 +83,31 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	if *seed < 0 {
+	if *seedS == "" {
 		return usagef("--seed N (N >= 0) is required: it fixes the noise")
+	}
+	var sweeps []recipe.Sweep
+	seed, sw, err := sweepList("seed", "seed", *seedS, []string{"seed"}, func(s string) (any, error) {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("%q: want N >= 0", s)
+		}
+		return v, nil
+	})
+	if err != nil {
+		return err
+	}
+	if sw != nil {
+		sweeps = append(sweeps, *sw)
+	}
+	std := any(0.0)
+	if *stdS != "" {
+		if std, sw, err = sweepList("std", "std", *stdS, []string{"std"}, func(s string) (any, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+			return err
+		}
+		if sw != nil {
+			sweeps = append(sweeps, *sw)
+		}
 	}
 	if of.out == "" && !of.dryRun {
 		return usagef("an output is required: -o PATH")
@@ -88,7 +115,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if *scaleBy != "" && *rel == 0 {
 		return usagef("--scale-by goes with --relative")
 	}
-	opts := &noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
+	opts := &noise.Options{Seed: seed.(int64), Std: std.(float64), Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
 		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
 	if opts.Types, err = of.outputTypes(); err != nil {
 		return err
@@ -105,6 +132,9 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	defer in.Close()
 	if err := of.check(in); err != nil {
 		return err
+	}
+	if templated(of.out, sweeps) {
+		return writeSweep(ctx, e, &of, opts, []*weft.Checkpoint{in}, nil, sweeps)
 	}
 	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
