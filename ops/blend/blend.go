@@ -15,7 +15,6 @@ package blend
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -261,8 +260,8 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	for k := 1; k < len(all); k++ {
 		if namings[0] != arch.Unknown && namings[k] != arch.Unknown && namings[k] != namings[0] {
 			return nil, fmt.Errorf("blend: %s (%s) uses %s tensor names but %s (%s) uses %s names; blending needs both in the same naming (convert one first)",
-				inputName(0, len(tuned)), filepath.Base(base.Path), namingLabel(namings[0]),
-				inputName(k, len(tuned)), filepath.Base(all[k].Path), namingLabel(namings[k]))
+				inputName(0, len(tuned)), ops.BaseName(base), namingLabel(namings[0]),
+				inputName(k, len(tuned)), ops.BaseName(all[k]), namingLabel(namings[k]))
 		}
 	}
 
@@ -500,11 +499,11 @@ func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Opt
 	var problems []string
 	if opts.Missing == MissingError {
 		if len(onlyBase) > 0 {
-			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
+			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), ops.BaseName(base), listNames(onlyBase)))
 		}
 		for k := 1; k < len(all); k++ {
 			if len(onlyTuned[k]) > 0 {
-				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
+				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), ops.BaseName(all[k]), listNames(onlyTuned[k])))
 			}
 		}
 	}

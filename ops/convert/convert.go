@@ -59,7 +59,7 @@ func Convert(in *weft.Checkpoint, opts Options, target weft.Format) (*Result, er
 	// them only when told to (ckpt.WriteOptions.AllowLoss), and says which.
 	if toGGUF {
 		if _, err := ckpt.CheckOutput(in, ckpt.KindGGUF, true); err != nil {
-			return nil, fmt.Errorf("converting %s: %w", in.Path, err)
+			return nil, fmt.Errorf("converting %s: %w", ops.Name(in), err)
 		}
 	}
 	if !toGGUF && in.Format == weft.GGUF {

@@ -202,7 +202,7 @@ func parseInits(in *weft.Checkpoint, initIn, initOut string) (InitSpec, InitSpec
 	}
 	std, err := initializerRange(in)
 	if err != nil {
-		return si, so, 0, fmt.Errorf("glitch: %s: %w", in.Path, err)
+		return si, so, 0, fmt.Errorf("glitch: %s: %w", ops.Name(in), err)
 	}
 	for _, s := range []*InitSpec{&si, &so} {
 		if s.Kind == InitNormal && s.Std == 0 {
@@ -225,7 +225,7 @@ func (s InitSpec) stdOr(def float64) float64 {
 // read from the tensors until the output is.
 func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
 	fail := func(err error) (*weft.Checkpoint, *Report, error) {
-		return nil, nil, fmt.Errorf("glitch: add: %s: %w", in.Path, err)
+		return nil, nil, fmt.Errorf("glitch: add: %s: %w", ops.Name(in), err)
 	}
 	if (opts.Count > 0) == (len(opts.Tokens) > 0) {
 		return fail(fmt.Errorf("give either a count (got %d) or token names (got %d), not both or neither", opts.Count, len(opts.Tokens)))

@@ -41,7 +41,7 @@ type SoftOptions struct {
 // embedding when the output is first read.
 func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error) {
 	fail := func(err error) (*weft.Checkpoint, error) {
-		return nil, fmt.Errorf("glitch: soft-token: %s: %w", in.Path, err)
+		return nil, fmt.Errorf("glitch: soft-token: %s: %w", ops.Name(in), err)
 	}
 	if opts.Count <= 0 || opts.Count > MaxSoftTokens {
 		return fail(fmt.Errorf("count %d out of range [1, %d]", opts.Count, MaxSoftTokens))

@@ -174,13 +174,13 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	var targets []string
 	if len(opts.Tensors) == 0 {
 		if embErr != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, embErr)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), embErr)
 		}
 		targets = []string{emb.Embedding.Name}
 	} else {
 		var err error
 		if targets, err = SelectTensors(in, opts.Tensors); err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), err)
 		}
 	}
 
@@ -224,7 +224,7 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 		src := out.Tensors[idx[n]]
 		t, tr, err := noised(src, keys[n], &opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), err)
 		}
 		out.Tensors[idx[n]] = t
 		rep.Tensors = append(rep.Tensors, tr)
