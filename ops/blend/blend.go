@@ -293,6 +293,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	}
 
 	res.Out.Tensors = res.Out.Tensors[:0]
+	made := map[string]*job{} // the computed tensors, by name, for ties
 	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
 	var vocabRows int64 = -1
 	for _, b := range base.Tensors {
@@ -435,8 +436,23 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		default:
 			step.Action = "blend"
 		}
-		t := ops.Computed(outInfo, j.fill)
+		if prev := made[b.TiedTo]; prev != nil && tiedIn(all, idx, b) && slices.Equal(prev.coeffs, coeffs) && prev.alpha == alpha &&
+			prev.out.DType == outDT && slices.Equal(prev.out.Shape, outShape) && prev.common == common && (prev.extra == nil) == (j.extra == nil) {
+			// Tied in every input, blended alike: the tensor it is tied to, still tied.
+			res.add(ops.Alias(prev.t, b), b, step)
+			continue
+		}
+		srcs := ins
+		if ident >= 0 {
+			srcs = []*weft.Tensor{ins[ident]}
+			if j.extra != nil && j.extra != ins[ident] {
+				srcs = append(srcs, j.extra)
+			}
+		}
+		t := ops.ComputedFrom(outInfo, srcs, true, j.fill)
 		t.Shard = b.Shard
+		j.t = t
+		made[b.Name] = j
 		res.add(t, b, step)
 	}
 
@@ -452,6 +468,17 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		res.Notes = append(res.Notes, notes...)
 	}
 	return res, nil
+}
+
+// tiedIn reports whether base tensor b is tied to the tensor its TiedTo names in every
+// input (weft.Tied).
+func tiedIn(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, b *weft.Tensor) bool {
+	for k := range all {
+		if !weft.Tied(idx[k][b.Name], idx[k][b.TiedTo]) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkInputs compares the tensor sets and shapes of the inputs (all[0] the base) and

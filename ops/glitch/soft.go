@@ -98,7 +98,7 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 		return fail(err)
 	}
 	info.DType = dt
-	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	t := ops.ComputedFrom(info, []*weft.Tensor{e}, false, func(r0, r1 int64, dst []byte) error {
 		row := make([]float64, d)
 		rb := info.RowBytes()
 		for r := r0; r < r1; r++ {
@@ -111,7 +111,8 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 		}
 		return nil
 	})
-	out := &weft.Checkpoint{Format: weft.Safetensors, Path: opts.Name, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
+	t.Shard = 0
+	out := &weft.Checkpoint{Format: weft.Safetensors, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
 	return out, nil
 }
 
