@@ -67,7 +67,9 @@ type opCase struct {
 	sameNames bool
 }
 
-func one(base, _ *weft.Checkpoint) ops.Inputs { return ops.Inputs{Checkpoints: []*weft.Checkpoint{base}} }
+func one(base, _ *weft.Checkpoint) ops.Inputs {
+	return ops.Inputs{Checkpoints: []*weft.Checkpoint{base}}
+}
 func two(base, tuned *weft.Checkpoint) ops.Inputs {
 	return ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}
 }
