@@ -293,9 +293,9 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	}
 
 	res.Out.Tensors = res.Out.Tensors[:0]
-	made := map[string]*job{} // the computed tensors, by name, for ties
-	var vocabSrc = -1         // input whose vocabulary (tokenizer) the output takes, when not the base
+	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
 	var vocabRows int64 = -1
+	made := map[string]*job{} // the computed tensors, by name, for ties
 	for _, b := range base.Tensors {
 		alpha := rs.alpha(b.Name)
 		coeffs := make([]float64, len(tuned))
