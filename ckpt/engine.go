@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/readhook"
 )
 
 var (
@@ -39,122 +39,715 @@ func RemoveTemps() {
 	}
 }
 
-// job is one chunk of one tensor: bytes [off, off+n) of the tensor's data, written at
-// dst+off in file f.
-type job struct {
-	t      *weft.Tensor
-	off, n int64
-	f      *os.File
-	dst    int64
-	name   string // the output file's final name, for messages
-}
-
 // rowAligned reports whether a tensor's data is computed a row at a time; everything else
-// (file sections, gathered views) is copied in chunks of bytes.
+// (file sections, gathered views) is read in chunks of any size.
 func rowAligned(t *weft.Tensor) bool {
 	r, ok := t.Data.(weft.RowAligned)
 	return ok && r.RowAligned()
 }
 
-func copyTensors(ctx context.Context, c *weft.Checkpoint, p *Plan, files []*os.File, opts WriteOptions) error {
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	chunkBytes := opts.ChunkBytes
-	if chunkBytes <= 0 {
-		chunkBytes = 4 << 20
-	}
-	chunkElems := opts.ChunkElems
-	if chunkElems <= 0 {
-		chunkElems = 256 << 10
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// The engine writes the tensors of the outputs of one pass (see ExecuteMany). Its work is
+// cut in jobs: a range of rows of one output tensor, written to every output that has the
+// same tensor (the same Data) there. Jobs are grouped by the input chunk they read: a group
+// is a range of rows of an anchor, the input tensor a job's tensor is computed from, row for
+// row (weft.Sourced), or the tensor itself; the row ranges of a group are the same for every
+// output, whatever its types, so that their reads coincide. Groups are taken in order; for
+// each, a planner reads ahead (through a few I/O goroutines) every input chunk its jobs read,
+// into a cache entry that every reader of that chunk is served from (readhook), and the
+// group's jobs go to the compute workers once their chunks are in memory. An entry is
+// dropped when its last expected reader has read it or its groups are done, and the planner
+// stays within a read-ahead window of bytes.
 
-	jobs := make(chan job, threads*2)
-	var done atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
+// engine defaults.
+const (
+	defaultChunkElems = 1 << 20
+	defaultChunkBytes = 4 << 20
+	// defaultWindow bounds the bytes read ahead (cache entries alive), unless MemoryBudget
+	// leaves less.
+	defaultWindow = 64 << 20
+	// ioDepth is the number of reads in flight.
+	ioDepth = 4
+)
+
+// dest is where a job's bytes go: a file, and the absolute offset of the job's first byte.
+type dest struct {
+	f    *os.File
+	off  int64
+	name string // the output file's final path, for messages
+}
+
+// job is bytes [off, off+n) of tensor t, written to every dest.
+type job struct {
+	g      *group
+	t      *weft.Tensor
+	off, n int64
+	// rows: the job is rows [r0, r1) of t, read ahead and shareable; otherwise a range of
+	// bytes of a raw tensor whose rows are too large for one chunk.
+	rows   bool
+	r0, r1 int64
+	dests  []dest
+}
+
+// group is the jobs that read one chunk of one anchor, in every output.
+type group struct {
+	jobs    []*job
+	left    int      // jobs not done (under cache.mu)
+	loads   int      // entries to load before the jobs start (under cache.mu)
+	entries []*entry // entries this group holds
+}
+
+// rkey identifies a range of bytes of a reader.
+type rkey struct {
+	data   any
+	off, n int64
+}
+
+// entry holds one range of one reader's bytes in memory for the readers expected to read it.
+type entry struct {
+	ds     *dataState
+	r      io.ReaderAt
+	off, n int64
+	buf    *[]byte
+	state  int // entryNew, entryLoading, entryReady
+	done   chan struct{}
+	err    error
+	refs   int      // expected reads not yet served
+	groups int      // groups holding it
+	pins   int      // reads copying out of it now
+	wait   []*group // groups waiting for it to load
+	gone   bool     // dropped from the cache
+	freed  bool     // its memory given back
+}
+
+const (
+	entryNew = iota
+	entryLoading
+	entryReady
+)
+
+// dataState is what the cache knows of one reader.
+type dataState struct {
+	key     any
+	entries []*entry
+	fps     []fpRef // fingerprints its bytes go into
+	hooked  bool    // registered with readhook
+}
+
+// cache serves reads of registered readers from entries, and sees every read of them for
+// the fingerprints.
+type cache struct {
+	mu     sync.Mutex
+	cond   *sync.Cond // signalled when entries are dropped or groups finish
+	states map[any]*dataState
+	live   int64 // bytes of entries
+	window int64
+	active int // groups released and not done
+	bufs   sync.Pool
+	ready  *jobQueue
+}
+
+func newCache(window int64, ready *jobQueue) *cache {
+	c := &cache{states: map[any]*dataState{}, window: window, ready: ready}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+// state returns the state of the reader with key k, making it (under c.mu).
+func (c *cache) state(k any) *dataState {
+	ds := c.states[k]
+	if ds == nil {
+		ds = &dataState{key: k}
+		c.states[k] = ds
 	}
-	var wg sync.WaitGroup
-	var bufPool sync.Pool
-	for w := 0; w < threads; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				var buf []byte
-				if b, ok := bufPool.Get().(*[]byte); ok && int64(cap(*b)) >= j.n {
-					buf = (*b)[:j.n]
-				} else {
-					buf = make([]byte, j.n)
-				}
-				if err := readFull(j.t, buf, j.off); err != nil {
-					fail(err)
-				} else if _, err := j.f.WriteAt(buf, j.dst+j.off); err != nil {
-					var pe *os.PathError
-					if errors.As(err, &pe) {
-						err = pe.Err // the path in it is the temporary file's
-					}
-					fail(fmt.Errorf("writing %s: %w (nothing was written)", j.name, err))
-				} else {
-					done.Add(j.n)
-				}
-				bufPool.Put(&buf)
-			}
-		}()
+	return ds
+}
+
+// hook registers r's reads with the cache, once; it reports whether they come here.
+func (c *cache) hook(ds *dataState, r io.ReaderAt) bool {
+	if !ds.hooked {
+		ds.hooked = readhook.Register(r, c)
 	}
-	stopProgress := Ticker(opts.Progress, &done, p.Total)
-	// Headers count as done.
-	for _, f := range p.Layout.Files {
-		done.Add(int64(len(f.Header)))
-	}
-feed:
-	for i, t := range c.Tensors {
-		size := p.Infos[i].MustSize()
-		if size == 0 {
-			continue
+	return ds.hooked
+}
+
+// unhookAll ends the routing of every registered reader.
+func (c *cache) unhookAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, ds := range c.states {
+		if ds.hooked {
+			readhook.Unregister(k.(io.ReaderAt), c)
+			ds.hooked = false
 		}
-		place := p.Layout.Places[i]
-		var step int64
-		if !rowAligned(t) {
-			step = chunkBytes
-		} else {
-			rb := t.RowBytes()
-			rows := max(1, chunkElems/max(1, t.RowLen()))
-			step = rows * rb
+	}
+}
+
+func (c *cache) getBuf(n int64) *[]byte {
+	if p, ok := c.bufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// find returns the entry of ds holding [off, off+n), or nil (under c.mu).
+func (ds *dataState) find(off, n int64) *entry {
+	for _, e := range ds.entries {
+		if e.off <= off && off+n <= e.off+e.n {
+			return e
 		}
-		for off := int64(0); off < size; off += step {
-			select {
-			case jobs <- job{t: t, off: off, n: min(step, size-off), f: files[place.File], dst: place.Offset, name: filepath.Join(p.Dir, p.Layout.Files[place.File].Name)}:
-			case <-ctx.Done():
-				break feed
-			}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	stopProgress()
-	if firstErr != nil {
-		return firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if opts.Progress != nil {
-		opts.Progress(p.Total, p.Total)
 	}
 	return nil
 }
 
+// exact returns the entry of ds for exactly [off, off+n), or nil (under c.mu).
+func (ds *dataState) exact(off, n int64) *entry {
+	for _, e := range ds.entries {
+		if e.off == off && e.n == n {
+			return e
+		}
+	}
+	return nil
+}
+
+// ReadAt serves a read of a registered reader: from its entry, loading it if no one has,
+// or from the reader.
+func (c *cache) ReadAt(r io.ReaderAt, p []byte, off int64) (int, error) {
+	k := weft.ReaderKey(r)
+	c.mu.Lock()
+	ds := c.states[k]
+	var e *entry
+	if ds != nil {
+		e = ds.find(off, int64(len(p)))
+	}
+	if e == nil {
+		c.mu.Unlock()
+		n, err := r.ReadAt(p, off)
+		if ds != nil && len(ds.fps) > 0 {
+			capture(ds, p[:n], off)
+		}
+		return n, err
+	}
+	e.pins++
+	c.load(e)
+	c.mu.Unlock()
+	var n int
+	err := e.err
+	if err == nil {
+		n = copy(p, (*e.buf)[off-e.off:])
+	}
+	c.mu.Lock()
+	e.pins--
+	e.refs--
+	if e.refs <= 0 {
+		c.drop(e)
+	}
+	c.free(e)
+	c.mu.Unlock()
+	return n, err
+}
+
+// load makes e ready: it reads it when no one has started to (under c.mu, which it
+// releases while reading), or waits for the reader that has.
+func (c *cache) load(e *entry) {
+	switch e.state {
+	case entryNew:
+		e.state = entryLoading
+		e.buf = c.getBuf(e.n)
+		c.mu.Unlock()
+		n, err := e.r.ReadAt(*e.buf, e.off)
+		if n == int(e.n) {
+			err = nil
+		} else if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil && len(e.ds.fps) > 0 {
+			capture(e.ds, *e.buf, e.off)
+		}
+		c.mu.Lock()
+		e.err = err
+		e.state = entryReady
+		close(e.done)
+		for _, g := range e.wait {
+			g.loads--
+			if g.loads == 0 {
+				c.release(g)
+			}
+		}
+		e.wait = nil
+		c.free(e)
+	case entryLoading:
+		c.mu.Unlock()
+		<-e.done
+		c.mu.Lock()
+	}
+}
+
+// drop removes e from the cache: no later read is served from it (under c.mu).
+func (c *cache) drop(e *entry) {
+	if e.gone {
+		return
+	}
+	e.gone = true
+	for i, x := range e.ds.entries {
+		if x == e {
+			e.ds.entries = append(e.ds.entries[:i], e.ds.entries[i+1:]...)
+			break
+		}
+	}
+	c.free(e)
+}
+
+// free gives back the memory of a dropped entry once it is loaded and no read copies out of
+// it (under c.mu).
+func (c *cache) free(e *entry) {
+	if !e.gone || e.pins > 0 || e.state == entryLoading || e.freed {
+		return
+	}
+	if e.buf != nil {
+		c.bufs.Put(e.buf)
+		e.buf = nil
+	}
+	c.live -= e.n
+	e.freed = true
+	c.cond.Broadcast()
+}
+
+// release hands g's jobs to the workers (under c.mu).
+func (c *cache) release(g *group) {
+	c.ready.push(g.jobs)
+}
+
+// groupDone releases what g held (under c.mu).
+func (c *cache) groupDone(g *group) {
+	for _, e := range g.entries {
+		e.groups--
+		if e.groups <= 0 {
+			c.drop(e)
+		}
+	}
+	g.entries = nil
+	c.active--
+	c.cond.Broadcast()
+}
+
+// readSet returns the ranges the jobs of g read and how often: for each job's tensor, its
+// rows, and the same rows of its sources when it is computed from them row for row,
+// through chains of such tensors (a tensor computed once for several readers is read once
+// from its sources).
+func readSet(g *group) (order []rkey, count map[rkey]int, tensor map[rkey]*weft.Tensor) {
+	count = map[rkey]int{}
+	tensor = map[rkey]*weft.Tensor{}
+	var visit func(y *weft.Tensor, r0, r1 int64)
+	visit = func(y *weft.Tensor, r0, r1 int64) {
+		r1 = min(r1, y.Rows())
+		if r0 >= r1 {
+			return
+		}
+		k := weft.ReaderKey(y.Data)
+		if k == nil {
+			return
+		}
+		rb := y.RowBytes()
+		key := rkey{k, r0 * rb, (r1 - r0) * rb}
+		n, seen := count[key]
+		count[key] = n + 1
+		if seen {
+			return
+		}
+		order = append(order, key)
+		tensor[key] = y
+		if s, ok := y.Data.(weft.Sourced); ok {
+			if srcs, match := s.Sources(); match {
+				for _, x := range srcs {
+					visit(x, r0, r1)
+				}
+			}
+		}
+	}
+	for _, j := range g.jobs {
+		if j.rows {
+			visit(j.t, j.r0, j.r1)
+		}
+	}
+	return order, count, tensor
+}
+
+// plan makes g's entries: one for every range of a tensor read from a file (read ahead),
+// and one for every range of a computed tensor read more than once (computed by its first
+// reader). It waits while the entries alive and g's would exceed the window, unless no other
+// group is under way. It returns the entries to load.
+func (c *cache) plan(ctx context.Context, g *group) []*entry {
+	order, count, tensors := readSet(g)
+	type want struct {
+		k    rkey
+		t    *weft.Tensor
+		leaf bool
+	}
+	var wants []want
+	var need int64
+	for _, k := range order {
+		t := tensors[k]
+		leaf := !rowAligned(t)
+		if !leaf && count[k] < 2 {
+			continue
+		}
+		wants = append(wants, want{k, t, leaf})
+		need += k.n
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.active > 0 && c.live+need > c.window && ctx.Err() == nil {
+		c.cond.Wait()
+	}
+	var loads []*entry
+	for _, w := range wants {
+		ds := c.state(w.k.data)
+		if !c.hook(ds, w.t.Data) {
+			continue
+		}
+		e := ds.exact(w.k.off, w.k.n)
+		if e == nil {
+			e = &entry{ds: ds, r: w.t.Data, off: w.k.off, n: w.k.n, done: make(chan struct{})}
+			ds.entries = append(ds.entries, e)
+			c.live += e.n
+			if w.leaf {
+				loads = append(loads, e)
+			}
+		}
+		e.refs += count[w.k]
+		e.groups++
+		g.entries = append(g.entries, e)
+		if w.leaf && e.state != entryReady {
+			e.wait = append(e.wait, g)
+			g.loads++
+		}
+	}
+	c.active++
+	if g.loads == 0 {
+		c.release(g)
+	}
+	return loads
+}
+
+// jobQueue hands jobs to the workers, in the order they were released.
+type jobQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	jobs   []*job
+	closed bool
+}
+
+func newJobQueue() *jobQueue {
+	q := &jobQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *jobQueue) push(js []*job) {
+	q.mu.Lock()
+	q.jobs = append(q.jobs, js...)
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+func (q *jobQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// pop returns the next job, or nil once the queue is closed and empty.
+func (q *jobQueue) pop() *job {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.jobs) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.jobs) == 0 {
+		return nil
+	}
+	j := q.jobs[0]
+	q.jobs[0] = nil
+	q.jobs = q.jobs[1:]
+	return j
+}
+
+// passOptions are the engine's settings for one pass.
+type passOptions struct {
+	threads    int
+	chunkElems int64
+	chunkBytes int64
+	window     int64
+	// done counts the bytes written, of total, over every pass.
+	done     *atomic.Int64
+	total    int64
+	progress func(done, total int64)
+}
+
+func (o ManyOptions) pass() passOptions {
+	p := passOptions{threads: o.Threads, chunkElems: o.ChunkElems, chunkBytes: o.ChunkBytes, window: defaultWindow, progress: o.Progress}
+	if p.threads <= 0 {
+		p.threads = runtime.GOMAXPROCS(0)
+	}
+	if p.chunkElems <= 0 {
+		p.chunkElems = defaultChunkElems
+	}
+	if p.chunkBytes <= 0 {
+		p.chunkBytes = defaultChunkBytes
+	}
+	return p
+}
+
+// anchor returns the tensor t's rows are computed from row for row, through chains of
+// computed tensors (its first source's anchor), or t itself.
+func anchor(t *weft.Tensor) *weft.Tensor {
+	for {
+		s, ok := t.Data.(weft.Sourced)
+		if !ok {
+			return t
+		}
+		srcs, match := s.Sources()
+		if !match || len(srcs) == 0 {
+			return t
+		}
+		t = srcs[0]
+	}
+}
+
+// identity returns a map key for t's data: its reader, or t itself when the reader has
+// none.
+func identity(t *weft.Tensor) any {
+	if k := weft.ReaderKey(t.Data); k != nil {
+		return k
+	}
+	return t
+}
+
+// buildGroups cuts the tensors of the targets into jobs and groups them (see above).
+func buildGroups(targets []*target, o passOptions) []*group {
+	type gkey struct {
+		anchor any
+		bytes  bool
+		c      int64
+	}
+	type jkey struct {
+		data   any
+		off, n int64
+	}
+	index := map[gkey]*group{}
+	var groups []*group
+	jobsOf := map[*group]map[jkey]*job{}
+	add := func(k gkey, t *weft.Tensor, off, n int64, rows bool, r0, r1 int64, d dest) {
+		g := index[k]
+		if g == nil {
+			g = &group{}
+			index[k] = g
+			groups = append(groups, g)
+			jobsOf[g] = map[jkey]*job{}
+		}
+		jk := jkey{identity(t), off, n}
+		if j := jobsOf[g][jk]; j != nil && j.t.DType == t.DType {
+			j.dests = append(j.dests, d)
+			return
+		}
+		j := &job{g: g, t: t, off: off, n: n, rows: rows, r0: r0, r1: r1, dests: []dest{d}}
+		jobsOf[g][jk] = j
+		g.jobs = append(g.jobs, j)
+	}
+	for _, tg := range targets {
+		for i, t := range tg.c.Tensors {
+			size := tg.p.Infos[i].MustSize()
+			pl := tg.p.Layout.Places[i]
+			if size == 0 || tg.files[pl.File] == nil {
+				continue
+			}
+			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File)}
+			a := anchor(t)
+			ak := identity(a)
+			k := max(1, o.chunkElems/max(1, a.RowLen()))
+			rb := t.RowBytes()
+			if !rowAligned(t) && (rb <= 0 || rb*k > 4*o.chunkBytes) {
+				// Rows too large to read whole: a raw copy in chunks of bytes.
+				for c, off := int64(0), int64(0); off < size; c, off = c+1, off+o.chunkBytes {
+					n := min(o.chunkBytes, size-off)
+					dd := d
+					dd.off += off
+					add(gkey{ak, true, c}, t, off, n, false, 0, 0, dd)
+				}
+				continue
+			}
+			rows := t.Rows()
+			for c := int64(0); c*k < rows; c++ {
+				r0, r1 := c*k, min(rows, (c+1)*k)
+				dd := d
+				dd.off += r0 * rb
+				add(gkey{ak, false, c}, t, r0*rb, (r1-r0)*rb, true, r0, r1, dd)
+			}
+		}
+	}
+	for _, g := range groups {
+		g.left = len(g.jobs)
+	}
+	return groups
+}
+
+// runPass writes the tensors of the targets: every job of every group, reading ahead. fps
+// are the fingerprints the pass computes; the cache sees their inputs' reads.
+func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	groups := buildGroups(targets, o)
+	done := o.done
+	if done == nil {
+		done = new(atomic.Int64)
+	}
+	for _, tg := range targets {
+		for fi, f := range tg.p.Layout.Files {
+			if tg.files[fi] != nil {
+				done.Add(int64(len(f.Header))) // headers count as done
+			}
+		}
+	}
+	ready := newJobQueue()
+	c := newCache(o.window, ready)
+	defer c.unhookAll()
+	c.mu.Lock()
+	for _, fp := range fps {
+		for i, t := range fp.c.Tensors {
+			k := weft.ReaderKey(t.Data)
+			if k == nil {
+				continue
+			}
+			ds := c.state(k)
+			if c.hook(ds, t.Data) {
+				ds.fps = append(ds.fps, fpRef{fp, i})
+			}
+		}
+	}
+	c.mu.Unlock()
+	adviseSequential(targets)
+
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() {
+			firstErr = err
+			cancel()
+			c.mu.Lock()
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	// I/O: load entries in order.
+	loads := make(chan *entry, 1024)
+	var iowg sync.WaitGroup
+	for w := 0; w < ioDepth; w++ {
+		iowg.Add(1)
+		go func() {
+			defer iowg.Done()
+			for e := range loads {
+				// A failed read is reported by the job that reads the entry, which names
+				// the tensor.
+				c.mu.Lock()
+				if e.state == entryNew {
+					c.load(e)
+				}
+				c.mu.Unlock()
+			}
+		}()
+	}
+	// The planner: entries of each group, in order, within the window.
+	var planwg sync.WaitGroup
+	planwg.Add(1)
+	go func() {
+		defer planwg.Done()
+		defer close(loads)
+		for _, g := range groups {
+			if ctx.Err() != nil {
+				return
+			}
+			for _, e := range c.plan(ctx, g) {
+				select {
+				case loads <- e:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	// Workers.
+	var remaining atomic.Int64
+	remaining.Store(int64(len(groups)))
+	if len(groups) == 0 {
+		ready.close()
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < o.threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var bp *[]byte
+			for {
+				j := ready.pop()
+				if j == nil {
+					return
+				}
+				if ctx.Err() == nil {
+					if bp == nil || int64(cap(*bp)) < j.n {
+						bp = new([]byte)
+						*bp = make([]byte, j.n)
+					}
+					buf := (*bp)[:j.n]
+					if err := readFull(j.t, buf, j.off); err != nil {
+						fail(err)
+					} else {
+						for _, d := range j.dests {
+							if _, err := d.f.WriteAt(buf, d.off); err != nil {
+								var pe *os.PathError
+								if errors.As(err, &pe) {
+									err = pe.Err // the path in it is the temporary file's
+								}
+								fail(fmt.Errorf("writing %s: %w (nothing was written)", d.name, err))
+								break
+							}
+							done.Add(j.n)
+						}
+					}
+				}
+				c.mu.Lock()
+				j.g.left--
+				last := j.g.left == 0
+				if last {
+					c.groupDone(j.g)
+				}
+				c.mu.Unlock()
+				if last && remaining.Add(-1) == 0 {
+					ready.close()
+				}
+			}
+		}()
+	}
+	// On failure or cancellation the planner stops; groups it never released are counted
+	// down here so that the workers end.
+	go func() {
+		<-ctx.Done()
+		ready.close()
+	}()
+	planwg.Wait()
+	iowg.Wait()
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// readFull reads len(buf) bytes of t at off, through the cache when it holds them.
 func readFull(t *weft.Tensor, buf []byte, off int64) error {
-	n, err := t.Data.ReadAt(buf, off)
+	n, err := readhook.ReadAt(t.Data, buf, off)
 	if n == len(buf) {
 		return nil
 	}
@@ -168,7 +761,8 @@ func readFull(t *weft.Tensor, buf []byte, off int64) error {
 }
 
 // Ticker calls progress(done, total) every 200 ms from its own goroutine until the returned
-// stop function is called (which waits for the goroutine to end). A nil progress does nothing.
+// stop function is first called (which waits for the goroutine to end). A nil progress does
+// nothing.
 func Ticker(progress func(done, total int64), done *atomic.Int64, total int64) (stop func()) {
 	if progress == nil {
 		return func() {}
@@ -189,5 +783,6 @@ func Ticker(progress func(done, total int64), done *atomic.Int64, total int64) (
 			}
 		}
 	}()
-	return func() { close(quit); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); wg.Wait() }) }
 }

@@ -117,10 +117,12 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 			single = true
 		}
 		lo.Name = p.stem + ".safetensors"
-		if kind == KindHFDir && opts.MaxShardSize == 0 && len(c.Files) > 1 {
+		if kind == KindHFDir && opts.MaxShardSize == 0 && sharded(c) {
+			// Sharded like the input: the tensors' shards (a derived checkpoint's keep
+			// their sources').
 			lo.Shards = make([]int, len(c.Tensors))
 			for i, t := range c.Tensors {
-				lo.Shards[i] = min(max(t.Shard, 0), len(c.Files)-1)
+				lo.Shards[i] = max(t.Shard, 0)
 			}
 		}
 		meta := map[string]string{}
@@ -200,4 +202,14 @@ func Write(ctx context.Context, c *weft.Checkpoint, path string, opts WriteOptio
 		return err
 	}
 	return Execute(ctx, c, p, opts)
+}
+
+// sharded reports whether c's tensors come from more than one shard.
+func sharded(c *weft.Checkpoint) bool {
+	for _, t := range c.Tensors {
+		if t.Shard != c.Tensors[0].Shard {
+			return true
+		}
+	}
+	return false
 }

@@ -302,6 +302,11 @@ func (ty *Typer) Notes() []string {
 // the tensors (see FileTypeFor), and config.json's torch_dtype (and dtype where present)
 // for Hugging Face outputs whose types changed.
 func (ty *Typer) Finish(out *weft.Checkpoint) error {
+	cast := map[*weft.Tensor]*weft.Tensor{} // tensors cast, for the ties
+	orig := map[string]*weft.Tensor{}
+	for _, t := range out.Tensors {
+		orig[t.Name] = t
+	}
 	for i, t := range out.Tensors {
 		want, ok := ty.asked[t.Name]
 		if !ok {
@@ -313,11 +318,17 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 		if want == t.DType {
 			continue
 		}
+		if u := orig[t.TiedTo]; u != nil && weft.Tied(t, u) && cast[u] != nil && cast[u].DType == want {
+			// Tied, and cast alike: still one tensor under two names.
+			out.Tensors[i] = Alias(cast[u], t)
+			continue
+		}
 		c, err := Cast(t, want)
 		if err != nil {
 			return err
 		}
 		c.Shard = t.Shard
+		cast[t] = c
 		out.Tensors[i] = c
 	}
 	var unused []string

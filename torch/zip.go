@@ -220,10 +220,25 @@ func finish(r io.ReaderAt, name string, top any, pickleLen int, legacy bool) (*F
 		return nil, fmt.Errorf("torch: %s: %v", name, err)
 	}
 	out := &File{Name: name, Legacy: legacy, Skipped: fl.skipped}
+	// Views of one storage with the same offset, shape and stride are one tensor under two
+	// names (tied weights, which torch.save writes once): they get one Data, and the later
+	// name is tied to the first (weft.Tensor.TiedTo).
+	type viewKey struct {
+		st            *storage
+		offset        int64
+		shape, stride string
+	}
+	first := map[viewKey]*weft.Tensor{}
 	for i, v := range fl.views {
 		t, err := makeTensor(name, fl.names[i], v, r)
 		if err != nil {
 			return nil, err
+		}
+		k := viewKey{v.st, v.offset, fmt.Sprint(v.shape), fmt.Sprint(v.stride)}
+		if f, ok := first[k]; ok {
+			t.Data, t.TiedTo = f.Data, f.Name
+		} else {
+			first[k] = t
 		}
 		out.Tensors = append(out.Tensors, t)
 	}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
@@ -23,6 +25,7 @@ type outFlags struct {
 	maxShardSize string
 	splitMaxSize string
 	allowLoss    bool
+	part         string
 
 	// Output types (--dtype, --type-for), for commands that call addTypes.
 	types typeFlags
@@ -38,6 +41,25 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
 	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
 	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
+	fs.StringVar(&o.part, "part", "", "write only part I of N of the output's files (I/N, from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array")
+}
+
+// parsePart parses --part I/N into a part and a count of parts (0, 0 when s is empty), or
+// --part auto from the environment (see autoPart).
+func parsePart(s string) (part, parts int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if s == "auto" {
+		return autoPart(getenv, 0)
+	}
+	i, n, ok := strings.Cut(s, "/")
+	part, err1 := strconv.Atoi(strings.TrimSpace(i))
+	parts, err2 := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err1 != nil || err2 != nil || parts < 1 || part < 0 || part >= parts {
+		return 0, 0, usagef("--part %q: want I/N with 0 <= I < N, such as 0/4", s)
+	}
+	return part, parts, nil
 }
 
 // options turns the flags into write options; notes about files other than the output go
@@ -77,31 +99,80 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	if err != nil {
 		return err
 	}
+	part, parts, err := parsePart(o.part)
+	if err != nil {
+		return err
+	}
+	many := ckpt.ManyOptions{Threads: o.threads, Part: part, Parts: parts}
+	outs, plans := []ckpt.Output{{Checkpoint: out, Path: o.out, Options: opts}}, []*ckpt.Plan{plan}
+	sched, err := many.Plan(outs, plans)
+	if err != nil {
+		return err
+	}
 	if o.dryRun {
 		printPlan(e, out, plan, describe)
+		printSchedule(e, plan, sched, part, parts)
 		return nil
 	}
 	for _, l := range plan.Loss.Lines() {
 		fmt.Fprintf(e.stderr, "%s\n", l)
 	}
 	if !o.quiet && e.tty {
-		bar := progressbar.NewOptions64(plan.Total,
+		bar := progressbar.NewOptions64(sched.Written,
 			progressbar.OptionSetWriter(e.stderr),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionThrottle(200_000_000),
 			progressbar.OptionClearOnFinish(),
 			progressbar.OptionSetDescription("writing"))
-		opts.Progress = func(done, total int64) { _ = bar.Set64(done) }
+		many.Progress = func(done, total int64) { _ = bar.Set64(done) }
 		defer bar.Finish()
 	}
-	if err := ckpt.Execute(ctx, out, plan, opts); err != nil {
+	if err := ckpt.ExecuteMany(ctx, outs, plans, many); err != nil {
 		return err
 	}
 	if !o.quiet {
-		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
+		if parts > 1 {
+			fmt.Fprintf(e.stderr, "wrote part %d of %d of %s: %s (%s)\n", part, parts, plan.Target, shareFiles(plan, sched.Shares[0]), humanBytes(sched.Written))
+		} else {
+			fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
+		}
 	}
 	return nil
+}
+
+// shareFiles lists the files a part writes.
+func shareFiles(plan *ckpt.Plan, sh ckpt.Share) string {
+	var names []string
+	for i, f := range plan.Layout.Files {
+		if sh.Files[i] {
+			names = append(names, f.Name)
+		}
+	}
+	if sh.Extras {
+		for _, x := range plan.Layout.Extra {
+			names = append(names, x.Name)
+		}
+		if len(plan.SideFiles) > 0 {
+			names = append(names, "the side files")
+		}
+	}
+	if len(names) == 0 {
+		return "nothing (more parts than files)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// printSchedule prints what the write reads and writes, and this part's share.
+func printSchedule(e *env, plan *ckpt.Plan, s *ckpt.Schedule, part, parts int) {
+	w := e.stdout
+	fmt.Fprintf(w, "  reads %s of input tensors once; writes %s\n", humanBytes(s.Read), humanBytes(s.Written))
+	if s.Fingerprints > 0 {
+		fmt.Fprintf(w, "  data fingerprints of %d input(s) for provenance: computed from the chunks the write reads\n", s.Fingerprints)
+	}
+	if parts > 1 {
+		fmt.Fprintf(w, "  part %d of %d writes: %s\n", part, parts, shareFiles(plan, s.Shares[0]))
+	}
 }
 
 func printPlan(e *env, out *weft.Checkpoint, plan *ckpt.Plan, describe func(*weft.Tensor) string) {

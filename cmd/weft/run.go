@@ -69,13 +69,15 @@ Flags:
                        tensor, the bytes read (each once) and written, the passes the
                        memory budget makes, and an estimate of the time at the disk speed
                        a short timed read of the inputs (64 MiB) measures; write nothing
-  --part I/N           write part I of N (1 <= I <= N) of the work: whole outputs of a
-                       sweep, or the files of one large output (part 1 then writes its
-                       index and side files); N runs on N machines with no coordination
-                       write everything one run writes
-  --part auto          take I from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, with N
-                       from --parts or WEFT_PARTS) or a Slurm job array (SLURM_ARRAY_TASK_ID,
-                       SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN and _STEP)
+  --part I/N           write part I of N (0 <= I < N) of the work: whole outputs of a
+                       sweep, or the files of one large output (part 0 then writes its
+                       index and side files); N runs (--part 0/N to N-1/N) on one machine
+                       or N, with no coordination, write everything one run writes
+  --part auto          take I and N from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, and
+                       N from --parts or WEFT_PARTS, since Kubernetes does not give it) or a
+                       Slurm job array (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, divided
+                       by SLURM_ARRAY_TASK_STEP, of SLURM_ARRAY_TASK_COUNT); see
+                       docs/distributed.md
   --parts N            the number of parts, for --part auto under Kubernetes
   --memory-budget S    bound the memory the write holds (e.g. 4GB): outputs are written in
                        passes over the inputs when they do not fit together (default 0:
@@ -85,34 +87,33 @@ Flags:
 ` + inputUsage + `
 Example:
   weft run sweep.yaml --dry-run
-  weft run sweep.yaml --part 2/4
+  weft run sweep.yaml --part 2/4                # the third of four parts
   weft run slerp.yml -o merged/                 # a mergekit configuration
 `,
 		run: runRun,
 	})
 }
 
-// runOptions are weft run's options beyond the output flags.
+// runOptions are weft run's options beyond the output flags (which hold --part).
 type runOptions struct {
 	recipe       string
-	part         string
 	parts        int
 	memoryBudget string
-	// getenv reads the environment (--part auto); tests replace it.
-	getenv func(string) string
 }
 
 func (o *runOptions) add(fs *flag.FlagSet) {
-	fs.StringVar(&o.part, "part", "", "")
 	fs.IntVar(&o.parts, "parts", 0, "")
 	fs.StringVar(&o.memoryBudget, "memory-budget", "", "")
 }
+
+// getenv reads the environment (--part auto); tests replace it.
+var getenv = os.Getenv
 
 func runRun(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var of outFlags
 	of.add(fs)
-	ro := runOptions{getenv: os.Getenv}
+	var ro runOptions
 	ro.add(fs)
 	var inp inputFlags
 	inp.add(ctx, fs, e)
@@ -155,30 +156,25 @@ func readRecipe(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// partOf returns the part (0-based) and the number of parts --part and --parts ask for.
-func (o *runOptions) partOf() (part, parts int, err error) {
+// partOf returns the part (from 0) and the number of parts --part (and --parts) ask for.
+func (o *runOptions) partOf(part string) (int, int, error) {
 	switch {
-	case o.part == "":
+	case part == "":
 		if o.parts > 0 {
 			return 0, 0, usagef("--parts is for --part auto")
 		}
 		return 0, 1, nil
-	case o.part == "auto":
-		return autoPart(o.getenv, o.parts)
+	case part == "auto":
+		return autoPart(getenv, o.parts)
 	}
-	i, n, ok := strings.Cut(o.part, "/")
-	pi, err1 := strconv.Atoi(strings.TrimSpace(i))
-	pn, err2 := strconv.Atoi(strings.TrimSpace(n))
-	if !ok || err1 != nil || err2 != nil || pn < 1 {
-		return 0, 0, usagef("--part %q: want I/N (part I of N, 1 <= I <= N) or auto", o.part)
-	}
-	if pi < 1 || pi > pn {
-		return 0, 0, usagef("--part %q: parts are numbered from 1 to %d", o.part, pn)
+	pi, pn, err := parsePart(part)
+	if err != nil {
+		return 0, 0, err
 	}
 	if o.parts > 0 && o.parts != pn {
-		return 0, 0, usagef("--parts %d disagrees with --part %s", o.parts, o.part)
+		return 0, 0, usagef("--parts %d disagrees with --part %s", o.parts, part)
 	}
-	return pi - 1, pn, nil
+	return pi, pn, nil
 }
 
 // autoPart reads the part from the environment of a Kubernetes Indexed Job or a Slurm job
@@ -256,7 +252,7 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 	if of.threads < 1 {
 		return usagef("--threads must be at least 1, got %d", of.threads)
 	}
-	part, parts, err := ro.partOf()
+	part, parts, err := ro.partOf(of.part)
 	if err != nil {
 		return err
 	}
@@ -275,8 +271,12 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 		return err
 	}
 	mo := ckpt.ManyOptions{Threads: of.threads, MemoryBudget: budget, Part: part, Parts: parts}
+	sched, err := mo.Plan(outs, plans)
+	if err != nil {
+		return err
+	}
 	if of.dryRun {
-		return printRecipePlan(e.stdout, b, outs, plans, mo)
+		return printRecipePlan(e.stdout, b, outs, plans, mo, sched)
 	}
 	if !of.quiet {
 		for _, n := range b.Notes {
@@ -313,11 +313,16 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 			what = "1 output"
 		}
 		if parts > 1 {
-			what = fmt.Sprintf("part %d of %d of %s", part+1, parts, what)
+			what = fmt.Sprintf("part %d of %d of %s", part, parts, what)
 		}
 		fmt.Fprintf(e.stderr, "wrote %s:\n", what)
 		for i, p := range plans {
-			fmt.Fprintf(e.stderr, "  %s (%d tensors, %s)\n", p.Written(), len(outs[i].Checkpoint.Tensors), humanBytes(p.Total))
+			switch sh := sched.Shares[i]; {
+			case sh.All():
+				fmt.Fprintf(e.stderr, "  %s (%d tensors, %s)\n", p.Written(), len(outs[i].Checkpoint.Tensors), humanBytes(p.Total))
+			case !sh.None():
+				fmt.Fprintf(e.stderr, "  %s: %s\n", p.Target, shareFiles(p, sh))
+			}
 		}
 	}
 	return nil
@@ -326,10 +331,9 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 // printRecipePlan prints what a recipe writes: every output and the chain of ops applied to
 // each of its tensors, the bytes read and written, the passes, and a time estimate at the
 // disk speed a short read of the inputs measures.
-func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*ckpt.Plan, mo ckpt.ManyOptions) error {
+func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*ckpt.Plan, mo ckpt.ManyOptions, sched *ckpt.Schedule) error {
 	r := b.Recipe
 	fmt.Fprintf(w, "recipe: %s (%s), %d inputs, %d steps, %d outputs\n", r.File, r.Format, len(r.Inputs), len(r.Steps), len(outs))
-	var read int64
 	fmt.Fprintf(w, "inputs:\n")
 	for i, in := range r.Inputs {
 		c := b.Inputs[i]
@@ -341,16 +345,13 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 		for _, t := range c.Tensors {
 			size += t.MustSize()
 		}
-		read += size
 		fmt.Fprintf(w, "  %-12s %s (%s, %d tensors, %s)\n", in.Name, c.Path, c.Format, len(c.Tensors), humanBytes(size))
 	}
 	for _, n := range b.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
-	var written int64
 	for i, o := range b.Outputs {
 		p := plans[i]
-		written += p.Total
 		fmt.Fprintf(w, "\noutput %d/%d: %s", i+1, len(outs), o.Path)
 		if len(o.Vars) > 0 {
 			fmt.Fprintf(w, " [%s]", o.VarString())
@@ -360,6 +361,16 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 			fmt.Fprintf(w, "; %s", f.Name)
 		}
 		fmt.Fprintln(w)
+		if sh := sched.Shares[i]; mo.Parts > 1 {
+			switch {
+			case sh.All():
+				fmt.Fprintf(w, "  part %d of %d writes all of it\n", mo.Part, mo.Parts)
+			case sh.None():
+				fmt.Fprintf(w, "  part %d of %d writes none of it\n", mo.Part, mo.Parts)
+			default:
+				fmt.Fprintf(w, "  part %d of %d writes %s\n", mo.Part, mo.Parts, shareFiles(p, sh))
+			}
+		}
 		for _, l := range p.Loss.Lines() {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
@@ -375,7 +386,27 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 			fmt.Fprintf(w, "    %-44s %-6v %-16s -> %s [%s]\n", t.Name, t.DType, shapeString(t.Shape), p.Layout.Files[p.Layout.Places[ti].File].Name, strings.Join(chain, " | "))
 		}
 	}
-	fmt.Fprintf(w, "\nread: %s (each input byte once)\nwritten: %s in %d outputs\n", humanBytes(read), humanBytes(written), len(outs))
+	read, written := sched.Read, sched.Written
+	fmt.Fprintf(w, "\nread: %s of input tensors (each byte once per pass)\nwritten: %s", humanBytes(read), humanBytes(written))
+	if mo.Parts > 1 {
+		fmt.Fprintf(w, " by part %d of %d", mo.Part, mo.Parts)
+	}
+	fmt.Fprintf(w, "\n")
+	budget := "no memory budget"
+	if mo.MemoryBudget > 0 {
+		budget = "memory budget " + humanBytes(mo.MemoryBudget)
+	}
+	fmt.Fprintf(w, "passes: %d (%s; about %s held in the largest)\n", len(sched.Passes), budget, humanBytes(sched.Memory))
+	for k, pass := range sched.Passes {
+		ids := make([]string, len(pass))
+		for j, i := range pass {
+			ids[j] = strconv.Itoa(i + 1)
+		}
+		fmt.Fprintf(w, "  pass %d: outputs %s\n", k+1, strings.Join(ids, ", "))
+	}
+	if sched.Fingerprints > 0 {
+		fmt.Fprintf(w, "provenance: data fingerprints of %d input(s), computed from the chunks the write reads\n", sched.Fingerprints)
+	}
 	speed, err := diskSpeed(b)
 	switch {
 	case err != nil:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strconv"
 	"strings"
 
@@ -70,5 +69,5 @@ func writeSweep(ctx context.Context, e *env, of *outFlags, op ops.Op, inputs []*
 		return flagErr(err)
 	}
 	defer b.Close()
-	return writeBuilt(ctx, e, b, of, &runOptions{getenv: os.Getenv})
+	return writeBuilt(ctx, e, b, of, &runOptions{})
 }

@@ -158,7 +158,7 @@ func analyze(c *weft.Checkpoint) (*model, error) {
 	}
 	st, err := arch.FindLayerStack(names, want)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: %s: %w", c.Path, err)
+		return nil, fmt.Errorf("ablate: %s: %w", ops.Name(c), err)
 	}
 	m.prefix, m.n, m.layerOf = st.Prefix, st.Layers, st.LayerOf
 	return m, nil
@@ -253,7 +253,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	layerOp := len(opts.Drop) > 0 || len(opts.Duplicate) > 0 || opts.Zero != nil || opts.Scale != nil ||
 		len(opts.Heads) > 0 || opts.Noise != nil || opts.Replace != nil || (opts.Project != nil && len(opts.Project.Layers) > 0)
 	if n == 0 && layerOp {
-		return nil, fmt.Errorf("ablate: %s: no layer tensors found (names like model.layers.N.* or blk.N.*)", in.Path)
+		return nil, fmt.Errorf("ablate: %s: no layer tensors found (names like model.layers.N.* or blk.N.*)", ops.Name(in))
 	}
 	var seq []int
 	if n > 0 {
@@ -336,7 +336,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		if other, err = m.matchOther(r.Other, r.Layers); err != nil {
 			return nil, err
 		}
-		otherName = r.Other.Path
+		otherName = ops.Name(r.Other)
 		for _, l := range r.Layers {
 			edits[l].replace = true
 		}
@@ -557,7 +557,7 @@ func (m *model) checkCount() error {
 	if m.c.Format == weft.GGUF {
 		key := arch.GGUFKey(arch.GGUFBlockCount, m.arch)
 		if v, ok := ggufKVInt(m.c, key, -1); ok && v != int64(m.n) {
-			return fmt.Errorf("ablate: %s: %s = %d but the tensors have %d blocks; weft will not renumber layers it cannot account for", filepath.Base(m.c.Path), key, v, m.n)
+			return fmt.Errorf("ablate: %s: %s = %d but the tensors have %d blocks; weft will not renumber layers it cannot account for", ops.BaseName(m.c), key, v, m.n)
 		}
 	}
 	return nil
@@ -567,7 +567,7 @@ func (m *model) checkCount() error {
 func (m *model) remap(out *weft.Checkpoint, seq []int) ([]Change, error) {
 	if m.c.Format == weft.GGUF {
 		if m.arch == "" {
-			return nil, fmt.Errorf("ablate: %s: no general.architecture, so the block count key is unknown", filepath.Base(m.c.Path))
+			return nil, fmt.Errorf("ablate: %s: no general.architecture, so the block count key is unknown", ops.BaseName(m.c))
 		}
 		return remapKVs(out, m.arch, m.n, seq)
 	}
@@ -592,10 +592,10 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		return nil, err
 	}
 	if m.c.Format == weft.GGUF && other.Format == weft.GGUF && m.arch != om.arch {
-		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", filepath.Base(other.Path), om.arch, filepath.Base(m.c.Path), m.arch)
+		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", ops.BaseName(other), om.arch, ops.BaseName(m.c), m.arch)
 	}
 	if mt, ot := m.cfg.String(arch.ConfigModelType), om.cfg.String(arch.ConfigModelType); mt != "" && ot != "" && mt != ot {
-		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", other.Path, ot, m.c.Path, mt)
+		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", ops.Name(other), ot, ops.Name(m.c), mt)
 	}
 	want := map[int]bool{}
 	for _, l := range layers {
@@ -622,16 +622,16 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		ot := theirs[t.Name]
 		switch {
 		case ot == nil:
-			bad = append(bad, fmt.Sprintf("%s: missing from %s", t.Name, filepath.Base(other.Path)))
+			bad = append(bad, fmt.Sprintf("%s: missing from %s", t.Name, ops.BaseName(other)))
 		case !slices.Equal(ot.Shape, t.Shape):
-			bad = append(bad, fmt.Sprintf("%s: shape %v in %s, %v in the input", t.Name, ot.Shape, filepath.Base(other.Path), t.Shape))
+			bad = append(bad, fmt.Sprintf("%s: shape %v in %s, %v in the input", t.Name, ot.Shape, ops.BaseName(other), t.Shape))
 		case ot.DType != t.DType && (!codec.CanDecode(ot.DType) || !codec.CanEncode(t.DType)):
-			bad = append(bad, fmt.Sprintf("%s: %v in %s cannot be converted to the input's %v", t.Name, ot.DType, filepath.Base(other.Path), t.DType))
+			bad = append(bad, fmt.Sprintf("%s: %v in %s cannot be converted to the input's %v", t.Name, ot.DType, ops.BaseName(other), t.DType))
 		}
 	}
 	for _, t := range other.Tensors {
 		if theirs[t.Name] != nil && mine[t.Name] == nil {
-			bad = append(bad, fmt.Sprintf("%s: only in %s", t.Name, filepath.Base(other.Path)))
+			bad = append(bad, fmt.Sprintf("%s: only in %s", t.Name, ops.BaseName(other)))
 		}
 	}
 	for _, l := range layers {
@@ -653,7 +653,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 			more = fmt.Sprintf("\n  ... and %d more", len(bad)-maxList)
 			bad = bad[:maxList]
 		}
-		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", other.Path, FormatSpec(layers), strings.Join(bad, "\n  "), more)
+		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", ops.Name(other), FormatSpec(layers), strings.Join(bad, "\n  "), more)
 	}
 	return theirs, nil
 }

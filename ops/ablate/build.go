@@ -9,6 +9,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
 )
 
 // builder turns the per-layer edits into recipes.
@@ -233,7 +234,7 @@ func (b *builder) headCount(l int) (int, error) {
 		key := arch.GGUFKey(arch.GGUFHeadCount, m.arch)
 		v, ok := ggufKVInt(m.c, key, l)
 		if !ok || v <= 0 {
-			return 0, fmt.Errorf("ablate: heads: %s has no usable %s", m.c.Path, key)
+			return 0, fmt.Errorf("ablate: heads: %s has no usable %s", ops.Name(m.c), key)
 		}
 		return int(v), nil
 	}

@@ -570,6 +570,7 @@ func TestReplaceFrom(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	other := ops.Derive(tuned)
+	other.Path = tuned.Path // a stand-in for a file like tuned with other tensors
 	other.Tensors = nil
 	for _, x := range tuned.Tensors {
 		switch x.Name {

@@ -190,7 +190,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 			return nil, err
 		}
 		spans := rc.headSpans
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 				return err
 			}
@@ -207,7 +207,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 	if !dt.Quantized() {
 		eb := dt.BlockBytes()
 		spans := rc.headSpans
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 				return err
 			}
@@ -243,7 +243,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 			blocks[i].mask[e-k*bs] = true
 		}
 	}
-	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 			return err
 		}
@@ -300,7 +300,7 @@ func (rc *recipe) pipeline() (*weft.Tensor, error) {
 		return nil, fmt.Errorf("ablate: tensor %q: weft cannot encode %v (no quantizer for it)", rc.out.Name, rc.out.DType)
 	}
 	p := &pipe{rc: rc, rowLen: rc.out.RowLen(), rows: rc.out.Rows()}
-	return ops.Computed(rc.out, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(rc.out, []*weft.Tensor{rc.src}, true, func(r0, r1 int64, dst []byte) error {
 		x := make([]float64, (r1-r0)*p.rowLen)
 		if err := ops.ReadRowsF64(rc.src, r0, r1, x); err != nil {
 			return err

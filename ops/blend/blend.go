@@ -15,7 +15,6 @@ package blend
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -261,8 +260,8 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	for k := 1; k < len(all); k++ {
 		if namings[0] != arch.Unknown && namings[k] != arch.Unknown && namings[k] != namings[0] {
 			return nil, fmt.Errorf("blend: %s (%s) uses %s tensor names but %s (%s) uses %s names; blending needs both in the same naming (convert one first)",
-				inputName(0, len(tuned)), filepath.Base(base.Path), namingLabel(namings[0]),
-				inputName(k, len(tuned)), filepath.Base(all[k].Path), namingLabel(namings[k]))
+				inputName(0, len(tuned)), ops.BaseName(base), namingLabel(namings[0]),
+				inputName(k, len(tuned)), ops.BaseName(all[k]), namingLabel(namings[k]))
 		}
 	}
 
@@ -296,6 +295,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	res.Out.Tensors = res.Out.Tensors[:0]
 	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
 	var vocabRows int64 = -1
+	made := map[string]*job{} // the computed tensors, by name, for ties
 	for _, b := range base.Tensors {
 		alpha := rs.alpha(b.Name)
 		coeffs := make([]float64, len(tuned))
@@ -436,8 +436,23 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		default:
 			step.Action = "blend"
 		}
-		t := ops.Computed(outInfo, j.fill)
+		if prev := made[b.TiedTo]; prev != nil && tiedIn(all, idx, b) && slices.Equal(prev.coeffs, coeffs) && prev.alpha == alpha &&
+			prev.out.DType == outDT && slices.Equal(prev.out.Shape, outShape) && prev.common == common && (prev.extra == nil) == (j.extra == nil) {
+			// Tied in every input, blended alike: the tensor it is tied to, still tied.
+			res.add(ops.Alias(prev.t, b), b, step)
+			continue
+		}
+		srcs := ins
+		if ident >= 0 {
+			srcs = []*weft.Tensor{ins[ident]}
+			if j.extra != nil && j.extra != ins[ident] {
+				srcs = append(srcs, j.extra)
+			}
+		}
+		t := ops.ComputedFrom(outInfo, srcs, true, j.fill)
 		t.Shard = b.Shard
+		j.t = t
+		made[b.Name] = j
 		res.add(t, b, step)
 	}
 
@@ -453,6 +468,17 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		res.Notes = append(res.Notes, notes...)
 	}
 	return res, nil
+}
+
+// tiedIn reports whether base tensor b is tied to the tensor its TiedTo names in every
+// input (weft.Tied).
+func tiedIn(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, b *weft.Tensor) bool {
+	for k := range all {
+		if !weft.Tied(idx[k][b.Name], idx[k][b.TiedTo]) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkInputs compares the tensor sets and shapes of the inputs (all[0] the base) and
@@ -500,11 +526,11 @@ func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Opt
 	var problems []string
 	if opts.Missing == MissingError {
 		if len(onlyBase) > 0 {
-			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
+			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), ops.BaseName(base), listNames(onlyBase)))
 		}
 		for k := 1; k < len(all); k++ {
 			if len(onlyTuned[k]) > 0 {
-				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
+				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), ops.BaseName(all[k]), listNames(onlyTuned[k])))
 			}
 		}
 	}

@@ -146,6 +146,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	et.Shard = e.Shard
 	replace(out, e.Name, et)
 	rep.Tensors = append(rep.Tensors, TensorInit{e.Name, p.initIn.String(), p.rows})
 	if h := p.emb.Head; h != nil {
@@ -157,10 +158,14 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 			// One matrix: the head gets the embedding's rows.
 			gh, init = gen(h, p.initIn, e.Name), p.initIn.String()+" (tied: same rows as "+e.Name+")"
 		}
-		ht, err := rewritten(h, p.rows, p.regen, gh, p.ty)
-		if err != nil {
+		var ht *weft.Tensor
+		if weft.Tied(h, e) {
+			// One tensor under two names: the head is the new embedding, still tied.
+			ht = ops.Alias(et, h)
+		} else if ht, err = rewritten(h, p.rows, p.regen, gh, p.ty); err != nil {
 			return err
 		}
+		ht.Shard = h.Shard
 		replace(out, h.Name, ht)
 		rep.Tensors = append(rep.Tensors, TensorInit{h.Name, init, p.rows})
 		if p.rows != e.Shape[0] {
@@ -170,6 +175,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 				if err != nil {
 					return err
 				}
+				bt.Shard = b.Shard
 				replace(out, bias, bt)
 				rep.Tensors = append(rep.Tensors, TensorInit{bias, "zero", p.rows})
 			}
@@ -202,7 +208,7 @@ func parseInits(in *weft.Checkpoint, initIn, initOut string) (InitSpec, InitSpec
 	}
 	std, err := initializerRange(in)
 	if err != nil {
-		return si, so, 0, fmt.Errorf("glitch: %s: %w", in.Path, err)
+		return si, so, 0, fmt.Errorf("glitch: %s: %w", ops.Name(in), err)
 	}
 	for _, s := range []*InitSpec{&si, &so} {
 		if s.Kind == InitNormal && s.Std == 0 {
@@ -225,7 +231,7 @@ func (s InitSpec) stdOr(def float64) float64 {
 // read from the tensors until the output is.
 func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
 	fail := func(err error) (*weft.Checkpoint, *Report, error) {
-		return nil, nil, fmt.Errorf("glitch: add: %s: %w", in.Path, err)
+		return nil, nil, fmt.Errorf("glitch: add: %s: %w", ops.Name(in), err)
 	}
 	if (opts.Count > 0) == (len(opts.Tokens) > 0) {
 		return fail(fmt.Errorf("give either a count (got %d) or token names (got %d), not both or neither", opts.Count, len(opts.Tokens)))

@@ -32,7 +32,7 @@ type ResetOptions struct {
 // do not change; every other row keeps its bytes.
 func Reset(in *weft.Checkpoint, opts ResetOptions) (*weft.Checkpoint, *Report, error) {
 	fail := func(err error) (*weft.Checkpoint, *Report, error) {
-		return nil, nil, fmt.Errorf("glitch: reset: %s: %w", in.Path, err)
+		return nil, nil, fmt.Errorf("glitch: reset: %s: %w", ops.Name(in), err)
 	}
 	if opts.Tokens == nil || opts.Tokens.Len() == 0 {
 		return fail(fmt.Errorf("no tokens to reset"))

@@ -88,11 +88,11 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
 	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", ops.Name(c), err)
 	}
 	voc, err := loadVocab(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", ops.Name(c), err)
 	}
 	e := emb.Embedding
 	rows, d := e.Shape[0], int(e.Shape[1])
@@ -241,7 +241,7 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 	}
 	res.Reference, res.ReferenceCount = how+": "+ref.String(), ref.Len()
 	if ref.Len() == 0 {
-		return fmt.Errorf("glitch: scan: %s: no reference rows for the tied indicator", c.Path)
+		return fmt.Errorf("glitch: scan: %s: no reference rows for the tied indicator", ops.Name(c))
 	}
 	st, err := rowStats(e, ref, false)
 	if err != nil {

@@ -174,13 +174,13 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	var targets []string
 	if len(opts.Tensors) == 0 {
 		if embErr != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, embErr)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), embErr)
 		}
 		targets = []string{emb.Embedding.Name}
 	} else {
 		var err error
 		if targets, err = SelectTensors(in, opts.Tensors); err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), err)
 		}
 	}
 
@@ -220,13 +220,30 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 		names = append(names, n)
 	}
 	sort.Slice(names, func(i, j int) bool { return idx[names[i]] < idx[names[j]] })
+	// Tensors noised under their own key first, so that a head tied to the embedding can
+	// take the embedding's noised data.
+	sort.SliceStable(names, func(i, j int) bool { return keys[names[i]] == names[i] && keys[names[j]] != names[j] })
+	made := map[string]*weft.Tensor{}
+	reports := map[string]TensorReport{}
 	for _, n := range names {
 		src := out.Tensors[idx[n]]
+		if k := keys[n]; k != n && made[k] != nil && weft.Tied(src, in.Tensor(k)) {
+			// A head tied to the noised embedding is the embedding's noised data: one
+			// tensor under two names, still tied.
+			out.Tensors[idx[n]] = ops.Alias(made[k], src)
+			tr := reports[k]
+			tr.Name, tr.StreamKey = n, k
+			rep.Tensors = append(rep.Tensors, tr)
+			continue
+		}
 		t, tr, err := noised(src, keys[n], &opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("noise: %s: %w", ops.Name(in), err)
 		}
+		t.Shard = src.Shard
 		out.Tensors[idx[n]] = t
+		made[n] = t
+		reports[n] = tr
 		rep.Tensors = append(rep.Tensors, tr)
 	}
 
@@ -323,7 +340,7 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	if dt != src.DType {
 		// Another output type: every row is decoded and encoded once in it; the chosen
 		// ones get their noise in between.
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			vals := make([]float64, (r1-r0)*d)
 			if err := ops.ReadRowsF64(src, r0, r1, vals); err != nil {
 				return err
@@ -346,7 +363,7 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 			return nil
 		}), tr, nil
 	}
-	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	t := ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 			return err
 		}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package ckpt
+
+import "os"
+
+func adviseSequential(targets []*target) {}
+
+func adviseWritten(f *os.File) {}
