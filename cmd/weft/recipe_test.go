@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -379,5 +380,125 @@ func TestRunRecipeErrorsExitCodes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.gguf")); err == nil {
 		t.Fatal("a failed run wrote its output")
+	}
+}
+
+// TestRecipePartsAsProcesses: a recipe run as n separate processes (--part i/n, and --part
+// auto from a Kubernetes or Slurm environment) writes, together, exactly the files one run
+// writes: whole outputs of a sweep, and the shards of one large output.
+func TestRecipePartsAsProcesses(t *testing.T) {
+	bin := buildWeft(t)
+	dir := t.TempDir()
+	hb, ht := genPair(t, filepath.Join(dir, "in"), false)
+	gb, gt := genPair(t, filepath.Join(dir, "in"), true)
+	recipes := map[string]string{
+		"sweep": fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+steps:
+  - op: blend
+    inputs: [base, tuned]
+    alpha: {sweep: [0.1, 0.3, 0.5, 0.7, 0.9]}
+  - op: noise
+    seed: 4
+    std: 0.01
+outputs:
+  - path: OUT/b-{alpha}.gguf
+    dtype: q8_0
+`, gb, gt),
+		"shards": fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+steps:
+  - op: blend
+    inputs: [base, tuned]
+    alpha: 0.4
+outputs:
+  - path: OUT/big
+    max_shard_size: 60KB
+`, hb, ht),
+	}
+	for name, src := range recipes {
+		t.Run(name, func(t *testing.T) {
+			one := filepath.Join(dir, name+"-one")
+			rec := filepath.Join(dir, name+"-one.yaml")
+			writeFile(t, rec, strings.ReplaceAll(src, "OUT", one))
+			mustCLI(t, "run", rec, "--quiet")
+			const n = 3
+			for _, mode := range []string{"flag", "k8s", "slurm"} {
+				parts := filepath.Join(dir, name+"-"+mode)
+				rec := filepath.Join(dir, name+"-"+mode+".yaml")
+				writeFile(t, rec, strings.ReplaceAll(src, "OUT", parts))
+				cmds := make([]*exec.Cmd, n)
+				outs := make([]bytes.Buffer, n)
+				for i := range cmds {
+					args := []string{"run", rec, "--quiet"}
+					env := os.Environ()
+					switch mode {
+					case "flag":
+						args = append(args, "--part", fmt.Sprintf("%d/%d", i, n))
+					case "k8s":
+						args = append(args, "--part", "auto")
+						env = append(env, fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i), fmt.Sprintf("WEFT_PARTS=%d", n))
+					case "slurm":
+						args = append(args, "--part", "auto")
+						env = append(env, fmt.Sprintf("SLURM_ARRAY_TASK_ID=%d", 5+2*i), "SLURM_ARRAY_TASK_MIN=5", "SLURM_ARRAY_TASK_STEP=2", fmt.Sprintf("SLURM_ARRAY_TASK_COUNT=%d", n))
+					}
+					cmds[i] = exec.Command(bin, args...)
+					cmds[i].Env = env
+					cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+					if err := cmds[i].Start(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i, c := range cmds {
+					if err := c.Wait(); err != nil {
+						t.Fatalf("%s part %d: %v\n%s", mode, i, err, outs[i].String())
+					}
+				}
+				sameFiles(t, parts, one)
+			}
+			where := one
+			if name == "shards" {
+				where = filepath.Join(one, "big")
+			}
+			entries, _ := os.ReadDir(where)
+			if len(entries) < n+2 {
+				t.Fatalf("%s: %d files for %d parts: the test does not divide anything", name, len(entries), n)
+			}
+		})
+	}
+}
+
+// TestAutoPart: --part auto reads a Kubernetes Indexed Job's index (with the count from
+// --parts or WEFT_PARTS) or a Slurm array task (from its minimum, in its steps), and refuses
+// what does not make one part of a whole.
+func TestAutoPart(t *testing.T) {
+	cases := []struct {
+		env         map[string]string
+		flagParts   int
+		part, parts int
+		err         string
+	}{
+		{map[string]string{"JOB_COMPLETION_INDEX": "2", "WEFT_PARTS": "4"}, 0, 2, 4, ""},
+		{map[string]string{"JOB_COMPLETION_INDEX": "0"}, 3, 0, 3, ""},
+		{map[string]string{"JOB_COMPLETION_INDEX": "0"}, 0, 0, 0, "WEFT_PARTS"},
+		{map[string]string{"JOB_COMPLETION_INDEX": "4", "WEFT_PARTS": "4"}, 0, 0, 0, "is not a part of 4"},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "0"}, 0, 7, 8, ""},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}, 0, 2, 4, ""},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_STEP": "2"}, 0, 2, 3, ""},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_STEP": "2"}, 0, 0, 0, "contiguous"},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 5, 0, 0, "disagrees"},
+		{map[string]string{"SLURM_ARRAY_TASK_ID": "3"}, 0, 0, 0, "SLURM_ARRAY_TASK_COUNT"},
+		{map[string]string{}, 0, 0, 0, "neither"},
+	}
+	for _, c := range cases {
+		getenv := func(k string) string { return c.env[k] }
+		part, parts, err := autoPart(getenv, c.flagParts)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%v: got %d/%d, %v; want an error with %q", c.env, part, parts, err, c.err)
+			}
+			continue
+		}
+		if err != nil || part != c.part || parts != c.parts {
+			t.Errorf("%v: got %d/%d, %v; want %d/%d", c.env, part, parts, err, c.part, c.parts)
+		}
 	}
 }
