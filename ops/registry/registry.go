@@ -25,6 +25,7 @@ var table = map[string]func() ops.Op{
 	"glitch-reset": func() ops.Op { return &glitch.ResetOptions{} },
 	"noise":        func() ops.Op { return &noise.Options{} },
 	"soft-token":   func() ops.Op { return &glitch.SoftOptions{} },
+	"stack":        func() ops.Op { return &ablate.StackOptions{} },
 }
 
 // New returns the zero parameters of the op named name (ready for json.Unmarshal), and
