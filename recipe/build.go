@@ -98,7 +98,7 @@ func Build(r *Recipe, opts BuildOptions) (*Built, error) {
 		if len(r.Outputs) > 0 {
 			return nil, &Error{File: r.File, Msg: "the recipe names its outputs; an output path is only for a recipe without outputs"}
 		}
-		o := &Output{Path: opts.Output, From: len(r.Steps) - 1}
+		o := &Output{Path: opts.Output, From: len(r.Steps) - 1, Types: r.outTypes}
 		r.Outputs = append(r.Outputs, o)
 		if err := r.checkTemplate(o); err != nil {
 			r.Outputs = r.Outputs[:0]
@@ -258,7 +258,7 @@ func (bd *builder) step(s int, v Variant, format weft.Format, final *Output) ([]
 		return nil, nil, err
 	}
 	if err != nil {
-		return nil, nil, wrapAt(r.File, st.p, fmt.Sprintf("step %s (%s)", st.Name, st.Op), err)
+		return nil, nil, wrapAt(r.File, st.p, r.where(st), err)
 	}
 	for _, n := range res.Notes {
 		if !bd.notes[n] {
@@ -321,7 +321,7 @@ func (bd *builder) cached(s int, v Variant, format weft.Format, k string, c *wef
 func (bd *builder) makeOp(s int, v Variant, in ops.Inputs) (ops.Op, error) {
 	r := bd.r
 	st := r.Steps[s]
-	where := fmt.Sprintf("step %s (%s)", st.Name, st.Op)
+	where := r.where(st)
 	switch {
 	case st.make != nil:
 		op, err := st.make(v, in)
@@ -516,4 +516,13 @@ func (b *Built) InputPaths() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// where names a step in messages: "step 2 (noise)", or for a mergekit configuration its
+// merge method.
+func (r *Recipe) where(st *Step) string {
+	if r.Format == FormatMergekit {
+		return "merge_method " + r.mergeMethod
+	}
+	return fmt.Sprintf("step %s (%s)", st.Name, st.Op)
 }

@@ -72,6 +72,11 @@ type Recipe struct {
 	markers map[*yaml.Node]*Axis
 	// program is set for a command line's recipe: errors of its ops are the ops' own.
 	program bool
+	// outTypes are the output types of the output an output path gives (a mergekit
+	// configuration's dtype); tokBase is a mergekit tokenizer_source: base.
+	outTypes    json.RawMessage
+	tokBase     bool
+	mergeMethod string
 }
 
 // Input is a named input: a checkpoint or a plain file (a direction for ablate).

@@ -133,6 +133,14 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case len(r.Outputs) == 0 && of.out == "" && r.Format == recipe.FormatMergekit:
+		return usagef("%s is a mergekit configuration: give its output with -o OUT", ro.recipe)
+	case len(r.Outputs) == 0 && of.out == "":
+		return usagef("%s names no outputs: give one with -o OUT", ro.recipe)
+	case len(r.Outputs) > 0 && of.out != "":
+		return usagef("%s names its outputs; -o is for a recipe without outputs", ro.recipe)
+	}
 	b, err := recipe.Build(r, recipe.BuildOptions{Open: inp.open, Output: of.out})
 	if err != nil {
 		return err
