@@ -5,7 +5,7 @@ BIN     := bin/weft
 DEMO    := out/demo
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test vet fmt-check bench fuzz clean
+.PHONY: all build demo test vet fmt-check bench fuzz testdata clean
 
 all: build
 
@@ -13,13 +13,13 @@ build:
 	$(GO) build -o $(BIN) ./cmd/weft
 
 # The main job on tiny checkpoints the project generates: blend a base and a tuned model at
-# alpha 0.5 and show what it did.
+# alpha 0.5 and show what it did (and draw it: docs/demo-diff.png, shown in the README).
 demo: build
 	@mkdir -p $(DEMO)
 	$(BIN) synth --tiny --seed 1 -o $(DEMO)/base --force
 	$(BIN) synth --tiny --seed 2 --related-to 1 -o $(DEMO)/tuned --force
 	$(BIN) blend $(DEMO)/base $(DEMO)/tuned --alpha 0.5 -o $(DEMO)/blend-0.5 --force --quiet
-	$(BIN) diff $(DEMO)/base $(DEMO)/blend-0.5 --top 8
+	$(BIN) diff $(DEMO)/base $(DEMO)/blend-0.5 --top 8 --plot docs/demo-diff.png --plot-size 1000x600 --force
 	$(BIN) inspect $(DEMO)/blend-0.5 --tensors=false
 
 test: fmt-check vet
@@ -33,8 +33,13 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Benchmarks print throughput and peak RSS beside a same-run baseline; see BENCHMARKS.md.
+# WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 gives the sizes BENCHMARKS.md quotes.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+	WEFT_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./bench/
+
+# Rewrites testdata/ with weft's own generators (a test checks the committed files match).
+testdata:
+	$(GO) generate ./internal/gentestdata
 
 fuzz:
 	@for t in $$(grep -rl 'func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K, weft.Q8_K}
@@ -20,17 +21,9 @@ var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K,
 // kRefTypes are the K-quants with reference vectors from ggml.
 var kRefTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K}
 
-const kVectorDir = "../../shared/vectors/ggml"
-
 func kReadVectorDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(kVectorDir); err != nil {
-		if os.IsNotExist(err) {
-			t.Skipf("reference vectors %s absent (../shared not checked out)", kVectorDir)
-		}
-		t.Fatal(err)
-	}
-	return kVectorDir
+	return testshared.Path(t, "vectors/ggml")
 }
 
 func kReadF32(t *testing.T, path string) []float32 {
@@ -405,7 +398,11 @@ func FuzzKDequantize(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	if b, err := os.ReadFile(filepath.Join(kVectorDir, "q4_K.bin")); err == nil {
+	if dir := testshared.Dir(); dir != "" {
+		b, err := os.ReadFile(filepath.Join(dir, "vectors/ggml/q4_K.bin"))
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b[:2*kQ4Bytes])
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
