@@ -131,7 +131,7 @@ func files(t *testing.T, dir string) map[string][]byte {
 	return m
 }
 
-func sameFiles(t *testing.T, a, b string) {
+func sameWrites(t *testing.T, a, b string) {
 	t.Helper()
 	fa, fb := files(t, a), files(t, b)
 	var names []string
@@ -221,7 +221,7 @@ func TestExecuteManyReadsOnce(t *testing.T) {
 				}
 				base.eachByteRead(t, "base", len(s.Passes))
 				tuned.eachByteRead(t, "tuned", withTuned)
-				sameFiles(t, out, alone)
+				sameWrites(t, out, alone)
 			})
 		}
 	}
