@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -504,18 +502,6 @@ func (o *BuiltOutput) Ops() string {
 		names[i] = c.Step.Op
 	}
 	return strings.Join(names, " -> ")
-}
-
-// InputPaths returns the local paths of the inputs, sorted (for messages).
-func (b *Built) InputPaths() []string {
-	var out []string
-	for _, c := range b.Inputs {
-		if c != nil && c.Path != "" {
-			out = append(out, filepath.Clean(c.Path))
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // where names a step in messages: "step 2 (noise)", or for a mergekit configuration its

@@ -211,7 +211,10 @@ dtype: float32
 				checkF32(t, "slerp "+x.Name, f64s(t, x), slerpRef(tt, a, b), mag, 1e-9)
 			}
 
-			// linear of three models, normalized, one with a gradient weight.
+			// verify replays the blend the configuration made, its per-tensor rules included.
+			expectOK(t, out.Path, in.a, in.b)
+
+			// linear of three models, normalized.
 			out = runMergekit(t, d, "linear", fmt.Sprintf(`models:
   - model: %s
     parameters: {weight: 0.5}
@@ -356,6 +359,8 @@ dtype: bfloat16
 		if layered != 7*9 {
 			t.Fatalf("%d layer tensors, want 63", layered)
 		}
+		// verify replays the stack from the two models.
+		expectOK(t, out.Path, a, b)
 		if gguf {
 			v, _ := out.GetKV("llama.block_count")
 			if fmt.Sprint(v) != "7" {
