@@ -166,7 +166,7 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, path []string) (json.RawMe
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == "each" && isLayerList(t) {
 		return nil, d.errAt(n, "%s: 'each' makes one variant per layer: write it as {sweep: each}", name)
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && t.Kind() != reflect.String && t.Kind() != reflect.Interface {
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || n.Tag == "!!int") && (t.Kind() == reflect.Slice || t.Kind() == reflect.Struct) {
 		if tf, ok := d.op.(ops.TextForms); ok && tf.TextField(path) {
 			if d.in == nil {
 				return json.RawMessage("null"), nil // read when the inputs are open

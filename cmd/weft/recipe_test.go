@@ -368,9 +368,9 @@ func TestRunRecipeErrorsExitCodes(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, rec+":6:5: step 2 (noise)") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: 9\noutputs: [{path: x.gguf}]\n", gb))
+	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: [1, x]\noutputs: [{path: x.gguf}]\n", gb))
 	code, _, errs = runCLI(t, "run", rec)
-	if code != 1 || !strings.Contains(errs, rec+":4:11: drop: want a list") {
+	if code != 1 || !strings.Contains(errs, rec+":4:15: drop.1: want an integer") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: '9'\noutputs: [{path: x.gguf}]\n", gb))
@@ -500,5 +500,55 @@ func TestAutoPart(t *testing.T) {
 		if err != nil || part != c.part || parts != c.parts {
 			t.Errorf("%v: got %d/%d, %v; want %d/%d", c.env, part, parts, err, c.part, c.parts)
 		}
+	}
+}
+
+// TestRecipeStepsMatchFlags: a recipe step written with the command's flag names and forms
+// (layer specs, rules, token sets, flags spelled otherwise than the JSON keys) writes the
+// very bytes the command writes.
+func TestRecipeStepsMatchFlags(t *testing.T) {
+	dir := t.TempDir()
+	hb, ht := genPair(t, filepath.Join(dir, "hf"), false)
+	gb, gt := genPair(t, dir, true)
+	cases := []struct {
+		name string
+		step string
+		cli  []string
+		ext  string
+	}{
+		{"ablate", "  - op: ablate\n    inputs: [base, tuned]\n    drop: 3\n    replace_from: {layers: 0-1}\n    heads: '2:0-1'\n    duplicate: '1:3'\n",
+			[]string{"ablate", hb, "--replace-from", ht, "--layers", "0-1", "--drop", "3", "--heads", "2:0-1", "--duplicate", "1:3"}, ""},
+		{"ablate zero all", "  - op: ablate\n    input: base\n    zero: {what: attn, layers: all}\n    dtype: f16\n",
+			[]string{"ablate", hb, "--zero", "attn", "--layers", "all", "--dtype", "f16"}, ""},
+		{"blend", "  - op: blend\n    inputs: [base, tuned]\n    alpha: 0.25\n    alpha-for: [mlp=0.75, '*norm*=0']\n    alpha_schedule: [0, 1]\n    type-for: [embeddings=f32]\n",
+			[]string{"blend", hb, ht, "--alpha", "0.25", "--alpha-for", "mlp=0.75", "--alpha-for", "*norm*=0", "--alpha-schedule", "0,1", "--type-for", "embeddings=f32"}, ""},
+		{"noise", "  - op: noise\n    input: base\n    seed: 3\n    neftune: 5\n    seq-len: 64\n    tensor: [embed, head]\n    tokens: 1-9\n",
+			[]string{"noise", gb, "--seed", "3", "--neftune", "5", "--seq-len", "64", "--tensor", "embed", "--tensor", "head", "--tokens", "1-9"}, ".gguf"},
+		{"glitch", "  - op: glitch-add\n    input: base\n    token: ['<|a|>', '<|b|>']\n    seed: 2\n    special: true\n    init_in: mvn\n",
+			[]string{"glitch", "add", gb, "--token", "<|a|>", "--token", "<|b|>", "--seed", "2", "--special", "--init-in", "mvn"}, ".gguf"},
+		{"convert", "  - op: glitch reset\n    input: base\n    tokens: 5-7\n    seed: 1\n  - op: convert\n    dtype: q8_0\n",
+			nil, ".gguf"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			base, tuned := hb, ht
+			if c.ext != "" {
+				base, tuned = gb, gt
+			}
+			rec := filepath.Join(dir, fmt.Sprintf("r%d.yaml", i))
+			recOut := filepath.Join(dir, fmt.Sprintf("rec%d%s", i, c.ext))
+			writeFile(t, rec, fmt.Sprintf("inputs: {base: %q, tuned: %q}\nsteps:\n%soutputs: [{path: %q}]\n", base, tuned, c.step, recOut))
+			mustCLI(t, "run", rec, "--quiet")
+			if c.cli == nil {
+				mid, cliOut := filepath.Join(dir, fmt.Sprintf("mid%d%s", i, c.ext)), filepath.Join(dir, fmt.Sprintf("cli%d%s", i, c.ext))
+				mustCLI(t, "glitch", "reset", base, "--tokens", "5-7", "--seed", "1", "-o", mid, "--quiet")
+				mustCLI(t, "convert", mid, "--dtype", "q8_0", "-o", cliOut, "--quiet")
+				sameContents(t, recOut, cliOut)
+				return
+			}
+			cliOut := filepath.Join(dir, fmt.Sprintf("cli%d%s", i, c.ext))
+			mustCLI(t, append(c.cli, "-o", cliOut, "--quiet")...)
+			sameFiles(t, recOut, cliOut)
+		})
 	}
 }
