@@ -429,8 +429,18 @@ func (bd *builder) resolveEach() error {
 		for _, o := range r.Axes {
 			v[o] = 0
 		}
+		// The step's input is built as the first output that reads it builds it.
+		format := weft.Safetensors
+		for _, o := range r.Outputs {
+			if containsInt(r.closure(o.From), a.owner) {
+				if _, f, err := r.outputPath(o, o.Path); err == nil {
+					format = f
+				}
+				break
+			}
+		}
 		var chain []ChainStep
-		in, err := bd.inputs(st, v, weft.Safetensors, &chain)
+		in, err := bd.inputs(st, v, format, &chain)
 		if err != nil {
 			return err
 		}
@@ -511,4 +521,13 @@ func (r *Recipe) where(st *Step) string {
 		return "merge_method " + r.mergeMethod
 	}
 	return fmt.Sprintf("step %s (%s)", st.Name, st.Op)
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }
