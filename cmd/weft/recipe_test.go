@@ -378,6 +378,13 @@ func TestRunRecipeErrorsExitCodes(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, rec+":4:11: drop: ablate") || !strings.Contains(errs, "out of range") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	// A step that cannot follow the one before it: glitch tokens need an embedding, and soft
+	// tokens are vectors, not a model.
+	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: soft-token\n    count: 4\n    seed: 1\n  - op: glitch-add\n    count: 2\n    seed: 1\noutputs: [{path: x.safetensors}]\n", gb))
+	code, _, errs = runCLI(t, "run", rec)
+	if code != 1 || !strings.Contains(errs, rec+":6:5: step 2 (glitch-add)") || !strings.Contains(errs, "no input token embedding") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "x.gguf")); err == nil {
 		t.Fatal("a failed run wrote its output")
 	}
