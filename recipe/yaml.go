@@ -239,8 +239,14 @@ func strList(file string, n *yaml.Node, what string) ([]string, []*yaml.Node, er
 
 // suggest returns ", did you mean X?" for the known name closest to s, or "".
 func suggest(s string, known []string) string {
+	if len(s) > 64 {
+		return ""
+	}
 	best, bd := "", 1<<30
 	for _, k := range known {
+		if len(k) > 64 {
+			continue
+		}
 		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bd {
 			best, bd = k, d
 		}
