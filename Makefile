@@ -13,13 +13,13 @@ build:
 	$(GO) build -o $(BIN) ./cmd/weft
 
 # The main job on tiny checkpoints the project generates: blend a base and a tuned model at
-# alpha 0.5 and show what it did.
+# alpha 0.5 and show what it did (and draw it: docs/demo-diff.png, shown in the README).
 demo: build
 	@mkdir -p $(DEMO)
 	$(BIN) synth --tiny --seed 1 -o $(DEMO)/base --force
 	$(BIN) synth --tiny --seed 2 --related-to 1 -o $(DEMO)/tuned --force
 	$(BIN) blend $(DEMO)/base $(DEMO)/tuned --alpha 0.5 -o $(DEMO)/blend-0.5 --force --quiet
-	$(BIN) diff $(DEMO)/base $(DEMO)/blend-0.5 --top 8
+	$(BIN) diff $(DEMO)/base $(DEMO)/blend-0.5 --top 8 --plot docs/demo-diff.png --plot-size 1000x600 --force
 	$(BIN) inspect $(DEMO)/blend-0.5 --tensors=false
 
 test: fmt-check vet

@@ -27,11 +27,15 @@ type KV struct {
 
 // SideFile is a file that travels with a checkpoint without being tensor data: config.json,
 // tokenizer files, generation_config.json, or a generated index. Name is relative to the
-// checkpoint's directory. Data, when non-nil, replaces the contents of Path.
+// checkpoint's directory. Data, when non-nil, replaces the contents of Path. Read it with
+// Open, which also serves side files of remote checkpoints (whose Path is a URL).
 type SideFile struct {
 	Name string
 	Path string
 	Data []byte
+	// Opener, when set, opens the contents when Data is nil: side files of a remote
+	// checkpoint, whose Path is a URL rather than a local file.
+	Opener func() (io.ReadCloser, error)
 }
 
 // Checkpoint is an opened model: its metadata and its tensors in file order. It holds open
@@ -72,6 +76,12 @@ type Checkpoint struct {
 	// Deferred lists the values of Metadata or KV that the write computes (data fingerprints
 	// of on-disk inputs, recorded by provenance under placeholders).
 	Deferred []Deferred
+
+	// URL is the remote name a checkpoint was opened from (hf://ORG/NAME[@REVISION][/PATH]
+	// or an https:// URL, without credentials), "" for local files; Path and Files are then
+	// URLs too, not local paths. Commit is the Hub commit its revision resolved to.
+	URL    string
+	Commit string
 
 	Closers []io.Closer
 }

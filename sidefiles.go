@@ -1,11 +1,6 @@
 package weft
 
-import (
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
-)
+import "strings"
 
 // weightSuffixes are the file endings that hold weights rather than side data.
 var weightSuffixes = []string{".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".onnx", ".npz"}
@@ -30,23 +25,5 @@ func IsWeightFileName(name string) bool {
 // weight indexes, sorted by name: config.json, tokenizer files, generation_config.json and
 // the like. Subdirectories are not followed.
 func ListSideFiles(dir string) ([]SideFile, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []SideFile
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || IsWeightFileName(name) {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		st, err := os.Stat(p)
-		if err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		out = append(out, SideFile{Name: name, Path: p})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return ListSideFilesIn(LocalDir(dir), "")
 }

@@ -6,16 +6,18 @@ package ckpt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/remote"
 	"github.com/weft-ml/weft/safetensors"
 	"github.com/weft-ml/weft/torch"
 )
@@ -37,8 +39,24 @@ func Sniff(head []byte) weft.Format {
 
 // Open opens a checkpoint by its content: a safetensors file, a GGUF file (the first part of
 // a split GGUF brings the others), a PyTorch zip archive (or legacy file), or a Hugging Face
-// directory holding safetensors or PyTorch shards with their index.
+// directory holding safetensors or PyTorch shards with their index. Remote names
+// (hf://ORG/NAME[@REVISION][/PATH], https://...) are read with the default remote client,
+// configured from the environment (see OpenWith).
 func Open(path string) (*weft.Checkpoint, error) {
+	return OpenWith(path, nil)
+}
+
+// OpenWith is Open with the remote client rc for remote names (nil: remote.Default(),
+// configured from HF_ENDPOINT, HF_TOKEN and the token file). A Hub repository opens as a
+// Hugging Face directory (index, shards, config and tokenizer files) at the commit its
+// revision resolves to; a repository or folder of GGUF files opens its only model, or
+// names them all when there are several; a split GGUF opens from its first part. A remote
+// checkpoint's Path, Files and Tensor.File are remote names, URL and Commit record where it
+// came from, and its side files are read through the network when used.
+func OpenWith(path string, rc *remote.Client) (*weft.Checkpoint, error) {
+	if remote.IsRemote(path) {
+		return openRemote(path, rc)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -65,27 +83,163 @@ func Open(path string) (*weft.Checkpoint, error) {
 }
 
 func openDir(dir string) (*weft.Checkpoint, error) {
+	return openDirIn(weft.LocalDir(dir), "")
+}
+
+// openDirIn opens the directory dir of src ("" for its root) by the files it holds.
+func openDirIn(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	has := func(name string) bool {
-		st, err := os.Stat(filepath.Join(dir, name))
-		return err == nil && st.Mode().IsRegular()
+		ok, _ := weft.IsFile(src, join(dir, name))
+		return ok
 	}
+	ents, _ := src.ReadDir(dir)
 	glob := func(pat string) []string {
-		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		var m []string
+		for _, e := range ents {
+			if ok, _ := path.Match(pat, e.Name()); ok && has(e.Name()) {
+				m = append(m, e.Name())
+			}
+		}
 		sort.Strings(m)
 		return m
 	}
+	where := src.Path(dir)
 	switch {
 	case has("model.safetensors.index.json") || has("model.safetensors") || len(glob("*.safetensors")) > 0:
-		return safetensors.OpenDir(dir)
+		return safetensors.OpenDirSource(src, dir)
 	case has("pytorch_model.bin.index.json") || has("pytorch_model.bin") || len(glob("pytorch_model*.bin")) > 0:
-		return torch.OpenDir(dir)
+		return torch.OpenDirSource(src, dir)
+	}
+	if !src.Local() {
+		return openRemoteGGUF(src, dir)
 	}
 	if g := glob("*.gguf"); len(g) > 0 {
-		names := make([]string, len(g))
-		for i, p := range g {
-			names[i] = filepath.Base(p)
-		}
-		return nil, fmt.Errorf("%s: a directory of GGUF files; open the file itself (%s)", dir, strings.Join(names, ", "))
+		return nil, fmt.Errorf("%s: a directory of GGUF files; open the file itself (%s)", where, strings.Join(g, ", "))
 	}
-	return nil, fmt.Errorf("%s: no checkpoint in this directory (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin])", dir)
+	return nil, fmt.Errorf("%s: no checkpoint in this directory (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin])", where)
+}
+
+// join joins a directory of a source ("" for the root) and a name.
+func join(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
+	}
+	return path.Join(dir, name)
+}
+
+// OpenSource opens the named file or directory of src by its content, as Open does for a
+// local path.
+func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
+	st, err := src.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return openDirIn(src, name)
+	}
+	f, err := src.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	head := make([]byte, 16)
+	n, err := f.ReadAt(head, 0)
+	f.Close()
+	if n < len(head) && err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%s: %w", src.Path(name), err)
+	}
+	switch Sniff(head[:n]) {
+	case weft.GGUF:
+		return gguf.OpenSource(src, name)
+	case weft.Torch:
+		return torch.OpenSource(src, name)
+	case weft.Safetensors:
+		return safetensors.OpenFileSource(src, name)
+	}
+	return nil, fmt.Errorf("%s: not a checkpoint weft reads (no safetensors, GGUF or PyTorch signature in its first bytes % x)", src.Path(name), head[:n])
+}
+
+// openRemote opens a remote name.
+func openRemote(name string, rc *remote.Client) (*weft.Checkpoint, error) {
+	if rc == nil {
+		rc = remote.Default()
+	}
+	repo, root, err := rc.Open(context.Background(), name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := OpenSource(repo, root)
+	if err != nil {
+		repo.Close()
+		return nil, err
+	}
+	c.Closers = append(c.Closers, repo)
+	c.URL, c.Commit = repo.URL(), repo.Commit()
+	return c, nil
+}
+
+// maxListed bounds the GGUF files an error lists.
+const maxListed = 20
+
+// openRemoteGGUF opens the only GGUF model under dir of a remote repository (one file, or
+// the parts of one split model), or lists the models to choose from.
+func openRemoteGGUF(src weft.Source, dir string) (*weft.Checkpoint, error) {
+	var models []string
+	var walk func(d string, depth int)
+	walk = func(d string, depth int) {
+		ents, err := src.ReadDir(d)
+		if err != nil || depth > 8 {
+			return
+		}
+		for _, e := range ents {
+			p := join(d, e.Name())
+			switch {
+			case e.IsDir():
+				walk(p, depth+1)
+			case strings.HasSuffix(strings.ToLower(e.Name()), ".gguf") && isFirstPart(e.Name()):
+				models = append(models, p)
+			}
+		}
+	}
+	walk(dir, 0)
+	where := src.Path(dir)
+	switch len(models) {
+	case 0:
+		return nil, fmt.Errorf("%s: no checkpoint here (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin] and *.gguf)", where)
+	case 1:
+		return gguf.OpenSource(src, models[0])
+	}
+	sort.Strings(models)
+	shown := models
+	if len(shown) > maxListed {
+		shown = shown[:maxListed]
+	}
+	names := make([]string, len(shown))
+	for i, m := range shown {
+		names[i] = src.Path(m)
+	}
+	more := ""
+	if len(models) > len(shown) {
+		more = fmt.Sprintf("\n  and %d more", len(models)-len(shown))
+	}
+	return nil, fmt.Errorf("%s holds %d GGUF models; name one:\n  %s%s", where, len(models), strings.Join(names, "\n  "), more)
+}
+
+// isFirstPart reports whether a GGUF file name is a whole model: not a later part of a
+// split one (NAME-0000K-of-0000N.gguf with K > 1).
+func isFirstPart(name string) bool {
+	low := strings.ToLower(name)
+	i := strings.LastIndex(low, "-of-")
+	if i < 6 || !strings.HasSuffix(low, ".gguf") {
+		return true
+	}
+	k := low[i-5 : i]
+	if low[i-6] != '-' {
+		return true
+	}
+	for _, r := range k {
+		if r < '0' || r > '9' {
+			return true
+		}
+	}
+	return k == "00001"
 }

@@ -191,13 +191,13 @@ func writeSide(f *os.File, sf weft.SideFile) error {
 		}
 		return f.Sync()
 	}
-	src, err := os.Open(sf.Path)
+	src, err := sf.Open() // a local file, or one read through a remote checkpoint's source
 	if err != nil {
 		return err
 	}
 	defer src.Close()
 	if _, err := io.Copy(f, src); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", sf.Path, err)
 	}
 	return f.Sync()
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -20,7 +20,24 @@ import (
 // order, Tensor.Shard giving the part. Key-values come from the first part, without the
 // split.* keys. On error nothing is left open.
 func Open(path string) (*weft.Checkpoint, error) {
-	c := &weft.Checkpoint{Format: weft.GGUF, Path: path}
+	c, err := OpenSource(weft.LocalDir(filepath.Dir(path)), filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	c.Path, c.Files[0] = path, path
+	for _, t := range c.Tensors {
+		if t.Shard == 0 {
+			t.File = path
+		}
+	}
+	return c, nil
+}
+
+// OpenSource is Open for the named file of src (a local directory or a remote repository):
+// the other parts of a split model are looked for beside it in src. Path, Files and
+// Tensor.File are src's names for the files.
+func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
+	c := &weft.Checkpoint{Format: weft.GGUF, Path: src.Path(name)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -28,14 +45,14 @@ func Open(path string) (*weft.Checkpoint, error) {
 		}
 	}()
 
-	first, osf, err := openPart(c, path)
+	first, osf, err := openPart(c, src, name)
 	if err != nil {
 		return nil, err
 	}
-	name := filepath.Base(path)
+	base := path.Base(name)
 	parts := []*File{first}
-	files := []*os.File{osf}
-	paths := []string{path}
+	files := []io.ReaderAt{osf}
+	paths := []string{src.Path(name)}
 
 	n, hasCount, err := splitInt(first, KeySplitCount)
 	if err != nil {
@@ -43,25 +60,25 @@ func Open(path string) (*weft.Checkpoint, error) {
 	}
 	if hasCount && n > 1 {
 		if n > math.MaxUint16 {
-			return nil, fmt.Errorf("gguf: %s: %s is %d, more than a split can have (%d)", name, KeySplitCount, n, math.MaxUint16)
+			return nil, fmt.Errorf("gguf: %s: %s is %d, more than a split can have (%d)", base, KeySplitCount, n, math.MaxUint16)
 		}
 		no, hasNo, err := splitInt(first, KeySplitNo)
 		if err != nil {
 			return nil, err
 		}
 		if !hasNo {
-			return nil, fmt.Errorf("gguf: %s: %s is %d but %s is missing", name, KeySplitCount, n, KeySplitNo)
+			return nil, fmt.Errorf("gguf: %s: %s is %d but %s is missing", base, KeySplitCount, n, KeySplitNo)
 		}
 		if no != 0 {
 			hint := fmt.Sprintf("PREFIX-00001-of-%05d.gguf", n)
-			if prefix, ok := splitPrefix(path, int(no), int(n)); ok && no >= 0 && no < n {
-				hint = filepath.Base(SplitName(prefix, 0, int(n)))
+			if prefix, ok := splitPrefix(name, int(no), int(n)); ok && no >= 0 && no < n {
+				hint = path.Base(SplitName(prefix, 0, int(n)))
 			}
-			return nil, fmt.Errorf("gguf: %s: this is part %d (split.no %d) of a model split in %d parts; open the first part, %s", name, no+1, no, n, hint)
+			return nil, fmt.Errorf("gguf: %s: this is part %d (split.no %d) of a model split in %d parts; open the first part, %s", base, no+1, no, n, hint)
 		}
-		prefix, ok := splitPrefix(path, 0, int(n))
+		prefix, ok := splitPrefix(name, 0, int(n))
 		if !ok {
-			return nil, fmt.Errorf("gguf: %s: first part of a model split in %d parts, but its name does not end in %q, so the other parts cannot be found", name, n, fmt.Sprintf("-00001-of-%05d.gguf", n))
+			return nil, fmt.Errorf("gguf: %s: first part of a model split in %d parts, but its name does not end in %q, so the other parts cannot be found", base, n, fmt.Sprintf("-00001-of-%05d.gguf", n))
 		}
 		total, hasTotal, err := splitInt(first, KeySplitTensorsCount)
 		if err != nil {
@@ -69,11 +86,11 @@ func Open(path string) (*weft.Checkpoint, error) {
 		}
 		for i := 1; i < int(n); i++ {
 			p := SplitName(prefix, i, int(n))
-			pf, posf, err := openPart(c, p)
+			pf, posf, err := openPart(c, src, p)
 			if err != nil {
 				return nil, err
 			}
-			pname := filepath.Base(p)
+			pname := path.Base(p)
 			pno, has, err := splitInt(pf, KeySplitNo)
 			if err != nil {
 				return nil, err
@@ -86,18 +103,18 @@ func Open(path string) (*weft.Checkpoint, error) {
 				return nil, err
 			}
 			if !has || pn != n {
-				return nil, fmt.Errorf("gguf: %s: expected %s = %d as in %s, got %s", pname, KeySplitCount, n, name, describe(pn, has))
+				return nil, fmt.Errorf("gguf: %s: expected %s = %d as in %s, got %s", pname, KeySplitCount, n, base, describe(pn, has))
 			}
 			parts = append(parts, pf)
 			files = append(files, posf)
-			paths = append(paths, p)
+			paths = append(paths, src.Path(p))
 		}
 		sum := int64(0)
 		for _, pf := range parts {
 			sum += int64(len(pf.Tensors))
 		}
 		if hasTotal && sum != total {
-			return nil, fmt.Errorf("gguf: %s: %s is %d but the %d parts hold %d tensors", name, KeySplitTensorsCount, total, n, sum)
+			return nil, fmt.Errorf("gguf: %s: %s is %d but the %d parts hold %d tensors", base, KeySplitTensorsCount, total, n, sum)
 		}
 	}
 
@@ -105,11 +122,11 @@ func Open(path string) (*weft.Checkpoint, error) {
 	h := sha256.New()
 	for i, pf := range parts {
 		if _, err := io.Copy(h, io.NewSectionReader(files[i], 0, pf.DataOffset)); err != nil {
-			return nil, fmt.Errorf("gguf: %s: hashing header: %v", filepath.Base(paths[i]), err)
+			return nil, fmt.Errorf("gguf: %s: hashing header: %w", lastElem(paths[i]), err)
 		}
 		for _, e := range pf.Tensors {
 			if j, dup := seen[e.Name]; dup {
-				return nil, fmt.Errorf("gguf: %s: tensor %q is also in part %d (%s)", filepath.Base(paths[i]), e.Name, j+1, filepath.Base(paths[j]))
+				return nil, fmt.Errorf("gguf: %s: tensor %q is also in part %d (%s)", lastElem(paths[i]), e.Name, j+1, lastElem(paths[j]))
 			}
 			seen[e.Name] = i
 			c.Tensors = append(c.Tensors, &weft.Tensor{
@@ -135,24 +152,25 @@ func Open(path string) (*weft.Checkpoint, error) {
 }
 
 // openPart opens one file, registers it with c for closing, and reads its header.
-func openPart(c *weft.Checkpoint, path string) (*File, *os.File, error) {
-	f, err := os.Open(path)
+func openPart(c *weft.Checkpoint, src weft.Source, name string) (*File, weft.SourceFile, error) {
+	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %v", err)
+		return nil, nil, fmt.Errorf("gguf: %w", err)
 	}
 	c.Closers = append(c.Closers, f)
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %v", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("gguf: %s: not a regular file", path)
-	}
-	hdr, err := Read(f, st.Size(), filepath.Base(path))
+	hdr, err := Read(f, f.Size(), path.Base(name))
 	if err != nil {
 		return nil, nil, err
 	}
 	return hdr, f, nil
+}
+
+// lastElem returns the last element of a local path or a URL, for messages.
+func lastElem(p string) string {
+	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
+		return p[i+1:]
+	}
+	return p
 }
 
 // splitInt returns an integer split.* key of f, accepting any integer type.

@@ -192,7 +192,7 @@ func (r *reader) fill(p []byte, l label) error {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return r.errf("truncated: %v at offset %d: file ended early", l, r.pos)
 		}
-		return r.errf("reading %v at offset %d: %v", l, r.pos, err)
+		return r.errf("reading %v at offset %d: %w", l, r.pos, err)
 	}
 	return nil
 }

@@ -41,6 +41,10 @@ type InputRecord struct {
 	DataHash string `json:"data_fingerprint,omitempty"`
 	// FileHash is the SHA-256 of a plain file's bytes.
 	FileHash string `json:"file_sha256,omitempty"`
+	// URL and Commit say where a remote input was read: its hf:// name or https:// URL
+	// (never credentials), and the Hub commit its revision resolved to.
+	URL    string `json:"url,omitempty"`
+	Commit string `json:"commit,omitempty"`
 	// Step, when set, says the input is the output of step number *Step (from 0).
 	Step *int `json:"step,omitempty"`
 }
@@ -204,7 +208,7 @@ func Record(out *weft.Checkpoint, op string, params any, in Inputs, seed int64, 
 		}
 		ph := weft.NewPlaceholder()
 		deferred = append(deferred, weft.Deferred{Placeholder: ph, Input: c})
-		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: ph})
+		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: ph, URL: c.URL, Commit: c.Commit})
 	}
 	for _, f := range in.Files {
 		h, err := FileHash(f)

@@ -110,6 +110,7 @@ func Run(op Op, in Inputs, target weft.Format) (*Result, error) {
 		// The output is its input, tensor for tensor: it keeps the input's identity (an
 		// on-disk input stays one, for a later op's record) and its record.
 		r.Out.Path, r.Out.Files, r.Out.HeaderHash = src[0].Path, src[0].Files, src[0].HeaderHash
+		r.Out.URL, r.Out.Commit = src[0].URL, src[0].Commit
 		sameRecord(r.Out, src[0])
 		return r, nil
 	}

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/weft-ml/weft"
 )
 
 // nested returns a JSON value of n nested arrays, the innermost holding obj (or empty).
@@ -81,7 +83,7 @@ func TestIndexNestingLimit(t *testing.T) {
 	if err := os.WriteFile(path, []byte(index(126)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	idx, err := readIndex(path)
+	idx, err := readIndex(weft.LocalDir(dir), IndexName)
 	if err != nil {
 		t.Fatalf("127 levels refused: %v", err)
 	}
@@ -94,7 +96,7 @@ func TestIndexNestingLimit(t *testing.T) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := readIndex(path)
+		_, err := readIndex(weft.LocalDir(dir), IndexName)
 		runtime.ReadMemStats(&after)
 		if err == nil {
 			t.Fatalf("%d levels accepted", n+1)

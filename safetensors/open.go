@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,11 +31,26 @@ const maxIndexSize = 256 << 20
 // open until Close; its tensors read their data through section readers over it. A lone
 // file has no side files (Dir is "").
 func OpenFile(path string) (*weft.Checkpoint, error) {
-	h := sha256.New()
-	f, sf, err := openShard(path, h)
+	c, err := OpenFileSource(weft.LocalDir(filepath.Dir(path)), filepath.Base(path))
 	if err != nil {
 		return nil, err
 	}
+	c.Path, c.Files[0] = path, path
+	for _, t := range c.Tensors {
+		t.File = path
+	}
+	return c, nil
+}
+
+// OpenFileSource is OpenFile for the named file of src (a local directory or a remote
+// repository). Path, Files and Tensor.File are src's names for the file.
+func OpenFileSource(src weft.Source, name string) (*weft.Checkpoint, error) {
+	h := sha256.New()
+	f, sf, err := openShard(src, name, h)
+	if err != nil {
+		return nil, err
+	}
+	path := src.Path(name)
 	c := &weft.Checkpoint{
 		Format:     weft.Safetensors,
 		Path:       path,
@@ -49,21 +64,12 @@ func OpenFile(path string) (*weft.Checkpoint, error) {
 }
 
 // openShard opens and parses one file, closing it on error.
-func openShard(path string, h hash.Hash) (*os.File, *File, error) {
-	f, err := os.Open(path)
+func openShard(src weft.Source, name string, h hash.Hash) (weft.SourceFile, *File, error) {
+	f, err := src.Open(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("safetensors: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("safetensors: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, fmt.Errorf("safetensors: %s: not a regular file", path)
-	}
-	sf, err := read(f, st.Size(), path, h)
+	sf, err := read(f, f.Size(), src.Path(name), h)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -72,7 +78,7 @@ func openShard(path string, h hash.Hash) (*os.File, *File, error) {
 }
 
 // addTensors appends the tensors of one parsed file to c.
-func addTensors(c *weft.Checkpoint, f *os.File, path string, shard int, sf *File) {
+func addTensors(c *weft.Checkpoint, f io.ReaderAt, path string, shard int, sf *File) {
 	for _, e := range sf.Tensors {
 		c.Tensors = append(c.Tensors, &weft.Tensor{
 			TensorInfo: e.TensorInfo,
@@ -96,87 +102,111 @@ func addTensors(c *weft.Checkpoint, f *os.File, path string, shard int, sf *File
 // union of the shards' __metadata__ maps (the first shard wins on conflicting values).
 // SideFiles lists the directory's config and tokenizer files.
 func OpenDir(dir string) (*weft.Checkpoint, error) {
-	indexPath := filepath.Join(dir, IndexName)
-	singlePath := filepath.Join(dir, SingleName)
-	hasIndex, err := isFile(indexPath)
+	return OpenDirSource(weft.LocalDir(dir), "")
+}
+
+// OpenDirSource is OpenDir for the directory dir of src ("" for its root), a local
+// directory or a remote repository. Path is src's name for the directory; Dir is set only
+// for local sources, whose side files are local files.
+func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
+	where := src.Path(dir)
+	indexName := join(dir, IndexName)
+	singleName := join(dir, SingleName)
+	hasIndex, err := isFile(src, indexName)
 	if err != nil {
 		return nil, err
 	}
-	hasSingle, err := isFile(singlePath)
+	hasSingle, err := isFile(src, singleName)
 	if err != nil {
 		return nil, err
 	}
 	var c *weft.Checkpoint
 	switch {
 	case hasIndex && hasSingle:
-		return nil, fmt.Errorf("safetensors: %s: holds both %s and %s; remove the stale one", dir, IndexName, SingleName)
+		return nil, fmt.Errorf("safetensors: %s: holds both %s and %s; remove the stale one", where, IndexName, SingleName)
 	case hasIndex:
-		c, err = openIndexed(dir, indexPath)
+		c, err = openIndexed(src, dir, indexName)
 	case hasSingle:
-		c, err = OpenFile(singlePath)
+		c, err = OpenFileSource(src, singleName)
 	default:
 		var only string
-		only, err = onlySafetensors(dir)
+		only, err = onlySafetensors(src, dir)
 		if err == nil {
-			c, err = OpenFile(only)
+			c, err = OpenFileSource(src, only)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	side, err := weft.ListSideFiles(dir)
+	side, err := weft.ListSideFilesIn(src, dir)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("safetensors: %s: listing side files: %w", dir, err)
+		return nil, fmt.Errorf("safetensors: %s: listing side files: %w", where, err)
 	}
 	// A shard under an unusual name would otherwise travel as a side file.
 	shards := map[string]bool{}
 	for _, f := range c.Files {
-		shards[filepath.Base(f)] = true
+		shards[lastElem(f)] = true
 	}
 	for _, s := range side {
 		if !shards[s.Name] {
 			c.SideFiles = append(c.SideFiles, s)
 		}
 	}
-	c.Path = dir
-	c.Dir = dir
+	c.Path = where
+	if src.Local() {
+		c.Dir = where
+	}
 	return c, nil
 }
 
-// isFile reports whether path exists as a regular file.
-func isFile(path string) (bool, error) {
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+// join joins a directory of a source ("" for the root) and a name.
+func join(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
 	}
+	return path.Join(dir, name)
+}
+
+// lastElem returns the last element of a local path or a URL.
+func lastElem(p string) string {
+	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// isFile reports whether name exists in src as a regular file.
+func isFile(src weft.Source, name string) (bool, error) {
+	ok, err := weft.IsFile(src, name)
 	if err != nil {
 		return false, fmt.Errorf("safetensors: %w", err)
 	}
-	return st.Mode().IsRegular(), nil
+	return ok, nil
 }
 
-// onlySafetensors returns the single *.safetensors file of dir.
-func onlySafetensors(dir string) (string, error) {
-	ents, err := os.ReadDir(dir)
+// onlySafetensors returns the name of the single *.safetensors file of dir in src.
+func onlySafetensors(src weft.Source, dir string) (string, error) {
+	ents, err := src.ReadDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("safetensors: %w", err)
 	}
 	var found []string
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".safetensors") && !strings.HasPrefix(e.Name(), ".") {
-			if ok, _ := isFile(filepath.Join(dir, e.Name())); ok {
+			if ok, _ := isFile(src, join(dir, e.Name())); ok {
 				found = append(found, e.Name())
 			}
 		}
 	}
+	where := src.Path(dir)
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("safetensors: %s: no %s, %s or other *.safetensors file", dir, IndexName, SingleName)
+		return "", fmt.Errorf("safetensors: %s: no %s, %s or other *.safetensors file", where, IndexName, SingleName)
 	case 1:
-		return filepath.Join(dir, found[0]), nil
+		return join(dir, found[0]), nil
 	}
-	return "", fmt.Errorf("safetensors: %s: no %s and %d *.safetensors files (%s): cannot tell which is the model", dir, IndexName, len(found), listNames(found))
+	return "", fmt.Errorf("safetensors: %s: no %s and %d *.safetensors files (%s): cannot tell which is the model", where, IndexName, len(found), listNames(found))
 }
 
 // index is the part of model.safetensors.index.json weft reads.
@@ -187,22 +217,22 @@ type index struct {
 }
 
 // readIndex parses an index file, refusing duplicate keys in weight_map.
-func readIndex(path string) (*index, error) {
-	name := path
+func readIndex(src weft.Source, indexName string) (*index, error) {
+	name := src.Path(indexName)
 	errf := func(format string, args ...any) error {
 		return fmt.Errorf("safetensors: %s: "+format, append([]any{name}, args...)...)
 	}
-	f, err := os.Open(path)
+	f, err := src.Open(indexName)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxIndexSize+1))
-	if err != nil {
-		return nil, errf("%v", err)
-	}
-	if len(data) > maxIndexSize {
+	if f.Size() > maxIndexSize {
 		return nil, errf("index is larger than %d bytes", maxIndexSize)
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
+	if err != nil {
+		return nil, errf("%w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -291,8 +321,8 @@ func checkShardName(s string) error {
 }
 
 // openIndexed opens a sharded checkpoint.
-func openIndexed(dir, indexPath string) (*weft.Checkpoint, error) {
-	idx, err := readIndex(indexPath)
+func openIndexed(src weft.Source, dir, indexName string) (*weft.Checkpoint, error) {
+	idx, err := readIndex(src, indexName)
 	if err != nil {
 		return nil, err
 	}
@@ -313,8 +343,8 @@ func openIndexed(dir, indexPath string) (*weft.Checkpoint, error) {
 	owner := map[string]string{} // tensor -> shard it was found in
 	var unmapped, misplaced, dups []string
 	for i, s := range shardNames {
-		path := filepath.Join(dir, s)
-		f, sf, err := openShard(path, h)
+		path := src.Path(join(dir, s))
+		f, sf, err := openShard(src, join(dir, s), h)
 		if err != nil {
 			return nil, fmt.Errorf("%w (shard named by %s for %d tensors)", err, IndexName, len(idx.byShard[s]))
 		}
@@ -363,7 +393,7 @@ func openIndexed(dir, indexPath string) (*weft.Checkpoint, error) {
 		probs = append(probs, fmt.Sprintf("%d tensors not in weight_map: %s", len(unmapped), listNames(unmapped)))
 	}
 	if len(probs) > 0 {
-		return nil, fmt.Errorf("safetensors: %s: index and shards disagree: %s", indexPath, strings.Join(probs, "; "))
+		return nil, fmt.Errorf("safetensors: %s: index and shards disagree: %s", src.Path(indexName), strings.Join(probs, "; "))
 	}
 	c.HeaderHash = hex.EncodeToString(h.Sum(nil))
 	ok = true

@@ -64,7 +64,7 @@ func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 	}
 	var prefix [8]byte
 	if err := readFullAt(r, prefix[:], 0); err != nil {
-		return nil, errf("reading header length: %v", err)
+		return nil, errf("reading header length: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(prefix[:])
 	if n > MaxHeaderSize {
@@ -75,7 +75,7 @@ func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 	}
 	hdr := make([]byte, n)
 	if err := readFullAt(r, hdr, 8); err != nil {
-		return nil, errf("reading %d-byte header: %v", n, err)
+		return nil, errf("reading %d-byte header: %w", n, err)
 	}
 	if h != nil {
 		h.Write(prefix[:])

@@ -26,13 +26,15 @@ func Read(sf *weft.SideFile) ([]byte, error) {
 	if sf.Data != nil {
 		return sf.Data, nil
 	}
-	f, err := os.Open(sf.Path)
+	f, err := sf.Open() // a local file, or one read through a remote checkpoint's source
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > MaxBytes {
-		return nil, fmt.Errorf("%s: %w (%d bytes, at most %d)", sf.Path, ErrTooLarge, st.Size(), MaxBytes)
+	if st, ok := f.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Size() > MaxBytes {
+			return nil, fmt.Errorf("%s: %w (%d bytes, at most %d)", sf.Path, ErrTooLarge, fi.Size(), MaxBytes)
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxBytes+1))
 	if err != nil {

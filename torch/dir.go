@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,26 +37,38 @@ type index struct {
 // index must agree with the shards exactly: every listed tensor present in its shard, every
 // shard tensor listed under that shard. Close the checkpoint to release the files.
 func OpenDir(dir string) (*weft.Checkpoint, error) {
-	ck := &weft.Checkpoint{Format: weft.Torch, Path: dir, Dir: dir}
-	side, err := weft.ListSideFiles(dir)
+	return OpenDirSource(weft.LocalDir(dir), "")
+}
+
+// OpenDirSource is OpenDir for the directory dir of src ("" for its root), a local
+// directory or a remote repository. Path is src's name for the directory; Dir is set only
+// for local sources, whose side files are local files.
+func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
+	where := src.Path(dir)
+	ck := &weft.Checkpoint{Format: weft.Torch, Path: where}
+	if src.Local() {
+		ck.Dir = where
+	}
+	side, err := weft.ListSideFilesIn(src, dir)
 	if err != nil {
 		return nil, fmt.Errorf("torch: %v", err)
 	}
 	ck.SideFiles = side
 
 	h := sha256.New()
-	idxPath := filepath.Join(dir, IndexName)
-	raw, err := readIndex(idxPath)
-	if os.IsNotExist(err) {
-		single := filepath.Join(dir, SingleName)
-		tf, hd, err := openFile(single, 0, h)
+	idxName := join(dir, IndexName)
+	idxPath := src.Path(idxName)
+	raw, err := readIndex(src, idxName)
+	if errors.Is(err, fs.ErrNotExist) {
+		single := join(dir, SingleName)
+		tf, hd, err := openFile(src, single, 0, h)
 		if err != nil {
-			if os.IsNotExist(err) || isNotExist(single) {
-				return nil, fmt.Errorf("torch: %s: neither %s nor %s found", dir, IndexName, SingleName)
+			if ok, serr := weft.IsFile(src, single); !ok && serr == nil {
+				return nil, fmt.Errorf("torch: %s: neither %s nor %s found", where, IndexName, SingleName)
 			}
 			return nil, err
 		}
-		ck.Files = []string{single}
+		ck.Files = []string{src.Path(single)}
 		ck.Tensors = tf.Tensors
 		ck.Closers = []io.Closer{hd}
 		ck.HeaderHash = hex.EncodeToString(h.Sum(nil))
@@ -97,13 +111,12 @@ func OpenDir(dir string) (*weft.Checkpoint, error) {
 	}()
 	var missing, unlisted []string
 	for i, shard := range shards {
-		p := filepath.Join(dir, shard)
-		tf, hd, err := openFile(p, i, h)
+		tf, hd, err := openFile(src, join(dir, shard), i, h)
 		if err != nil {
 			return nil, err
 		}
 		ck.Closers = append(ck.Closers, hd)
-		ck.Files = append(ck.Files, p)
+		ck.Files = append(ck.Files, src.Path(join(dir, shard)))
 		for j, s := range hd.skipped {
 			hd.skipped[j] = shard + ": " + s
 		}
@@ -123,11 +136,11 @@ func OpenDir(dir string) (*weft.Checkpoint, error) {
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return nil, fmt.Errorf("torch: %s: %d tensors listed in %s are missing from their shard: %s", dir, len(missing), IndexName, listNames(missing))
+		return nil, fmt.Errorf("torch: %s: %d tensors listed in %s are missing from their shard: %s", where, len(missing), IndexName, listNames(missing))
 	}
 	if len(unlisted) > 0 {
 		sort.Strings(unlisted)
-		return nil, fmt.Errorf("torch: %s: %d shard tensors are not listed under their shard in %s: %s", dir, len(unlisted), IndexName, listNames(unlisted))
+		return nil, fmt.Errorf("torch: %s: %d shard tensors are not listed under their shard in %s: %s", where, len(unlisted), IndexName, listNames(unlisted))
 	}
 	ck.HeaderHash = hex.EncodeToString(h.Sum(nil))
 	ok = true
@@ -135,25 +148,24 @@ func OpenDir(dir string) (*weft.Checkpoint, error) {
 }
 
 // readIndex reads the index file, refusing absurd sizes.
-func readIndex(p string) ([]byte, error) {
-	f, err := os.Open(p)
+func readIndex(src weft.Source, name string) ([]byte, error) {
+	f, err := src.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxIndexSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxIndexSize {
+	if f.Size() > maxIndexSize {
 		return nil, fmt.Errorf("more than %d bytes", maxIndexSize)
 	}
-	return b, nil
+	return io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 }
 
-func isNotExist(p string) bool {
-	_, err := os.Stat(p)
-	return os.IsNotExist(err)
+// join joins a directory of a source ("" for the root) and a name.
+func join(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
+	}
+	return path.Join(dir, name)
 }
 
 // plainName reports whether s names a file directly inside the directory.

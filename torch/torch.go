@@ -20,7 +20,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/weft-ml/weft"
@@ -83,7 +83,7 @@ func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 // handle is the io.Closer a Checkpoint holds for each file this package opened; it also
 // carries the file's skipped names for Skipped.
 type handle struct {
-	f       *os.File
+	f       io.Closer
 	skipped []string
 }
 
@@ -104,28 +104,20 @@ func Skipped(c *weft.Checkpoint) []string {
 	return out
 }
 
-// openFile opens and reads one file, feeding its header bytes to h.
-func openFile(path string, shard int, h hash.Hash) (*File, *handle, error) {
-	f, err := os.Open(path)
+// openFile opens and reads one file of src, feeding its header bytes to h.
+func openFile(src weft.Source, name string, shard int, h hash.Hash) (*File, *handle, error) {
+	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("torch: %v", err)
+		return nil, nil, fmt.Errorf("torch: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("torch: %v", err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, fmt.Errorf("torch: %s: not a regular file", path)
-	}
-	tf, err := read(f, st.Size(), filepath.Base(path), h)
+	tf, err := read(f, f.Size(), path.Base(name), h)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
+	p := src.Path(name)
 	for _, t := range tf.Tensors {
-		t.File = path
+		t.File = p
 		t.Shard = shard
 	}
 	return tf, &handle{f: f, skipped: tf.Skipped}, nil
@@ -134,15 +126,30 @@ func openFile(path string, shard int, h hash.Hash) (*File, *handle, error) {
 // Open opens a torch.save file (zip or legacy format) as a checkpoint whose tensors read
 // from the file lazily. Close the checkpoint to release the file.
 func Open(path string) (*weft.Checkpoint, error) {
-	h := sha256.New()
-	tf, hd, err := openFile(path, 0, h)
+	c, err := OpenSource(weft.LocalDir(filepath.Dir(path)), filepath.Base(path))
 	if err != nil {
 		return nil, err
 	}
+	c.Path, c.Files[0] = path, path
+	for _, t := range c.Tensors {
+		t.File = path
+	}
+	return c, nil
+}
+
+// OpenSource is Open for the named file of src (a local directory or a remote repository).
+// Path, Files and Tensor.File are src's names for the file.
+func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
+	h := sha256.New()
+	tf, hd, err := openFile(src, name, 0, h)
+	if err != nil {
+		return nil, err
+	}
+	p := src.Path(name)
 	return &weft.Checkpoint{
 		Format:     weft.Torch,
-		Path:       path,
-		Files:      []string{path},
+		Path:       p,
+		Files:      []string{p},
 		Tensors:    tf.Tensors,
 		HeaderHash: hex.EncodeToString(h.Sum(nil)),
 		Closers:    []io.Closer{hd},

@@ -21,7 +21,7 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		// Entry names are only ever looked up, never used as paths, so insecure names are
 		// harmless here.
-		return nil, fmt.Errorf("torch: %s: not a valid zip archive (truncated?): %v", name, err)
+		return nil, fmt.Errorf("torch: %s: not a valid zip archive (truncated?): %w", name, err)
 	}
 	entries := make(map[string]*zip.File, len(zr.File))
 	var pkls []*zip.File

@@ -71,7 +71,7 @@ Output:
                        (-o may then be left out)
   --json               print that plan as JSON (with or without --dry-run)
   --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-` + typesUsage + `
+` + typesUsage + inputUsage + `
 Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
   weft ablate model.gguf -o deeper.gguf --duplicate 8-15
@@ -135,6 +135,8 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	embeddings := fs.Bool("embeddings", false, "")
 	layers := fs.String("layers", "", "")
 	jsonOut := fs.Bool("json", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -180,7 +182,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		return usagef("--seed %d: want a non-negative number", *seed)
 	}
 
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -233,7 +235,7 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 	inputs := []*weft.Checkpoint{in}
 	opIn := ops.Inputs{Checkpoints: inputs}
 	if *replace != "" {
-		other, err := openInput(*replace)
+		other, err := inp.open(*replace)
 		if err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ Output:
   --dry-run            print what happens to each tensor and write nothing
   --threads N          worker threads; the output bytes do not depend on N
   --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-
+` + inputUsage + `
 Example:
   weft blend Llama-3.1-8B Llama-3.1-8B-Instruct -o blend-0.3 --alpha 0.3
   weft blend base.gguf chat.gguf -o mix.gguf --alpha 0.5 --alpha-for mlp=0.8 --alpha-schedule 0,1
@@ -102,6 +102,8 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	of.addTypes(fs)
 	var aRules alphaRules
 	fs.Var(&aRules, "alpha-for", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -164,7 +166,7 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	for _, p := range pos {
-		c, err := openInput(p)
+		c, err := inp.open(p)
 		if err != nil {
 			return err
 		}

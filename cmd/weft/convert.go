@@ -26,7 +26,7 @@ torch_dtype updated). IN is any checkpoint weft reads.
   --keep-tied          keep both names of tensors sharing a storage in a .bin (by default
                        the duplicate is dropped as transformers' save_pretrained does: the
                        output head is dropped and tie_word_embeddings restores it on load)
-
+` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16
   weft convert model-f16.gguf -o model-q4_k.gguf --dtype q4_k
@@ -41,6 +41,8 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 	of.add(fs)
 	of.addTypes(fs)
 	keepTied := fs.Bool("keep-tied", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -55,7 +57,7 @@ func runConvert(ctx context.Context, e *env, args []string) error {
 	if opts.Types, err = of.outputTypes(); err != nil {
 		return err
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/weft-ml/weft/internal/plots"
 	"github.com/weft-ml/weft/ops/blend"
 )
 
@@ -15,24 +16,32 @@ func init() {
 	register(&command{
 		name:    "diff",
 		summary: "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
-		usage: `Usage: weft diff A B [--json] [--top K] [--threads N]
+		usage: `Usage: weft diff A B [--json] [--top K] [--threads N] [--plot FILE]
 
 Compares every tensor A and B share, streaming them (float64 accumulation): cosine
 similarity, relative L2 distance ||B-A||/||A|| and largest absolute difference, listed most
 changed first, then a summary per layer (mean relative L2 of the layer's tensors, and the
-layer's distance as one vector), plus the embeddings, the head and the other tensors: where
-did the tuning move the weights. Tensors only one side has, or whose shapes differ, are
-listed; embeddings of different vocabulary sizes are compared over their common rows. A and B
-are any checkpoints weft reads, in the same naming (Hugging Face or GGUF).
+layer's distance as one vector, with a bar of it), plus the embeddings, the head and the
+other tensors: where did the tuning move the weights. Tensors only one side has, or whose
+shapes differ, are listed; embeddings of different vocabulary sizes are compared over their
+common rows. A and B are any checkpoints weft reads, in the same naming (Hugging Face or
+GGUF).
+
+--plot draws the same pass's results (nothing is read again): a heatmap of the relative L2
+change by layer and tensor part (q, k, v, o, gate, up, down, norms, experts; the same cells
+in Hugging Face and GGUF naming), the tensors outside the layers as a strip, a colour bar,
+and each layer's relative L2 and cosine beside it. In SVG each cell carries its layer, part
+and values (data-* attributes and a tooltip).
 
 Flags:
   --json        machine-readable output (infinite or NaN values as "+Inf"/"NaN" strings)
   --top K       list the K most changed tensors (default 20 in the table, all with --json;
                 0 means all)
   --threads N   tensors compared at once (results do not depend on it)
-
+` + plotFlagsUsage(plots.DefaultDiffSize, 16) + inputUsage + `
 Example:
   weft diff Llama-3.1-8B Llama-3.1-8B-Instruct --top 10
+  weft diff base/ chat/ --plot where.png
 `,
 		run: runDiff,
 	})
@@ -43,6 +52,10 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	top := fs.Int("top", 20, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
+	var pf plotFlags
+	pf.add(fs, plots.DefaultDiffSize)
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -56,20 +69,29 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	if *threads < 1 {
 		return usagef("--threads must be at least 1, got %d", *threads)
 	}
+	if err := pf.validate(); err != nil {
+		return err
+	}
 	topSet := false
 	fs.Visit(func(f *flag.Flag) { topSet = topSet || f.Name == "top" })
-	a, err := openInput(pos[0])
+	a, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := openInput(pos[1])
+	b, err := inp.open(pos[1])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	if err := pf.check(a, b); err != nil {
+		return err
+	}
 	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads})
 	if err != nil {
+		return err
+	}
+	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Diff(res, f, s) }); err != nil {
 		return err
 	}
 	total := len(res.Tensors)
@@ -115,9 +137,14 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(w, "  %-*s  %12.6g  %12.8f  %12.6g%s\n", width, d.Name, d.RelL2, d.Cosine, d.MaxAbs, note)
 	}
-	fmt.Fprintf(w, "\nper layer:\n  %-12s  %7s  %12s  %12s  %12s\n", "group", "tensors", "mean_rel_l2", "rel_l2", "min_cosine")
-	for _, g := range res.Groups {
-		fmt.Fprintf(w, "  %-12s  %7d  %12.6g  %12.6g  %12.8f\n", g.Label(), g.Tensors, g.MeanRelL2, g.RelL2, g.MinCosine)
+	fmt.Fprintf(w, "\nper layer:\n  %-12s  %7s  %12s  %12s  %12s  %s\n", "group", "tensors", "mean_rel_l2", "rel_l2", "min_cosine", "rel_l2 (bar: largest = full)")
+	rel := make([]float64, len(res.Groups))
+	for i, g := range res.Groups {
+		rel[i] = g.RelL2
+	}
+	bars := plots.Bars(rel, 24)
+	for i, g := range res.Groups {
+		fmt.Fprintf(w, "  %-12s  %7d  %12.6g  %12.6g  %12.8f  %s\n", g.Label(), g.Tensors, g.MeanRelL2, g.RelL2, g.MinCosine, bars[i])
 	}
 	for _, l := range []struct {
 		title string

@@ -58,7 +58,7 @@ defaults to the same SPEC; a tied head always gets the embedding's rows):
 --seed N (required) fixes the random rows: row r of tensor T depends only on (N, T, r).
 Rows not re-initialised are copied byte for byte, even in quantized GGUF tensors; new rows
 are encoded in the tensor's own type, unless these say otherwise:
-` + typesUsage + `
+` + typesUsage + inputUsageHF + `
 Example:
   weft glitch add Llama-3.1-8B -o llama-glitch --count 8 --seed 1
   weft glitch add model.gguf -o g.gguf --token "<|ping|>" --special --seed 2 --init-in mvn
@@ -96,6 +96,8 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	reuse := fs.Bool("reuse-padding", false, "")
 	tokens := fs.String("tokens", "", "")
 	initR := fs.String("init", "", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -139,7 +141,7 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ Flags:
   --json           machine-readable output
   --tensors=false  omit the tensor table
   --full           print arrays in full
-
+` + inputUsage + `
 Example:
   weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
 `,
@@ -53,6 +53,7 @@ type inspectTotal struct {
 
 type inspectReport struct {
 	Path       string                  `json:"path"`
+	Commit     string                  `json:"commit,omitempty"`
 	Format     weft.Format             `json:"format"`
 	Files      []string                `json:"files"`
 	Version    uint32                  `json:"gguf_version,omitempty"`
@@ -77,6 +78,8 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	showTensors := fs.Bool("tensors", true, "")
 	full := fs.Bool("full", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -84,12 +87,12 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one PATH, got %d arguments", len(pos))
 	}
-	c, err := openInput(pos[0])
+	c, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	r := inspectReport{Path: c.Path, Format: c.Format, Files: c.Files, Version: c.GGUFVersion, Metadata: c.Metadata, HeaderHash: c.HeaderHash, ByDType: map[string]inspectTotal{}}
+	r := inspectReport{Path: c.Path, Commit: c.Commit, Format: c.Format, Files: c.Files, Version: c.GGUFVersion, Metadata: c.Metadata, HeaderHash: c.HeaderHash, ByDType: map[string]inspectTotal{}}
 	if c.Format == weft.GGUF {
 		r.Alignment = c.Alignment
 	}
@@ -116,7 +119,11 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return enc.Encode(r)
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "path:    %s\nformat:  %s", r.Path, r.Format)
+	fmt.Fprintf(w, "path:    %s\n", r.Path)
+	if r.Commit != "" {
+		fmt.Fprintf(w, "commit:  %s\n", r.Commit)
+	}
+	fmt.Fprintf(w, "format:  %s", r.Format)
 	if r.Format == weft.GGUF {
 		fmt.Fprintf(w, " v%d (alignment %d)", r.Version, r.Alignment)
 	}

@@ -44,7 +44,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
 ` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
 rows are decoded, noised in float64 and encoded once in the tensor's own type.
-
+` + inputUsage + `
 Example:
   weft noise Llama-3.1-8B -o llama-noisy --seed 1 --std 0.01
   weft noise model.gguf -o noisy.gguf --seed 7 --relative 0.1 --tokens 100-199
@@ -70,6 +70,8 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	var tensors stringList
 	fs.Var(&tensors, "tensor", "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -96,7 +98,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 			return usagef("--tokens: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

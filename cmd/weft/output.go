@@ -251,12 +251,3 @@ func hint(err error) string {
 	}
 	return ""
 }
-
-// openInput opens a checkpoint, naming the path in errors.
-func openInput(path string) (*weft.Checkpoint, error) {
-	c, err := ckpt.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}

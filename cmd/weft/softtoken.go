@@ -27,7 +27,7 @@ token rows (padding rows past the tokenizer left out), to feed a model as inputs
   --match normal:STD   N(0, STD^2) in every dimension, unmatched
   --seed N             required: vector k depends only on (N, the tensor name, k)
   --dtype T            the vectors' type (F32 by default; bf16, f16, ...)
-
+` + inputUsage + `
 Example:
   weft soft-token Llama-3.1-8B -o soft.safetensors --count 16 --seed 1 --match mvn
 `,
@@ -44,6 +44,8 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 	seed := fs.Int64("seed", -1, "")
 	match := fs.String("match", "diag", "")
 	name := fs.String("name", glitch.DefaultSoftTokenName, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -65,7 +67,7 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 			return usagef("--match %q: want diag, mvn or normal:STD", *match)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/weft-ml/weft/internal/plots"
 	"github.com/weft-ml/weft/ops/glitch"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -16,7 +17,7 @@ func init() {
 	register(&command{
 		name:    "tokens",
 		summary: "find the tokens whose rows look untrained (glitch tokens), from the weights alone",
-		usage: `Usage: weft tokens scan IN [--top K] [--json] [--reference SPEC]
+		usage: `Usage: weft tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE]
 
 Ranks the tokens of IN by how untrained their rows look, streaming over the embedding, with
 the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
@@ -31,10 +32,15 @@ All-zero rows come first. Lower indicator values look more untrained.
   --top K         show the K most untrained-looking tokens (default 20; 0 for all)
   --json          a JSON object: tensor, indicator, reference, and tokens, each with id,
                   token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators
+` + plotFlagsUsage(plots.DefaultScanSize, 18) + inputUsage + `
+The picture: a histogram of the indicator over the whole vocabulary, the K listed tokens
+marked under it, and below on the same axis up to 40 of them labelled with their id and
+string (control characters, invalid UTF-8 and characters the font lacks escaped).
 
 Example:
   weft tokens scan Llama-3.1-8B --top 50
   weft tokens scan model.gguf --json > scan.json
+  weft tokens scan model.gguf --plot tokens.svg
 `,
 		run: runTokens,
 	})
@@ -55,6 +61,10 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	top := fs.Int("top", 20, "")
 	asJSON := fs.Bool("json", false, "")
 	ref := fs.String("reference", "", "")
+	var pf plotFlags
+	pf.add(fs, plots.DefaultScanSize)
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -65,19 +75,28 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	if *top < 0 {
 		return usagef("--top must be 0 or more")
 	}
+	if err := pf.validate(); err != nil {
+		return err
+	}
 	opts := glitch.ScanOptions{Top: *top}
 	if *ref != "" {
 		if opts.Reference, err = noise.ParseTokenSet(*ref); err != nil {
 			return usagef("--reference: %v", err)
 		}
 	}
-	in, err := openInput(pos[0])
+	in, err := inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	if err := pf.check(in); err != nil {
+		return err
+	}
 	res, err := glitch.Scan(in, opts)
 	if err != nil {
+		return err
+	}
+	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Scan(res, f, s) }); err != nil {
 		return err
 	}
 	if *asJSON {

@@ -50,7 +50,7 @@ Flags:
   --json               machine-readable report
   --threads N          reader threads
   --quiet              no progress bar
-
+` + inputUsage + `
 Example:
   weft verify out/blend-0.5 --inputs out/base out/tuned
   weft verify resharded/ --inputs original/
@@ -70,6 +70,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	threads := fs.Int("threads", runtime.NumCPU(), "")
 	quiet := fs.Bool("quiet", false, "")
+	var inp inputFlags
+	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -84,7 +86,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return usagef("--samples must be 0 or more, got %d", *samples)
 	}
 	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Full: *full,
-		StructureOnly: *structure || *samples == 0, Threads: *threads, AllowNonFinite: *allowNF}
+		StructureOnly: *structure || *samples == 0, Threads: *threads, AllowNonFinite: *allowNF, Open: inp.open}
 	if opts.StructureOnly && (len(opts.Inputs) > 0 || *full) {
 		return usagef("--structure-only (or --samples 0) checks PATH alone: it takes no inputs and no --full")
 	}

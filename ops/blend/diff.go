@@ -49,6 +49,8 @@ type TensorDiff struct {
 	// Note says when only the common rows of embeddings of different vocabulary sizes were
 	// compared.
 	Note string `json:"note,omitempty"`
+
+	dot float64 // the dot product of A and B, for the cosines of groups and cells
 }
 
 // GroupSummary aggregates the tensors of one layer (or of the embeddings, the head, or the
@@ -65,6 +67,8 @@ type GroupSummary struct {
 	RelL2 float64 `json:"rel_l2"`
 	// MinCosine is the lowest cosine similarity in the group.
 	MinCosine float64 `json:"min_cosine"`
+	// Cosine is the group's cosine similarity as one vector.
+	Cosine float64 `json:"cosine"`
 }
 
 // Label names the group for tables ("layer 3", "embeddings").
@@ -83,6 +87,9 @@ type DiffResult struct {
 	Tensors []TensorDiff `json:"tensors"`
 	// Groups holds the per-layer summary in layer order, then embeddings, head and other.
 	Groups []GroupSummary `json:"groups"`
+	// Cells holds the summary per layer and tensor part (arch.Part), the cells of a picture
+	// of where the weights moved: see CellSummary.
+	Cells []CellSummary `json:"cells"`
 	// OnlyA and OnlyB list tensors one side lacks; Mismatched the tensors whose shapes
 	// differ (other than by vocabulary rows) or that are not floating-point.
 	OnlyA      []string `json:"only_a,omitempty"`
@@ -119,8 +126,9 @@ func (g GroupSummary) MarshalJSON() ([]byte, error) {
 		MeanRelL2 jsonNum `json:"mean_rel_l2"`
 		RelL2     jsonNum `json:"rel_l2"`
 		MinCosine jsonNum `json:"min_cosine"`
+		Cosine    jsonNum `json:"cosine"`
 	}
-	return json.Marshal(plain{g.Group, g.Layer, g.Tensors, jsonNum(g.MeanRelL2), jsonNum(g.RelL2), jsonNum(g.MinCosine)})
+	return json.Marshal(plain{g.Group, g.Layer, g.Tensors, jsonNum(g.MeanRelL2), jsonNum(g.RelL2), jsonNum(g.MinCosine), jsonNum(g.Cosine)})
 }
 
 type jsonNum float64
@@ -274,6 +282,7 @@ feed:
 		res.Tensors = append(res.Tensors, *p.out)
 	}
 	res.Groups = summarise(res.Tensors)
+	res.Cells = summariseCells(res.Tensors)
 	sort.SliceStable(res.Tensors, func(i, j int) bool {
 		x, y := res.Tensors[i].RelL2, res.Tensors[j].RelL2
 		switch {
@@ -321,7 +330,7 @@ func diffTensor(ctx context.Context, a, b *weft.Tensor, rows, chunk int64) (*Ten
 		return nil, err
 	}
 	group, layer := diffGroup(a.Name)
-	d := &TensorDiff{Name: a.Name, Layer: layer, Group: group, Elements: rows * a.RowLen(), MaxAbs: maxAbs}
+	d := &TensorDiff{Name: a.Name, Layer: layer, Group: group, Elements: rows * a.RowLen(), MaxAbs: maxAbs, dot: dot.Value()}
 	na2, nb2 := sa.Value(), sb.Value()
 	d.NormA, d.NormB, d.DiffNorm = math.Sqrt(na2), math.Sqrt(nb2), math.Sqrt(sd.Value())
 	d.Cosine = cosine(dot.Value(), na2, nb2)
@@ -362,6 +371,7 @@ func summarise(ts []TensorDiff) []GroupSummary {
 		g          GroupSummary
 		rel        Sum
 		diff, norm Sum
+		dot, normB Sum
 	}
 	byKey := map[string]*acc{}
 	var keys []string
@@ -380,6 +390,8 @@ func summarise(ts []TensorDiff) []GroupSummary {
 		a.rel.Add(t.RelL2)
 		a.diff.Add(t.DiffNorm * t.DiffNorm)
 		a.norm.Add(t.NormA * t.NormA)
+		a.dot.Add(t.dot)
+		a.normB.Add(t.NormB * t.NormB)
 		if t.Cosine < a.g.MinCosine || math.IsNaN(t.Cosine) {
 			a.g.MinCosine = t.Cosine
 		}
@@ -396,15 +408,8 @@ func summarise(ts []TensorDiff) []GroupSummary {
 	for _, k := range keys {
 		a := byKey[k]
 		a.g.MeanRelL2 = a.rel.Value() / float64(a.g.Tensors)
-		d, n := math.Sqrt(a.diff.Value()), math.Sqrt(a.norm.Value())
-		switch {
-		case n == 0 && d == 0:
-			a.g.RelL2 = 0
-		case n == 0:
-			a.g.RelL2 = math.Inf(1)
-		default:
-			a.g.RelL2 = d / n
-		}
+		a.g.RelL2 = relL2(a.diff.Value(), a.norm.Value())
+		a.g.Cosine = cosine(a.dot.Value(), a.norm.Value(), a.normB.Value())
 		out = append(out, a.g)
 	}
 	return out

@@ -66,6 +66,9 @@ type ScanResult struct {
 	ReferenceCount int64        `json:"reference_count,omitempty"`
 	PC1Iterations  int          `json:"pc1_iterations,omitempty"`
 	Tokens         []TokenScore `json:"tokens"`
+	// Distribution holds the main indicator of every row, by token id: the whole
+	// vocabulary, for a histogram (left out of JSON, which lists Tokens).
+	Distribution []float64 `json:"-"`
 }
 
 // Scan ranks the rows of c's token embedding by how untrained they look, from the weights
@@ -165,6 +168,10 @@ func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, erro
 		}
 	}
 
+	res.Distribution = make([]float64, len(scores))
+	for i := range scores {
+		res.Distribution[i] = scores[i].Indicator
+	}
 	sort.SliceStable(scores, func(i, j int) bool {
 		a, b := &scores[i], &scores[j]
 		if a.Zero != b.Zero {

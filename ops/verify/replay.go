@@ -15,7 +15,6 @@ import (
 	"sync"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/registry"
@@ -124,7 +123,15 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 	var missing []string
 	for _, w := range wants {
 		if w.ck == nil && w.file == "" {
-			missing = append(missing, fmt.Sprintf("%s %q", w.rep.Role, w.rec.Path))
+			m := fmt.Sprintf("%s %q", w.rep.Role, w.rec.Path)
+			if w.rec.URL != "" {
+				m += " (read from " + w.rec.URL
+				if w.rec.Commit != "" {
+					m += " at commit " + w.rec.Commit
+				}
+				m += ")"
+			}
+			missing = append(missing, m)
 		}
 	}
 	if len(missing) > 0 {
@@ -168,7 +175,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 	free := func(w *wanted) bool { return w.ck == nil && w.file == "" && w.rep.Status == "missing" }
 	for _, path := range opts.Inputs {
 		base := filepath.Base(filepath.Clean(path))
-		in, err := ckpt.Open(path)
+		in, err := opts.open(path)
 		if err != nil {
 			// A plain file (a direction), matched by its bytes.
 			h, herr := ops.FileHash(path)
@@ -296,7 +303,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 			}
 			continue
 		}
-		in, err := ckpt.Open(cand)
+		in, err := opts.open(cand)
 		if err != nil {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %q found beside the checkpoint at %s, but it does not open: %v", w.rep.Role, rec.Path, cand, err))
 			continue
@@ -403,7 +410,7 @@ func compareWithInput(ctx context.Context, c *weft.Checkpoint, r *Report, opts O
 		r.Problems = append(r.Problems, fmt.Sprintf("%s records no provenance: it can be compared with one input (the checkpoint it was rewritten from), not %d", filepath.Base(c.Path), len(opts.Inputs)))
 		return nil
 	}
-	in, err := ckpt.Open(opts.Inputs[0])
+	in, err := opts.open(opts.Inputs[0])
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: %v", opts.Inputs[0], err))
 		return nil

@@ -58,6 +58,17 @@ type Options struct {
 	AllowNonFinite bool
 	// Progress, when set, is called from one goroutine with the tensor bytes read so far.
 	Progress func(done, total int64)
+	// Open opens the checkpoint and its inputs, local or remote (nil: ckpt.Open, which reads
+	// remote names with the client configured from the environment).
+	Open func(path string) (*weft.Checkpoint, error)
+}
+
+// open opens a checkpoint with opts.Open.
+func (o *Options) open(path string) (*weft.Checkpoint, error) {
+	if o.Open != nil {
+		return o.Open(path)
+	}
+	return ckpt.Open(path)
 }
 
 // TensorReport is what verification found in one tensor.
@@ -169,7 +180,7 @@ func (r *Report) ProblemCount() int {
 // refuse with an error naming the file and the problem) or ctx is cancelled; everything
 // else it finds is in the report, whose OK field says whether anything is wrong.
 func Verify(ctx context.Context, path string, opts Options) (*Report, error) {
-	c, err := ckpt.Open(path)
+	c, err := opts.open(path)
 	if err != nil {
 		return nil, err
 	}
