@@ -73,15 +73,15 @@ type Checkpoint struct {
 	// memory.
 	HeaderHash string
 
+	// Deferred lists the values of Metadata or KV that the write computes (data fingerprints
+	// of on-disk inputs, recorded by provenance under placeholders).
+	Deferred []Deferred
+
 	// URL is the remote name a checkpoint was opened from (hf://ORG/NAME[@REVISION][/PATH]
 	// or an https:// URL, without credentials), "" for local files; Path and Files are then
 	// URLs too, not local paths. Commit is the Hub commit its revision resolved to.
 	URL    string
 	Commit string
-
-	// Deferred lists the values of Metadata or KV that the write computes (data fingerprints
-	// of on-disk inputs, recorded by provenance under placeholders).
-	Deferred []Deferred
 
 	Closers []io.Closer
 }

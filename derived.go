@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"sync"
 	"sync/atomic"
 )
 
@@ -140,33 +141,59 @@ func FingerprintOf(names []string, heads, tails [][]byte) string {
 // DataFingerprint returns the data fingerprint of c: a hex SHA-256 over every tensor's name
 // and its first and last 4 KiB of data (FingerprintOf). Header hashes identify a layout, and a
 // base and its fine-tune usually share one; the fingerprint tells them apart from a few reads
-// per tensor.
+// per tensor. The reads are made by a few goroutines (a remote input answers each after a
+// round trip).
 func DataFingerprint(c *Checkpoint) (string, error) {
-	names := make([]string, len(c.Tensors))
-	heads := make([][]byte, len(c.Tensors))
-	tails := make([][]byte, len(c.Tensors))
+	const workers = 16
+	n := len(c.Tensors)
+	names := make([]string, n)
+	heads := make([][]byte, n)
+	tails := make([][]byte, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(workers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				heads[i], tails[i], errs[i] = fingerprintPieces(c.Tensors[i])
+			}
+		}()
+	}
 	for i, t := range c.Tensors {
-		n, err := t.Size()
+		names[i] = t.Name
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return "", err
 		}
-		names[i] = t.Name
-		hd, tl := FingerprintSpans(n)
-		for _, s := range []struct {
-			span [2]int64
-			dst  *[]byte
-		}{{hd, &heads[i]}, {tl, &tails[i]}} {
-			b := make([]byte, s.span[1]-s.span[0])
-			if k, err := t.Data.ReadAt(b, s.span[0]); k != len(b) {
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return "", fmt.Errorf("tensor %q: %w", t.Name, err)
-			}
-			*s.dst = b
-		}
 	}
 	return FingerprintOf(names, heads, tails), nil
+}
+
+// fingerprintPieces reads the bytes of t's fingerprint spans.
+func fingerprintPieces(t *Tensor) (head, tail []byte, err error) {
+	size, err := t.Size()
+	if err != nil {
+		return nil, nil, err
+	}
+	hd, tl := FingerprintSpans(size)
+	var out [2][]byte
+	for k, sp := range [2][2]int64{hd, tl} {
+		b := make([]byte, sp[1]-sp[0])
+		if m, err := t.Data.ReadAt(b, sp[0]); m != len(b) {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		out[k] = b
+	}
+	return out[0], out[1], nil
 }
 
 // Deferred is a value of a checkpoint's metadata or key-values that is computed when the

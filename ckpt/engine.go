@@ -735,6 +735,9 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 	go func() {
 		<-ctx.Done()
 		ready.close()
+		c.mu.Lock()
+		c.cond.Broadcast() // a planner waiting for room
+		c.mu.Unlock()
 	}()
 	planwg.Wait()
 	iowg.Wait()
