@@ -23,6 +23,9 @@ type WriteOptions struct {
 	MaxShardSize int64
 	// SplitMaxSize splits GGUF output into parts of at most this many bytes (0: one file).
 	SplitMaxSize int64
+	// KeepSplit splits a GGUF output into parts like its input, each tensor in the part of
+	// its shard (weft.Tensor.Shard), as llama-quantize --keep-split does.
+	KeepSplit bool
 	// Force allows replacing the files an earlier write put at the output: the files this
 	// write produces, and the other members of an earlier set of the same name (shards,
 	// split parts, index), which are removed. Nothing else is ever touched: in an existing
@@ -99,7 +102,18 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
 		single = opts.SplitMaxSize == 0
-		p.Layout, err = gguf.Layout(c.KV, infos, gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize})
+		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize}
+		if opts.KeepSplit && len(c.Files) > 1 {
+			if opts.SplitMaxSize > 0 {
+				return nil, fmt.Errorf("%s: keeping the input's split into parts and a maximum part size cannot be combined", path)
+			}
+			lo.Parts = make([]int, len(c.Tensors))
+			for i, t := range c.Tensors {
+				lo.Parts[i] = min(max(t.Shard, 0), len(c.Files)-1)
+			}
+			single = false
+		}
+		p.Layout, err = gguf.Layout(c.KV, infos, lo)
 	case KindSafetensorsFile, KindHFDir:
 		if opts.SplitMaxSize > 0 {
 			return nil, fmt.Errorf("--split-max-size is for GGUF output; use --max-shard-size for safetensors")

@@ -1,6 +1,11 @@
 package ops
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
+)
 
 // Op parameters are read from files (recipes) as well as from command lines. A parameter's
 // key in a file is its JSON key in the op's parameter struct (the struct is the one
@@ -29,4 +34,16 @@ type TextForms interface {
 type Defaulter interface {
 	// SetDefaults sets the fields left at their zero value to the command's defaults.
 	SetDefaults()
+}
+
+// ParseOutputType reads an output type as --dtype takes it: a llama-quantize type name
+// whose main type is quantized (Q4_K_M, Q8_0, IQ4_XS, Q4_K for Q4_K_M, ...) selects that
+// quantization mixture (Quant.FileType, returned as mixture); any other name is a type
+// (DType). Recipes read an output's or a step's dtype with it, as the command does.
+func ParseOutputType(s string) (dt weft.DType, mixture string, err error) {
+	if ft, ok := arch.ParseMixFileType(s); ok && ft.MainType().Quantized() {
+		return weft.Invalid, ft.String(), nil
+	}
+	dt, err = weft.ParseDType(s)
+	return dt, "", err
 }

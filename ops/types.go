@@ -9,6 +9,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/quant"
 	"github.com/weft-ml/weft/sidefile"
 )
 
@@ -68,13 +69,21 @@ type Types struct {
 	// TypeFor overrides DType per tensor; the first matching rule wins. A rule that matches
 	// no tensor is an error.
 	TypeFor []TypeRule `json:"type_for,omitempty"`
+	// Quant, for GGUF outputs, asks for what llama-quantize writes: a quantization mixture
+	// as the source of the types between TypeFor and DType, an importance matrix, and
+	// llama-quantize's key-values, order and pruning (see Quant). Its options are flags of
+	// their own on the command line (--pure, --imatrix, ...), and flat keys in recipes.
+	Quant *Quant `json:"quant,omitempty" flag:",inline"`
 }
 
 // OutputTypes returns t; op parameters get it by embedding Types.
 func (t Types) OutputTypes() Types { return t }
 
-// IsZero reports whether t asks nothing (every tensor keeps the type the op gives it).
-func (t Types) IsZero() bool { return t.DType == weft.Invalid && len(t.TypeFor) == 0 }
+// IsZero reports whether t asks no types (every tensor keeps the type the op gives it; the
+// options of Quant other than a mixture do not change types).
+func (t Types) IsZero() bool {
+	return t.DType == weft.Invalid && len(t.TypeFor) == 0 && (t.Quant == nil || t.Quant.FileType == "")
+}
 
 // TypeSource chooses the types of some tensors: a quantization mixture (Q4_K_M and the
 // like) that picks a type by a tensor's role and layer. It sits between the explicit rules
@@ -105,6 +114,14 @@ type Typer struct {
 	notes   []string
 	changed bool
 	requant bool
+
+	// weights gives a tensor's importance weights (nil: none); weightsOf holds those of
+	// the tensors quantized with them, which the op computes in F32 and Finish quantizes.
+	weights   func(weft.TensorInfo) ([]float32, error)
+	weightsOf map[string][]float32
+	// Counts of quantized tensors, and of those with and without weights.
+	quantized, weighted, unweighted int
+	unweightedNames                 []string
 }
 
 // RequestError is a requested output type that cannot be written: the default type (Rule
@@ -214,7 +231,7 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 			target = d
 		case len(info.Shape) < 2:
 			target = weft.F32
-		case d.Quantized() && !arch.GGUFQuantizable(info.Name, len(info.Shape)):
+		case d.Quantized() && !arch.Quantizable(info, false):
 		default:
 			target = d
 		}
@@ -224,13 +241,9 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 		target = natural
 	}
 	if target.Quantized() && target != natural && info.RowLen()%target.BlockSize() != 0 {
-		fb := target
-		for fb.Quantized() && info.RowLen()%fb.BlockSize() != 0 {
-			next, ok := arch.QuantFallback[fb]
-			if !ok || !codec.CanEncode(next) {
-				next = weft.F16
-			}
-			fb = next
+		fb, err := arch.FallbackFor(target, info.RowLen())
+		if err != nil || !codec.CanEncode(fb) {
+			fb = weft.F16
 		}
 		ty.notes = append(ty.notes, fmt.Sprintf("tensor %q: rows of %d are not a multiple of the %v block size %d; using %v, as llama-quantize does", info.Name, info.RowLen(), target, target.BlockSize(), fb))
 		target = fb
@@ -246,6 +259,29 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 	if target != natural {
 		ty.actions[info.Name] = fmt.Sprintf("%v -> %v", natural, target)
 		ty.changed = true
+	}
+	if ty.weights != nil && target.Quantized() && target != natural {
+		ty.quantized++
+		if quant.UsesWeights(target) {
+			w, err := ty.weights(info)
+			if err != nil {
+				return weft.Invalid, err
+			}
+			if w != nil {
+				// The op computes the values in F32 (exactly what quantizing them would
+				// round them to first); Finish quantizes them with the weights.
+				ty.weightsOf[info.Name] = w
+				ty.weighted++
+				ty.actions[info.Name] += ", importance weights"
+				return weft.F32, nil
+			}
+			ty.unweighted++
+			if len(ty.unweightedNames) < 4 {
+				ty.unweightedNames = append(ty.unweightedNames, info.Name)
+			} else if len(ty.unweightedNames) == 4 {
+				ty.unweightedNames = append(ty.unweightedNames, "...")
+			}
+		}
 	}
 	return target, nil
 }
@@ -310,10 +346,10 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 	for i, t := range out.Tensors {
 		want, ok := ty.asked[t.Name]
 		if !ok {
-			var err error
-			if want, err = ty.Of(t.TensorInfo); err != nil {
+			if _, err := ty.Of(t.TensorInfo); err != nil {
 				return err
 			}
+			want = ty.asked[t.Name]
 		}
 		if want == t.DType {
 			continue
@@ -323,7 +359,7 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 			out.Tensors[i] = Alias(cast[u], t)
 			continue
 		}
-		c, err := Cast(t, want)
+		c, err := CastWeighted(t, want, ty.weightsOf[t.Name])
 		if err != nil {
 			return err
 		}

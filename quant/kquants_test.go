@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/benchutil"
+	"github.com/weft-ml/weft/internal/simd"
 	"github.com/weft-ml/weft/internal/testshared"
 )
 
@@ -415,6 +417,8 @@ func FuzzKDequantize(f *testing.F) {
 const (
 	kBenchElems = 16 << 20
 	kBenchRow   = 4096
+	// One thread is timed in chunks of this many rows (see benchutil.Chunks).
+	kBenchChunkRows = 16
 )
 
 var (
@@ -463,20 +467,26 @@ func BenchmarkKQuantize(b *testing.B) {
 		for i := range dst {
 			dst[i] = 1 // fault the pages in before timing
 		}
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Quantize(typ, x[r*kBenchRow:(r+1)*kBenchRow], dst[r*rowBytes:(r+1)*rowBytes]); err != nil {
 								panic(err)
 							}
 						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+					}
+					if th == 1 {
+						benchutil.Chunks(b, nrows/kBenchChunkRows, kBenchChunkRows*kBenchRow, func(k int) {
+							rows(k*kBenchChunkRows, (k+1)*kBenchChunkRows)
+						})
+					} else {
+						benchutil.Loop(b, len(x), func() { kParallelRows(nrows, th, rows) })
+					}
+				})
+			}
 		}
 	}
 }
@@ -497,20 +507,26 @@ func BenchmarkKDequantize(b *testing.B) {
 				panic(err)
 			}
 		})
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Dequantize(typ, src[r*rowBytes:(r+1)*rowBytes], y[r*kBenchRow:(r+1)*kBenchRow]); err != nil {
 								panic(err)
 							}
 						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+					}
+					if th == 1 {
+						benchutil.Chunks(b, nrows/kBenchChunkRows, kBenchChunkRows*kBenchRow, func(k int) {
+							rows(k*kBenchChunkRows, (k+1)*kBenchChunkRows)
+						})
+					} else {
+						benchutil.Loop(b, len(x), func() { kParallelRows(nrows, th, rows) })
+					}
+				})
+			}
 		}
 	}
 }

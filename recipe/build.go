@@ -64,7 +64,9 @@ type Var struct{ Name, Value string }
 
 // ChainStep is one step of an output's chain and what it planned.
 type ChainStep struct {
-	Step   *Step
+	Step *Step
+	// Op is the step's parameters for this variant.
+	Op     ops.Op
 	Result *ops.Result
 }
 
@@ -178,6 +180,9 @@ func Build(r *Recipe, opts BuildOptions) (*Built, error) {
 			}
 			bo := &BuiltOutput{Output: o, Path: path, Checkpoint: out, Chain: chain,
 				Options: ckpt.WriteOptions{MaxShardSize: o.MaxShardSize, SplitMaxSize: o.SplitMaxSize, AllowLoss: o.AllowLoss, Inputs: inputs}}
+			if q := chain[len(chain)-1].Op.OutputTypes().Quant; q != nil {
+				bo.Options.KeepSplit = q.KeepSplit
+			}
 			for _, a := range axes {
 				bo.Vars = append(bo.Vars, Var{a.Name, a.Values[v[a]].Text})
 			}
@@ -264,7 +269,7 @@ func (bd *builder) step(s int, v Variant, format weft.Format, final *Output) ([]
 			bd.b.Notes = append(bd.b.Notes, n)
 		}
 	}
-	chain = append(chain, ChainStep{Step: st, Result: res})
+	chain = append(chain, ChainStep{Step: st, Op: op, Result: res})
 	return chain, res.Out, nil
 }
 
@@ -471,6 +476,7 @@ func (b *Built) Plan(common ckpt.WriteOptions) ([]ckpt.Output, []*ckpt.Plan, err
 		wo.Force = common.Force
 		wo.Note = common.Note
 		wo.AllowLoss = wo.AllowLoss || common.AllowLoss
+		wo.KeepSplit = wo.KeepSplit || common.KeepSplit
 		if common.MaxShardSize > 0 && wo.MaxShardSize == 0 {
 			wo.MaxShardSize = common.MaxShardSize
 		}

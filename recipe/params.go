@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -21,6 +23,11 @@ type field struct {
 	key   string
 	alias string
 	typ   reflect.Type
+	// parent, for the fields of a struct the command line gives flat (a `flag:",inline"`
+	// field such as ops.Types' quant, whose options are flags of their own), is the JSON
+	// key of that struct, and parentTyp its type.
+	parent    string
+	parentTyp reflect.Type
 }
 
 // fieldsOf lists the JSON fields of struct type t, with the fields of embedded structs that
@@ -50,7 +57,21 @@ func fieldsOf(t reflect.Type) []field {
 		if name == "" {
 			name = f.Name
 		}
-		out = append(out, field{key: name, alias: f.Tag.Get("flag"), typ: f.Type})
+		alias := f.Tag.Get("flag")
+		if alias == ",inline" {
+			alias = ""
+			et := f.Type
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				for _, c := range fieldsOf(et) {
+					c.parent, c.parentTyp = name, f.Type
+					out = append(out, c)
+				}
+			}
+		}
+		out = append(out, field{key: name, alias: alias, typ: f.Type})
 	}
 	return out
 }
@@ -62,21 +83,25 @@ func normKey(s string) string { return strings.ReplaceAll(s, "-", "_") }
 // lookup finds the field a file's key names: its JSON key or its flag, in either spelling.
 func lookup(fs []field, key string) (field, bool) {
 	k := normKey(key)
-	for _, f := range fs {
-		if normKey(f.key) == k || (f.alias != "" && normKey(f.alias) == k) {
-			return f, true
+	for _, top := range []bool{true, false} {
+		for _, f := range fs {
+			if (f.parent == "") == top && (normKey(f.key) == k || (f.alias != "" && normKey(f.alias) == k)) {
+				return f, true
+			}
 		}
 	}
 	return field{}, false
 }
 
 func keysOf(fs []field) []string {
-	out := make([]string, len(fs))
-	for i, f := range fs {
-		out[i] = f.key
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.key)
 	}
 	return out
 }
+
+var dtypeType = reflect.TypeOf(weft.DType(0))
 
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
@@ -103,34 +128,141 @@ func (d *decoder) errAt(n *yaml.Node, format string, args ...any) error {
 
 func pathString(path []string) string { return strings.Join(path, ".") }
 
-// object decodes a mapping of parameters against fields and returns the JSON object.
+// object decodes a mapping of parameters against fields and returns the JSON object. The
+// options of an inline struct (quant) may be given flat, as the command line gives them,
+// and a dtype that names a llama-quantize mixture (Q4_K_M) selects it (quant.file_type),
+// as --dtype does (ops.ParseOutputType).
 func (d *decoder) object(entries []kv, fs []field, path []string, what string) (json.RawMessage, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
+	var keys []string
+	vals := map[string]json.RawMessage{}
 	used := map[string]*yaml.Node{}
-	for i, e := range entries {
+	flat := map[string][]*yaml.Node{} // inline struct key -> synthetic mapping content
+	flatTyp := map[string]reflect.Type{}
+	var dtypeKey string
+	for _, e := range entries {
 		f, ok := lookup(fs, e.key)
 		if !ok {
 			return nil, d.errAt(e.k, "%s has no parameter %q%s; it has: %s", what, e.key, suggest(e.key, keysOf(fs)), knownList(keysOf(fs)))
 		}
-		if prev := used[f.key]; prev != nil {
+		full := f.key
+		if f.parent != "" {
+			full = f.parent + "." + f.key
+		}
+		if prev := used[full]; prev != nil {
 			return nil, d.errAt(e.k, "%q and %q (line %d) are the same parameter", e.key, prev.Value, prev.Line)
 		}
-		used[f.key] = e.k
+		used[full] = e.k
+		if f.parent != "" {
+			k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: f.key, Line: e.k.Line, Column: e.k.Column}
+			flat[f.parent] = append(flat[f.parent], k, e.v)
+			flatTyp[f.parent] = f.parentTyp
+			continue
+		}
 		v, err := d.value(e.v, f.typ, append(append([]string(nil), path...), f.key))
 		if err != nil {
 			return nil, err
 		}
-		if i > 0 {
+		if f.typ == dtypeType && f.key == "dtype" && len(path) == 0 {
+			dtypeKey = f.key
+		}
+		keys = append(keys, f.key)
+		vals[f.key] = v
+	}
+	for _, f := range fs {
+		content := flat[f.key]
+		if f.parent != "" || content == nil {
+			continue
+		}
+		if prev := used[f.key]; prev != nil {
+			return nil, d.errAt(prev, "give %s's options under %s or flat, not both", f.key, f.key)
+		}
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: content, Line: content[0].Line, Column: content[0].Column}
+		v, err := d.value(n, flatTyp[f.key], append(append([]string(nil), path...), f.key))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, f.key)
+		vals[f.key] = v
+	}
+	// A mixture named as the dtype becomes the inline quant options' file type.
+	if dtypeKey != "" {
+		var s string
+		if json.Unmarshal(vals[dtypeKey], &s) == nil && s != "" {
+			if _, mix, err := ops.ParseOutputType(s); err == nil && mix != "" {
+				if err := moveMixture(keys, vals, dtypeKey, mix, fs); err != nil {
+					return nil, d.errAt(used[dtypeKey], "%s: %v", dtypeKey, err)
+				}
+				delete(vals, dtypeKey)
+			}
+		}
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	first := true
+	for _, k := range keys {
+		v, ok := vals[k]
+		if !ok {
+			continue
+		}
+		if !first {
 			b.WriteByte(',')
 		}
-		kb, _ := json.Marshal(f.key)
+		first = false
+		kb, _ := json.Marshal(k)
 		b.Write(kb)
 		b.WriteByte(':')
 		b.Write(v)
 	}
+	if _, ok := vals[mixKey]; ok && !containsStr(keys, mixKey) {
+		if !first {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + mixKey + `":`)
+		b.Write(vals[mixKey])
+	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// mixKey is the JSON key of ops.Types' quantization options, whose file_type a dtype naming
+// a mixture sets.
+const mixKey = "quant"
+
+// moveMixture sets quant.file_type to mix in vals (creating quant, or adding to the one
+// given), for parameters that have quant.
+func moveMixture(keys []string, vals map[string]json.RawMessage, dtypeKey, mix string, fs []field) error {
+	has := false
+	for _, f := range fs {
+		has = has || (f.key == mixKey && f.parent == "")
+	}
+	if !has {
+		return fmt.Errorf("%s is a quantization mixture, which these parameters cannot take", mix)
+	}
+	q := map[string]json.RawMessage{}
+	if raw, ok := vals[mixKey]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &q); err != nil {
+			return err
+		}
+		if ft, ok := q["file_type"]; ok && string(ft) != `""` {
+			return fmt.Errorf("%s names a mixture, and so does quant's file_type", mix)
+		}
+	}
+	q["file_type"], _ = json.Marshal(mix)
+	b, err := json.Marshal(q)
+	if err != nil {
+		return err
+	}
+	vals[mixKey] = b
+	return nil
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }
 
 // value decodes one value for a field of type t at path.
@@ -156,6 +288,11 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, path []string) (json.RawMe
 	if reflect.PointerTo(t).Implements(textUnmarshaler) && t.Kind() != reflect.Pointer {
 		if n.Kind != yaml.ScalarNode {
 			return nil, d.errAt(n, "%s: want a string, got %s", name, describe(n))
+		}
+		if t == dtypeType && len(path) == 1 && path[0] == "dtype" {
+			if _, mix, err := ops.ParseOutputType(n.Value); err == nil && mix != "" {
+				return json.Marshal(mix) // moved to quant.file_type by object
+			}
 		}
 		u := reflect.New(t).Interface().(encoding.TextUnmarshaler)
 		if err := u.UnmarshalText([]byte(n.Value)); err != nil {

@@ -42,6 +42,8 @@ func TestMistakesNameTheirLine(t *testing.T) {
 		{"unknown output key", head + "  - op: blend\n    inputs: [base, chat]\n    alpha: 0.5\noutputs:\n  - path: o\n    dtyp: f16\n", 10, 5, `did you mean "dtype"`},
 		{"bad size", head + "  - op: blend\n    inputs: [base, chat]\n    alpha: 0.5\noutputs:\n  - path: o\n    max_shard_size: lots\n", 10, 21, "want a size"},
 		{"syntax", "inputs:\n  a: [b\nsteps: 1\n", -1, 0, "did not find expected"},
+		{"quant flat and nested", head + "  - op: convert\n    input: base\n    pure: true\n    quant: {file_type: Q8_0}\n", 8, 5, "under quant or flat, not both"},
+		{"mixture in another type field", head + "  - op: convert\n    input: base\n    dtype: Q4_K_M\n    output_tensor_type: Q4_K_M\n", 8, 25, "output_tensor_type"},
 		{"seed out of range", head + "  - op: noise\n    input: base\n    seed: 99999999999999999999\n", 7, 11, "want an integer"},
 	}
 	for _, c := range cases {

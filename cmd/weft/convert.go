@@ -29,7 +29,7 @@ torch_dtype updated). IN is any checkpoint weft reads.
 ` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16
-  weft convert model-f16.gguf -o model-q4_k.gguf --dtype q4_k
+  weft convert model-f16.gguf -o model-Q4_K_M.gguf --dtype Q4_K_M --imatrix imatrix.gguf
 `,
 		run: runConvert,
 	})

@@ -29,6 +29,10 @@ type outFlags struct {
 
 	// Output types (--dtype, --type-for), for commands that call addTypes.
 	types typeFlags
+	// llama-quantize's options, added with the output types.
+	quant quantFlags
+	// keepSplit writes a split GGUF input as a split output, part for part.
+	keepSplit bool
 }
 
 func (o *outFlags) add(fs *flag.FlagSet) {
@@ -41,6 +45,7 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
 	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
 	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
+	fs.BoolVar(&o.keepSplit, "keep-split", false, "split a GGUF output like its split input (llama-quantize --keep-split)")
 	fs.StringVar(&o.part, "part", "", "write only part I of N of the output's files (I/N, from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array")
 }
 
@@ -65,7 +70,7 @@ func parsePart(s string) (part, parts int, err error) {
 // options turns the flags into write options; notes about files other than the output go
 // to stderr.
 func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
-	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs,
+	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs, KeepSplit: o.keepSplit,
 		Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	if o.threads < 1 {
 		return opts, usagef("--threads must be at least 1, got %d", o.threads)

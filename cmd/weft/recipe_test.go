@@ -533,6 +533,10 @@ func TestRecipeStepsMatchFlags(t *testing.T) {
 			[]string{"noise", gb, "--seed", "3", "--neftune", "5", "--seq-len", "64", "--tensor", "embed", "--tensor", "head", "--tokens", "1-9"}, ".gguf"},
 		{"glitch", "  - op: glitch-add\n    input: base\n    token: ['<|a|>', '<|b|>']\n    seed: 2\n    special: true\n    init_in: mvn\n",
 			[]string{"glitch", "add", gb, "--token", "<|a|>", "--token", "<|b|>", "--seed", "2", "--special", "--init-in", "mvn"}, ".gguf"},
+		{"mixture", "  - op: convert\n    input: base\n    dtype: q4_k_m\n    leave-output-tensor: true\n    token_embedding_type: q8_0\n",
+			[]string{"convert", gb, "--dtype", "Q4_K_M", "--leave-output-tensor", "--token-embedding-type", "q8_0"}, ".gguf"},
+		{"mixture under quant", "  - op: noise\n    input: base\n    seed: 1\n    std: 0.1\n    quant: {file_type: Q5_K_S, pure: true}\n",
+			[]string{"noise", gb, "--seed", "1", "--std", "0.1", "--dtype", "Q5_K_S", "--pure"}, ".gguf"},
 		{"convert", "  - op: glitch reset\n    input: base\n    tokens: 5-7\n    seed: 1\n  - op: convert\n    dtype: q8_0\n",
 			nil, ".gguf"},
 	}

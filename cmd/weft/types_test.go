@@ -165,7 +165,9 @@ func TestActivationTypesRefused(t *testing.T) {
 		{[]string{"convert", g, "--dtype", "f64"}, "no matrix multiplication for F64"},
 		{[]string{"noise", g, "--seed", "1", "--std", "1", "--type-for", "head=q8_k"}, "Q8_K is an activation type"},
 		{[]string{"glitch", "add", g, "--count", "1", "--seed", "1", "--dtype", "q8_k"}, "Q8_K is an activation type"},
-		{[]string{"convert", g, "--dtype", "q4_k_m"}, "llama-quantize mixture"},
+		// A mixture chooses every tensor's type (--dtype q4_k_m); a rule takes one type.
+		{[]string{"convert", g, "--type-for", "attention=q4_k_m"}, "llama-quantize mixture"},
+		{[]string{"convert", g, "--tensor-type", "attn=q4_k_m", "--dtype", "q4_k_m"}, "llama-quantize mixture"},
 	} {
 		args := append(c.args, "-o", filepath.Join(dir, "out.gguf"))
 		code, _, errs := runCLI(t, args...)
