@@ -26,7 +26,10 @@
 //	    split_max_size: 2GB
 //
 // A step's parameters are its op's parameter struct's JSON keys (dashes and underscores
-// alike), or its command-line flag where that is spelled otherwise (`flag` tags). A list
+// alike), or its command-line flag where that is spelled otherwise (`flag` tags); the
+// options of a struct the command line gives as flags of their own (ops.Types' quant, tagged
+// `flag:",inline"`) may be given flat, and a dtype naming a llama-quantize mixture (Q4_K_M)
+// selects it, as --dtype does. A list
 // that is a parameter's own value (blend's weights, ablate's drop) is never a sweep: a sweep
 // is always written {sweep: [...]}, optionally with name: VAR for the template variable
 // (the parameter's key by default), and {sweep: each} on a list of layers makes one variant
