@@ -103,13 +103,14 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		p.stem, _ = splitExt(base, kind)
 		single = opts.SplitMaxSize == 0
 		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize}
-		if opts.KeepSplit && len(c.Files) > 1 {
+		if opts.KeepSplit && sharded(c) {
 			if opts.SplitMaxSize > 0 {
 				return nil, fmt.Errorf("%s: keeping the input's split into parts and a maximum part size cannot be combined", path)
 			}
+			// The tensors' shards (a derived checkpoint's keep their sources').
 			lo.Parts = make([]int, len(c.Tensors))
 			for i, t := range c.Tensors {
-				lo.Parts[i] = min(max(t.Shard, 0), len(c.Files)-1)
+				lo.Parts[i] = max(t.Shard, 0)
 			}
 			single = false
 		}
