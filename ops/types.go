@@ -162,7 +162,7 @@ func checkRequested(dt weft.DType, target weft.Format) error {
 			return fmt.Errorf("safetensors has no %v type; quantized types are for .gguf outputs", dt)
 		}
 	}
-	if !codec.CanEncode(dt) {
+	if !codec.CanEncode(dt) && !quant.RequiresWeights(dt) {
 		return fmt.Errorf("weft cannot encode %v (no quantizer for it)", dt)
 	}
 	return nil
@@ -248,7 +248,18 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 		ty.notes = append(ty.notes, fmt.Sprintf("tensor %q: rows of %d are not a multiple of the %v block size %d; using %v, as llama-quantize does", info.Name, info.RowLen(), target, target.BlockSize(), fb))
 		target = fb
 	}
-	if err := ty.holds(info, target, why); err != nil {
+	// Importance weights, when an importance matrix is given, are looked up first: a type
+	// whose quantizer needs them (quant.RequiresWeights) can be made only with them.
+	var w []float32
+	lookedUp := false
+	if ty.weights != nil && target.Quantized() && target != natural && quant.UsesWeights(target) {
+		var err error
+		if w, err = ty.weights(info); err != nil {
+			return weft.Invalid, err
+		}
+		lookedUp = true
+	}
+	if err := ty.holds(info, target, why, w != nil); err != nil {
 		return weft.Invalid, err
 	}
 	ty.asked[info.Name] = target
@@ -262,11 +273,7 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 	}
 	if ty.weights != nil && target.Quantized() && target != natural {
 		ty.quantized++
-		if quant.UsesWeights(target) {
-			w, err := ty.weights(info)
-			if err != nil {
-				return weft.Invalid, err
-			}
+		if lookedUp {
 			if w != nil {
 				// The op computes the values in F32 (exactly what quantizing them would
 				// round them to first); Finish quantizes them with the weights.
@@ -288,7 +295,7 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 
 // holds checks that the output format can hold a tensor of type dt and that weft can make
 // it from the op's values.
-func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string) error {
+func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string, weighted bool) error {
 	switch ty.target {
 	case weft.GGUF:
 		if _, ok := dt.GGML(); !ok {
@@ -303,7 +310,13 @@ func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string) error {
 		if !codec.CanDecode(info.DType) {
 			return fmt.Errorf("tensor %q: weft cannot decode %v to make it %v (%s)", info.Name, info.DType, dt, why)
 		}
-		if !codec.CanEncode(dt) {
+		switch {
+		case codec.CanEncode(dt), weighted && quant.RequiresWeights(dt):
+		case quant.RequiresWeights(dt) && ty.weights == nil:
+			return fmt.Errorf("tensor %q: %v (%s) needs an importance matrix: ggml's quantizer for it requires importance weights", info.Name, dt, why)
+		case quant.RequiresWeights(dt):
+			return fmt.Errorf("tensor %q: %v (%s) needs importance weights, and the importance matrix has no entry for this tensor", info.Name, dt, why)
+		default:
 			return fmt.Errorf("tensor %q: weft cannot encode %v (%s)", info.Name, dt, why)
 		}
 		c := info.Clone()
