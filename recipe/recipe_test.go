@@ -44,6 +44,7 @@ func TestMistakesNameTheirLine(t *testing.T) {
 		{"syntax", "inputs:\n  a: [b\nsteps: 1\n", -1, 0, "did not find expected"},
 		{"quant flat and nested", head + "  - op: convert\n    input: base\n    pure: true\n    quant: {file_type: Q8_0}\n", 8, 5, "under quant or flat, not both"},
 		{"mixture in another type field", head + "  - op: convert\n    input: base\n    dtype: Q4_K_M\n    output_tensor_type: Q4_K_M\n", 8, 25, "output_tensor_type"},
+		{"json", "{\"inputs\": {\"m\": \"a\"},\n \"steps\": [{\"op\": \"noise\", \"seed\": \"x\"}]}\n", 2, 36, "seed: want an integer"},
 		{"seed out of range", head + "  - op: noise\n    input: base\n    seed: 99999999999999999999\n", 7, 11, "want an integer"},
 	}
 	for _, c := range cases {
