@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +59,11 @@ func rowAligned(t *weft.Tensor) bool {
 // dropped when its last expected reader has read it or its groups are done, and the planner
 // stays within a read-ahead window of bytes.
 
+var tuneSolo bool
+
 // engine defaults.
 const (
-	defaultChunkElems = 1 << 20
+	defaultChunkElems = 256 << 10
 	defaultChunkBytes = 4 << 20
 	// defaultWindow bounds the bytes read ahead (cache entries alive), unless MemoryBudget
 	// leaves less.
@@ -142,7 +145,10 @@ type cache struct {
 	live   int64 // bytes of entries
 	window int64
 	active int // groups released and not done
-	bufs   sync.Pool
+	// free holds the buffers of freed entries for new ones (a free list rather than a
+	// sync.Pool: buffers the collector drops come back as fresh pages, and page faults).
+	spare      [][]byte
+	spareBytes int64
 	ready  *jobQueue
 }
 
@@ -183,12 +189,30 @@ func (c *cache) unhookAll() {
 }
 
 func (c *cache) getBuf(n int64) *[]byte {
-	if p, ok := c.bufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-		*p = (*p)[:n]
-		return p
+	best := -1
+	for i, b := range c.spare {
+		if int64(cap(b)) >= n && (best < 0 || cap(b) < cap(c.spare[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := c.spare[best][:n]
+		c.spareBytes -= int64(cap(b))
+		c.spare[best] = c.spare[len(c.spare)-1]
+		c.spare = c.spare[:len(c.spare)-1]
+		return &b
 	}
 	b := make([]byte, n)
 	return &b
+}
+
+// putBuf keeps a buffer for later entries, within the read-ahead window's worth.
+func (c *cache) putBuf(p *[]byte) {
+	if c.spareBytes+int64(cap(*p)) > c.window {
+		return
+	}
+	c.spare = append(c.spare, (*p)[:0])
+	c.spareBytes += int64(cap(*p))
 }
 
 // find returns the entry of ds holding [off, off+n), or nil (under c.mu).
@@ -306,7 +330,7 @@ func (c *cache) free(e *entry) {
 		return
 	}
 	if e.buf != nil {
-		c.bufs.Put(e.buf)
+		c.putBuf(e.buf)
 		e.buf = nil
 	}
 	c.live -= e.n
@@ -390,7 +414,7 @@ func (c *cache) plan(ctx context.Context, g *group) []*entry {
 	for _, k := range order {
 		t := tensors[k]
 		leaf := !rowAligned(t)
-		if !leaf && count[k] < 2 {
+		if !leaf && count[k] < 2 || leaf && count[k] < 2 && !tuneSolo {
 			continue
 		}
 		wants = append(wants, want{k, t, leaf})
@@ -494,7 +518,14 @@ func (o ManyOptions) pass() passOptions {
 	}
 	if p.chunkElems <= 0 {
 		p.chunkElems = defaultChunkElems
+		if v, err := strconv.ParseInt(os.Getenv("WEFT_TUNE_CHUNK"), 10, 64); err == nil && v > 0 {
+			p.chunkElems = v
+		}
 	}
+	if v, err := strconv.ParseInt(os.Getenv("WEFT_TUNE_WINDOW"), 10, 64); err == nil && v > 0 {
+		p.window = v
+	}
+	tuneSolo = os.Getenv("WEFT_TUNE_SOLO") != ""
 	if p.chunkBytes <= 0 {
 		p.chunkBytes = defaultChunkBytes
 	}

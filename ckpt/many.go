@@ -39,7 +39,7 @@ type ManyOptions struct {
 	// together write every output, with no coordination: this one writes part Part (from
 	// 0), its share by Divide.
 	Part, Parts int
-	// ChunkElems bounds the elements of one chunk of rows (default 1 Mi), the unit every
+	// ChunkElems bounds the elements of one chunk of rows (default 256 Ki), the unit every
 	// output of a tensor is read, computed and written in; ChunkBytes bounds the chunks of
 	// raw tensors whose rows are too large for that (default 4 MiB). For tests.
 	ChunkElems, ChunkBytes int64

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -224,5 +225,123 @@ func TestExecuteManyReadsOnce(t *testing.T) {
 				sameFiles(t, out, alone)
 			})
 		}
+	}
+}
+
+// TestDivide: for any number of parts, every file of every output is written by exactly one
+// part, and every output's index and side files by exactly one; whole outputs go to one part
+// when there are at least as many outputs as parts; the division is balanced by bytes.
+func TestDivide(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	dir := t.TempDir()
+	outs := sweep(t, base.c, tuned.c, dir)
+	for i := range outs {
+		outs[i].Options.MaxShardSize = 20 << 10
+	}
+	plans, err := ckpt.PlanMany(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range [][]*ckpt.Plan{plans, plans[:1], plans[:3]} {
+		for parts := 1; parts <= 9; parts++ {
+			files := make([][]int, len(set))
+			extras := make([]int, len(set))
+			load := make([]int64, parts)
+			for i, p := range set {
+				files[i] = make([]int, len(p.Layout.Files))
+			}
+			for part := 0; part < parts; part++ {
+				for i, sh := range ckpt.Divide(set, part, parts) {
+					for f, mine := range sh.Files {
+						if mine {
+							files[i][f]++
+							load[part] += set[i].Layout.Files[f].Size
+						}
+					}
+					if sh.Extras {
+						extras[i]++
+					}
+					if len(set) >= parts && !sh.None() && !sh.All() {
+						t.Fatalf("%d outputs, %d parts: part %d writes part of output %d", len(set), parts, part, i)
+					}
+				}
+			}
+			var most, total int64
+			var biggest int64
+			for i, p := range set {
+				if extras[i] != 1 {
+					t.Fatalf("%d outputs, %d parts: output %d's extras written %d times", len(set), parts, i, extras[i])
+				}
+				for f, n := range files[i] {
+					if n != 1 {
+						t.Fatalf("%d outputs, %d parts: output %d file %d written %d times", len(set), parts, i, f, n)
+					}
+					biggest = max(biggest, p.Layout.Files[f].Size)
+				}
+				biggest = max(biggest, p.Total*int64(min(1, len(set)/parts)))
+			}
+			for _, l := range load {
+				most = max(most, l)
+				total += l
+			}
+			// Greedy in decreasing size: no part exceeds the mean by more than the largest unit.
+			if most > total/int64(parts)+biggest {
+				t.Fatalf("%d outputs, %d parts: loads %v", len(set), parts, load)
+			}
+		}
+	}
+}
+
+// TestManyFailureLeavesThePassNothing: when an output of a pass fails, nothing of that pass
+// is left; the outputs of earlier passes are complete and in place.
+func TestManyFailureLeavesThePassNothing(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	for _, passes := range []bool{false, true} {
+		dir := t.TempDir()
+		outs := sweep(t, base.c, tuned.c, dir)[:3]
+		bad := *outs[2].Checkpoint
+		bad.Tensors = append([]*weft.Tensor(nil), bad.Tensors...)
+		x := bad.Tensors[3]
+		bad.Tensors[3] = ops.Computed(x.TensorInfo, func(r0, r1 int64, dst []byte) error { return fmt.Errorf("injected failure") })
+		outs[2].Checkpoint = &bad
+		plans, err := ckpt.PlanMany(outs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := ckpt.ManyOptions{Threads: 2}
+		if passes {
+			opts.MemoryBudget = 1 // one output a pass
+		}
+		err = ckpt.ExecuteMany(context.Background(), outs, plans, opts)
+		if err == nil || !strings.Contains(err.Error(), "injected failure") {
+			t.Fatalf("got %v", err)
+		}
+		want := []string(nil)
+		if passes {
+			want = []string{"blend-0", "blend-0.1"}
+		}
+		if got := ls(t, dir); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("passes %v: left %v, want %v", passes, got, want)
+		}
+	}
+}
+
+// TestManyRefusesOverlappingOutputs: two outputs writing the same file, or one inside the
+// other's directory, are refused before anything is written.
+func TestManyRefusesOverlappingOutputs(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	dir := t.TempDir()
+	outs := sweep(t, base.c, tuned.c, dir)[:2]
+	for _, paths := range [][2]string{{"a", "a"}, {"a", "a/b"}, {"x.safetensors", "X.SAFETENSORS"}} {
+		outs[0].Path, outs[1].Path = filepath.Join(dir, paths[0]), filepath.Join(dir, paths[1])
+		if _, err := ckpt.PlanMany(outs); err == nil {
+			t.Errorf("%v: no error", paths)
+		}
+	}
+	if got := ls(t, dir); len(got) != 0 {
+		t.Fatalf("left %v", got)
 	}
 }
