@@ -149,7 +149,7 @@ type cache struct {
 	// sync.Pool: buffers the collector drops come back as fresh pages, and page faults).
 	spare      [][]byte
 	spareBytes int64
-	ready  *jobQueue
+	ready      *jobQueue
 }
 
 func newCache(window int64, ready *jobQueue) *cache {
