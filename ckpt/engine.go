@@ -59,7 +59,7 @@ func rowAligned(t *weft.Tensor) bool {
 // dropped when its last expected reader has read it or its groups are done, and the planner
 // stays within a read-ahead window of bytes.
 
-var tuneSolo bool
+var tuneSolo, tuneBehind bool
 
 // engine defaults.
 const (
@@ -77,6 +77,25 @@ type dest struct {
 	f    *os.File
 	off  int64
 	name string // the output file's final path, for messages
+	w    *behind
+}
+
+// behind counts the bytes written to an output file since the kernel was last told to
+// write them back: the engine starts the write-back every writeBehind bytes rather than
+// leaving gigabytes of dirty pages to the final sync.
+type behind struct {
+	f     *os.File
+	dirty atomic.Int64
+}
+
+// writeBehind is how many bytes of an output may be written before their write-back starts.
+const writeBehind = 32 << 20
+
+func (b *behind) wrote(n int64) {
+	if b.dirty.Add(n) >= writeBehind {
+		b.dirty.Store(0)
+		startWriteback(b.f)
+	}
 }
 
 // job is bytes [off, off+n) of tensor t, written to every dest.
@@ -526,6 +545,7 @@ func (o ManyOptions) pass() passOptions {
 		p.window = v
 	}
 	tuneSolo = os.Getenv("WEFT_TUNE_SOLO") != ""
+	tuneBehind = os.Getenv("WEFT_TUNE_BEHIND") != ""
 	if p.chunkBytes <= 0 {
 		p.chunkBytes = defaultChunkBytes
 	}
@@ -589,13 +609,19 @@ func buildGroups(targets []*target, o passOptions) []*group {
 		g.jobs = append(g.jobs, j)
 	}
 	for _, tg := range targets {
+		bs := make([]*behind, len(tg.files))
+		for i, f := range tg.files {
+			if f != nil {
+				bs[i] = &behind{f: f}
+			}
+		}
 		for i, t := range tg.c.Tensors {
 			size := tg.p.Infos[i].MustSize()
 			pl := tg.p.Layout.Places[i]
 			if size == 0 || tg.files[pl.File] == nil {
 				continue
 			}
-			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File)}
+			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File), w: bs[pl.File]}
 			a := anchor(t)
 			ak := identity(a)
 			k := max(1, o.chunkElems/max(1, a.RowLen()))
@@ -745,6 +771,9 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 								break
 							}
 							done.Add(j.n)
+							if tuneBehind {
+								d.w.wrote(j.n)
+							}
 						}
 					}
 				}

@@ -345,3 +345,49 @@ func TestManyRefusesOverlappingOutputs(t *testing.T) {
 		t.Fatalf("left %v", got)
 	}
 }
+
+// TestExecuteManyQuantizedReadsOnce: outputs of one GGUF pair in different types (F16, Q8_0,
+// Q4_K), whose rows are blocks of different sizes, are cut in the same chunks of rows, so
+// that they too read each input byte once, and equal their single writes.
+func TestExecuteManyQuantizedReadsOnce(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-f16.gguf"))
+	dir := t.TempDir()
+	plan := func(root string) []ckpt.Output {
+		var outs []ckpt.Output
+		add := func(name string, op ops.Op, in ...*weft.Checkpoint) {
+			r, err := ops.Run(op, ops.Inputs{Checkpoints: in}, weft.GGUF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, ckpt.Output{Checkpoint: r.Out, Path: filepath.Join(root, name), Options: ckpt.WriteOptions{Inputs: in}})
+		}
+		add("q8_0.gguf", &convert.Options{Types: ops.Types{DType: weft.Q8_0}}, base.c)
+		add("q4_k.gguf", &convert.Options{Types: ops.Types{DType: weft.Q4_K}}, base.c)
+		add("blend-q8_0.gguf", &blend.Options{Alpha: 0.5, Types: ops.Types{DType: weft.Q8_0}}, base.c, tuned.c)
+		add("blend.gguf", &blend.Options{Alpha: 0.25}, base.c, tuned.c)
+		add("noise.gguf", &noise.Options{Seed: 1, Std: 0.01}, base.c)
+		return outs
+	}
+	alone := filepath.Join(dir, "alone")
+	for _, o := range plan(alone) {
+		o.Options.ChunkElems = 4096
+		if err := ckpt.Write(context.Background(), o.Checkpoint, o.Path, o.Options); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "many")
+	outs := plan(out)
+	plans, err := ckpt.PlanMany(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.reset()
+	tuned.reset()
+	if err := ckpt.ExecuteMany(context.Background(), outs, plans, ckpt.ManyOptions{Threads: 3, ChunkElems: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	base.eachByteRead(t, "base", 1)
+	tuned.eachByteRead(t, "tuned", 1)
+	sameFiles(t, out, alone)
+}
