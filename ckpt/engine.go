@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,14 +51,17 @@ func rowAligned(t *weft.Tensor) bool {
 // same tensor (the same Data) there. Jobs are grouped by the input chunk they read: a group
 // is a range of rows of an anchor, the input tensor a job's tensor is computed from, row for
 // row (weft.Sourced), or the tensor itself; the row ranges of a group are the same for every
-// output, whatever its types, so that their reads coincide. Groups are taken in order; for
-// each, a planner reads ahead (through a few I/O goroutines) every input chunk its jobs read,
-// into a cache entry that every reader of that chunk is served from (readhook), and the
-// group's jobs go to the compute workers once their chunks are in memory. An entry is
-// dropped when its last expected reader has read it or its groups are done, and the planner
-// stays within a read-ahead window of bytes.
-
-var tuneSolo, tuneBehind bool
+// output, whatever its types, so that their reads coincide. Groups are taken in order. For
+// each, a planner finds the chunks its jobs read more than once (an input chunk several
+// outputs are computed from, a computed tensor several outputs read) and makes a cache entry
+// for each: input chunks are read ahead by a few I/O goroutines, and the group's jobs go to
+// the compute workers once they are in memory; every reader of a chunk is served from its
+// entry (through readhook), and a computed chunk is computed once, by its first reader. An
+// entry is dropped when its last expected reader has read it or its groups are done; the
+// planner stays within a window of bytes. A chunk read once is read by its job directly,
+// through the kernel's read-ahead (the input files are advised sequential), without a copy.
+// Writes start their write-back as they go (a flusher goroutine), so that the final sync does
+// not wait for gigabytes of dirty pages.
 
 // engine defaults.
 const (
@@ -91,10 +93,13 @@ type behind struct {
 // writeBehind is how many bytes of an output may be written before their write-back starts.
 const writeBehind = 32 << 20
 
-func (b *behind) wrote(n int64) {
+func (b *behind) wrote(n int64, flush chan<- *os.File) {
 	if b.dirty.Add(n) >= writeBehind {
 		b.dirty.Store(0)
-		startWriteback(b.f)
+		select {
+		case flush <- b.f: // to the flusher, so that no worker waits on the device
+		default:
+		}
 	}
 }
 
@@ -433,7 +438,9 @@ func (c *cache) plan(ctx context.Context, g *group) []*entry {
 	for _, k := range order {
 		t := tensors[k]
 		leaf := !rowAligned(t)
-		if !leaf && count[k] < 2 || leaf && count[k] < 2 && !tuneSolo {
+		if count[k] < 2 {
+			// One reader: it reads for itself, through the kernel's read-ahead (an
+			// entry would cost a copy and gain nothing, measured).
 			continue
 		}
 		wants = append(wants, want{k, t, leaf})
@@ -537,15 +544,7 @@ func (o ManyOptions) pass() passOptions {
 	}
 	if p.chunkElems <= 0 {
 		p.chunkElems = defaultChunkElems
-		if v, err := strconv.ParseInt(os.Getenv("WEFT_TUNE_CHUNK"), 10, 64); err == nil && v > 0 {
-			p.chunkElems = v
-		}
 	}
-	if v, err := strconv.ParseInt(os.Getenv("WEFT_TUNE_WINDOW"), 10, 64); err == nil && v > 0 {
-		p.window = v
-	}
-	tuneSolo = os.Getenv("WEFT_TUNE_SOLO") != ""
-	tuneBehind = os.Getenv("WEFT_TUNE_BEHIND") != ""
 	if p.chunkBytes <= 0 {
 		p.chunkBytes = defaultChunkBytes
 	}
@@ -735,6 +734,17 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 			}
 		}
 	}()
+	// The flusher starts the write-back of outputs as the workers write them.
+	flush := make(chan *os.File, 16)
+	var flushwg sync.WaitGroup
+	flushwg.Add(1)
+	go func() {
+		defer flushwg.Done()
+		for f := range flush {
+			startWriteback(f)
+		}
+	}()
+	defer func() { close(flush); flushwg.Wait() }()
 	// Workers.
 	var remaining atomic.Int64
 	remaining.Store(int64(len(groups)))
@@ -771,9 +781,7 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 								break
 							}
 							done.Add(j.n)
-							if tuneBehind {
-								d.w.wrote(j.n)
-							}
+							d.w.wrote(j.n, flush)
 						}
 					}
 				}
