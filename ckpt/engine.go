@@ -422,11 +422,11 @@ func readSet(g *group) (order []rkey, count map[rkey]int, tensor map[rkey]*weft.
 	return order, count, tensor
 }
 
-// plan makes g's entries: one for every range of a tensor read from a file (read ahead),
-// and one for every range of a computed tensor read more than once (computed by its first
-// reader). It waits while the entries alive and g's would exceed the window, unless no other
-// group is under way. It returns the entries to load.
-func (c *cache) plan(ctx context.Context, g *group) []*entry {
+// plan makes g's entries: one for every range read more than once, of a tensor read from a
+// file (read ahead) or of a computed tensor (computed by its first reader). It waits while
+// the entries alive and g's would exceed the window, or maxActive groups are under way,
+// unless none is. It returns the entries to load.
+func (c *cache) plan(ctx context.Context, g *group, maxActive int) []*entry {
 	order, count, tensors := readSet(g)
 	type want struct {
 		k    rkey
@@ -448,7 +448,7 @@ func (c *cache) plan(ctx context.Context, g *group) []*entry {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.active > 0 && c.live+need > c.window && ctx.Err() == nil {
+	for c.active > 0 && (c.live+need > c.window || c.active >= maxActive) && ctx.Err() == nil {
 		c.cond.Wait()
 	}
 	var loads []*entry
@@ -537,6 +537,10 @@ type passOptions struct {
 	progress func(done, total int64)
 }
 
+// maxActive bounds the groups under way: enough to keep every worker busy while the next
+// groups' chunks are read.
+func (o passOptions) maxActive() int { return 4*o.threads + 4 }
+
 func (o ManyOptions) pass() passOptions {
 	p := passOptions{threads: o.Threads, chunkElems: o.ChunkElems, chunkBytes: o.ChunkBytes, window: defaultWindow, progress: o.Progress}
 	if p.threads <= 0 {
@@ -576,37 +580,34 @@ func identity(t *weft.Tensor) any {
 	return t
 }
 
-// buildGroups cuts the tensors of the targets into jobs and groups them (see above).
-func buildGroups(targets []*target, o passOptions) []*group {
-	type gkey struct {
+// stream is the tensors of every output of a pass that are cut in the same chunks: those
+// computed row for row from one anchor (or copied from it) in chunks of rows, or a raw tensor
+// whose rows are too large for a chunk, in chunks of bytes. Its groups, one per chunk, are
+// made one at a time as the planner reaches them, so that the engine holds the jobs of the
+// groups under way, not of the whole pass.
+type stream struct {
+	bytes  bool
+	step   int64 // rows (or bytes) per chunk
+	chunks int64
+	member []member
+}
+
+// member is one output tensor of a stream.
+type member struct {
+	t    *weft.Tensor
+	size int64
+	d    dest // where its first byte goes
+}
+
+// streams cuts the tensors of the targets into streams (see above), in the order the first
+// output's tensors come.
+func streams(targets []*target, o passOptions) []*stream {
+	type skey struct {
 		anchor any
 		bytes  bool
-		c      int64
 	}
-	type jkey struct {
-		data   any
-		off, n int64
-	}
-	index := map[gkey]*group{}
-	var groups []*group
-	jobsOf := map[*group]map[jkey]*job{}
-	add := func(k gkey, t *weft.Tensor, off, n int64, rows bool, r0, r1 int64, d dest) {
-		g := index[k]
-		if g == nil {
-			g = &group{}
-			index[k] = g
-			groups = append(groups, g)
-			jobsOf[g] = map[jkey]*job{}
-		}
-		jk := jkey{identity(t), off, n}
-		if j := jobsOf[g][jk]; j != nil && j.t.DType == t.DType {
-			j.dests = append(j.dests, d)
-			return
-		}
-		j := &job{g: g, t: t, off: off, n: n, rows: rows, r0: r0, r1: r1, dests: []dest{d}}
-		jobsOf[g][jk] = j
-		g.jobs = append(g.jobs, j)
-	}
+	index := map[skey]*stream{}
+	var out []*stream
 	for _, tg := range targets {
 		bs := make([]*behind, len(tg.files))
 		for i, f := range tg.files {
@@ -622,32 +623,67 @@ func buildGroups(targets []*target, o passOptions) []*group {
 			}
 			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File), w: bs[pl.File]}
 			a := anchor(t)
-			ak := identity(a)
 			k := max(1, o.chunkElems/max(1, a.RowLen()))
 			rb := t.RowBytes()
-			if !rowAligned(t) && (rb <= 0 || rb*k > 4*o.chunkBytes) {
-				// Rows too large to read whole: a raw copy in chunks of bytes.
-				for c, off := int64(0), int64(0); off < size; c, off = c+1, off+o.chunkBytes {
-					n := min(o.chunkBytes, size-off)
-					dd := d
-					dd.off += off
-					add(gkey{ak, true, c}, t, off, n, false, 0, 0, dd)
+			key := skey{identity(a), !rowAligned(t) && (rb <= 0 || rb*k > 4*o.chunkBytes)}
+			if key.bytes {
+				key.anchor = identity(t) // rows too large to read whole: a raw copy in bytes
+			}
+			st := index[key]
+			if st == nil {
+				st = &stream{bytes: key.bytes, step: k}
+				if key.bytes {
+					st.step = o.chunkBytes
 				}
-				continue
+				index[key] = st
+				out = append(out, st)
 			}
-			rows := t.Rows()
-			for c := int64(0); c*k < rows; c++ {
-				r0, r1 := c*k, min(rows, (c+1)*k)
-				dd := d
-				dd.off += r0 * rb
-				add(gkey{ak, false, c}, t, r0*rb, (r1-r0)*rb, true, r0, r1, dd)
+			n := t.Rows()
+			if st.bytes {
+				n = size
 			}
+			st.chunks = max(st.chunks, (n+st.step-1)/st.step)
+			st.member = append(st.member, member{t, size, d})
 		}
 	}
-	for _, g := range groups {
-		g.left = len(g.jobs)
+	return out
+}
+
+// group returns the jobs of chunk c of the stream: each member's rows (or bytes) in the
+// chunk, members with the same data making one job written to each.
+func (st *stream) group(c int64) *group {
+	type jkey struct {
+		data   any
+		off, n int64
 	}
-	return groups
+	g := &group{}
+	jobs := map[jkey]*job{}
+	for _, m := range st.member {
+		j := &job{g: g, t: m.t, rows: !st.bytes}
+		if st.bytes {
+			j.off = c * st.step
+			j.n = min(st.step, m.size-j.off)
+		} else {
+			rb := m.t.RowBytes()
+			j.r0, j.r1 = c*st.step, min(m.t.Rows(), (c+1)*st.step)
+			j.off, j.n = j.r0*rb, (j.r1-j.r0)*rb
+		}
+		if j.n <= 0 {
+			continue
+		}
+		d := m.d
+		d.off += j.off
+		k := jkey{identity(m.t), j.off, j.n}
+		if x := jobs[k]; x != nil {
+			x.dests = append(x.dests, d)
+			continue
+		}
+		j.dests = []dest{d}
+		jobs[k] = j
+		g.jobs = append(g.jobs, j)
+	}
+	g.left = len(g.jobs)
+	return g
 }
 
 // runPass writes the tensors of the targets: every job of every group, reading ahead. fps
@@ -655,7 +691,11 @@ func buildGroups(targets []*target, o passOptions) []*group {
 func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	groups := buildGroups(targets, o)
+	strs := streams(targets, o)
+	var ngroups int64
+	for _, st := range strs {
+		ngroups += st.chunks
+	}
 	done := o.done
 	if done == nil {
 		done = new(atomic.Int64)
@@ -697,6 +737,8 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 			c.mu.Unlock()
 		})
 	}
+	var remaining atomic.Int64 // groups not done
+	remaining.Store(ngroups)
 	// I/O: load entries in order.
 	loads := make(chan *entry, 1024)
 	var iowg sync.WaitGroup
@@ -721,15 +763,28 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 	go func() {
 		defer planwg.Done()
 		defer close(loads)
-		for _, g := range groups {
-			if ctx.Err() != nil {
-				return
-			}
-			for _, e := range c.plan(ctx, g) {
-				select {
-				case loads <- e:
-				case <-ctx.Done():
+		for _, st := range strs {
+			for ch := int64(0); ch < st.chunks; ch++ {
+				if ctx.Err() != nil {
 					return
+				}
+				g := st.group(ch)
+				if len(g.jobs) == 0 {
+					c.mu.Lock()
+					c.active++
+					c.groupDone(g)
+					c.mu.Unlock()
+					if remaining.Add(-1) == 0 {
+						ready.close()
+					}
+					continue
+				}
+				for _, e := range c.plan(ctx, g, o.maxActive()) {
+					select {
+					case loads <- e:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}
@@ -745,10 +800,7 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 		}
 	}()
 	defer func() { close(flush); flushwg.Wait() }()
-	// Workers.
-	var remaining atomic.Int64
-	remaining.Store(int64(len(groups)))
-	if len(groups) == 0 {
+	if ngroups == 0 {
 		ready.close()
 	}
 	var wg sync.WaitGroup
