@@ -51,3 +51,12 @@ func adviseSequential(targets []*target) {
 
 // adviseWritten is called on an output file once it is synced.
 func adviseWritten(f *os.File) {}
+
+// startWriteback asks the kernel to start writing f's dirty pages back (without waiting).
+func startWriteback(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
+}

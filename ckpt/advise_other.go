@@ -7,3 +7,5 @@ import "os"
 func adviseSequential(targets []*target) {}
 
 func adviseWritten(f *os.File) {}
+
+func startWriteback(f *os.File) {}

@@ -51,16 +51,21 @@ func rowAligned(t *weft.Tensor) bool {
 // same tensor (the same Data) there. Jobs are grouped by the input chunk they read: a group
 // is a range of rows of an anchor, the input tensor a job's tensor is computed from, row for
 // row (weft.Sourced), or the tensor itself; the row ranges of a group are the same for every
-// output, whatever its types, so that their reads coincide. Groups are taken in order; for
-// each, a planner reads ahead (through a few I/O goroutines) every input chunk its jobs read,
-// into a cache entry that every reader of that chunk is served from (readhook), and the
-// group's jobs go to the compute workers once their chunks are in memory. An entry is
-// dropped when its last expected reader has read it or its groups are done, and the planner
-// stays within a read-ahead window of bytes.
+// output, whatever its types, so that their reads coincide. Groups are taken in order. For
+// each, a planner finds the chunks its jobs read more than once (an input chunk several
+// outputs are computed from, a computed tensor several outputs read) and makes a cache entry
+// for each: input chunks are read ahead by a few I/O goroutines, and the group's jobs go to
+// the compute workers once they are in memory; every reader of a chunk is served from its
+// entry (through readhook), and a computed chunk is computed once, by its first reader. An
+// entry is dropped when its last expected reader has read it or its groups are done; the
+// planner stays within a window of bytes. A chunk read once is read by its job directly,
+// through the kernel's read-ahead (the input files are advised sequential), without a copy.
+// Writes start their write-back as they go (a flusher goroutine), so that the final sync does
+// not wait for gigabytes of dirty pages.
 
 // engine defaults.
 const (
-	defaultChunkElems = 1 << 20
+	defaultChunkElems = 256 << 10
 	defaultChunkBytes = 4 << 20
 	// defaultWindow bounds the bytes read ahead (cache entries alive), unless MemoryBudget
 	// leaves less.
@@ -74,6 +79,28 @@ type dest struct {
 	f    *os.File
 	off  int64
 	name string // the output file's final path, for messages
+	w    *behind
+}
+
+// behind counts the bytes written to an output file since the kernel was last told to
+// write them back: the engine starts the write-back every writeBehind bytes rather than
+// leaving gigabytes of dirty pages to the final sync.
+type behind struct {
+	f     *os.File
+	dirty atomic.Int64
+}
+
+// writeBehind is how many bytes of an output may be written before their write-back starts.
+const writeBehind = 32 << 20
+
+func (b *behind) wrote(n int64, flush chan<- *os.File) {
+	if b.dirty.Add(n) >= writeBehind {
+		b.dirty.Store(0)
+		select {
+		case flush <- b.f: // to the flusher, so that no worker waits on the device
+		default:
+		}
+	}
 }
 
 // job is bytes [off, off+n) of tensor t, written to every dest.
@@ -142,8 +169,11 @@ type cache struct {
 	live   int64 // bytes of entries
 	window int64
 	active int // groups released and not done
-	bufs   sync.Pool
-	ready  *jobQueue
+	// free holds the buffers of freed entries for new ones (a free list rather than a
+	// sync.Pool: buffers the collector drops come back as fresh pages, and page faults).
+	spare      [][]byte
+	spareBytes int64
+	ready      *jobQueue
 }
 
 func newCache(window int64, ready *jobQueue) *cache {
@@ -183,12 +213,30 @@ func (c *cache) unhookAll() {
 }
 
 func (c *cache) getBuf(n int64) *[]byte {
-	if p, ok := c.bufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-		*p = (*p)[:n]
-		return p
+	best := -1
+	for i, b := range c.spare {
+		if int64(cap(b)) >= n && (best < 0 || cap(b) < cap(c.spare[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := c.spare[best][:n]
+		c.spareBytes -= int64(cap(b))
+		c.spare[best] = c.spare[len(c.spare)-1]
+		c.spare = c.spare[:len(c.spare)-1]
+		return &b
 	}
 	b := make([]byte, n)
 	return &b
+}
+
+// putBuf keeps a buffer for later entries, within the read-ahead window's worth.
+func (c *cache) putBuf(p *[]byte) {
+	if c.spareBytes+int64(cap(*p)) > c.window {
+		return
+	}
+	c.spare = append(c.spare, (*p)[:0])
+	c.spareBytes += int64(cap(*p))
 }
 
 // find returns the entry of ds holding [off, off+n), or nil (under c.mu).
@@ -306,7 +354,7 @@ func (c *cache) free(e *entry) {
 		return
 	}
 	if e.buf != nil {
-		c.bufs.Put(e.buf)
+		c.putBuf(e.buf)
 		e.buf = nil
 	}
 	c.live -= e.n
@@ -374,11 +422,11 @@ func readSet(g *group) (order []rkey, count map[rkey]int, tensor map[rkey]*weft.
 	return order, count, tensor
 }
 
-// plan makes g's entries: one for every range of a tensor read from a file (read ahead),
-// and one for every range of a computed tensor read more than once (computed by its first
-// reader). It waits while the entries alive and g's would exceed the window, unless no other
-// group is under way. It returns the entries to load.
-func (c *cache) plan(ctx context.Context, g *group) []*entry {
+// plan makes g's entries: one for every range read more than once, of a tensor read from a
+// file (read ahead) or of a computed tensor (computed by its first reader). It waits while
+// the entries alive and g's would exceed the window, or maxActive groups are under way,
+// unless none is. It returns the entries to load.
+func (c *cache) plan(ctx context.Context, g *group, maxActive int) []*entry {
 	order, count, tensors := readSet(g)
 	type want struct {
 		k    rkey
@@ -390,7 +438,9 @@ func (c *cache) plan(ctx context.Context, g *group) []*entry {
 	for _, k := range order {
 		t := tensors[k]
 		leaf := !rowAligned(t)
-		if !leaf && count[k] < 2 {
+		if count[k] < 2 {
+			// One reader: it reads for itself, through the kernel's read-ahead (an
+			// entry would cost a copy and gain nothing, measured).
 			continue
 		}
 		wants = append(wants, want{k, t, leaf})
@@ -398,7 +448,7 @@ func (c *cache) plan(ctx context.Context, g *group) []*entry {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.active > 0 && c.live+need > c.window && ctx.Err() == nil {
+	for c.active > 0 && (c.live+need > c.window || c.active >= maxActive) && ctx.Err() == nil {
 		c.cond.Wait()
 	}
 	var loads []*entry
@@ -487,6 +537,10 @@ type passOptions struct {
 	progress func(done, total int64)
 }
 
+// maxActive bounds the groups under way: enough to keep every worker busy while the next
+// groups' chunks are read.
+func (o passOptions) maxActive() int { return 4*o.threads + 4 }
+
 func (o ManyOptions) pass() passOptions {
 	p := passOptions{threads: o.Threads, chunkElems: o.ChunkElems, chunkBytes: o.ChunkBytes, window: defaultWindow, progress: o.Progress}
 	if p.threads <= 0 {
@@ -526,72 +580,110 @@ func identity(t *weft.Tensor) any {
 	return t
 }
 
-// buildGroups cuts the tensors of the targets into jobs and groups them (see above).
-func buildGroups(targets []*target, o passOptions) []*group {
-	type gkey struct {
+// stream is the tensors of every output of a pass that are cut in the same chunks: those
+// computed row for row from one anchor (or copied from it) in chunks of rows, or a raw tensor
+// whose rows are too large for a chunk, in chunks of bytes. Its groups, one per chunk, are
+// made one at a time as the planner reaches them, so that the engine holds the jobs of the
+// groups under way, not of the whole pass.
+type stream struct {
+	bytes  bool
+	step   int64 // rows (or bytes) per chunk
+	chunks int64
+	member []member
+}
+
+// member is one output tensor of a stream.
+type member struct {
+	t    *weft.Tensor
+	size int64
+	d    dest // where its first byte goes
+}
+
+// streams cuts the tensors of the targets into streams (see above), in the order the first
+// output's tensors come.
+func streams(targets []*target, o passOptions) []*stream {
+	type skey struct {
 		anchor any
 		bytes  bool
-		c      int64
 	}
-	type jkey struct {
-		data   any
-		off, n int64
-	}
-	index := map[gkey]*group{}
-	var groups []*group
-	jobsOf := map[*group]map[jkey]*job{}
-	add := func(k gkey, t *weft.Tensor, off, n int64, rows bool, r0, r1 int64, d dest) {
-		g := index[k]
-		if g == nil {
-			g = &group{}
-			index[k] = g
-			groups = append(groups, g)
-			jobsOf[g] = map[jkey]*job{}
-		}
-		jk := jkey{identity(t), off, n}
-		if j := jobsOf[g][jk]; j != nil && j.t.DType == t.DType {
-			j.dests = append(j.dests, d)
-			return
-		}
-		j := &job{g: g, t: t, off: off, n: n, rows: rows, r0: r0, r1: r1, dests: []dest{d}}
-		jobsOf[g][jk] = j
-		g.jobs = append(g.jobs, j)
-	}
+	index := map[skey]*stream{}
+	var out []*stream
 	for _, tg := range targets {
+		bs := make([]*behind, len(tg.files))
+		for i, f := range tg.files {
+			if f != nil {
+				bs[i] = &behind{f: f}
+			}
+		}
 		for i, t := range tg.c.Tensors {
 			size := tg.p.Infos[i].MustSize()
 			pl := tg.p.Layout.Places[i]
 			if size == 0 || tg.files[pl.File] == nil {
 				continue
 			}
-			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File)}
+			d := dest{f: tg.files[pl.File], off: pl.Offset, name: tg.fileName(pl.File), w: bs[pl.File]}
 			a := anchor(t)
-			ak := identity(a)
 			k := max(1, o.chunkElems/max(1, a.RowLen()))
 			rb := t.RowBytes()
-			if !rowAligned(t) && (rb <= 0 || rb*k > 4*o.chunkBytes) {
-				// Rows too large to read whole: a raw copy in chunks of bytes.
-				for c, off := int64(0), int64(0); off < size; c, off = c+1, off+o.chunkBytes {
-					n := min(o.chunkBytes, size-off)
-					dd := d
-					dd.off += off
-					add(gkey{ak, true, c}, t, off, n, false, 0, 0, dd)
+			key := skey{identity(a), !rowAligned(t) && (rb <= 0 || rb*k > 4*o.chunkBytes)}
+			if key.bytes {
+				key.anchor = identity(t) // rows too large to read whole: a raw copy in bytes
+			}
+			st := index[key]
+			if st == nil {
+				st = &stream{bytes: key.bytes, step: k}
+				if key.bytes {
+					st.step = o.chunkBytes
 				}
-				continue
+				index[key] = st
+				out = append(out, st)
 			}
-			rows := t.Rows()
-			for c := int64(0); c*k < rows; c++ {
-				r0, r1 := c*k, min(rows, (c+1)*k)
-				dd := d
-				dd.off += r0 * rb
-				add(gkey{ak, false, c}, t, r0*rb, (r1-r0)*rb, true, r0, r1, dd)
+			n := t.Rows()
+			if st.bytes {
+				n = size
 			}
+			st.chunks = max(st.chunks, (n+st.step-1)/st.step)
+			st.member = append(st.member, member{t, size, d})
 		}
 	}
-	for _, g := range groups {
-		g.left = len(g.jobs)
+	return out
+}
+
+// group returns the jobs of chunk c of the stream: each member's rows (or bytes) in the
+// chunk, members with the same data making one job written to each.
+func (st *stream) group(c int64) *group {
+	type jkey struct {
+		data   any
+		off, n int64
 	}
-	return groups
+	g := &group{}
+	jobs := map[jkey]*job{}
+	for _, m := range st.member {
+		j := &job{g: g, t: m.t, rows: !st.bytes}
+		if st.bytes {
+			j.off = c * st.step
+			j.n = min(st.step, m.size-j.off)
+		} else {
+			rb := m.t.RowBytes()
+			j.r0, j.r1 = c*st.step, min(m.t.Rows(), (c+1)*st.step)
+			j.off, j.n = j.r0*rb, (j.r1-j.r0)*rb
+		}
+		if j.n <= 0 {
+			continue
+		}
+		d := m.d
+		d.off += j.off
+		k := jkey{identity(m.t), j.off, j.n}
+		if x := jobs[k]; x != nil {
+			x.dests = append(x.dests, d)
+			continue
+		}
+		j.dests = []dest{d}
+		jobs[k] = j
+		g.jobs = append(g.jobs, j)
+	}
+	g.left = len(g.jobs)
+	return g
 }
 
 // runPass writes the tensors of the targets: every job of every group, reading ahead. fps
@@ -599,7 +691,11 @@ func buildGroups(targets []*target, o passOptions) []*group {
 func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	groups := buildGroups(targets, o)
+	strs := streams(targets, o)
+	var ngroups int64
+	for _, st := range strs {
+		ngroups += st.chunks
+	}
 	done := o.done
 	if done == nil {
 		done = new(atomic.Int64)
@@ -641,6 +737,8 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 			c.mu.Unlock()
 		})
 	}
+	var remaining atomic.Int64 // groups not done
+	remaining.Store(ngroups)
 	// I/O: load entries in order.
 	loads := make(chan *entry, 1024)
 	var iowg sync.WaitGroup
@@ -665,23 +763,44 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 	go func() {
 		defer planwg.Done()
 		defer close(loads)
-		for _, g := range groups {
-			if ctx.Err() != nil {
-				return
-			}
-			for _, e := range c.plan(ctx, g) {
-				select {
-				case loads <- e:
-				case <-ctx.Done():
+		for _, st := range strs {
+			for ch := int64(0); ch < st.chunks; ch++ {
+				if ctx.Err() != nil {
 					return
+				}
+				g := st.group(ch)
+				if len(g.jobs) == 0 {
+					c.mu.Lock()
+					c.active++
+					c.groupDone(g)
+					c.mu.Unlock()
+					if remaining.Add(-1) == 0 {
+						ready.close()
+					}
+					continue
+				}
+				for _, e := range c.plan(ctx, g, o.maxActive()) {
+					select {
+					case loads <- e:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}
 	}()
-	// Workers.
-	var remaining atomic.Int64
-	remaining.Store(int64(len(groups)))
-	if len(groups) == 0 {
+	// The flusher starts the write-back of outputs as the workers write them.
+	flush := make(chan *os.File, 16)
+	var flushwg sync.WaitGroup
+	flushwg.Add(1)
+	go func() {
+		defer flushwg.Done()
+		for f := range flush {
+			startWriteback(f)
+		}
+	}()
+	defer func() { close(flush); flushwg.Wait() }()
+	if ngroups == 0 {
 		ready.close()
 	}
 	var wg sync.WaitGroup
@@ -714,6 +833,7 @@ func runPass(ctx context.Context, targets []*target, fps []*fpState, o passOptio
 								break
 							}
 							done.Add(j.n)
+							d.w.wrote(j.n, flush)
 						}
 					}
 				}

@@ -39,7 +39,7 @@ type ManyOptions struct {
 	// together write every output, with no coordination: this one writes part Part (from
 	// 0), its share by Divide.
 	Part, Parts int
-	// ChunkElems bounds the elements of one chunk of rows (default 1 Mi), the unit every
+	// ChunkElems bounds the elements of one chunk of rows (default 256 Ki), the unit every
 	// output of a tensor is read, computed and written in; ChunkBytes bounds the chunks of
 	// raw tensors whose rows are too large for that (default 4 MiB). For tests.
 	ChunkElems, ChunkBytes int64
@@ -205,7 +205,7 @@ type Schedule struct {
 	// opened checkpoints); Written the bytes of the files this part writes.
 	Read, Written int64
 	// Memory estimates the memory of the largest pass: the workers' chunk buffers, the
-	// bytes read ahead, and each output's headers, side files and work list.
+	// bytes read ahead, and each output's headers, side files and place in the work.
 	Memory int64
 	// Fingerprints counts the inputs whose data fingerprints provenance records: computed
 	// in the write, from the chunks it reads (and a few more reads for tensors it does not
@@ -281,7 +281,7 @@ func (o ManyOptions) Plan(outs []Output, plans []*Plan) (*Schedule, error) {
 func jobMemory(o passOptions) int64 { return 4 * 8 * o.chunkElems }
 
 // outputMemory estimates what an output holds in a pass beside the chunks: its headers,
-// the side files it made in memory, and its list of work.
+// the side files it made in memory, and its tensors' places in the work.
 func outputMemory(c *weft.Checkpoint, p *Plan, o passOptions) int64 {
 	var m int64
 	for _, f := range p.Layout.Files {
@@ -293,10 +293,9 @@ func outputMemory(c *weft.Checkpoint, p *Plan, o passOptions) int64 {
 	for _, sf := range c.SideFiles {
 		m += int64(len(sf.Data))
 	}
-	for _, t := range c.Tensors {
-		n := t.Rows()/max(1, o.chunkElems/max(1, t.RowLen())) + 1
-		m += n * 160 // a job, its destination, its share of a group
-	}
+	// Its tensors' places in the streams of work (the jobs exist only for the groups under
+	// way, bounded whatever the outputs).
+	m += int64(len(c.Tensors)) * 128
 	return m
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -225,4 +226,168 @@ func TestExecuteManyReadsOnce(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestDivide: for any number of parts, every file of every output is written by exactly one
+// part, and every output's index and side files by exactly one; whole outputs go to one part
+// when there are at least as many outputs as parts; the division is balanced by bytes.
+func TestDivide(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	dir := t.TempDir()
+	outs := sweep(t, base.c, tuned.c, dir)
+	for i := range outs {
+		outs[i].Options.MaxShardSize = 20 << 10
+	}
+	plans, err := ckpt.PlanMany(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range [][]*ckpt.Plan{plans, plans[:1], plans[:3]} {
+		for parts := 1; parts <= 9; parts++ {
+			files := make([][]int, len(set))
+			extras := make([]int, len(set))
+			load := make([]int64, parts)
+			for i, p := range set {
+				files[i] = make([]int, len(p.Layout.Files))
+			}
+			for part := 0; part < parts; part++ {
+				for i, sh := range ckpt.Divide(set, part, parts) {
+					for f, mine := range sh.Files {
+						if mine {
+							files[i][f]++
+							load[part] += set[i].Layout.Files[f].Size
+						}
+					}
+					if sh.Extras {
+						extras[i]++
+					}
+					if len(set) >= parts && !sh.None() && !sh.All() {
+						t.Fatalf("%d outputs, %d parts: part %d writes part of output %d", len(set), parts, part, i)
+					}
+				}
+			}
+			var most, total int64
+			var biggest int64
+			for i, p := range set {
+				if extras[i] != 1 {
+					t.Fatalf("%d outputs, %d parts: output %d's extras written %d times", len(set), parts, i, extras[i])
+				}
+				for f, n := range files[i] {
+					if n != 1 {
+						t.Fatalf("%d outputs, %d parts: output %d file %d written %d times", len(set), parts, i, f, n)
+					}
+					biggest = max(biggest, p.Layout.Files[f].Size)
+				}
+				biggest = max(biggest, p.Total*int64(min(1, len(set)/parts)))
+			}
+			for _, l := range load {
+				most = max(most, l)
+				total += l
+			}
+			// Greedy in decreasing size: no part exceeds the mean by more than the largest unit.
+			if most > total/int64(parts)+biggest {
+				t.Fatalf("%d outputs, %d parts: loads %v", len(set), parts, load)
+			}
+		}
+	}
+}
+
+// TestManyFailureLeavesThePassNothing: when an output of a pass fails, nothing of that pass
+// is left; the outputs of earlier passes are complete and in place.
+func TestManyFailureLeavesThePassNothing(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	for _, passes := range []bool{false, true} {
+		dir := t.TempDir()
+		outs := sweep(t, base.c, tuned.c, dir)[:3]
+		bad := *outs[2].Checkpoint
+		bad.Tensors = append([]*weft.Tensor(nil), bad.Tensors...)
+		x := bad.Tensors[3]
+		bad.Tensors[3] = ops.Computed(x.TensorInfo, func(r0, r1 int64, dst []byte) error { return fmt.Errorf("injected failure") })
+		outs[2].Checkpoint = &bad
+		plans, err := ckpt.PlanMany(outs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := ckpt.ManyOptions{Threads: 2}
+		if passes {
+			opts.MemoryBudget = 1 // one output a pass
+		}
+		err = ckpt.ExecuteMany(context.Background(), outs, plans, opts)
+		if err == nil || !strings.Contains(err.Error(), "injected failure") {
+			t.Fatalf("got %v", err)
+		}
+		want := []string(nil)
+		if passes {
+			want = []string{"blend-0", "blend-0.1"}
+		}
+		if got := ls(t, dir); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("passes %v: left %v, want %v", passes, got, want)
+		}
+	}
+}
+
+// TestManyRefusesOverlappingOutputs: two outputs writing the same file, or one inside the
+// other's directory, are refused before anything is written.
+func TestManyRefusesOverlappingOutputs(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-base"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/hf/tiny-llama-tuned"))
+	dir := t.TempDir()
+	outs := sweep(t, base.c, tuned.c, dir)[:2]
+	for _, paths := range [][2]string{{"a", "a"}, {"a", "a/b"}, {"x.safetensors", "X.SAFETENSORS"}} {
+		outs[0].Path, outs[1].Path = filepath.Join(dir, paths[0]), filepath.Join(dir, paths[1])
+		if _, err := ckpt.PlanMany(outs); err == nil {
+			t.Errorf("%v: no error", paths)
+		}
+	}
+	if got := ls(t, dir); len(got) != 0 {
+		t.Fatalf("left %v", got)
+	}
+}
+
+// TestExecuteManyQuantizedReadsOnce: outputs of one GGUF pair in different types (F16, Q8_0,
+// Q4_K), whose rows are blocks of different sizes, are cut in the same chunks of rows, so
+// that they too read each input byte once, and equal their single writes.
+func TestExecuteManyQuantizedReadsOnce(t *testing.T) {
+	base := openCounted(t, testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf"))
+	tuned := openCounted(t, testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-f16.gguf"))
+	dir := t.TempDir()
+	plan := func(root string) []ckpt.Output {
+		var outs []ckpt.Output
+		add := func(name string, op ops.Op, in ...*weft.Checkpoint) {
+			r, err := ops.Run(op, ops.Inputs{Checkpoints: in}, weft.GGUF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, ckpt.Output{Checkpoint: r.Out, Path: filepath.Join(root, name), Options: ckpt.WriteOptions{Inputs: in}})
+		}
+		add("q8_0.gguf", &convert.Options{Types: ops.Types{DType: weft.Q8_0}}, base.c)
+		add("q4_k.gguf", &convert.Options{Types: ops.Types{DType: weft.Q4_K}}, base.c)
+		add("blend-q8_0.gguf", &blend.Options{Alpha: 0.5, Types: ops.Types{DType: weft.Q8_0}}, base.c, tuned.c)
+		add("blend.gguf", &blend.Options{Alpha: 0.25}, base.c, tuned.c)
+		add("noise.gguf", &noise.Options{Seed: 1, Std: 0.01}, base.c)
+		return outs
+	}
+	alone := filepath.Join(dir, "alone")
+	for _, o := range plan(alone) {
+		o.Options.ChunkElems = 4096
+		if err := ckpt.Write(context.Background(), o.Checkpoint, o.Path, o.Options); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "many")
+	outs := plan(out)
+	plans, err := ckpt.PlanMany(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.reset()
+	tuned.reset()
+	if err := ckpt.ExecuteMany(context.Background(), outs, plans, ckpt.ManyOptions{Threads: 3, ChunkElems: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	base.eachByteRead(t, "base", 1)
+	tuned.eachByteRead(t, "tuned", 1)
+	sameFiles(t, out, alone)
 }
