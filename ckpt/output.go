@@ -12,6 +12,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Kind is the shape of an output.
@@ -367,12 +368,7 @@ func describeKVs(kvs []weft.KV) string {
 }
 
 // summarise lists up to max names, then says how many more there are.
-func summarise(names []string, max int) string {
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
-}
+func summarise(names []string, max int) string { return text.List(names, max) }
 
 func plural(n int, what string) string {
 	if n == 1 {

@@ -16,13 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/sidefile"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Sublayer names the residual-writing projections --zero acts on.
@@ -647,13 +647,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		}
 	}
 	if len(bad) > 0 {
-		const maxList = 20
-		more := ""
-		if len(bad) > maxList {
-			more = fmt.Sprintf("\n  ... and %d more", len(bad)-maxList)
-			bad = bad[:maxList]
-		}
-		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", other.Path, FormatSpec(layers), strings.Join(bad, "\n  "), more)
+		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:%s", other.Path, FormatSpec(layers), text.Lines(bad, 20, "  "))
 	}
 	return theirs, nil
 }

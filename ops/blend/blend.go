@@ -23,6 +23,7 @@ import (
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Method is how two models are interpolated.
@@ -171,13 +172,7 @@ func inputName(k, ntuned int) string {
 }
 
 // listNames formats up to 20 names.
-func listNames(names []string) string {
-	const max = 20
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:max], ", ") + fmt.Sprintf(", ... and %d more", len(names)-max)
-}
+func listNames(names []string) string { return text.List(names, 20) }
 
 // Blend plans the blend of base with tuned (one or more checkpoints) and returns the output
 // checkpoint, whose tensors are computed on demand when it is written, together with the
