@@ -6,9 +6,9 @@ package ckpt
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,11 +18,11 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/internal/ferr"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/remote"
 	"github.com/weft-ml/weft/safetensors"
 	"github.com/weft-ml/weft/torch"
-	"github.com/weft-ml/weft/internal/ferr"
-	"github.com/weft-ml/weft/internal/text"
 )
 
 // ErrUnknownFormat is wrapped by the error for a file whose first bytes are none of the

@@ -20,9 +20,9 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/sidefile"
-	"github.com/weft-ml/weft/internal/text"
 )
 
 // Sublayer names the residual-writing projections --zero acts on.

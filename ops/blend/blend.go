@@ -22,8 +22,8 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
-	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/internal/text"
+	"github.com/weft-ml/weft/ops"
 )
 
 // Method is how two models are interpolated.
