@@ -216,7 +216,8 @@ func ParseDType(s string) (DType, error) {
 	for _, m := range mixtureSuffixes {
 		if base := strings.TrimSuffix(u, m); base != u {
 			if d, err := ParseDType(base); err == nil && d.Quantized() {
-				return Invalid, fmt.Errorf("%q is a llama-quantize mixture (mostly %v, some tensors in other types), not a tensor type; weft writes one type per tensor: use %s, with --type-for for the tensors a mixture would give another type", s, d, strings.ToLower(d.String()))
+				return Invalid, &HintError{Err: fmt.Errorf("%q is a llama-quantize mixture (mostly %v, some tensors in other types), not a tensor type; weft writes one type per tensor: use %s", s, d, strings.ToLower(d.String())),
+					Hints: []Hint{{Option: "type_for", Value: "PATTERN=TYPE", Does: "gives the tensors a mixture would give another type their own"}}}
 			}
 		}
 	}

@@ -94,7 +94,8 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 	switch kind {
 	case KindGGUF:
 		if opts.MaxShardSize > 0 {
-			return nil, fmt.Errorf("--max-shard-size is for safetensors output; use --split-max-size for GGUF")
+			return nil, &weft.OptionError{Option: "max_shard_size", Err: &weft.HintError{Err: fmt.Errorf("shards safetensors output, not GGUF"),
+				Hints: []weft.Hint{{Option: "split_max_size", Does: "splits GGUF output"}}}}
 		}
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
@@ -102,7 +103,8 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		p.Layout, err = gguf.Layout(c.KV, infos, gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize})
 	case KindSafetensorsFile, KindHFDir:
 		if opts.SplitMaxSize > 0 {
-			return nil, fmt.Errorf("--split-max-size is for GGUF output; use --max-shard-size for safetensors")
+			return nil, &weft.OptionError{Option: "split_max_size", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
 		}
 		lo := safetensors.LayoutOptions{MaxShardSize: opts.MaxShardSize}
 		if kind == KindHFDir {

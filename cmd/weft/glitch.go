@@ -105,6 +105,12 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
+	if sub == "add" {
+		e.spell("tokens", "token")
+	}
+	if err := positive(fs, map[string]string{"count": "the number of new tokens", "pad-to-multiple-of": "the multiple"}); err != nil {
+		return err
+	}
 	if *seed < 0 {
 		return usagef("--seed N (N >= 0) is required: it fixes the new rows")
 	}

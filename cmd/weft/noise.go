@@ -79,6 +79,10 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
+	e.spell("neftune_alpha", "neftune")
+	if err := positive(fs, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
+		return err
+	}
 	if *seed < 0 {
 		return usagef("--seed N (N >= 0) is required: it fixes the noise")
 	}

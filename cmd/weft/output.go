@@ -95,6 +95,7 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 		opts.Progress = func(done, total int64) { _ = bar.Set64(done) }
 		defer bar.Finish()
 	}
+	e.writing = true
 	if err := ckpt.Execute(ctx, out, plan, opts); err != nil {
 		return err
 	}

@@ -88,6 +88,7 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	e.writing = true
 	if err := ckpt.Execute(ctx, c, plan, opts); err != nil {
 		return err
 	}

@@ -106,10 +106,6 @@ func flagErr(err error) error {
 		return usagef("--dtype: %v", err)
 	case errors.As(err, &re):
 		return usagef("--type-for: %v", err)
-	case errors.Is(err, ops.ErrUnmatchedRule) && strings.Contains(err.Error(), "type rule"):
-		return fmt.Errorf("--type-for: %w", err)
-	case errors.Is(err, ops.ErrUnmatchedRule):
-		return fmt.Errorf("--alpha-for: %w", err)
 	}
 	return err
 }

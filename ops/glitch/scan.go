@@ -91,11 +91,11 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
 	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	voc, err := loadVocab(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	e := emb.Embedding
 	rows, d := e.Shape[0], int(e.Shape[1])
@@ -248,7 +248,7 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 	}
 	res.Reference, res.ReferenceCount = how+": "+ref.String(), ref.Len()
 	if ref.Len() == 0 {
-		return fmt.Errorf("glitch: scan: %s: no reference rows for the tied indicator", c.Path)
+		return fmt.Errorf("%s: no reference rows for the tied indicator", c.Path)
 	}
 	st, err := rowStats(e, ref, false)
 	if err != nil {
@@ -347,7 +347,7 @@ func firstPC(t *weft.Tensor, mu []float64) ([]float64, int, error) {
 		}
 		var eig mat.EigenSym
 		if !eig.Factorize(h, true) {
-			return nil, it, fmt.Errorf("glitch: scan: tensor %q: eigen-decomposition of the principal-component block failed", t.Name)
+			return nil, it, fmt.Errorf("tensor %q: eigen-decomposition of the principal-component block failed", t.Name)
 		}
 		vals := eig.Values(nil)
 		var vecs mat.Dense

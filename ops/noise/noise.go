@@ -19,6 +19,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -97,18 +98,23 @@ func (o *Options) validate() error {
 		}
 	}
 	if n != 1 {
-		return fmt.Errorf("noise: give exactly one of --std, --relative and --neftune (got %d)", n)
+		return weft.Optionf("std, relative, neftune_alpha", "give exactly one, with a positive value (%d given)", n)
 	}
 	if o.Seed < 0 {
-		return fmt.Errorf("noise: seed %d is negative", o.Seed)
+		return weft.OptionValuef("seed", fmt.Sprint(o.Seed), "must be 0 or more")
 	}
 	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 }
-	if bad(o.Std) || bad(o.Relative) || bad(o.NEFTuneAlpha) {
-		return fmt.Errorf("noise: std, relative and neftune alpha must be finite and positive")
+	for _, x := range []struct {
+		name string
+		v    float64
+	}{{"std", o.Std}, {"relative", o.Relative}, {"neftune_alpha", o.NEFTuneAlpha}} {
+		if bad(x.v) {
+			return weft.OptionValuef(x.name, text.Num(x.v), "must be finite and positive")
+		}
 	}
 	if o.NEFTuneAlpha != 0 {
 		if o.Dist == Gaussian {
-			return fmt.Errorf("noise: --neftune is uniform noise; drop --dist gaussian")
+			return weft.OptionValuef("dist", o.Dist, "NEFTune's noise is uniform")
 		}
 		o.Dist = Uniform
 	}
@@ -116,20 +122,20 @@ func (o *Options) validate() error {
 		o.Dist = Gaussian
 	}
 	if o.Dist != Gaussian && o.Dist != Uniform {
-		return fmt.Errorf("noise: unknown distribution %q (want gaussian or uniform)", o.Dist)
+		return weft.OptionValuef("dist", o.Dist, "unknown distribution (want gaussian or uniform)")
 	}
 	if o.ScaleBy == "" {
 		o.ScaleBy = ScaleRow
 	}
 	if o.ScaleBy != ScaleRow && o.ScaleBy != ScaleTensor {
-		return fmt.Errorf("noise: unknown --scale-by %q (want row or tensor)", o.ScaleBy)
+		return weft.OptionValuef("scale_by", o.ScaleBy, "unknown reference (want row or tensor)")
 	}
 	if o.NEFTuneAlpha != 0 {
 		if o.SeqLen <= 0 {
-			return fmt.Errorf("noise: --neftune needs a positive --seq-len (got %d)", o.SeqLen)
+			return weft.OptionValuef("seq_len", fmt.Sprint(o.SeqLen), "NEFTune needs a positive sequence length")
 		}
 	} else if o.SeqLen != 0 {
-		return fmt.Errorf("noise: --seq-len goes with --neftune")
+		return weft.Optionf("seq_len", "goes with neftune_alpha")
 	}
 	return nil
 }
@@ -174,13 +180,13 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	var targets []string
 	if len(opts.Tensors) == 0 {
 		if embErr != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, embErr)
+			return nil, nil, fmt.Errorf("%s: %w", in.Path, embErr)
 		}
 		targets = []string{emb.Embedding.Name}
 	} else {
 		var err error
 		if targets, err = SelectTensors(in, opts.Tensors); err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, &weft.OptionError{Option: "tensors", Err: fmt.Errorf("%s: %w", in.Path, err)}
 		}
 	}
 
@@ -224,7 +230,7 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 		src := out.Tensors[idx[n]]
 		t, tr, err := noised(src, keys[n], &opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("%s: %w", in.Path, err)
 		}
 		out.Tensors[idx[n]] = t
 		rep.Tensors = append(rep.Tensors, tr)
