@@ -5,7 +5,7 @@ BIN     := bin/weft
 DEMO    := out/demo
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test vet fmt-check bench fuzz clean
+.PHONY: all build demo test vet fmt-check asm-check bench fuzz testdata clean
 
 all: build
 
@@ -22,8 +22,14 @@ demo: build
 	$(BIN) diff $(DEMO)/base $(DEMO)/blend-0.5 --top 8 --plot docs/demo-diff.png --plot-size 1000x600 --force
 	$(BIN) inspect $(DEMO)/blend-0.5 --tensors=false
 
-test: fmt-check vet
+test: fmt-check vet asm-check
 	$(GO) test -count=1 ./...
+
+# The AVX2 kernels (x_amd64.s beside the scalar code) are written by internal/asmgen, a module
+# of its own (it needs avo); this checks that the committed files are what it generates now.
+# Regenerate them with: go generate ./codec ./quant ./ops/blend
+asm-check:
+	cd internal/asmgen && $(GO) test -count=1 .
 
 vet:
 	$(GO) vet ./...
@@ -33,8 +39,13 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Benchmarks print throughput and peak RSS beside a same-run baseline; see BENCHMARKS.md.
+# WEFT_BENCH_GB=2,8 WEFT_BENCH_BLEND_GB=1,4 gives the sizes BENCHMARKS.md quotes.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
+	WEFT_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./bench/
+
+# Rewrites testdata/ with weft's own generators (a test checks the committed files match).
+testdata:
+	$(GO) generate ./internal/gentestdata
 
 fuzz:
 	@for t in $$(grep -rl 'func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \

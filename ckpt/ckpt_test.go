@@ -10,26 +10,18 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 )
 
-const shared = "../../shared"
-
-func needShared(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent: fixture tests need it")
-	}
-}
-
 func fixtures(t *testing.T) []string {
-	needShared(t)
+	shared := testshared.Path(t, "fixtures")
 	var out []string
-	for _, g := range []string{"fixtures/gguf/*.gguf", "fixtures/torch/*.bin"} {
+	for _, g := range []string{"gguf/*.gguf", "torch/*.bin"} {
 		m, _ := filepath.Glob(filepath.Join(shared, g))
 		out = append(out, m...)
 	}
-	m, _ := filepath.Glob(filepath.Join(shared, "fixtures/hf/*"))
+	m, _ := filepath.Glob(filepath.Join(shared, "hf/*"))
 	out = append(out, m...)
 	if len(out) < 14 {
 		t.Fatalf("expected at least 14 fixtures, found %d", len(out))
@@ -122,9 +114,9 @@ func TestRewriteEveryFixture(t *testing.T) {
 }
 
 func TestRefusesToOverwriteInputs(t *testing.T) {
-	needShared(t)
+	src := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
+	hfDir := testshared.Path(t, "fixtures/hf/tiny-llama-base")
 	dir := t.TempDir()
-	src := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
 	in := filepath.Join(dir, "in.gguf")
 	data, _ := os.ReadFile(src)
 	os.WriteFile(in, data, 0o644)
@@ -152,15 +144,15 @@ func TestRefusesToOverwriteInputs(t *testing.T) {
 		t.Fatal("input changed")
 	}
 	// A directory output that holds the input.
-	hf, err := Open(filepath.Join(shared, "fixtures/hf/tiny-llama-base"))
+	hf, err := Open(hfDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hf.Close()
-	if err := Write(context.Background(), hf, filepath.Join(shared, "fixtures/hf/tiny-llama-base"), WriteOptions{Force: true}); !errors.Is(err, ErrInputOutput) {
+	if err := Write(context.Background(), hf, hfDir, WriteOptions{Force: true}); !errors.Is(err, ErrInputOutput) {
 		t.Fatalf("writing over the input directory: %v", err)
 	}
-	if err := Write(context.Background(), hf, filepath.Join(shared, "fixtures/hf"), WriteOptions{Force: true}); !errors.Is(err, ErrInputOutput) {
+	if err := Write(context.Background(), hf, filepath.Dir(hfDir), WriteOptions{Force: true}); !errors.Is(err, ErrInputOutput) {
 		t.Fatalf("writing over a directory holding the input: %v", err)
 	}
 	// Existing non-input outputs need Force (the library names no flag: the CLI adds it).

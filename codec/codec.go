@@ -69,12 +69,11 @@ func Decode(dt weft.DType, src []byte, dst []float32) error {
 			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
 		}
 	case weft.F16:
-		src = src[:2*len(dst)]
-		for i := range dst {
-			dst[i] = fp.F16ToF32(uint16(src[2*i]) | uint16(src[2*i+1])<<8)
-		}
+		k := vecDecodeF16(src, dst)
+		decodeF16(src[2*k:2*len(dst)], dst[k:])
 	case weft.BF16:
-		decodeBF16(src[:2*len(dst)], dst)
+		k := vecDecodeBF16(src, dst)
+		decodeBF16(src[2*k:2*len(dst)], dst[k:])
 	default:
 		tmp := make([]float64, min(len(dst), 4096))
 		for i := 0; i < len(dst); i += len(tmp) {
@@ -118,12 +117,14 @@ func DecodeF64(dt weft.DType, src []byte, dst []float64) error {
 			dst[i] = float64(math.Float32frombits(le.Uint32(src[4*i:])))
 		}
 	case weft.F16:
-		src = src[:2*len(dst)]
+		k := vecDecodeF16F64(src, dst)
+		src, dst = src[2*k:2*len(dst)], dst[k:]
 		for i := range dst {
 			dst[i] = float64(fp.F16ToF32(uint16(src[2*i]) | uint16(src[2*i+1])<<8))
 		}
 	case weft.BF16:
-		src = src[:2*len(dst)]
+		k := vecDecodeBF16F64(src, dst)
+		src, dst = src[2*k:2*len(dst)], dst[k:]
 		for i := range dst {
 			dst[i] = float64(math.Float32frombits(uint32(src[2*i])<<16 | uint32(src[2*i+1])<<24))
 		}
@@ -199,14 +200,11 @@ func Encode(dt weft.DType, src []float32, dst []byte) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
 	case weft.F16:
-		dst = dst[:2*len(src)]
-		for i, v := range src {
-			h := fp.F32ToF16(v)
-			dst[2*i] = byte(h)
-			dst[2*i+1] = byte(h >> 8)
-		}
+		k := vecEncodeF16(src, dst)
+		encodeF16(src[k:], dst[2*k:2*len(src)])
 	case weft.BF16:
-		encodeBF16(src, dst[:2*len(src)])
+		k := vecEncodeBF16(src, dst)
+		encodeBF16(src[k:], dst[2*k:2*len(src)])
 	default:
 		tmp := make([]float64, len(src))
 		for i, v := range src {
@@ -242,14 +240,16 @@ func EncodeF64(dt weft.DType, src []float64, dst []byte) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(float32(v)))
 		}
 	case weft.F16:
-		dst = dst[:2*len(src)]
+		k := vecEncodeF64F16(src, dst)
+		src, dst = src[k:], dst[2*k:2*len(src)]
 		for i, v := range src {
 			h := fp.F64ToF16(v)
 			dst[2*i] = byte(h)
 			dst[2*i+1] = byte(h >> 8)
 		}
 	case weft.BF16:
-		dst = dst[:2*len(src)]
+		k := vecEncodeF64BF16(src, dst)
+		src, dst = src[k:], dst[2*k:2*len(src)]
 		for i, v := range src {
 			h := fp.F64ToBF16(v)
 			dst[2*i] = byte(h)
@@ -334,6 +334,24 @@ func toUint(v float64, hi uint64) uint64 {
 		return hi
 	}
 	return uint64(r)
+}
+
+// decodeF16 widens IEEE halves to float32 (fp.F16ToF32: exact, NaN payloads kept).
+func decodeF16(src []byte, dst []float32) {
+	src = src[:2*len(dst)]
+	for i := range dst {
+		dst[i] = fp.F16ToF32(uint16(src[2*i]) | uint16(src[2*i+1])<<8)
+	}
+}
+
+// encodeF16 rounds float32 values to IEEE halves (fp.F32ToF16).
+func encodeF16(src []float32, dst []byte) {
+	dst = dst[:2*len(src)]
+	for i, v := range src {
+		h := fp.F32ToF16(v)
+		dst[2*i] = byte(h)
+		dst[2*i+1] = byte(h >> 8)
+	}
 }
 
 // decodeBF16 widens bfloat16 values, four at a time (one 8-byte load, no bounds checks).

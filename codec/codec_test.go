@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 func TestRoundTripPlainTypes(t *testing.T) {
@@ -100,10 +101,7 @@ func TestLengthErrors(t *testing.T) {
 // TestGGMLVectorsThroughCodec checks the chunked F16/BF16 loops (four at a time and the
 // tail) against ggml's reference conversion outputs.
 func TestGGMLVectorsThroughCodec(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "vectors", "ggml")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skip("../shared is absent")
-	}
+	dir := testshared.Path(t, "vectors/ggml")
 	for _, sub := range []string{"", "wide"} {
 		raw, err := os.ReadFile(filepath.Join(dir, sub, "input.f32"))
 		if err != nil {

@@ -12,17 +12,14 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
-
-const fixtureDir = "../../shared/fixtures/gguf"
 
 // fixtures returns the paths of the shared GGUF fixtures, skipping only when the shared
 // folder is absent.
 func fixtures(t testing.TB) []string {
 	t.Helper()
-	if _, err := os.Stat("../../shared"); os.IsNotExist(err) {
-		t.Skip("../../shared is absent: the shared GGUF fixtures are not available")
-	}
+	fixtureDir := testshared.Path(t, "fixtures/gguf")
 	paths, err := filepath.Glob(filepath.Join(fixtureDir, "*.gguf"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,12 +11,12 @@ import (
 
 	parser "github.com/gpustack/gguf-parser-go"
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 func fixtureBytes(t *testing.T, name string) []byte {
 	t.Helper()
-	fixtures(t)
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
+	b, err := os.ReadFile(testshared.Path(t, "fixtures/gguf/"+name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,6 +169,9 @@ func kMakeQkx2Quants(nmax int32, x, w []float32, L []uint8, rmin, rdelta float32
 	if flat || nstep < 1 {
 		return scale, -mn
 	}
+	if vecOn() && !kTestNoFastPath {
+		return kMakeQkx2QuantsVec(nmax, x, w, L, xm, mn, mx, rng, sumW, sumX, scale, bestErr, rmin, rdelta, nstep, useMad)
+	}
 	fnmax := float32(nmax)
 	st := kQkx2State{
 		x: x, w: w, xm: xm, L: L, nmax: nmax, useMad: useMad,
@@ -684,6 +687,9 @@ func kMakeQxQuants(nmax int32, x *[16]float32, L *[16]int8) float32 {
 	if !finite {
 		return kMakeQxQuantsExact(nmax, x, L)
 	}
+	if vecOn() {
+		return kMakeQxQuantsVec(nmax, x, L, mx)
+	}
 	var w, wx [16]float32 // C's w = x*x and w*x
 	for i, v := range x {
 		w[i] = v * v
@@ -938,6 +944,10 @@ func kQuantQ2K(src []float32, dst []byte) {
 			dm := mAll * float32(sc[j]>>4)
 			xs := x[16*j : 16*j+16]
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivMinAVX2(&xs[0], 16, dm, d, 0, 3, 0, &ls[0])
+				continue
+			}
 			for i, v := range xs {
 				ls[i] = uint8(min(3, max(0, nearestInt((v+dm)/d))))
 			}
@@ -954,6 +964,10 @@ func kQuantQ2K(src []float32, dst []byte) {
 }
 
 func kDequantQ2K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ2Bytes, 32, kScalesQ2K, dequantQ2KAVX2)
+		return
+	}
 	var t [8][4]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ2Bytes]byte)(src[b*kQ2Bytes:])
@@ -1041,6 +1055,10 @@ func kQuantQ3K(src []float32, dst []byte) {
 				continue
 			}
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivAVX2(&x[16*j], 16, d, -4, 3, 4, kBytePtr(ls))
+				continue
+			}
 			for i, v := range x[16*j : 16*j+16] {
 				ls[i] = int8(max(-4, min(3, nearestInt(v/d))) + 4)
 			}
@@ -1089,6 +1107,10 @@ func kQ3Scales(sc *[12]byte) [16]int32 {
 }
 
 func kDequantQ3K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ3Bytes, 16, kScalesQ3K, dequantQ3KAVX2)
+		return
+	}
 	var t [16][8]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ3Bytes]byte)(src[b*kQ3Bytes:])
@@ -1184,6 +1206,10 @@ func kQuantQ45KScales(x *[kQK]float32, L *[kQK]uint8, hdr *[16]byte, nmax int32,
 		}
 		dm := mAll * float32(m)
 		ld := L[32*j : 32*j+32]
+		if vecOn() {
+			roundDivMinAVX2(&x[32*j], 32, dm, d, 0, nmax, 0, &ld[0])
+			continue
+		}
 		for i, v := range x[32*j : 32*j+32] {
 			ld[i] = uint8(min(nmax, max(0, nearestInt((v+dm)/d))))
 		}
@@ -1239,6 +1265,10 @@ func kQuantQ5K(src []float32, dst []byte) {
 }
 
 func kDequantQ4K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ4Bytes, 16, kScalesQ45K, dequantQ4KAVX2)
+		return
+	}
 	var t1, t2 [16]float32
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ4Bytes]byte)(src[b*kQ4Bytes:])
@@ -1296,6 +1326,10 @@ func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 }
 
 func kDequantQ5K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ5Bytes, 16, kScalesQ45K, dequantQ5KAVX2)
+		return
+	}
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ5Bytes]byte)(src[b*kQ5Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])
@@ -1400,6 +1434,10 @@ func kQuantQ6K(src []float32, dst []byte) {
 				continue
 			}
 			ls := L[16*j : 16*j+16]
+			if vecOn() {
+				roundDivAVX2(&x[16*j], 16, d, -32, 31, 32, kBytePtr(ls))
+				continue
+			}
 			for i, v := range x[16*j : 16*j+16] {
 				ls[i] = int8(max(-32, min(31, nearestInt(v/d))) + 32)
 			}
@@ -1422,6 +1460,10 @@ func kQuantQ6K(src []float32, dst []byte) {
 }
 
 func kDequantQ6K(src []byte, dst []float32) {
+	if vecOn() {
+		kDequantVec(src, dst, kQ6Bytes, 16, kScalesQ6K, dequantQ6KAVX2)
+		return
+	}
 	for b := 0; b < len(dst)/kQK; b++ {
 		x := (*[kQ6Bytes]byte)(src[b*kQ6Bytes:])
 		y := (*[kQK]float32)(dst[b*kQK:])

@@ -13,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
+	"github.com/weft-ml/weft/internal/benchutil"
+	"github.com/weft-ml/weft/internal/simd"
 )
 
 var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K, weft.Q8_K}
@@ -20,17 +23,9 @@ var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K,
 // kRefTypes are the K-quants with reference vectors from ggml.
 var kRefTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K}
 
-const kVectorDir = "../../shared/vectors/ggml"
-
 func kReadVectorDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(kVectorDir); err != nil {
-		if os.IsNotExist(err) {
-			t.Skipf("reference vectors %s absent (../shared not checked out)", kVectorDir)
-		}
-		t.Fatal(err)
-	}
-	return kVectorDir
+	return testshared.Path(t, "vectors/ggml")
 }
 
 func kReadF32(t *testing.T, path string) []float32 {
@@ -405,7 +400,11 @@ func FuzzKDequantize(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	if b, err := os.ReadFile(filepath.Join(kVectorDir, "q4_K.bin")); err == nil {
+	if dir := testshared.Dir(); dir != "" {
+		b, err := os.ReadFile(filepath.Join(dir, "vectors/ggml/q4_K.bin"))
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b[:2*kQ4Bytes])
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -418,6 +417,8 @@ func FuzzKDequantize(f *testing.F) {
 const (
 	kBenchElems = 16 << 20
 	kBenchRow   = 4096
+	// One thread is timed in chunks of this many rows (see benchutil.Chunks).
+	kBenchChunkRows = 16
 )
 
 var (
@@ -466,20 +467,26 @@ func BenchmarkKQuantize(b *testing.B) {
 		for i := range dst {
 			dst[i] = 1 // fault the pages in before timing
 		}
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Quantize(typ, x[r*kBenchRow:(r+1)*kBenchRow], dst[r*rowBytes:(r+1)*rowBytes]); err != nil {
 								panic(err)
 							}
 						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+					}
+					if th == 1 {
+						benchutil.Chunks(b, nrows/kBenchChunkRows, kBenchChunkRows*kBenchRow, func(k int) {
+							rows(k*kBenchChunkRows, (k+1)*kBenchChunkRows)
+						})
+					} else {
+						benchutil.Loop(b, len(x), func() { kParallelRows(nrows, th, rows) })
+					}
+				})
+			}
 		}
 	}
 }
@@ -500,20 +507,26 @@ func BenchmarkKDequantize(b *testing.B) {
 				panic(err)
 			}
 		})
-		for _, th := range kBenchThreads() {
-			b.Run(fmt.Sprintf("%v/threads=%d", typ, th), func(b *testing.B) {
-				b.SetBytes(int64(len(x)) * 4)
-				for b.Loop() {
-					kParallelRows(nrows, th, func(r0, r1 int) {
+		for _, m := range simd.Modes() {
+			for _, th := range kBenchThreads() {
+				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
+					defer simd.Set(simd.Set(m.On))
+					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Dequantize(typ, src[r*rowBytes:(r+1)*rowBytes], y[r*kBenchRow:(r+1)*kBenchRow]); err != nil {
 								panic(err)
 							}
 						}
-					})
-				}
-				b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-			})
+					}
+					if th == 1 {
+						benchutil.Chunks(b, nrows/kBenchChunkRows, kBenchChunkRows*kBenchRow, func(k int) {
+							rows(k*kBenchChunkRows, (k+1)*kBenchChunkRows)
+						})
+					} else {
+						benchutil.Loop(b, len(x), func() { kParallelRows(nrows, th, rows) })
+					}
+				})
+			}
 		}
 	}
 }

@@ -127,7 +127,7 @@ func init() {
 
 // ---- Q4_0 ----
 
-func quantQ4_0(src []float32, dst []byte) {
+func quantQ4_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
@@ -151,6 +151,10 @@ func quantQ4_0(src []float32, dst []byte) {
 }
 
 func dequantQ4_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ4_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[18]byte)(src[i*18:])
@@ -279,7 +283,7 @@ func legacyQ5High(qh uint32) uint32 {
 	return spread(qh&0xffff) | spread(qh>>16)<<1
 }
 
-func quantQ5_0(src []float32, dst []byte) {
+func quantQ5_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
@@ -303,6 +307,10 @@ func quantQ5_0(src []float32, dst []byte) {
 }
 
 func dequantQ5_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ5_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[22]byte)(src[i*22:])
@@ -383,7 +391,7 @@ func legacyAbsMax32(x *[32]float32) float32 {
 	return am
 }
 
-func quantQ8_0(src []float32, dst []byte) {
+func quantQ8_0Scalar(src []float32, dst []byte) {
 	nb := len(src) / 32
 	for i := 0; i < nb; i++ {
 		x := (*[32]float32)(src[i*32:])
@@ -404,6 +412,10 @@ func quantQ8_0(src []float32, dst []byte) {
 }
 
 func dequantQ8_0(src []byte, dst []float32) {
+	if vecOn() {
+		dequantQ8_0AVX2(dst, src)
+		return
+	}
 	nb := len(dst) / 32
 	for i := 0; i < nb; i++ {
 		b := (*[34]byte)(src[i*34:])

@@ -5,6 +5,9 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/weft-ml/weft/internal/benchutil"
+	"github.com/weft-ml/weft/internal/simd"
 )
 
 // The benchmarks work on 16 Mi Gaussian elements in rows of 4096 and report million
@@ -13,6 +16,8 @@ import (
 const (
 	legacyBenchElems = 16 << 20
 	legacyBenchRow   = 4096
+	// One thread is timed in chunks of this many rows (see benchutil.Chunks).
+	legacyBenchChunkRows = 16
 )
 
 var (
@@ -50,10 +55,6 @@ func legacyParallel(nrows, threads int, fn func(r0, r1 int)) {
 	wg.Wait()
 }
 
-func legacyReport(b *testing.B) {
-	b.ReportMetric(float64(legacyBenchElems)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Melem/s")
-}
-
 // BenchmarkQuantize measures Quantize for each quantizable type here.
 func BenchmarkQuantize(b *testing.B) {
 	for _, typ := range legacyQuantTypes {
@@ -62,17 +63,27 @@ func BenchmarkQuantize(b *testing.B) {
 			rowBytes := legacyBenchRow / int(typ.BlockSize()) * int(typ.BlockBytes())
 			nrows := len(x) / legacyBenchRow
 			q := make([]byte, nrows*rowBytes)
+			for i := range q {
+				q[i] = 1 // fault the pages in before timing
+			}
 			for _, th := range legacyBenchThreads() {
-				b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) {
-					for b.Loop() {
-						legacyParallel(nrows, th, func(r0, r1 int) {
+				for _, m := range simd.Modes() {
+					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
+						defer simd.Set(simd.Set(m.On))
+						rows := func(r0, r1 int) {
 							if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
 								panic(err)
 							}
-						})
-					}
-					legacyReport(b)
-				})
+						}
+						if th == 1 {
+							benchutil.Chunks(b, nrows/legacyBenchChunkRows, legacyBenchChunkRows*legacyBenchRow, func(k int) {
+								rows(k*legacyBenchChunkRows, (k+1)*legacyBenchChunkRows)
+							})
+						} else {
+							benchutil.Loop(b, legacyBenchElems, func() { legacyParallel(nrows, th, rows) })
+						}
+					})
+				}
 			}
 		})
 	}
@@ -95,17 +106,27 @@ func BenchmarkDequantize(b *testing.B) {
 				q = legacyRandBlocks(typ, legacyBenchElems/int(typ.BlockSize()))
 			}
 			y := make([]float32, legacyBenchElems)
+			for i := range y {
+				y[i] = 1 // fault the pages in before timing
+			}
 			for _, th := range legacyBenchThreads() {
-				b.Run(fmt.Sprintf("threads=%d", th), func(b *testing.B) {
-					for b.Loop() {
-						legacyParallel(nrows, th, func(r0, r1 int) {
+				for _, m := range simd.Modes() {
+					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
+						defer simd.Set(simd.Set(m.On))
+						rows := func(r0, r1 int) {
 							if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
 								panic(err)
 							}
-						})
-					}
-					legacyReport(b)
-				})
+						}
+						if th == 1 {
+							benchutil.Chunks(b, nrows/legacyBenchChunkRows, legacyBenchChunkRows*legacyBenchRow, func(k int) {
+								rows(k*legacyBenchChunkRows, (k+1)*legacyBenchChunkRows)
+							})
+						} else {
+							benchutil.Loop(b, legacyBenchElems, func() { legacyParallel(nrows, th, rows) })
+						}
+					})
+				}
 			}
 		})
 	}

@@ -17,9 +17,8 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
-
-const legacyVecDir = "../../shared/vectors/ggml"
 
 // legacyTypes are the block types implemented in legacy.go and iquants.go.
 var legacyTypes = []weft.DType{
@@ -37,13 +36,7 @@ var legacyQuantTypes = []weft.DType{
 // shared folder is absent (it is always present in CI).
 func legacySharedDir(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(legacyVecDir); err != nil {
-		if os.IsNotExist(err) {
-			t.Skipf("shared test vectors not found at %s (the ../shared folder is absent)", legacyVecDir)
-		}
-		t.Fatal(err)
-	}
-	return legacyVecDir
+	return testshared.Path(t, "vectors/ggml")
 }
 
 func legacyReadFile(t testing.TB, path string) []byte {

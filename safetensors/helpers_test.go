@@ -10,20 +10,13 @@ import (
 
 	nlp "github.com/nlpodyssey/safetensors"
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 // fixtureDir returns a shared fixture directory, skipping only when ../shared is absent.
 func fixtureDir(t testing.TB, name string) string {
 	t.Helper()
-	root := filepath.Join("..", "..", "shared")
-	if _, err := os.Stat(root); os.IsNotExist(err) {
-		t.Skipf("shared test data not found at %s (run from the weft checkout next to shared/)", root)
-	}
-	d := filepath.Join(root, "fixtures", "hf", name)
-	if _, err := os.Stat(d); err != nil {
-		t.Fatalf("fixture missing although ../shared exists: %v", err)
-	}
-	return d
+	return testshared.Path(t, "fixtures/hf/"+name)
 }
 
 // writeLayout writes a layout into dir as the engine would: each file pre-sized, its header

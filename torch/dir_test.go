@@ -22,7 +22,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 
 func copyFixture(t *testing.T, name, dst string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
+	b, err := os.ReadFile(fixture(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,6 @@ func writeIndex(t *testing.T, dir string, wm map[string]string) {
 }
 
 func TestOpenDirSingle(t *testing.T) {
-	needFixtures(t)
 	dir := t.TempDir()
 	copyFixture(t, "gpt2-tiny-f32.bin", filepath.Join(dir, SingleName))
 	writeFile(t, filepath.Join(dir, "config.json"), []byte(`{"model_type":"gpt2"}`))
@@ -49,7 +48,7 @@ func TestOpenDirSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	lone, err := Open(filepath.Join(fixtureDir, "gpt2-tiny-f32.bin"))
+	lone, err := Open(fixture(t, "gpt2-tiny-f32.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +99,6 @@ func shardDir(t *testing.T, edit func(wm map[string]string)) (dir string, wm map
 }
 
 func TestOpenDirSharded(t *testing.T) {
-	needFixtures(t)
 	dir, _ := shardDir(t, nil)
 	c, err := OpenDir(dir)
 	if err != nil {
@@ -157,7 +155,6 @@ func TestOpenDirSharded(t *testing.T) {
 }
 
 func TestOpenDirErrors(t *testing.T) {
-	needFixtures(t)
 	s1, s2 := "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"
 	for _, c := range []struct {
 		name string

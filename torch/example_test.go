@@ -2,23 +2,24 @@ package torch_test
 
 import (
 	"fmt"
-	"log"
 
 	"github.com/weft-ml/weft/torch"
 )
 
-// Open reads the header of a torch.save file; tensor data stays on disk until read.
+// Open reads the header of a torch.save file; tensor data stays on disk until read. The file
+// is the project's own test data (testdata/torch, a tiny Llama-shaped state dict).
 func ExampleOpen() {
-	c, err := torch.Open("../../shared/fixtures/torch/gpt2-tiny-f16.bin")
+	c, err := torch.Open("../testdata/torch/micro-base-bf16.bin")
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
 	defer c.Close()
 	for _, t := range c.Tensors[len(c.Tensors)-3:] {
 		fmt.Println(t.Name, t.DType, t.Shape)
 	}
 	// Output:
-	// transformer.h.0.attn.bias BOOL [1 1 8 8]
-	// step I64 []
-	// transposed F16 [4 3]
+	// model.layers.1.self_attn.v_proj.weight BF16 [32 32]
+	// model.norm.weight BF16 [32]
+	// lm_head.weight BF16 [64 32]
 }

@@ -9,22 +9,18 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
-const fixtureDir = "../../shared/fixtures/torch"
-
-// needFixtures skips only when the shared folder is absent altogether.
-func needFixtures(t testing.TB) {
+// fixture returns the path of a shared torch fixture, skipping only when ../shared is absent.
+func fixture(t testing.TB, name string) string {
 	t.Helper()
-	if _, err := os.Stat("../../shared"); os.IsNotExist(err) {
-		t.Skip("../../shared is absent: the shared fixtures are not available here")
-	}
+	return testshared.Path(t, "fixtures/torch/"+name)
 }
 
 type expTensor struct {
@@ -147,8 +143,7 @@ var fixtureOrder = []string{
 // testdata/legacy-expected.json (made by Python's pickle and struct modules, see
 // testdata/gen_legacy_expected.py).
 func TestFixtures(t *testing.T) {
-	needFixtures(t)
-	exp := loadExpected(t, filepath.Join(fixtureDir, "expected.json"))
+	exp := loadExpected(t, fixture(t, "expected.json"))
 	for k, v := range loadExpected(t, "testdata/legacy-expected.json") {
 		exp[k] = v
 	}
@@ -158,7 +153,7 @@ func TestFixtures(t *testing.T) {
 			if !ok {
 				t.Fatalf("no expectations for %s", file)
 			}
-			path := filepath.Join(fixtureDir, file)
+			path := fixture(t, file)
 			raw, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -312,9 +307,8 @@ func pickleHash(t *testing.T, raw []byte, c *weft.Checkpoint) string {
 
 // TestReadCore checks the io.ReaderAt core on its own: names in Tensor.File, Legacy flag.
 func TestReadCore(t *testing.T) {
-	needFixtures(t)
 	for file, legacy := range map[string]bool{"gpt2-tiny-f16.bin": false, "gpt2-tiny-legacy.bin": true} {
-		raw, err := os.ReadFile(filepath.Join(fixtureDir, file))
+		raw, err := os.ReadFile(fixture(t, file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -357,9 +351,8 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 // about 120 KB of tensor data, and opening may read a few KB (zip directory, data.pkl or the
 // legacy pickles, read-ahead); then reading one tensor reads exactly its bytes.
 func TestLazy(t *testing.T) {
-	needFixtures(t)
 	for _, file := range []string{"gpt2-tiny-f32.bin", "gpt2-tiny-legacy.bin"} {
-		raw, err := os.ReadFile(filepath.Join(fixtureDir, file))
+		raw, err := os.ReadFile(fixture(t, file))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 // FuzzOpen feeds arbitrary bytes to the io.ReaderAt core: it must return an error or a
@@ -18,7 +20,11 @@ func FuzzOpen(f *testing.F) {
 		{key: "n", leaf: []byte{'N'}},
 	}}})
 	f.Add(archive(f, nested, map[string][]byte{"0": make([]byte, 8)}))
-	if b, err := os.ReadFile(filepath.Join(fixtureDir, "gpt2-tiny-f16.bin")); err == nil {
+	if dir := testshared.Dir(); dir != "" {
+		b, err := os.ReadFile(filepath.Join(dir, "fixtures/torch/gpt2-tiny-f16.bin"))
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

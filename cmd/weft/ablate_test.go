@@ -10,13 +10,13 @@ import (
 	gguf_parser "github.com/gpustack/gguf-parser-go"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/ablate"
 )
 
 func TestAblateDryRun(t *testing.T) {
-	needShared(t)
-	in := filepath.Join(shared, "fixtures/hf/tiny-llama-base")
+	in := testshared.Path(t, "fixtures/hf/tiny-llama-base")
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, stderr := runCLI(t, "ablate", in, "-o", out, "--drop", "1", "--duplicate", "3:3", "--zero", "mlp", "--layers", "2", "--dry-run")
 	if code != 0 {
@@ -52,8 +52,7 @@ func TestAblateDryRun(t *testing.T) {
 }
 
 func TestAblateGGUF(t *testing.T) {
-	needShared(t)
-	in := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q4_k.gguf")
+	in := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q4_k.gguf")
 	out := filepath.Join(t.TempDir(), "out.gguf")
 	code, _, stderr := runCLI(t, "ablate", in, "-o", out, "--zero", "layer", "--layers", "0,3", "--drop", "1", "--threads", "3")
 	if code != 0 {
@@ -94,8 +93,7 @@ func TestAblateGGUF(t *testing.T) {
 }
 
 func TestAblateUsage(t *testing.T) {
-	needShared(t)
-	in := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f32.gguf")
+	in := testshared.Path(t, "fixtures/gguf/tiny-llama-base-f32.gguf")
 	out := filepath.Join(t.TempDir(), "out.gguf")
 	for _, c := range []struct {
 		args []string
@@ -115,7 +113,7 @@ func TestAblateUsage(t *testing.T) {
 		{[]string{in, "-o", out, "--drop", "1", "--seed", "3"}, 2, "--seed is for --noise"},
 		{[]string{in, "-o", out, "--heads", "1:9"}, 2, "--heads 1:9: head out of range: layer 1 has 4 heads (0-3)"},
 		{[]string{in, "--drop", "1"}, 2, "an output is required"},
-		{[]string{in, "-o", out, "--replace-from", filepath.Join(shared, "fixtures/hf/tiny-llama-tuned"), "--layers", "1"}, 1, "do not match"},
+		{[]string{in, "-o", out, "--replace-from", testshared.Path(t, "fixtures/hf/tiny-llama-tuned"), "--layers", "1"}, 1, "do not match"},
 		{[]string{in, "-o", out, "--project-out", "/nonexistent.npy", "--layers", "1"}, 1, "nonexistent"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"ablate"}, c.args...)...)

@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 func TestBlendCLI(t *testing.T) {
-	needShared(t)
-	base := filepath.Join(shared, "fixtures/hf/tiny-llama-base")
-	tuned := filepath.Join(shared, "fixtures/hf/tiny-llama-tuned")
-	gbase := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
-	gtuned := filepath.Join(shared, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
+	base := testshared.Path(t, "fixtures/hf/tiny-llama-base")
+	tuned := testshared.Path(t, "fixtures/hf/tiny-llama-tuned")
+	gbase := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf")
+	gtuned := testshared.Path(t, "fixtures/gguf/tiny-llama-tuned-q8_0.gguf")
 	dir := t.TempDir()
 
 	// Alpha 1 on quantized GGUF: the tuned model's bytes.
@@ -91,9 +91,8 @@ func readTensor(t *testing.T, r io.ReaderAt, n int64) []byte {
 }
 
 func TestDiffCLI(t *testing.T) {
-	needShared(t)
-	base := filepath.Join(shared, "fixtures/hf/tiny-llama-base")
-	tuned := filepath.Join(shared, "fixtures/hf/tiny-llama-tuned")
+	base := testshared.Path(t, "fixtures/hf/tiny-llama-base")
+	tuned := testshared.Path(t, "fixtures/hf/tiny-llama-tuned")
 	code, stdout, errs := runCLI(t, "diff", base, base, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)

@@ -11,14 +11,14 @@ import (
 	gguf_parser "github.com/gpustack/gguf-parser-go"
 
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 )
 
 // TestNoiseCLI noises two rows of the Q4_K fixture at 1 and 4 threads: identical files, the
 // other rows and tensors byte for byte the input's.
 func TestNoiseCLI(t *testing.T) {
-	needShared(t)
-	in := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q4_k.gguf")
+	in := testshared.Path(t, "fixtures/gguf/tiny-llama-base-q4_k.gguf")
 	dir := t.TempDir()
 	var files [][]byte
 	for _, th := range []string{"1", "4"} {
@@ -91,10 +91,9 @@ func TestNoiseCLI(t *testing.T) {
 // TestGlitchCLI adds tokens to the HF and GGUF fixtures from the command line, resets some
 // and scans: the reset rows rank first; the GGUF output passes gguf-parser-go.
 func TestGlitchCLI(t *testing.T) {
-	needShared(t)
 	dir := t.TempDir()
 	hf := filepath.Join(dir, "hf")
-	code, stdout, errs := runCLI(t, "glitch", "add", filepath.Join(shared, "fixtures/hf/tiny-llama-base"), "-o", hf, "--count", "2", "--seed", "1", "--json")
+	code, stdout, errs := runCLI(t, "glitch", "add", testshared.Path(t, "fixtures/hf/tiny-llama-base"), "-o", hf, "--count", "2", "--seed", "1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -137,7 +136,7 @@ func TestGlitchCLI(t *testing.T) {
 	}
 
 	g := filepath.Join(dir, "g.gguf")
-	if code, _, errs := runCLI(t, "glitch", "add", filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q8_0.gguf"), "-o", g,
+	if code, _, errs := runCLI(t, "glitch", "add", testshared.Path(t, "fixtures/gguf/tiny-llama-base-q8_0.gguf"), "-o", g,
 		"--token", "<|a|>", "--token", "<|b|>", "--special", "--seed", "2", "--init-in", "mvn", "--init-out", "mean"); code != 0 {
 		t.Fatalf("gguf add: %s", errs)
 	}
@@ -177,9 +176,8 @@ func TestGlitchCLI(t *testing.T) {
 }
 
 func TestSoftTokenCLI(t *testing.T) {
-	needShared(t)
 	out := filepath.Join(t.TempDir(), "soft.safetensors")
-	if code, _, errs := runCLI(t, "soft-token", filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f16.gguf"), "-o", out, "--count", "5", "--seed", "1", "--match", "normal:0.1"); code != 0 {
+	if code, _, errs := runCLI(t, "soft-token", testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf"), "-o", out, "--count", "5", "--seed", "1", "--match", "normal:0.1"); code != 0 {
 		t.Fatal(errs)
 	}
 	c, err := ckpt.Open(out)

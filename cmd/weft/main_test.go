@@ -11,16 +11,8 @@ import (
 
 	gguf_parser "github.com/gpustack/gguf-parser-go"
 	"github.com/nlpodyssey/safetensors"
+	"github.com/weft-ml/weft/internal/testshared"
 )
-
-const shared = "../../../shared"
-
-func needShared(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent: fixture tests need it")
-	}
-}
 
 // runCLI runs a command line in-process and returns its exit status and outputs.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -55,10 +47,10 @@ func TestHelpForEveryCommand(t *testing.T) {
 }
 
 func allFixtures(t *testing.T) []string {
-	needShared(t)
+	fx := testshared.Path(t, "fixtures")
 	var out []string
-	for _, g := range []string{"fixtures/gguf/*.gguf", "fixtures/torch/*.bin", "fixtures/hf/*"} {
-		m, _ := filepath.Glob(filepath.Join(shared, g))
+	for _, g := range []string{"gguf/*.gguf", "torch/*.bin", "hf/*"} {
+		m, _ := filepath.Glob(filepath.Join(fx, g))
 		out = append(out, m...)
 	}
 	return out
@@ -100,7 +92,7 @@ func TestInspectJSONEveryFixture(t *testing.T) {
 		}
 	}
 	// Text output names the format and the totals; flags may follow the path.
-	code, out, _ := runCLI(t, "inspect", filepath.Join(shared, "fixtures/gguf/tiny-llama-base-q4_k.gguf"), "--tensors=false")
+	code, out, _ := runCLI(t, "inspect", testshared.Path(t, "fixtures/gguf/tiny-llama-base-q4_k.gguf"), "--tensors=false")
 	if code != 0 || !strings.Contains(out, "gguf v3") || !strings.Contains(out, "Q4_K") || strings.Contains(out, "blk.0.attn_q.weight") {
 		t.Fatalf("text inspect: %q", out)
 	}
@@ -170,10 +162,9 @@ func TestBadInputExitsOneAndWritesNothing(t *testing.T) {
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
-	needShared(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "o.gguf")
-	code, stdout, errs := runCLI(t, "convert", filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f16.gguf"), "-o", out, "--dtype", "q8_0", "--dry-run")
+	code, stdout, errs := runCLI(t, "convert", testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf"), "-o", out, "--dtype", "q8_0", "--dry-run")
 	if code != 0 {
 		t.Fatal(errs)
 	}

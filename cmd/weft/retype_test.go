@@ -8,14 +8,14 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 )
 
 // TestOutTypeOnOtherOps: noise, ablate and glitch take --out-type/--type-for; the tensors
 // the op did not change are cast straight from the input (reference quantizer bytes).
 func TestOutTypeOnOtherOps(t *testing.T) {
-	needShared(t)
-	in := filepath.Join(shared, "fixtures/gguf/tiny-llama-base-f16.gguf")
+	in := testshared.Path(t, "fixtures/gguf/tiny-llama-base-f16.gguf")
 	dir := t.TempDir()
 	cases := [][]string{
 		{"noise", in, "--seed", "1", "--std", "0.01", "--out-type", "q8_0", "--type-for", "head=f32"},

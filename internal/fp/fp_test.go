@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 func TestF16RoundTripAllBits(t *testing.T) {
@@ -122,12 +124,9 @@ func TestF8(t *testing.T) {
 
 // TestGGMLVectors checks F16 and BF16 against ggml's reference conversion outputs.
 func TestGGMLVectors(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "vectors", "ggml")
+	dir := testshared.Path(t, "vectors/ggml")
 	for _, sub := range []string{"", "wide"} {
 		in, err := os.ReadFile(filepath.Join(dir, sub, "input.f32"))
-		if os.IsNotExist(err) {
-			t.Skip("../shared not present")
-		}
 		if err != nil {
 			t.Fatal(err)
 		}

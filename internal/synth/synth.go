@@ -18,8 +18,11 @@ import (
 // Spec describes a synthetic model.
 type Spec struct {
 	Layers, Hidden, Intermediate, Vocab, Heads int
-	DType                                      weft.DType
-	Seed                                       uint64
+	// DType is the type of every tensor. A GGUF model keeps its 1-D tensors (norms) in F32,
+	// as llama.cpp does, and may have a quantized DType for its matrices (each row must then
+	// be a whole number of blocks); a safetensors model takes F32, F16 or BF16.
+	DType weft.DType
+	Seed  uint64
 	// Related, when non-zero, makes the weights base(seed=Related) + 0.1*noise(seed=Seed): a
 	// "tuned" model close to its base, as fine-tuning leaves it.
 	Related uint64
@@ -58,6 +61,13 @@ func (s Spec) name(hf string) string {
 // Tiny is the demo's model shape.
 func Tiny(seed uint64) Spec {
 	return Spec{Layers: 4, Hidden: 64, Intermediate: 128, Vocab: 256, Heads: 4, DType: weft.BF16, Seed: seed}
+}
+
+// Micro is the shape of the project's own test data (testdata/): two layers, hidden size
+// 32 and intermediate size 64 (whole blocks of every 32-element GGML type), a 64-word
+// vocabulary; about 25 thousand parameters.
+func Micro(seed uint64) Spec {
+	return Spec{Layers: 2, Hidden: 32, Intermediate: 64, Vocab: 64, Heads: 4, DType: weft.BF16, Seed: seed}
 }
 
 // Sized returns a spec whose weights take about the given number of bytes in dtype dt.
@@ -206,7 +216,12 @@ func (s Spec) sideFiles() []weft.SideFile {
 		"model": map[string]any{"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
 	}
 	tj, _ := json.MarshalIndent(tok, "", "  ")
-	tc, _ := json.MarshalIndent(map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
+	// The special tokens in added_tokens_decoder, as transformers writes the file.
+	decoder := map[string]any{}
+	for id, tok := range []string{"<unk>", "<s>", "</s>"} {
+		decoder[fmt.Sprint(id)] = map[string]any{"content": tok, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
+	}
+	tc, _ := json.MarshalIndent(map[string]any{"added_tokens_decoder": decoder, "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 256}, "", "  ")
 	return []weft.SideFile{
 		{Name: "config.json", Data: append(cj, '\n')},
 		{Name: "tokenizer.json", Data: append(tj, '\n')},

@@ -1,6 +1,8 @@
 // Package testshared locates the shared test data folder (../shared beside the project root)
 // for tests. A test that needs it calls Path, which skips the test with one line naming the
-// folder when it is absent, and never when it is present.
+// folder when it is absent, and never when it is present. Testdata locates the project's own
+// test data (testdata/ at the project root, written by internal/gentestdata), which every
+// clone has.
 package testshared
 
 import (
@@ -11,9 +13,10 @@ import (
 )
 
 var (
-	once sync.Once
-	root string // the shared folder, or "" when absent
-	why  string
+	once    sync.Once
+	root    string // the shared folder, or "" when absent
+	why     string
+	project string // the project root (the folder holding go.mod), or "" when not found
 )
 
 func locate() {
@@ -33,6 +36,7 @@ func locate() {
 		}
 		dir = parent
 	}
+	project = dir
 	s := filepath.Join(filepath.Dir(dir), "shared")
 	if st, err := os.Stat(s); err != nil || !st.IsDir() {
 		why = s + " is absent"
@@ -59,6 +63,22 @@ func Path(t testing.TB, rel string) string {
 	p := filepath.Join(root, filepath.FromSlash(rel))
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("shared test data missing although ../shared is present: %v", err)
+	}
+	return p
+}
+
+// Testdata returns the path of rel (slash-separated, e.g. "gguf/micro-base-f16.gguf") inside
+// the project's own testdata/ folder. The folder is part of the repository, so a missing
+// file fails t; it is never skipped.
+func Testdata(t testing.TB, rel string) string {
+	t.Helper()
+	once.Do(locate)
+	if project == "" {
+		t.Fatalf("testdata %s: %s", rel, why)
+	}
+	p := filepath.Join(project, "testdata", filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("project test data missing (go generate ./internal/gentestdata writes it): %v", err)
 	}
 	return p
 }

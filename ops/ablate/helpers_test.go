@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,22 +13,13 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 )
 
-// shared is the project's shared test data, /work/shared, seen from this package.
-var shared = filepath.Join("..", "..", "..", "shared")
-
 func fixture(t testing.TB, rel string) string {
 	t.Helper()
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("shared test data %s is absent: %v", shared, err)
-	}
-	p := filepath.Join(shared, "fixtures", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s: %v", p, err)
-	}
-	return p
+	return testshared.Path(t, "fixtures/"+rel)
 }
 
 func open(t testing.TB, path string) *weft.Checkpoint {

@@ -13,20 +13,15 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/quant"
 	"github.com/weft-ml/weft/sidefile"
 )
 
-// sharedDir is /work/shared relative to this package (ops/blend).
-const sharedDir = "../../../shared"
-
 func fixture(t testing.TB, rel string) string {
 	t.Helper()
-	if _, err := os.Stat(sharedDir); os.IsNotExist(err) {
-		t.Skipf("%s is absent: fixture tests need the shared test data", sharedDir)
-	}
-	return filepath.Join(sharedDir, "fixtures", rel)
+	return testshared.Path(t, "fixtures/"+rel)
 }
 
 func open(t testing.TB, rel string) *weft.Checkpoint {

@@ -14,6 +14,13 @@ import (
 // computes exactly what linear and codec.EncodeF64 compute (the same float64 operations in
 // the same order, the same single rounding), without the float64 buffers between them.
 
+// nanRule: when the base value is a NaN the result is that NaN (quiet, as widening made it),
+// whatever the tuned value is. IEEE arithmetic leaves open which of two NaN operands an
+// addition returns (x86 returns its first operand's, and the compiler may put either first),
+// so the loops say it explicitly; the vector kernels compute x + m with x first, which gives
+// the same. (A NaN tuned value with a non-NaN base is the only NaN operand, so it needs no
+// rule.)
+
 func fusedType(dt weft.DType) bool { return dt == weft.BF16 || dt == weft.F16 || dt == weft.F32 }
 
 // canFuse reports whether blendRows may take the fused path.
@@ -45,15 +52,30 @@ func (j *job) fusedRows(r0, r1 int64, dst []byte) error {
 	if err := ops.ReadRows(t, r0, r1, *tp); err != nil {
 		return err
 	}
-	bb, tb := *bp, *tp
 	n := int((r1 - r0) * j.out.RowLen())
-	c := j.coeffs[0]
-	if b.DType == weft.BF16 && t.DType == weft.BF16 && j.out.DType == weft.BF16 {
+	fusedLoop(b.DType, t.DType, j.out.DType, dst, *bp, *tp, n, j.coeffs[0])
+	return nil
+}
+
+// fusedLoop blends n elements: x of type bt from bb, y of type tt from tb, into dst as type
+// ot. The vector kernel does the leading multiple of 8 elements when it runs; the scalar
+// loops, which are also the kernels' oracle in the tests, do the rest.
+func fusedLoop(bt, tt, ot weft.DType, dst, bb, tb []byte, n int, c float64) {
+	i0 := vecFused(bt, tt, ot, dst, bb, tb, n, c)
+	fusedScalar(bt, tt, ot, dst, bb, tb, i0, n, c)
+}
+
+// fusedScalar blends elements [i0, n) with scalar code.
+func fusedScalar(bt, tt, ot weft.DType, dst, bb, tb []byte, i0, n int, c float64) {
+	if bt == weft.BF16 && tt == weft.BF16 && ot == weft.BF16 {
 		bb, tb, dst = bb[:2*n], tb[:2*n], dst[:2*n]
-		for i := 0; i < n; i++ {
+		for i := i0; i < n; i++ {
 			x := float64(math.Float32frombits(uint32(bb[2*i])<<16 | uint32(bb[2*i+1])<<24))
 			y := float64(math.Float32frombits(uint32(tb[2*i])<<16 | uint32(tb[2*i+1])<<24))
 			v := x + float64(c*(y-x))
+			if x != x {
+				v = x // see nanRule
+			}
 			// fp.F64ToBF16's fast path, inlined: |v| in bfloat16's normal range.
 			var h uint16
 			if vb := math.Float64bits(v); (vb>>52)&0x7ff-(1023-126) < 253 {
@@ -66,12 +88,15 @@ func (j *job) fusedRows(r0, r1 int64, dst []byte) error {
 			dst[2*i] = byte(h)
 			dst[2*i+1] = byte(h >> 8)
 		}
-		return nil
+		return
 	}
-	for i := 0; i < n; i++ {
-		x := load(b.DType, bb, i)
-		v := x + float64(c*(load(t.DType, tb, i)-x))
-		switch j.out.DType {
+	for i := i0; i < n; i++ {
+		x := load(bt, bb, i)
+		v := x + float64(c*(load(tt, tb, i)-x))
+		if x != x {
+			v = x // see nanRule
+		}
+		switch ot {
 		case weft.BF16:
 			binary.LittleEndian.PutUint16(dst[2*i:], fp.F64ToBF16(v))
 		case weft.F16:
@@ -80,5 +105,4 @@ func (j *job) fusedRows(r0, r1 int64, dst []byte) error {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(float32(v)))
 		}
 	}
-	return nil
 }

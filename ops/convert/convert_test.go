@@ -16,19 +16,14 @@ import (
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/internal/fp"
 	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/quant"
 )
 
-const shared = "../../../shared"
-
 func open(t *testing.T, rel string) *weft.Checkpoint {
 	t.Helper()
-	p := filepath.Join(shared, rel)
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent")
-	}
-	c, err := ckpt.Open(p)
+	c, err := ckpt.Open(testshared.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}

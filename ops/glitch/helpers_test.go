@@ -16,18 +16,13 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 )
 
-const shared = "../../../shared"
-
 func fixture(t *testing.T, rel string) string {
 	t.Helper()
-	p := filepath.Join(shared, "fixtures", rel)
-	if _, err := os.Stat(filepath.Join(shared, "fixtures")); err != nil {
-		t.Skipf("shared fixtures absent (%s): %v", shared, err)
-	}
-	return p
+	return testshared.Path(t, "fixtures/"+rel)
 }
 
 func open(t *testing.T, path string) *weft.Checkpoint {

@@ -15,19 +15,14 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
 )
 
-const shared = "../../../shared"
-
 func needShared(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(shared, "fixtures")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared fixtures absent (%s): %v", p, err)
-	}
-	return p
+	return testshared.Path(t, "fixtures")
 }
 
 // f32Tensor makes an in-memory F32 tensor whose element (r, j) is f(r, j).

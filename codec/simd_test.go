@@ -1,0 +1,286 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/edge"
+	"github.com/weft-ml/weft/internal/fp"
+	"github.com/weft-ml/weft/internal/simd"
+	"github.com/weft-ml/weft/internal/testshared"
+)
+
+// The vector kernels must give exactly the scalar loops' bits. These tests run Decode and
+// Encode with the kernels on and compare them with the scalar functions (decodeF16,
+// encodeF16, decodeBF16, encodeBF16 and the F64 loops), at every length up to a few groups so
+// that the split between the kernel and the scalar tail is covered, and on every 16-bit
+// pattern and the edge float32 values.
+
+// withSIMD runs fn once per mode the CPU offers (scalar only, or scalar and AVX2).
+func withSIMD(t *testing.T, fn func(t *testing.T)) {
+	for _, m := range simd.Modes() {
+		t.Run(m.Name, func(t *testing.T) {
+			was := simd.Set(m.On)
+			defer simd.Set(was)
+			fn(t)
+		})
+	}
+}
+
+// allHalves returns the 65536 16-bit patterns, little endian, in order.
+func allHalves() []byte {
+	b := make([]byte, 2*65536)
+	for i := 0; i < 65536; i++ {
+		binary.LittleEndian.PutUint16(b[2*i:], uint16(i))
+	}
+	return b
+}
+
+func f32bits(f []float32) []byte {
+	b := make([]byte, 4*len(f))
+	for i, v := range f {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return b
+}
+
+func TestKernelsDecodeEvery16BitPattern(t *testing.T) {
+	src := allHalves()
+	withSIMD(t, func(t *testing.T) {
+		for _, c := range []struct {
+			dt  weft.DType
+			ref func([]byte, []float32)
+		}{{weft.F16, decodeF16}, {weft.BF16, decodeBF16}} {
+			want := make([]float32, 65536)
+			c.ref(src, want)
+			got := make([]float32, 65536)
+			if err := Decode(c.dt, src, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%v %04x: got %08x, scalar %08x", c.dt, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+				}
+			}
+		}
+	})
+}
+
+func TestKernelsEncodeEdgeFloat32s(t *testing.T) {
+	in := edge.Float32s(1<<16, 1)
+	in = in[:len(in)&^15]
+	// Every half and bfloat16 value widened, so that exact values round-trip too.
+	h := allHalves()
+	for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+		f := make([]float32, 65536)
+		if dt == weft.F16 {
+			decodeF16(h, f)
+		} else {
+			decodeBF16(h, f)
+		}
+		in = append(in, f...)
+	}
+	withSIMD(t, func(t *testing.T) {
+		for _, c := range []struct {
+			dt  weft.DType
+			ref func([]float32, []byte)
+		}{{weft.F16, encodeF16}, {weft.BF16, encodeBF16}} {
+			want := make([]byte, 2*len(in))
+			c.ref(in, want)
+			got := make([]byte, 2*len(in))
+			if err := Encode(c.dt, in, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range in {
+				if got[2*i] != want[2*i] || got[2*i+1] != want[2*i+1] {
+					t.Fatalf("%v of %08x: got %04x, scalar %04x", c.dt, math.Float32bits(in[i]),
+						binary.LittleEndian.Uint16(got[2*i:]), binary.LittleEndian.Uint16(want[2*i:]))
+				}
+			}
+		}
+	})
+}
+
+func TestKernelsEncodeEdgeFloat64s(t *testing.T) {
+	in := edge.Float64s(1<<16, 2)
+	withSIMD(t, func(t *testing.T) {
+		for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+			want := make([]byte, 2*len(in))
+			for i, v := range in {
+				var h uint16
+				if dt == weft.F16 {
+					h = fp.F64ToF16(v)
+				} else {
+					h = fp.F64ToBF16(v)
+				}
+				binary.LittleEndian.PutUint16(want[2*i:], h)
+			}
+			got := make([]byte, 2*len(in))
+			if err := EncodeF64(dt, in, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range in {
+				if got[2*i] != want[2*i] || got[2*i+1] != want[2*i+1] {
+					t.Fatalf("%v of %016x: got %04x, scalar %04x", dt, math.Float64bits(in[i]),
+						binary.LittleEndian.Uint16(got[2*i:]), binary.LittleEndian.Uint16(want[2*i:]))
+				}
+			}
+		}
+	})
+}
+
+// TestKernelsEveryLength converts n elements at offsets 0..3 for every n up to 70: the kernel
+// takes the whole groups of 16 and the scalar loop the rest, and nothing outside the slices is
+// touched.
+func TestKernelsEveryLength(t *testing.T) {
+	vals := edge.Float32s(0, 0)[1000:1200]
+	withSIMD(t, func(t *testing.T) {
+		for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+			for n := 0; n <= 70; n++ {
+				for off := 0; off < 4; off++ {
+					name := fmt.Sprintf("%v n=%d off=%d", dt, n, off)
+					src := vals[off : off+n]
+					enc := bytes.Repeat([]byte{0xa5}, 2*n+8)
+					if err := Encode(dt, src, enc[off:off+2*n]); err != nil {
+						t.Fatal(err)
+					}
+					want := make([]byte, 2*n)
+					if dt == weft.F16 {
+						encodeF16(src, want)
+					} else {
+						encodeBF16(src, want)
+					}
+					if !bytes.Equal(enc[off:off+2*n], want) {
+						t.Fatalf("%s: encode differs from the scalar loop", name)
+					}
+					for i, b := range enc {
+						if (i < off || i >= off+2*n) && b != 0xa5 {
+							t.Fatalf("%s: byte %d outside the output was written", name, i)
+						}
+					}
+					dec := make([]float32, n+8)
+					for i := range dec {
+						dec[i] = -7
+					}
+					if err := Decode(dt, want, dec[off:off+n]); err != nil {
+						t.Fatal(err)
+					}
+					ref := make([]float32, n)
+					if dt == weft.F16 {
+						decodeF16(want, ref)
+					} else {
+						decodeBF16(want, ref)
+					}
+					if !bytes.Equal(f32bits(dec[off:off+n]), f32bits(ref)) {
+						t.Fatalf("%s: decode differs from the scalar loop", name)
+					}
+					for i, v := range dec {
+						if (i < off || i >= off+n) && v != -7 {
+							t.Fatalf("%s: element %d outside the output was written", name, i)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzKernelsCodec compares the kernels with the scalar loops on arbitrary bytes, read as
+// float32, float64 and 16-bit values.
+func FuzzKernelsCodec(f *testing.F) {
+	f.Add(allHalves()[:256])
+	f.Add(f32bits(edge.Float32s(0, 0)[:64]))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !simd.CPUHasAVX2() {
+			t.Skip("no AVX2 on this CPU: nothing to compare")
+		}
+		n16 := len(raw) / 2
+		n32 := len(raw) / 4
+		n64 := len(raw) / 8
+		f32 := make([]float32, n32)
+		for i := range f32 {
+			f32[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		f64 := make([]float64, n64)
+		for i := range f64 {
+			f64[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
+		}
+		run := func(on bool) (out [][]byte) {
+			was := simd.Set(on)
+			defer simd.Set(was)
+			for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+				d := make([]float32, n16)
+				if err := Decode(dt, raw[:2*n16], d); err != nil {
+					t.Fatal(err)
+				}
+				e := make([]byte, 2*n32)
+				if err := Encode(dt, f32, e); err != nil {
+					t.Fatal(err)
+				}
+				e64 := make([]byte, 2*n64)
+				if err := EncodeF64(dt, f64, e64); err != nil {
+					t.Fatal(err)
+				}
+				d64 := make([]float64, n16)
+				if err := DecodeF64(dt, raw[:2*n16], d64); err != nil {
+					t.Fatal(err)
+				}
+				d64b := make([]byte, 8*n16)
+				for i, v := range d64 {
+					binary.LittleEndian.PutUint64(d64b[8*i:], math.Float64bits(v))
+				}
+				out = append(out, f32bits(d), e, e64, d64b)
+			}
+			return out
+		}
+		scalar, vec := run(false), run(true)
+		for i := range scalar {
+			if !bytes.Equal(scalar[i], vec[i]) {
+				t.Fatalf("output %d differs between the scalar loops and the kernels", i)
+			}
+		}
+	})
+}
+
+// TestKernelsGGMLVectors runs the ggml reference-vector test with the kernels off and on.
+func TestKernelsGGMLVectors(t *testing.T) {
+	testshared.Path(t, "vectors/ggml/f16.bin")
+	withSIMD(t, TestGGMLVectorsThroughCodec)
+}
+
+// TestKernelsDecodeF64Every16BitPattern widens every half and bfloat16 pattern to float64
+// with the kernels off and on: exact values, NaNs quieted as float64(float32) quiets them.
+func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
+	src := allHalves()
+	for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+		var outs [][]float64
+		for _, m := range simd.Modes() {
+			was := simd.Set(m.On)
+			d := make([]float64, 65536)
+			err := DecodeF64(dt, src, d)
+			simd.Set(was)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, d)
+		}
+		for i := 0; i < 65536; i++ {
+			var f float32
+			if dt == weft.F16 {
+				f = fp.F16ToF32(uint16(i))
+			} else {
+				f = fp.BF16ToF32(uint16(i))
+			}
+			want := math.Float64bits(float64(f))
+			for k, d := range outs {
+				if got := math.Float64bits(d[i]); got != want {
+					t.Fatalf("%v %04x (mode %d): got %016x, want %016x", dt, i, k, got, want)
+				}
+			}
+		}
+	}
+}
