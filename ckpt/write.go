@@ -23,6 +23,10 @@ type WriteOptions struct {
 	MaxShardSize int64
 	// SplitMaxSize splits GGUF output into parts of at most this many bytes (0: one file).
 	SplitMaxSize int64
+	// SplitMaxTensors splits GGUF output into parts of at most this many tensors (0: no
+	// limit), as gguf-split's --split-max-tensors does; with SplitMaxSize a part ends at
+	// whichever limit it reaches first.
+	SplitMaxTensors int
 	// Force allows replacing the files an earlier write put at the output: the files this
 	// write produces, and the other members of an earlier set of the same name (shards,
 	// split parts, index), which are removed. Nothing else is ever touched: in an existing
@@ -99,9 +103,13 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		}
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
-		single = opts.SplitMaxSize == 0
-		p.Layout, err = gguf.Layout(c.KV, infos, gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize})
+		single = opts.SplitMaxSize == 0 && opts.SplitMaxTensors == 0
+		p.Layout, err = gguf.Layout(c.KV, infos, gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize, SplitMaxTensors: opts.SplitMaxTensors})
 	case KindSafetensorsFile, KindHFDir:
+		if opts.SplitMaxTensors > 0 {
+			return nil, &weft.OptionError{Option: "split_max_tensors", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
+		}
 		if opts.SplitMaxSize > 0 {
 			return nil, &weft.OptionError{Option: "split_max_size", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
 				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}

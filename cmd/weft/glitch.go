@@ -139,10 +139,10 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 			return usagef("--tokens: %v", err)
 		}
 	}
-	for _, s := range []string{*initIn, *initOut, *initR} {
+	for f, s := range map[string]string{"init-in": *initIn, "init-out": *initOut, "init": *initR} {
 		if s != "" {
 			if _, err := glitch.ParseInit(s); err != nil {
-				return usagef("%v", err)
+				return usagef("--%s %s: %w", f, quoteArg(s), err)
 			}
 		}
 	}

@@ -37,9 +37,14 @@ func (o *outFlags) addTypes(fs *flag.FlagSet) {
 	fs.Var(&o.types.rules, "type-for", "PATTERN=TYPE: matching tensors become TYPE (first match wins)")
 }
 
-// outputTypes returns the parsed type flags.
+// outputTypes returns the parsed type flags. It validates the other output flags first
+// (outFlags.validate), so that every command that writes refuses a bad size or count before
+// it reads anything.
 func (o *outFlags) outputTypes() (ops.Types, error) {
 	t := ops.Types{TypeFor: o.types.rules}
+	if err := o.validate(); err != nil {
+		return t, err
+	}
 	if o.types.dtype != "" {
 		dt, err := weft.ParseDType(o.types.dtype)
 		if err != nil {

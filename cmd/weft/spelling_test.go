@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/internal/testshared"
+)
+
+// TestSplitMaxTensors splits a GGUF output into parts of at most N tensors, as gguf-split's
+// --split-max-tensors does: every part holds at most N, the parts carry gguf-split's keys,
+// and the first part opens as the whole model, tensor for tensor and byte for byte.
+func TestSplitMaxTensors(t *testing.T) {
+	in := testshared.Testdata(t, "gguf/micro-base-f16.gguf")
+	src, err := ckpt.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	n := len(src.Tensors)
+	for _, args := range [][]string{{"--split-max-tensors", "5"}, {"--split-max-tensors", "5", "--split-max-size", "1M"}, {"--split-max-tensors", "5", "--split-max-size", "4000"}} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "m.gguf")
+		if code, _, errs := runCLI(t, append([]string{"convert", in, "-o", out, "--quiet"}, args...)...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		parts, _ := filepath.Glob(filepath.Join(dir, "m-*-of-*.gguf"))
+		want := (n + 4) / 5
+		if args[len(args)-1] == "4000" {
+			want = -1 // the size limit ends some parts first
+		}
+		if len(parts) < 2 || (want > 0 && len(parts) != want) {
+			t.Fatalf("%v: %d parts for %d tensors, want %d", args, len(parts), n, want)
+		}
+		total := 0
+		for i, p := range parts {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := f.Stat()
+			h, err := gguf.Read(f, st.Size(), filepath.Base(p))
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(h.Tensors) > 5 || len(h.Tensors) == 0 {
+				t.Errorf("%v: part %d holds %d tensors", args, i+1, len(h.Tensors))
+			}
+			if no, _ := h.Get(gguf.KeySplitNo); no != uint16(i) {
+				t.Errorf("%v: part %d: split.no = %v", args, i+1, no)
+			}
+			total += len(h.Tensors)
+		}
+		if total != n {
+			t.Fatalf("%v: the parts hold %d tensors, the input %d", args, total, n)
+		}
+		c, err := ckpt.Open(parts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Tensors) != n {
+			t.Fatalf("%v: reopened with %d tensors", args, len(c.Tensors))
+		}
+		for i, x := range c.Tensors {
+			if x.Name != src.Tensors[i].Name || !bytes.Equal(readTensor(t, x.Data, x.MustSize()), readTensor(t, src.Tensors[i].Data, src.Tensors[i].MustSize())) {
+				t.Fatalf("%v: tensor %d (%s) differs from the input's", args, i, x.Name)
+			}
+		}
+		c.Close()
+	}
+	// A split of a safetensors output is refused, naming the flag for safetensors.
+	code, _, errs := runCLI(t, "convert", in, "-o", filepath.Join(t.TempDir(), "x.safetensors"), "--allow-loss", "--split-max-tensors", "5")
+	if code != 2 || !strings.Contains(errs, "--split-max-tensors: splits GGUF output, not safetensors (--max-shard-size shards safetensors output)") {
+		t.Fatalf("safetensors output: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "convert", in, "-o", filepath.Join(t.TempDir(), "x.gguf"), "--split-max-tensors", "-1"); code != 2 || !strings.Contains(errs, "--split-max-tensors -1: must be positive") {
+		t.Fatalf("negative: exit %d: %s", code, errs)
+	}
+}
+
+// TestDTypeSpellings: every command that writes takes llama.cpp's and safetensors' type
+// names in any case, and the spellings write the same bytes.
+func TestDTypeSpellings(t *testing.T) {
+	hf := testshared.Testdata(t, "hf/micro-base")
+	hft := testshared.Testdata(t, "hf/micro-tuned")
+	gg := testshared.Testdata(t, "gguf/micro-base-f16.gguf")
+	type cmd struct {
+		args      []string
+		ext       string
+		spellings []string
+		want      weft.DType
+	}
+	cmds := map[string]cmd{
+		"convert gguf": {[]string{"convert", gg}, ".gguf", []string{"Q8_0", "q8_0", "Q8_0 "}, weft.Q8_0},
+		"convert q4_k": {[]string{"convert", gg}, ".gguf", []string{"Q5_0", "q5_0", "q5_0"}, weft.Q5_0},
+		"convert":      {[]string{"convert", hf}, "", []string{"F32", "f32", "float32"}, weft.F32},
+		"blend":        {[]string{"blend", hf, hft, "--alpha", "0.25"}, "", []string{"F16", "f16", "half"}, weft.F16},
+		"noise":        {[]string{"noise", gg, "--seed", "1", "--std", "0.01"}, ".gguf", []string{"Q8_0", "q8_0", "Q8_0"}, weft.Q8_0},
+		"ablate":       {[]string{"ablate", hf, "--drop", "1"}, "", []string{"F32", "f32", "F32"}, weft.F32},
+		"glitch add":   {[]string{"glitch", "add", gg, "--count", "1", "--seed", "1"}, ".gguf", []string{"Q8_0", "q8_0", "q8_0"}, weft.Q8_0},
+		"glitch reset": {[]string{"glitch", "reset", hf, "--tokens", "5", "--seed", "1"}, "", []string{"F16", "f16", "F16"}, weft.F16},
+		"soft-token":   {[]string{"soft-token", hf, "--count", "2", "--seed", "1"}, ".safetensors", []string{"BF16", "bf16", "bfloat16"}, weft.BF16},
+		"synth":        {[]string{"synth", "--tiny"}, ".safetensors", []string{"BF16", "bf16", "Bf16"}, weft.BF16},
+	}
+	for name, c := range cmds {
+		var first []byte
+		for i, sp := range c.spellings {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "o"+c.ext)
+			code, _, errs := runCLI(t, append(append([]string{}, c.args...), "-o", out, "--dtype", sp, "--quiet")...)
+			if code != 0 {
+				t.Errorf("%s --dtype %q: exit %d: %s", name, sp, code, errs)
+				continue
+			}
+			got, err := ckpt.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := false
+			for _, x := range got.Tensors {
+				seen = seen || x.DType == c.want
+				if len(x.Shape) > 1 && x.DType.Float() && x.DType != c.want && !c.want.Quantized() {
+					t.Errorf("%s --dtype %q: %s is %v", name, sp, x.Name, x.DType)
+				}
+			}
+			if !seen {
+				t.Errorf("%s --dtype %q: no tensor is %v", name, sp, c.want)
+			}
+			b := filesBytes(t, got)
+			got.Close()
+			if i == 0 {
+				first = b
+			} else if !bytes.Equal(b, first) {
+				t.Errorf("%s: --dtype %q wrote other bytes than --dtype %q", name, sp, c.spellings[0])
+			}
+		}
+	}
+	// A type rule takes the same names.
+	dir := t.TempDir()
+	if code, _, errs := runCLI(t, "convert", gg, "-o", filepath.Join(dir, "r.gguf"), "--type-for", "token_embd.weight=q8_0", "--type-for", "output.weight=Q8_0", "--quiet"); code != 0 {
+		t.Fatalf("type rules: %s", errs)
+	}
+}
+
+// filesBytes returns the bytes of a checkpoint's files, in order.
+func filesBytes(t *testing.T, c *weft.Checkpoint) []byte {
+	var all []byte
+	for _, f := range c.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
+}
