@@ -161,3 +161,54 @@ func filesBytes(t *testing.T, c *weft.Checkpoint) []byte {
 	}
 	return all
 }
+
+// TestTokensByText: --tokens (noise, glitch reset) and --reference (tokens scan) take token
+// texts, found in the tokenizer (tokenizer.json or tokenizer.ggml.tokens), and write what
+// the same ids write; a text the tokenizer lacks is a usage error naming it, with the token
+// it may have meant.
+func TestTokensByText(t *testing.T) {
+	hf := testshared.Testdata(t, "hf/micro-base")
+	gg := testshared.Testdata(t, "gguf/micro-base-f16.gguf")
+	for _, c := range []struct {
+		args   []string
+		byText string
+		byID   string
+		ext    string
+	}{
+		{[]string{"noise", hf, "--seed", "1", "--std", "0.1"}, `w10,"<s>",5-7`, "1,5-7,10", ""},
+		{[]string{"noise", gg, "--seed", "1", "--std", "0.1"}, "w10,</s>", "2,10", ".gguf"},
+		{[]string{"glitch", "reset", hf, "--seed", "1"}, "w12,w13,3", "3,12-13", ""},
+		{[]string{"glitch", "reset", gg, "--seed", "1"}, "w12,<unk>", "0,12", ".gguf"},
+	} {
+		outs := [2][]byte{}
+		for i, spec := range []string{c.byText, c.byID} {
+			out := filepath.Join(t.TempDir(), "o"+c.ext)
+			code, _, errs := runCLI(t, append(append([]string{}, c.args...), "--tokens", spec, "-o", out, "--quiet")...)
+			if code != 0 {
+				t.Fatalf("%v --tokens %s: exit %d: %s", c.args[:2], spec, code, errs)
+			}
+			got, err := ckpt.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = filesBytes(t, got)
+			got.Close()
+		}
+		if !bytes.Equal(outs[0], outs[1]) {
+			t.Errorf("%v: --tokens %s and --tokens %s wrote different bytes", c.args[:2], c.byText, c.byID)
+		}
+	}
+	// A text the tokenizer lacks; a hint when the case differs.
+	code, _, errs := runCLI(t, "noise", hf, "--seed", "1", "--std", "0.1", "-o", filepath.Join(t.TempDir(), "x"), "--tokens", "W10,nope,3")
+	if code != 2 || !strings.Contains(errs, `--tokens: `) || !strings.Contains(errs, `2 tokens not in the tokenizer: "W10" (did you mean "w10" (id 10)?), "nope"`) {
+		t.Fatalf("missing tokens: exit %d: %s", code, errs)
+	}
+	// tokens scan --reference takes texts too (the micro model is untied, so the
+	// reference is checked but not used).
+	if code, _, errs := runCLI(t, "tokens", "scan", hf, "--reference", "w40,w41,42"); code != 0 {
+		t.Fatalf("scan --reference by text: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "tokens", "scan", gg, "--reference", "w40,zzz"); code != 2 || !strings.Contains(errs, `--reference: `) || !strings.Contains(errs, `1 token not in the tokenizer: "zzz"`) {
+		t.Fatalf("scan --reference with a missing text: exit %d: %s", code, errs)
+	}
+}

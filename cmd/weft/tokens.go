@@ -10,7 +10,6 @@ import (
 
 	"github.com/weft-ml/weft/internal/plots"
 	"github.com/weft-ml/weft/ops/glitch"
-	"github.com/weft-ml/weft/ops/noise"
 )
 
 func init() {
@@ -25,7 +24,8 @@ the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
                   initial norm); the head row's norm is shown too
   tied models     the cosine distance, after removing the matrix's first principal
                   component, between the row and the mean of rows known or seen to be unused:
-                  --reference SPEC (ids), else the padding rows past the tokenizer and GGUF
+                  --reference LIST (ids, ranges or token texts, as glitch reset's
+                  --tokens takes them), else the padding rows past the tokenizer and GGUF
                   tokens of type UNUSED, else the 1% non-zero rows of smallest norm; the plain
                   cosine and L2 distances are shown too
 All-zero rows come first. Lower indicator values look more untrained.
@@ -79,9 +79,10 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := glitch.ScanOptions{Top: *top}
+	var refList *tokenList
 	if *ref != "" {
-		if opts.Reference, err = noise.ParseTokenSet(*ref); err != nil {
-			return usagef("--reference: %v", err)
+		if refList, err = parseTokenList("reference", *ref); err != nil {
+			return err
 		}
 	}
 	in, err := inp.open(pos[0])
@@ -89,6 +90,9 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if opts.Reference, err = refList.resolve(in); err != nil {
+		return err
+	}
 	if err := pf.check(in); err != nil {
 		return err
 	}

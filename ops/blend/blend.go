@@ -120,19 +120,20 @@ type Step struct {
 	Note string `json:"note,omitempty"`
 }
 
-// Describe returns a one-line description of the step for plans.
+// Describe returns a one-line description of the step for plans, its numbers as people
+// write them (text.Num: 0.667, not 0.6666666666666661); the JSON plan keeps them exact.
 func (s Step) Describe() string {
 	var b strings.Builder
 	switch s.Action {
 	case "copy", "convert", "copy-int":
 		fmt.Fprintf(&b, "%s %s", s.Action, s.Source)
 	case "slerp":
-		fmt.Fprintf(&b, "slerp t=%g", s.Alpha)
+		fmt.Fprintf(&b, "slerp t=%s", text.Num(s.Alpha))
 	default:
 		if len(s.Coeffs) == 1 {
-			fmt.Fprintf(&b, "blend alpha=%g", s.Coeffs[0])
+			fmt.Fprintf(&b, "blend alpha=%s", text.Num(s.Coeffs[0]))
 		} else {
-			fmt.Fprintf(&b, "blend coeffs=%v", s.Coeffs)
+			fmt.Fprintf(&b, "blend coeffs=%s", text.Nums(s.Coeffs, ","))
 		}
 	}
 	if s.Note != "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -207,7 +208,7 @@ func parseInits(in *weft.Checkpoint, initIn, initOut, inName string) (InitSpec, 
 	}
 	for _, s := range []*InitSpec{&si, &so} {
 		if s.Kind == InitNormal && s.Std == 0 {
-			s.text = fmt.Sprintf("normal:%g (initializer_range)", std)
+			s.text = fmt.Sprintf("normal:%s (initializer_range)", text.Num(std))
 		}
 	}
 	return si, so, std, nil

@@ -306,17 +306,17 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	switch {
 	case o.NEFTuneAlpha != 0:
 		m := o.NEFTuneAlpha / math.Sqrt(float64(o.SeqLen)*float64(d))
-		tr.Noise = fmt.Sprintf("uniform |x|<=%g (NEFTune alpha=%g, L=%d, d=%d)", m, o.NEFTuneAlpha, o.SeqLen, d)
+		tr.Noise = fmt.Sprintf("uniform |x|<=%s (NEFTune alpha=%s, L=%d, d=%d)", text.Num(m), text.Num(o.NEFTuneAlpha), o.SeqLen, d)
 		sd := m / math.Sqrt(3)
 		scale = func([]float64) (float64, error) { return sd, nil }
 	case o.Std != 0:
-		tr.Noise = fmt.Sprintf("%s std=%g", o.Dist, o.Std)
+		tr.Noise = fmt.Sprintf("%s std=%s", o.Dist, text.Num(o.Std))
 		scale = func([]float64) (float64, error) { return o.Std, nil }
 	case o.ScaleBy == ScaleRow:
-		tr.Noise = fmt.Sprintf("%s std=%g x each row's std", o.Dist, o.Relative)
+		tr.Noise = fmt.Sprintf("%s std=%s x each row's std", o.Dist, text.Num(o.Relative))
 		scale = func(row []float64) (float64, error) { return o.Relative * popStd(row), nil }
 	default:
-		tr.Noise = fmt.Sprintf("%s std=%g x the tensor's std", o.Dist, o.Relative)
+		tr.Noise = fmt.Sprintf("%s std=%s x the tensor's std", o.Dist, text.Num(o.Relative))
 		scale = func([]float64) (float64, error) {
 			tensorStd.once.Do(func() { tensorStd.v, tensorStd.err = TensorStd(src) })
 			return o.Relative * tensorStd.v, tensorStd.err

@@ -508,3 +508,27 @@ func TestParseTokenSet(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTokenList(t *testing.T) {
+	for _, c := range []struct {
+		spec  string
+		ids   string
+		texts []string
+	}{
+		{"5,10-12", "5,10-12", nil},
+		{"<|im_end|>, hello ,3", "3", []string{"<|im_end|>", "hello"}},
+		{`"a,b",7,"5"`, "7", []string{"a,b", "5"}},
+		{`"quo\"te"`, "", []string{`quo"te`}},
+		{"w10-w12", "", []string{"w10-w12"}},
+	} {
+		ids, texts, err := ParseTokenList(c.spec)
+		if err != nil || ids.String() != c.ids || strings.Join(texts, "|") != strings.Join(c.texts, "|") {
+			t.Errorf("ParseTokenList(%q) = %v %q %v; want %s %q", c.spec, ids, texts, err, c.ids, c.texts)
+		}
+	}
+	for _, bad := range []string{"", " ", "5-2", "1-", `"open`, `"bad\q"`, "99999999999999999"} {
+		if _, _, err := ParseTokenList(bad); err == nil {
+			t.Errorf("ParseTokenList(%q): no error", bad)
+		}
+	}
+}

@@ -69,6 +69,72 @@ func ParseTokenSet(spec string) (*TokenSet, error) {
 	return s, nil
 }
 
+// ParseTokenList parses a token list that may name tokens by their text as well as by id:
+// comma-separated items, each an id ("5"), an inclusive range ("10-20"), "@FILE" (ids and
+// ranges, as in ParseTokenSet), or a token's text ("<|im_end|>", "hello"), which may be
+// quoted as a Go string ("\"a,b\"", "\"5\"") to hold a comma or to look like a number. It
+// returns the ids and, in the order given, the texts, which the caller resolves with the
+// checkpoint's tokenizer. An item made only of digits and '-' is always an id or a range.
+func ParseTokenList(spec string) (*TokenSet, []string, error) {
+	s := &TokenSet{}
+	var strs []string
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil, fmt.Errorf("empty token list")
+	}
+	items, err := splitItems(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, item := range items {
+		switch {
+		case item == "":
+		case strings.HasPrefix(item, `"`):
+			t, err := strconv.Unquote(item)
+			if err != nil {
+				return nil, nil, fmt.Errorf("token %s: not a valid quoted string", item)
+			}
+			strs = append(strs, t)
+		case strings.HasPrefix(item, "@"):
+			if err := s.addFile(item[1:]); err != nil {
+				return nil, nil, err
+			}
+		case strings.Trim(item, "0123456789- ") == "":
+			if err := s.addItem(item, "token list"); err != nil {
+				return nil, nil, err
+			}
+		default:
+			strs = append(strs, item)
+		}
+	}
+	s.normalize()
+	return s, strs, nil
+}
+
+// splitItems splits a token list at the commas outside double quotes and trims the items.
+func splitItems(spec string) ([]string, error) {
+	var items []string
+	start, in := 0, false
+	for i := 0; i < len(spec); i++ {
+		switch spec[i] {
+		case '\\':
+			if in {
+				i++
+			}
+		case '"':
+			in = !in
+		case ',':
+			if !in {
+				items = append(items, strings.TrimSpace(spec[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if in {
+		return nil, fmt.Errorf("token list %q: a quote is not closed", spec)
+	}
+	return append(items, strings.TrimSpace(spec[start:])), nil
+}
+
 func (s *TokenSet) addFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
