@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -49,6 +50,8 @@ type env struct {
 	// flags spells an op's parameters as this command's flags where the default rule
 	// (see flagName) does not.
 	flags map[string]string
+	// clock is the progress bars' clock (nil: time.Now); tests set it.
+	clock func() time.Time
 }
 
 func main() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 )
@@ -116,17 +115,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	for _, l := range plan.Loss.Lines() {
 		fmt.Fprintf(e.stderr, "%s\n", l)
 	}
-	if !o.quiet && e.tty {
-		bar := progressbar.NewOptions64(plan.Total,
-			progressbar.OptionSetWriter(e.stderr),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200_000_000),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetDescription("writing"))
-		opts.Progress = func(done, total int64) { _ = bar.Set64(done) }
-		defer bar.Finish()
-	}
+	bar := e.newProgress("writing", o.quiet)
+	opts.Progress = bar.fn()
+	defer bar.finish()
 	e.writing = true
 	if err := ckpt.Execute(ctx, out, plan, opts); err != nil {
 		return err

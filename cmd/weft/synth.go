@@ -87,7 +87,9 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	bar := e.newProgress("writing", *quiet)
+	defer bar.finish()
+	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Progress: bar.fn(), Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	e.writing = true
 	if err := ckpt.Execute(ctx, c, plan, opts); err != nil {
 		return err

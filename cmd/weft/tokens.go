@@ -96,7 +96,10 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	if err := pf.check(in); err != nil {
 		return err
 	}
+	bar := e.newProgress("scanning", false)
+	opts.Progress = bar.fn()
 	res, err := glitch.Scan(in, opts)
+	bar.finish()
 	if err != nil {
 		return err
 	}
