@@ -212,3 +212,22 @@ func TestTokensByText(t *testing.T) {
 		t.Fatalf("scan --reference with a missing text: exit %d: %s", code, errs)
 	}
 }
+
+// TestFiguresAsPeopleWriteThem: plans print alphas in a few significant digits
+// (0.6666666666666661 as 0.667), while the record the output keeps is exact.
+func TestFiguresAsPeopleWriteThem(t *testing.T) {
+	hf := testshared.Testdata(t, "hf/micro-base")
+	hft := testshared.Testdata(t, "hf/micro-tuned")
+	out := filepath.Join(t.TempDir(), "b")
+	code, plan, errs := runCLI(t, "blend", hf, hft, "-o", out, "--alpha", "0.6666666666666661", "--alpha-schedule", "0.1,0.30000000000000004", "--dry-run")
+	if code != 0 || !strings.Contains(plan, "[blend alpha=0.667]") || !strings.Contains(plan, "[blend alpha=0.1]") || strings.Contains(plan, "0.6666") || strings.Contains(plan, "00000000") {
+		t.Fatalf("plan: %d %s\n%s", code, errs, plan)
+	}
+	if code, _, errs := runCLI(t, "blend", hf, hft, "-o", out, "--alpha", "0.6666666666666661", "--quiet"); code != 0 {
+		t.Fatal(errs)
+	}
+	_, js, _ := runCLI(t, "inspect", out, "--json", "--tensors=false")
+	if !strings.Contains(js, `\"alpha\":0.6666666666666661`) {
+		t.Fatalf("the record lost the exact alpha:\n%s", js)
+	}
+}

@@ -116,8 +116,20 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	if res.Reference != "" {
 		fmt.Fprintf(e.stdout, "reference (%d rows): %s\n", res.ReferenceCount, clipString(res.Reference, 200))
 	}
+	// The columns the help promises: the indicator, the embedding norm, and the head norm
+	// (untied) or the plain cosine and L2 distances (tied).
 	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "rank\tid\tindicator\tembedding_norm\ttoken\t")
+	extra := "head_norm"
+	if res.Tied {
+		extra = "cos_dist\tl2_dist"
+	}
+	fmt.Fprintf(tw, "rank\tid\tindicator\tembedding_norm\t%s\ttoken\t\n", extra)
+	num := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.6g", *p)
+	}
 	for _, s := range res.Tokens {
 		flags := ""
 		if s.Zero {
@@ -126,7 +138,11 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		if s.Padding {
 			flags += " (padding)"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.6g\t%.6g\t%s%s\t\n", s.Rank, s.ID, s.Indicator, s.EmbeddingNorm, strconv.Quote(s.Token), flags)
+		cols := num(s.HeadNorm)
+		if res.Tied {
+			cols = num(s.CosDist) + "\t" + num(s.L2Dist)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.6g\t%.6g\t%s\t%s%s\t\n", s.Rank, s.ID, s.Indicator, s.EmbeddingNorm, cols, strconv.Quote(s.Token), flags)
 	}
 	return tw.Flush()
 }
