@@ -31,12 +31,12 @@ const maxNPYHeader = 1 << 16
 func LoadDirection(path string) ([][]float64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: %v", err)
+		return nil, fmt.Errorf("ablate: %w", weft.PathError(err))
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("ablate: %v", err)
+		return nil, fmt.Errorf("ablate: %w", weft.PathError(err))
 	}
 	magic := make([]byte, 6)
 	n, _ := f.ReadAt(magic, 0)
