@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -169,6 +171,28 @@ func checkOneForm(t *testing.T, name, msg string) {
 	for _, pkg := range []string{"gguf", "safetensors", "torch", "ckpt", "ops", "noise", "glitch"} {
 		if strings.Contains(msg, ": "+pkg+": ") {
 			t.Errorf("package prefix %q inside the message: %q", pkg, msg)
+		}
+	}
+}
+
+// TestInterruptedSaysWhatHappened: an interrupted command exits 130; one that writes says
+// nothing was written, a read-only one does not.
+func TestInterruptedSaysWhatHappened(t *testing.T) {
+	gg := testshared.Testdata(t, "gguf/micro-base-f16.gguf")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"diff", gg, gg}, "weft diff: interrupted\n"},
+		{[]string{"verify", gg}, "weft verify: interrupted\n"},
+		{[]string{"convert", gg, "-o", filepath.Join(t.TempDir(), "x.gguf"), "--dtype", "q8_0"}, "weft convert: interrupted; nothing was written\n"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(ctx, c.args, &out, &errb, false)
+		if code != 130 || errb.String() != c.want {
+			t.Errorf("%v: exit %d, stderr %q; want 130 and %q", c.args[:1], code, errb.String(), c.want)
 		}
 	}
 }
