@@ -15,6 +15,7 @@ import (
 	"github.com/weft-ml/weft/codec"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // maxDirectionElems bounds the size of a direction file (one vector per layer of a very
@@ -55,15 +56,11 @@ func LoadDirection(path string) ([][]float64, error) {
 	}
 	defer c.Close()
 	if len(c.Tensors) != 1 {
-		names := make([]string, 0, 4)
+		names := make([]string, len(c.Tensors))
 		for i, t := range c.Tensors {
-			if i == 4 {
-				names = append(names, "...")
-				break
-			}
-			names = append(names, t.Name)
+			names[i] = t.Name
 		}
-		return nil, fmt.Errorf("ablate: direction file %s holds %d tensors (%s); want exactly one, [hidden] or [layers, hidden]", path, len(c.Tensors), strings.Join(names, ", "))
+		return nil, fmt.Errorf("ablate: direction file %s holds %d tensors (%s); want exactly one, [hidden] or [layers, hidden]", path, len(c.Tensors), text.List(names, 4))
 	}
 	t := c.Tensors[0]
 	if !t.DType.Float() {
