@@ -216,8 +216,7 @@ func ParseDType(s string) (DType, error) {
 	for _, m := range mixtureSuffixes {
 		if base := strings.TrimSuffix(u, m); base != u {
 			if d, err := ParseDType(base); err == nil && d.Quantized() {
-				return Invalid, &HintError{Err: fmt.Errorf("%q is a llama-quantize mixture (mostly %v, some tensors in other types), not a tensor type; weft writes one type per tensor: use %s", s, d, strings.ToLower(d.String())),
-					Hints: []Hint{{Option: "type_for", Value: "PATTERN=TYPE", Does: "gives the tensors a mixture would give another type their own"}}}
+				return Invalid, fmt.Errorf("%q is a llama-quantize mixture (mostly %v, some tensors in other types), not a tensor type: a mixture chooses the type of every tensor of a GGUF output, a rule for some tensors takes one type, such as %s", s, d, strings.ToLower(d.String()))
 			}
 		}
 	}

@@ -151,48 +151,6 @@ func NotAWeightType(dt weft.DType) string {
 	return ""
 }
 
-// QuantFallback is llama-quantize's replacement for a quantized type whose blocks do not
-// fit a tensor's rows (llama-quant.cpp: "using fallback quantization"); when the
-// replacement does not fit either, F16 is used.
-var QuantFallback = map[weft.DType]weft.DType{
-	weft.TQ1_0: weft.Q4_0, weft.TQ2_0: weft.Q4_0,
-	weft.IQ2_XXS: weft.IQ4_NL, weft.IQ2_XS: weft.IQ4_NL, weft.IQ2_S: weft.IQ4_NL,
-	weft.IQ3_XXS: weft.IQ4_NL, weft.IQ3_S: weft.IQ4_NL, weft.IQ1_S: weft.IQ4_NL,
-	weft.IQ1_M: weft.IQ4_NL, weft.Q2_K: weft.IQ4_NL, weft.Q3_K: weft.IQ4_NL,
-	weft.IQ4_XS: weft.IQ4_NL, weft.Q4_K: weft.Q5_0, weft.Q5_K: weft.Q5_1, weft.Q6_K: weft.Q8_0,
-}
-
-// ggufKeepTypeSubstrings are parts of GGUF tensor names that llama-quantize never
-// quantizes (llama-quant.cpp): expert routers, tiny or convolution weights and relative
-// position biases, which llama.cpp expects in a float type.
-var ggufKeepTypeSubstrings = []string{
-	"_norm.weight", "ffn_gate_inp.weight", "altup", "laurel", "per_layer_model_proj",
-	"ssm_conv1d", "shortconv.conv.weight", "time_mix_first.weight", "time_mix_w0.weight",
-	"time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-	"time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
-	"time_mix_g1.weight", "time_mix_g2.weight", "time_mix_decay_w1.weight",
-	"time_mix_decay_w2.weight", "time_mix_lerp_fused.weight", "attn_rel_b.weight",
-	".position_embd.",
-}
-
-// ggufKeepTypeNames are whole GGUF tensor names llama-quantize never quantizes.
-var ggufKeepTypeNames = map[string]bool{"position_embd.weight": true, "token_types.weight": true}
-
-// GGUFQuantizable reports whether llama-quantize would quantize a GGUF tensor of this name
-// and number of dimensions: a weight of two or more dimensions that is not a norm, a router
-// or one of the small tensors llama.cpp keeps in a float type.
-func GGUFQuantizable(name string, dims int) bool {
-	if dims < 2 || !strings.HasSuffix(name, "weight") || ggufKeepTypeNames[name] {
-		return false
-	}
-	for _, s := range ggufKeepTypeSubstrings {
-		if strings.Contains(name, s) {
-			return false
-		}
-	}
-	return true
-}
-
 // Config keys about types.
 const (
 	// ConfigTorchDType is config.json's dtype of the weights (transformers < 4.56 writes it).

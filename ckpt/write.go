@@ -27,6 +27,9 @@ type WriteOptions struct {
 	// limit), as gguf-split's --split-max-tensors does; with SplitMaxSize a part ends at
 	// whichever limit it reaches first.
 	SplitMaxTensors int
+	// KeepSplit splits a GGUF output into parts like its input, each tensor in the part of
+	// its shard (weft.Tensor.Shard), as llama-quantize --keep-split does.
+	KeepSplit bool
 	// Force allows replacing the files an earlier write put at the output: the files this
 	// write produces, and the other members of an earlier set of the same name (shards,
 	// split parts, index), which are removed. Nothing else is ever touched: in an existing
@@ -104,7 +107,21 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
 		single = opts.SplitMaxSize == 0 && opts.SplitMaxTensors == 0
-		p.Layout, err = gguf.Layout(c.KV, infos, gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize, SplitMaxTensors: opts.SplitMaxTensors})
+		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize, SplitMaxTensors: opts.SplitMaxTensors}
+		if opts.KeepSplit && len(c.Files) > 1 {
+			switch {
+			case opts.SplitMaxSize > 0:
+				return nil, weft.Optionf("keep_split, split_max_size", "keeping the input's split into parts and a maximum part size cannot be combined")
+			case opts.SplitMaxTensors > 0:
+				return nil, weft.Optionf("keep_split, split_max_tensors", "keeping the input's split into parts and a maximum number of tensors per part cannot be combined")
+			}
+			lo.Parts = make([]int, len(c.Tensors))
+			for i, t := range c.Tensors {
+				lo.Parts[i] = min(max(t.Shard, 0), len(c.Files)-1)
+			}
+			single = false
+		}
+		p.Layout, err = gguf.Layout(c.KV, infos, lo)
 	case KindSafetensorsFile, KindHFDir:
 		if opts.SplitMaxTensors > 0 {
 			return nil, &weft.OptionError{Option: "split_max_tensors", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -30,6 +31,11 @@ type LayoutOptions struct {
 	// SplitMaxTensors, when positive, splits the output into parts of at most this many
 	// tensors each. 0 means no limit.
 	SplitMaxTensors int
+	// Parts, when non-nil, gives a part index per tensor, to split the output exactly like
+	// an input (see weft.Tensor.Shard), as llama-quantize --keep-split does. Indexes need
+	// not be contiguous: the distinct values, in increasing order, become parts 1..n; each
+	// part holds its tensors in the given order. It cannot be combined with the limits.
+	Parts []int
 }
 
 // SplitName returns the name of part i (0-based) of n of a split GGUF whose prefix is
@@ -141,7 +147,15 @@ func Layout(kvs []weft.KV, infos []weft.TensorInfo, opts LayoutOptions) (*weft.L
 		sizes[i] = padTo(n, align)
 	}
 
-	split := opts.SplitMaxSize > 0 || opts.SplitMaxTensors > 0
+	if opts.Parts != nil {
+		if len(opts.Parts) != len(infos) {
+			return nil, errf("%d part indexes for %d tensors", len(opts.Parts), len(infos))
+		}
+		if opts.SplitMaxSize > 0 || opts.SplitMaxTensors > 0 {
+			return nil, errf("a split by given parts cannot also have size or tensor limits")
+		}
+	}
+	split := opts.SplitMaxSize > 0 || opts.SplitMaxTensors > 0 || opts.Parts != nil
 	if !split {
 		all := make([]int, len(infos))
 		for i := range all {
@@ -193,12 +207,29 @@ func layoutSplit(kvs []weft.KV, infos []weft.TensorInfo, sizes []int64, align in
 		return 24 + int64(len(restKV)) + splitLen
 	}
 
-	// Group the tensors: a tensor starts a new part when adding it would break a limit and
-	// the current part already holds a tensor.
+	// Group the tensors: by the given parts, or a tensor starts a new part when adding it
+	// would break a limit and the current part already holds a tensor.
 	var groups [][]int
 	var cur []int
 	var infoSum, dataSum int64
+	if opts.Parts != nil {
+		ids := append([]int(nil), opts.Parts...)
+		sort.Ints(ids)
+		rank := map[int]int{}
+		for _, id := range ids {
+			if _, ok := rank[id]; !ok {
+				rank[id] = len(rank)
+			}
+		}
+		groups = make([][]int, max(1, len(rank)))
+		for i, id := range opts.Parts {
+			groups[rank[id]] = append(groups[rank[id]], i)
+		}
+	}
 	for i := range infos {
+		if opts.Parts != nil {
+			break
+		}
 		ib := infoLen(infos[i])
 		if len(cur) > 0 {
 			over := opts.SplitMaxTensors > 0 && len(cur)+1 > opts.SplitMaxTensors
@@ -218,7 +249,9 @@ func layoutSplit(kvs []weft.KV, infos []weft.TensorInfo, sizes []int64, align in
 			return nil, errf("tensor %q: part data size overflows int64", infos[i].Name)
 		}
 	}
-	groups = append(groups, cur)
+	if opts.Parts == nil {
+		groups = append(groups, cur)
+	}
 	n := len(groups)
 	if n > math.MaxUint16 {
 		return nil, errf("split into %d parts, more than split.count (u16) can hold; raise the split limits", n)

@@ -83,9 +83,21 @@ func (r *Result) DescribeTensor(name string) string {
 // between the explicit rules and the default (a quantization mixture). The output's format
 // is target. Build records nothing; Run does, and verify replays records with Build.
 func Build(op Op, in Inputs, target weft.Format, source TypeSource) (*Result, error) {
-	ty, err := NewTyper(op.OutputTypes(), target, source)
+	spec := op.OutputTypes()
+	if spec.Quant != nil && source == nil {
+		return buildQuant(op, in, target, spec)
+	}
+	return build(op, in, target, spec, source, nil)
+}
+
+// build is Build with the output types spec, the source and importance weights given.
+func build(op Op, in Inputs, target weft.Format, spec Types, source TypeSource, weights func(weft.TensorInfo) ([]float32, error)) (*Result, error) {
+	ty, err := NewTyper(spec, target, source)
 	if err != nil {
 		return nil, err
+	}
+	if weights != nil {
+		ty.weights, ty.weightsOf = weights, map[string][]float32{}
 	}
 	p, err := op.Plan(in, ty)
 	if err != nil {

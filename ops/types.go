@@ -9,6 +9,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/quant"
 	"github.com/weft-ml/weft/sidefile"
 )
 
@@ -68,13 +69,20 @@ type Types struct {
 	// TypeFor overrides DType per tensor; the first matching rule wins. A rule that matches
 	// no tensor is an error.
 	TypeFor []TypeRule `json:"type_for,omitempty"`
+	// Quant, for GGUF outputs, asks for what llama-quantize writes: a quantization mixture
+	// as the source of the types between TypeFor and DType, an importance matrix, and
+	// llama-quantize's key-values, order and pruning (see Quant).
+	Quant *Quant `json:"quant,omitempty"`
 }
 
 // OutputTypes returns t; op parameters get it by embedding Types.
 func (t Types) OutputTypes() Types { return t }
 
-// IsZero reports whether t asks nothing (every tensor keeps the type the op gives it).
-func (t Types) IsZero() bool { return t.DType == weft.Invalid && len(t.TypeFor) == 0 }
+// IsZero reports whether t asks no types (every tensor keeps the type the op gives it; the
+// options of Quant other than a mixture do not change types).
+func (t Types) IsZero() bool {
+	return t.DType == weft.Invalid && len(t.TypeFor) == 0 && (t.Quant == nil || t.Quant.FileType == "")
+}
 
 // TypeSource chooses the types of some tensors: a quantization mixture (Q4_K_M and the
 // like) that picks a type by a tensor's role and layer. It sits between the explicit rules
@@ -105,6 +113,14 @@ type Typer struct {
 	notes   []string
 	changed bool
 	requant bool
+
+	// weights gives a tensor's importance weights (nil: none); weightsOf holds those of
+	// the tensors quantized with them, which the op computes in F32 and Finish quantizes.
+	weights   func(weft.TensorInfo) ([]float32, error)
+	weightsOf map[string][]float32
+	// Counts of quantized tensors, and of those with and without weights.
+	quantized, weighted, unweighted int
+	unweightedNames                 []string
 }
 
 // RequestError is a requested output type that cannot be written: the default type (Rule
@@ -145,7 +161,7 @@ func checkRequested(dt weft.DType, target weft.Format) error {
 			return fmt.Errorf("safetensors has no %v type; quantized types are for .gguf outputs", dt)
 		}
 	}
-	if !codec.CanEncode(dt) {
+	if !codec.CanEncode(dt) && !quant.RequiresWeights(dt) {
 		return fmt.Errorf("weft cannot encode %v (no quantizer for it)", dt)
 	}
 	return nil
@@ -214,7 +230,7 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 			target = d
 		case len(info.Shape) < 2:
 			target = weft.F32
-		case d.Quantized() && !arch.GGUFQuantizable(info.Name, len(info.Shape)):
+		case d.Quantized() && !arch.Quantizable(info, false):
 		default:
 			target = d
 		}
@@ -224,18 +240,25 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 		target = natural
 	}
 	if target.Quantized() && target != natural && info.RowLen()%target.BlockSize() != 0 {
-		fb := target
-		for fb.Quantized() && info.RowLen()%fb.BlockSize() != 0 {
-			next, ok := arch.QuantFallback[fb]
-			if !ok || !codec.CanEncode(next) {
-				next = weft.F16
-			}
-			fb = next
+		fb, err := arch.FallbackFor(target, info.RowLen())
+		if err != nil || !codec.CanEncode(fb) {
+			fb = weft.F16
 		}
 		ty.notes = append(ty.notes, fmt.Sprintf("tensor %q: rows of %d are not a multiple of the %v block size %d; using %v, as llama-quantize does", info.Name, info.RowLen(), target, target.BlockSize(), fb))
 		target = fb
 	}
-	if err := ty.holds(info, target, why); err != nil {
+	// Importance weights, when an importance matrix is given, are looked up first: a type
+	// whose quantizer needs them (quant.RequiresWeights) can be made only with them.
+	var w []float32
+	lookedUp := false
+	if ty.weights != nil && target.Quantized() && target != natural && quant.UsesWeights(target) {
+		var err error
+		if w, err = ty.weights(info); err != nil {
+			return weft.Invalid, err
+		}
+		lookedUp = true
+	}
+	if err := ty.holds(info, target, why, w != nil); err != nil {
 		return weft.Invalid, err
 	}
 	ty.asked[info.Name] = target
@@ -247,12 +270,31 @@ func (ty *Typer) Of(info weft.TensorInfo) (weft.DType, error) {
 		ty.actions[info.Name] = fmt.Sprintf("%v -> %v", natural, target)
 		ty.changed = true
 	}
+	if ty.weights != nil && target.Quantized() && target != natural {
+		ty.quantized++
+		if lookedUp {
+			if w != nil {
+				// The op computes the values in F32 (exactly what quantizing them would
+				// round them to first); Finish quantizes them with the weights.
+				ty.weightsOf[info.Name] = w
+				ty.weighted++
+				ty.actions[info.Name] += ", importance weights"
+				return weft.F32, nil
+			}
+			ty.unweighted++
+			if len(ty.unweightedNames) < 4 {
+				ty.unweightedNames = append(ty.unweightedNames, info.Name)
+			} else if len(ty.unweightedNames) == 4 {
+				ty.unweightedNames = append(ty.unweightedNames, "...")
+			}
+		}
+	}
 	return target, nil
 }
 
 // holds checks that the output format can hold a tensor of type dt and that weft can make
 // it from the op's values.
-func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string) error {
+func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string, weighted bool) error {
 	switch ty.target {
 	case weft.GGUF:
 		if _, ok := dt.GGML(); !ok {
@@ -267,7 +309,13 @@ func (ty *Typer) holds(info weft.TensorInfo, dt weft.DType, why string) error {
 		if !codec.CanDecode(info.DType) {
 			return fmt.Errorf("tensor %q: weft cannot decode %v to make it %v (%s)", info.Name, info.DType, dt, why)
 		}
-		if !codec.CanEncode(dt) {
+		switch {
+		case codec.CanEncode(dt), weighted && quant.RequiresWeights(dt):
+		case quant.RequiresWeights(dt) && ty.weights == nil:
+			return fmt.Errorf("tensor %q: %v (%s) needs an importance matrix: ggml's quantizer for it requires importance weights", info.Name, dt, why)
+		case quant.RequiresWeights(dt):
+			return fmt.Errorf("tensor %q: %v (%s) needs importance weights, and the importance matrix has no entry for this tensor", info.Name, dt, why)
+		default:
 			return fmt.Errorf("tensor %q: weft cannot encode %v (%s)", info.Name, dt, why)
 		}
 		c := info.Clone()
@@ -305,15 +353,15 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 	for i, t := range out.Tensors {
 		want, ok := ty.asked[t.Name]
 		if !ok {
-			var err error
-			if want, err = ty.Of(t.TensorInfo); err != nil {
+			if _, err := ty.Of(t.TensorInfo); err != nil {
 				return err
 			}
+			want = ty.asked[t.Name]
 		}
 		if want == t.DType {
 			continue
 		}
-		c, err := Cast(t, want)
+		c, err := CastWeighted(t, want, ty.weightsOf[t.Name])
 		if err != nil {
 			return err
 		}

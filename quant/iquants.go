@@ -3,7 +3,7 @@ package quant
 // The non-K block types: IQ4_NL, IQ4_XS and MXFP4 (4-bit non-linear), TQ1_0 and TQ2_0
 // (ternary). Block layouts and decoding rules follow the GGUF/ggml format definitions of
 // these types. The lattice i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
-// are not supported; see the registrations below.
+// are in lattice*.go.
 //
 // Quantizers are provided where ggml's quantizer without an importance matrix is a
 // deterministic function of the input that plain float32 code can reproduce: IQ4_NL and
@@ -26,13 +26,6 @@ func init() {
 	register(weft.MXFP4, dequantMXFP4, quantMXFP4)
 	register(weft.TQ1_0, dequantTQ1_0, quantTQ1_0)
 	register(weft.TQ2_0, dequantTQ2_0, quantTQ2_0)
-
-	// The lattice i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) are not
-	// registered: decoding them needs their codebooks (the lattice grids), which are ggml's
-	// data tables, and weft does not ship them. CanDequantize and CanQuantize (and so
-	// codec.CanDecode and codec.CanEncode) report false for these types, Dequantize and
-	// Quantize return an error naming the type, and callers report an error naming the
-	// tensor and its type.
 }
 
 // iq4nlValues is ggml's kvalues_iq4nl: the 16 levels of IQ4_NL and IQ4_XS.

@@ -3,7 +3,6 @@ package quant
 import (
 	"encoding/binary"
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/weft-ml/weft"
@@ -461,34 +460,5 @@ func TestMXFP4BestIndex(t *testing.T) {
 		}
 		check(0)
 		check(float32(math.Copysign(0, -1)))
-	}
-}
-
-// TestLatticeIQuantsUnsupported checks that the lattice i-quants, whose codebooks are
-// ggml's data tables that weft does not ship, are reported as unsupported: no decoder or
-// encoder is registered, and Dequantize and Quantize fail with an error naming the type.
-func TestLatticeIQuantsUnsupported(t *testing.T) {
-	for _, typ := range []weft.DType{
-		weft.IQ2_XXS, weft.IQ2_XS, weft.IQ2_S, weft.IQ3_XXS, weft.IQ3_S, weft.IQ1_S, weft.IQ1_M,
-	} {
-		if CanDequantize(typ) {
-			t.Errorf("%v: CanDequantize is true", typ)
-		}
-		if CanQuantize(typ) {
-			t.Errorf("%v: CanQuantize is true", typ)
-		}
-		bs, bb := int(typ.BlockSize()), int(typ.BlockBytes())
-		err := Dequantize(typ, make([]byte, bb), make([]float32, bs))
-		if err == nil {
-			t.Errorf("%v: Dequantize succeeded", typ)
-		} else if !strings.Contains(err.Error(), typ.String()) {
-			t.Errorf("%v: Dequantize error %q does not name the type", typ, err)
-		}
-		err = Quantize(typ, make([]float32, bs), make([]byte, bb))
-		if err == nil {
-			t.Errorf("%v: Quantize succeeded", typ)
-		} else if !strings.Contains(err.Error(), typ.String()) {
-			t.Errorf("%v: Quantize error %q does not name the type", typ, err)
-		}
 	}
 }

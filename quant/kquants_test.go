@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/internal/testshared"
 	"github.com/weft-ml/weft/internal/benchutil"
 	"github.com/weft-ml/weft/internal/simd"
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 var kTypes = []weft.DType{weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K, weft.Q8_K}

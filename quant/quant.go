@@ -2,7 +2,8 @@
 // to_float, and quantization byte-identical to what ggml_quantize_chunk (and so
 // llama-quantize) writes, without importance weights (Quantize: the reference quantizers
 // quantize_row_*_ref, or for IQ4_NL and IQ4_XS the search quantize_row_iq4_nl_impl) and
-// with them (QuantizeWeighted: the quantizers' _impl paths with quant_weights).
+// with them (QuantizeWeighted: the quantizers' _impl paths with quant_weights). The lattice
+// i-quants (lattice*.go) follow ggml's quantize_iq* with and without weights.
 package quant
 
 import (
@@ -17,6 +18,9 @@ import (
 type blockCodec struct {
 	dequant func(src []byte, dst []float32)
 	quant   func(src []float32, dst []byte)
+	// quantChecked, set instead of quant, is a quantizer without weights that refuses
+	// some inputs (those on which ggml's quantizer stops with an assertion).
+	quantChecked func(src []float32, dst []byte) error
 }
 
 var codecs = map[weft.DType]*blockCodec{}
@@ -26,14 +30,19 @@ func register(t weft.DType, dequant func([]byte, []float32), quant func([]float3
 	if codecs[t] != nil {
 		panic("quant: " + t.String() + " registered twice")
 	}
-	codecs[t] = &blockCodec{dequant, quant}
+	codecs[t] = &blockCodec{dequant: dequant, quant: quant}
 }
 
 // CanDequantize reports whether weft can decode type t.
 func CanDequantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.dequant != nil }
 
-// CanQuantize reports whether weft can encode type t.
-func CanQuantize(t weft.DType) bool { c := codecs[t]; return c != nil && c.quant != nil }
+// CanQuantize reports whether weft can encode type t without importance weights
+// (Quantize). It is false for the lattice types whose ggml quantizer requires weights
+// (RequiresWeights), which QuantizeWeighted encodes.
+func CanQuantize(t weft.DType) bool {
+	c := codecs[t]
+	return c != nil && (c.quant != nil || c.quantChecked != nil)
+}
 
 func checkLen(op string, t weft.DType, nbytes, nelem int) error {
 	bs, bb := int(t.BlockSize()), int(t.BlockBytes())

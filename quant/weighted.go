@@ -18,6 +18,9 @@ package quant
 //	Q3_K                 make_qx_quants for the sub-blocks and for their scales
 //	Q6_K                 make_qx_quants with the raw weights (no sigma2 term)
 //	IQ4_NL, IQ4_XS       quantize_row_iq4_nl_impl with weights qw*sqrt(sigma2 + x²)
+//	IQ1_S, IQ1_M, IQ2_*, quantize_row_iq*_impl, a search over the type's codebook
+//	IQ3_XXS, IQ3_S       (lattice_quant.go, lattice_iq1.go); IQ2_XXS, IQ2_XS and IQ1_S
+//	                     require weights
 //	Q8_0, MXFP4, TQ1_0,  ignored (ggml's quantize_<type> does not read them)
 //	TQ2_0
 //	Q8_1, Q8_K           ignored (not storage types; ggml has no quantize_<type> for them)
@@ -73,7 +76,7 @@ func init() {
 
 // UsesWeights reports whether quantizing to t with importance weights gives other bytes
 // than without: whether ggml's quantizer for t reads its quant_weights.
-func UsesWeights(t weft.DType) bool { return weighted[t] != nil }
+func UsesWeights(t weft.DType) bool { return weighted[t] != nil || latticeQuant[t] != nil }
 
 // QuantizeWeighted encodes src as type t into dst as ggml_quantize_chunk does with the
 // importance weights qw: one weight per column, len(qw) being the row length, applied to
@@ -82,7 +85,15 @@ func UsesWeights(t weft.DType) bool { return weighted[t] != nil }
 // does without weights, which is what Quantize does, and src may be any whole number of
 // blocks. Types whose ggml quantizer ignores the weights (UsesWeights false) ignore them
 // here too.
+//
+// For the lattice i-quants, an input on which ggml's quantizer stops with an assertion
+// (non-finite values or weights, or values so large that its search overflows) is refused
+// with an error naming the row and super-block; IQ2_XXS, IQ2_XS and IQ1_S refuse nil
+// weights (RequiresWeights).
 func QuantizeWeighted(t weft.DType, src []float32, dst []byte, qw []float32) error {
+	if q := latticeQuant[t]; q != nil {
+		return quantizeLattice(t, q, src, dst, qw)
+	}
 	c := codecs[t]
 	if c == nil || c.quant == nil {
 		return fmt.Errorf("quant: quantizing to %v is not supported", t)

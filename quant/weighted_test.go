@@ -154,7 +154,7 @@ func TestWeightedErrors(t *testing.T) {
 		want string
 	}{
 		{weft.F16, x, dst, qw, "quantizing to F16 is not supported"},
-		{weft.IQ2_XXS, x, dst, qw, "not supported"},
+		{weft.IQ2_XXS, x, make([]byte, 2*66), nil, "IQ2_XXS needs importance weights"},
 		{weft.Q4_K, x, dst[1:], qw, "bytes for 512 elements"},
 		{weft.Q4_K, x, dst, qw[:128], "128 weights (the row length) is not a positive multiple of the block size 256"},
 		{weft.Q4_K, x, dst, []float32{}, "0 weights"},

@@ -36,7 +36,7 @@ Sizes are written as gguf-split and Hugging Face write them, in any case: 2G and
 ` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16
-  weft convert model-f16.gguf -o model-q4_k.gguf --dtype q4_k
+  weft convert model-f16.gguf -o model-Q4_K_M.gguf --dtype Q4_K_M --imatrix imatrix.gguf
 `,
 		run: runConvert,
 	})

@@ -25,6 +25,10 @@ type outFlags struct {
 
 	// Output types (--dtype, --type-for), for commands that call addTypes.
 	types typeFlags
+	// llama-quantize's options, added with the output types.
+	quant quantFlags
+	// keepSplit writes a split GGUF input as a split output, part for part.
+	keepSplit bool
 }
 
 func (o *outFlags) add(fs *flag.FlagSet) {
@@ -38,6 +42,7 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
 	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2G, 2GB)")
 	fs.IntVar(&o.splitTensors, "split-max-tensors", 0, "split GGUF output into parts of at most this many tensors")
+	fs.BoolVar(&o.keepSplit, "keep-split", false, "split a GGUF output like its split input (llama-quantize --keep-split)")
 }
 
 // validate checks the output flags' values (sizes, counts) before anything is read.
@@ -74,7 +79,7 @@ func sizeFlag(name, v string) (int64, error) {
 // options turns the flags into write options; notes about files other than the output go
 // to stderr.
 func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
-	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs,
+	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs, KeepSplit: o.keepSplit,
 		SplitMaxTensors: o.splitTensors, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	if err := o.validate(); err != nil {
 		return opts, err

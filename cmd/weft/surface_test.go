@@ -90,6 +90,11 @@ func surfaceCases(t *testing.T, dir string) map[string]surfaceCase {
 			want:  []string{"want a checkpoint to verify", "--samples must be 0 or more"},
 			data:  []string{"verify", bad}, file: "cut.gguf",
 		},
+		"meta": {
+			usage: [][]string{{"meta", gg, "--set", "foo", "-o", out("m.gguf")}, {"meta", gg, "--set", "general.name=xx:1", "-o", out("m.gguf")}, {"meta", gg, "--delete", "no.such.key", "-o", out("m.gguf")}},
+			want:  []string{`"foo": want KEY=VALUE`, `unknown type "xx"`, "--delete no.such.key: no such key"},
+			data:  []string{"meta", bad}, file: "cut.gguf",
+		},
 		"synth": {
 			usage: [][]string{{"synth", "--tiny"}, {"synth", "-o", out("s"), "--size", "2Q"}, {"synth", "-o", out("s"), "--tiny", "--dtype", "q4_k"}},
 			want:  []string{"want -o OUT", "--size 2Q: not a size", "--dtype q4_k"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -35,38 +36,56 @@ func (o *outFlags) addTypes(fs *flag.FlagSet) {
 	fs.StringVar(&o.types.dtype, "dtype", "", "output type of every floating-point tensor")
 	fs.StringVar(&o.types.dtype, "out-type", "", "same as --dtype")
 	fs.Var(&o.types.rules, "type-for", "PATTERN=TYPE: matching tensors become TYPE (first match wins)")
+	o.addQuant(fs)
 }
 
 // outputTypes returns the parsed type flags. It validates the other output flags first
 // (outFlags.validate), so that every command that writes refuses a bad size or count before
 // it reads anything.
+//
+// A --dtype that names one of llama-quantize's quantized types (Q4_K_M, Q2_K_S, IQ4_XS,
+// Q8_0, Q4_K, which llama-quantize takes for Q4_K_M, ...) selects that mixture, as
+// llama-quantize does; other names are one type for every tensor.
 func (o *outFlags) outputTypes() (ops.Types, error) {
 	t := ops.Types{TypeFor: o.types.rules}
 	if err := o.validate(); err != nil {
 		return t, err
 	}
+	mixture := ""
 	if o.types.dtype != "" {
-		dt, err := weft.ParseDType(o.types.dtype)
-		if err != nil {
-			return t, usagef("--dtype: %v", err)
+		if ft, ok := arch.ParseMixFileType(o.types.dtype); ok && ft.MainType().Quantized() {
+			mixture = ft.String()
+		} else {
+			dt, err := weft.ParseDType(o.types.dtype)
+			if err != nil {
+				return t, usagef("--dtype: %v", err)
+			}
+			t.DType = dt
 		}
-		t.DType = dt
 	}
+	q, err := o.quantOptions(mixture)
+	if err != nil {
+		return t, err
+	}
+	t.Quant = q
 	return t, nil
 }
 
 // typesUsage documents addTypes' flags for a command's usage text.
 const typesUsage = `  --dtype T            every floating-point tensor becomes T: f32, f16, bf16 (f64, f8_e4m3,
-                       f8_e5m2 for safetensors), or for .gguf outputs a quantized type (q8_0,
-                       q4_0, q4_k, q6_k, mxfp4, ...), given in any case, as llama.cpp spells
-                       them. In GGUF, quantized types go to the weights llama-quantize
-                       quantizes (--pure) and 1-D tensors (norms, biases) stay F32, unless a
-                       --type-for names them. Integer and bool tensors keep their type.
-                       --out-type is the same flag
+                       f8_e5m2 for safetensors), or for .gguf outputs a quantized type, given
+                       in any case. A llama-quantize type (Q4_K_M, Q5_K_S, Q2_K, Q8_0, IQ4_XS,
+                       Q4_K for Q4_K_M, ...) selects its mixture: each tensor takes the type
+                       llama-quantize gives it (by role, layer, GQA, experts, with the same
+                       fallbacks) and general.file_type is llama-quantize's; --pure makes it
+                       one type for every weight. Other quantized types (mxfp4, ...) are one
+                       type for the weights llama-quantize quantizes. In GGUF 1-D tensors
+                       (norms, biases) stay F32 unless a --type-for names them. Integer and
+                       bool tensors keep their type. --out-type is the same flag
   --type-for P=T       tensors matching P (glob where * crosses dots, or a group: embeddings,
-                       head, attention, mlp, norms) become T; first match wins; a rule that
-                       matches no tensor is an error
-`
+                       head, attention, mlp, norms) become T; first match wins, before any
+                       mixture; a rule that matches no tensor is an error
+` + quantUsage
 
 // targetFormat is the format of the output path: GGUF for a .gguf name (any case),
 // safetensors otherwise (a .safetensors file or a Hugging Face directory). Without an
@@ -111,6 +130,8 @@ func flagErr(err error) error {
 		return usagef("--dtype: %v", err)
 	case errors.As(err, &re):
 		return usagef("--type-for: %v", err)
+	case errors.Is(err, ops.ErrNeedsImatrix):
+		return fmt.Errorf("%w (--imatrix FILE)", err)
 	}
 	return err
 }
