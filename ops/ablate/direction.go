@@ -13,9 +13,9 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
-	"github.com/weft-ml/weft/internal/text"
 )
 
 // maxDirectionElems bounds the size of a direction file (one vector per layer of a very
