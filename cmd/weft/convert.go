@@ -27,12 +27,12 @@ torch_dtype updated). IN is any checkpoint weft reads.
                        (NAME-00001-of-0000N.gguf)
   --split-max-tensors N  split GGUF output into parts of at most N tensors (gguf-split's
                        option; with --split-max-size a part ends at the first limit)
-Sizes are written as gguf-split and Hugging Face write them, in any case: 2G and 500M
-(gguf-split: M = 10^6 bytes, G = 10^9), 5GB and 500MB (powers of 1000), 2GiB and 512MiB
-(powers of 1024), 1.5GB, or a number of bytes.
   --keep-tied          keep both names of tensors sharing a storage in a .bin (by default
                        the duplicate is dropped as transformers' save_pretrained does: the
                        output head is dropped and tie_word_embeddings restores it on load)
+Sizes are written as gguf-split and Hugging Face write them, in any case: 2G and 500M
+(gguf-split: M = 10^6 bytes, G = 10^9), 5GB and 500MB (powers of 1000), 2GiB and 512MiB
+(powers of 1024), 1.5GB, or a number of bytes.
 ` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16

@@ -42,19 +42,3 @@ func Class(err, class error, classes ...error) error {
 	}
 	return &classedError{class: class, err: err}
 }
-
-// Prefix returns err with "prefix: " before its message, keeping what it wraps.
-func Prefix(prefix string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &prefixed{prefix: prefix, err: err}
-}
-
-type prefixed struct {
-	prefix string
-	err    error
-}
-
-func (e *prefixed) Error() string { return e.prefix + ": " + e.err.Error() }
-func (e *prefixed) Unwrap() error { return e.err }
