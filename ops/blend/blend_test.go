@@ -703,8 +703,12 @@ func TestOutTypeAndCodecErrors(t *testing.T) {
 	if r.Steps[0].Action != "copy" {
 		t.Fatalf("alpha 0: %+v", r.Steps[0])
 	}
-	// An output type without an encoder is refused too.
-	_, err = runBlend(base, []*weft.Checkpoint{tuned}, Options{Alpha: 0.5, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "blk.0.ffn_down.weight", DType: noEnc}}}})
+	// An output type without an encoder is refused too (rows of 256, so that no fallback
+	// for rows that are not whole blocks applies).
+	f := make([]byte, 4*256)
+	fb := mkCkpt("fb.gguf", weft.GGUF, rawTensor("blk.0.ffn_down.weight", weft.F32, []int64{1, 256}, f))
+	ft := mkCkpt("ft.gguf", weft.GGUF, rawTensor("blk.0.ffn_down.weight", weft.F32, []int64{1, 256}, f))
+	_, err = runBlend(fb, []*weft.Checkpoint{ft}, Options{Alpha: 0.5, Types: ops.Types{TypeFor: []ops.TypeRule{{Pattern: "blk.0.ffn_down.weight", DType: noEnc}}}})
 	if err == nil || !strings.Contains(err.Error(), "blk.0.ffn_down.weight") || !strings.Contains(err.Error(), noEnc.String()) {
 		t.Fatalf("err = %v", err)
 	}
