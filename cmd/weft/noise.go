@@ -78,6 +78,7 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
 	e.spell("neftune_alpha", "neftune")
+	e.spell("tensors", "tensor")
 	if err := positive(fs, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
 		return err
 	}

@@ -99,7 +99,10 @@ func TestDTypeSpellings(t *testing.T) {
 	}
 	cmds := map[string]cmd{
 		"convert gguf": {[]string{"convert", gg}, ".gguf", []string{"Q8_0", "q8_0", "Q8_0 "}, weft.Q8_0},
-		"convert q4_k": {[]string{"convert", gg}, ".gguf", []string{"Q5_0", "q5_0", "q5_0"}, weft.Q5_0},
+		"convert q5_0": {[]string{"convert", gg}, ".gguf", []string{"Q5_0", "q5_0", "q5_0"}, weft.Q5_0},
+		// llama-quantize's Q4_K (its Q4_K_M mixture): on this model's 32-wide rows every
+		// tensor falls back to another type, so only the bytes are compared.
+		"convert q4_k": {[]string{"convert", gg}, ".gguf", []string{"Q4_K", "q4_k", "q4_K", "Q4_K_M", "q4_k_m"}, weft.Invalid},
 		"convert":      {[]string{"convert", hf}, "", []string{"F32", "f32", "float32"}, weft.F32},
 		"blend":        {[]string{"blend", hf, hft, "--alpha", "0.25"}, "", []string{"F16", "f16", "half"}, weft.F16},
 		"noise":        {[]string{"noise", gg, "--seed", "1", "--std", "0.01"}, ".gguf", []string{"Q8_0", "q8_0", "Q8_0"}, weft.Q8_0},
@@ -123,8 +126,11 @@ func TestDTypeSpellings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			seen := false
+			seen := c.want == weft.Invalid
 			for _, x := range got.Tensors {
+				if c.want == weft.Invalid {
+					break
+				}
 				seen = seen || x.DType == c.want
 				if len(x.Shape) > 1 && x.DType.Float() && x.DType != c.want && !c.want.Quantized() {
 					t.Errorf("%s --dtype %q: %s is %v", name, sp, x.Name, x.DType)
