@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -879,6 +880,11 @@ func readFull(t *weft.Tensor, buf []byte, off int64) error {
 	}
 	if t.File != "" {
 		return fmt.Errorf("%s: tensor %q: reading bytes %d-%d: %w", t.File, t.Name, off, off+int64(len(buf)), err)
+	}
+	// A computed tensor's error names the input it read, and that input's tensor, which
+	// is often the same name: say it once.
+	if strings.Contains(err.Error(), fmt.Sprintf("tensor %q", t.Name)) {
+		return err
 	}
 	return fmt.Errorf("tensor %q: %w", t.Name, err)
 }

@@ -301,7 +301,7 @@ func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions, sh Share) (*survey,
 			if p.Kind == KindHFDir {
 				return nil, fmt.Errorf("%s is a file, not a directory: an output name without .safetensors or .gguf is written as a Hugging Face directory; name a NAME.safetensors or NAME.gguf file to write a file", p.Dir)
 			}
-			return nil, fmt.Errorf("%s is a file, not a directory, so %s cannot be written in it", p.Dir, p.Target)
+			return nil, fmt.Errorf("%s: cannot be written: %s is a file, not a directory", p.Target, p.Dir)
 		}
 		dirExists = true
 	} else if !errors.Is(err, fs.ErrNotExist) {

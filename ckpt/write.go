@@ -23,6 +23,10 @@ type WriteOptions struct {
 	MaxShardSize int64
 	// SplitMaxSize splits GGUF output into parts of at most this many bytes (0: one file).
 	SplitMaxSize int64
+	// SplitMaxTensors splits GGUF output into parts of at most this many tensors (0: no
+	// limit), as gguf-split's --split-max-tensors does; with SplitMaxSize a part ends at
+	// whichever limit it reaches first.
+	SplitMaxTensors int
 	// KeepSplit splits a GGUF output into parts like its input, each tensor in the part of
 	// its shard (weft.Tensor.Shard), as llama-quantize --keep-split does.
 	KeepSplit bool
@@ -97,15 +101,19 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 	switch kind {
 	case KindGGUF:
 		if opts.MaxShardSize > 0 {
-			return nil, fmt.Errorf("--max-shard-size is for safetensors output; use --split-max-size for GGUF")
+			return nil, &weft.OptionError{Option: "max_shard_size", Err: &weft.HintError{Err: fmt.Errorf("shards safetensors output, not GGUF"),
+				Hints: []weft.Hint{{Option: "split_max_size", Does: "splits GGUF output"}}}}
 		}
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
-		single = opts.SplitMaxSize == 0
-		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize}
+		single = opts.SplitMaxSize == 0 && opts.SplitMaxTensors == 0
+		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize, SplitMaxTensors: opts.SplitMaxTensors}
 		if opts.KeepSplit && sharded(c) {
-			if opts.SplitMaxSize > 0 {
-				return nil, fmt.Errorf("%s: keeping the input's split into parts and a maximum part size cannot be combined", path)
+			switch {
+			case opts.SplitMaxSize > 0:
+				return nil, weft.Optionf("keep_split, split_max_size", "keeping the input's split into parts and a maximum part size cannot be combined")
+			case opts.SplitMaxTensors > 0:
+				return nil, weft.Optionf("keep_split, split_max_tensors", "keeping the input's split into parts and a maximum number of tensors per part cannot be combined")
 			}
 			// The tensors' shards (a derived checkpoint's keep their sources').
 			lo.Parts = make([]int, len(c.Tensors))
@@ -116,8 +124,13 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 		}
 		p.Layout, err = gguf.Layout(c.KV, infos, lo)
 	case KindSafetensorsFile, KindHFDir:
+		if opts.SplitMaxTensors > 0 {
+			return nil, &weft.OptionError{Option: "split_max_tensors", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
+		}
 		if opts.SplitMaxSize > 0 {
-			return nil, fmt.Errorf("--split-max-size is for GGUF output; use --max-shard-size for safetensors")
+			return nil, &weft.OptionError{Option: "split_max_size", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
 		}
 		lo := safetensors.LayoutOptions{MaxShardSize: opts.MaxShardSize}
 		if kind == KindHFDir {

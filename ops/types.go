@@ -387,7 +387,7 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 		}
 	}
 	if len(unused) > 0 {
-		return fmt.Errorf("type rule %s %w (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ErrUnmatchedRule, GroupNames())
+		return weft.Optionf("type_for", "rule %s %w (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ErrUnmatchedRule, GroupNames())
 	}
 	if ty.target == weft.GGUF {
 		ft := ty.FileTypeFor(out)

@@ -95,7 +95,7 @@ func TestDistributedDocs(t *testing.T) {
 	dir := t.TempDir()
 	gb, gt := genPair(t, dir, true)
 	rec := filepath.Join(dir, "sweep.yaml")
-	writeFile(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+	writeText(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
 steps:
   - op: blend
     inputs: [base, tuned]

@@ -149,7 +149,7 @@ func runMergekit(t *testing.T, dir, name, cfg, out string) *weft.Checkpoint {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, name+".yml")
-	writeFile(t, p, cfg)
+	writeText(t, p, cfg)
 	mustCLI(t, "run", p, "-o", out, "--quiet")
 	return openT(t, out)
 }
@@ -395,7 +395,7 @@ func TestMergekitRefusals(t *testing.T) {
 	}
 	for i, c := range cases {
 		p := filepath.Join(dir, fmt.Sprintf("bad%d.yml", i))
-		writeFile(t, p, fmt.Sprintf(c.cfg, a, b))
+		writeText(t, p, fmt.Sprintf(c.cfg, a, b))
 		code, _, errs := runCLI(t, "run", p, "-o", filepath.Join(dir, "out"))
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("case %d: exit %d, %q; want %q", i, code, errs, c.want)

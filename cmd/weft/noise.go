@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/weft-ml/weft"
@@ -37,9 +38,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
   --seq-len L          hidden size (the row length)
   --dist D             gaussian (default) or uniform (uniform of standard deviation S is
                        uniform in [-S sqrt(3), S sqrt(3)])
-  --tokens SPEC        only these rows (token ids): 5,10-20,@ids.txt (ranges inclusive; a
-                       file holds ids and ranges separated by commas, spaces or newlines,
-                       # starts a comment)
+  --tokens LIST        only the rows of these tokens: ` + tokensUsage + `
   --tensor PATTERN     noise these tensors instead of the embedding: a name, a glob
                        (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
                        repeatable
@@ -83,6 +82,11 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
+	e.spell("neftune_alpha", "neftune")
+	e.spell("tensors", "tensor")
+	if err := positive(fs, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
+		return err
+	}
 	if *seedS == "" {
 		return usagef("--seed N (N >= 0) is required: it fixes the noise")
 	}
@@ -102,7 +106,13 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	}
 	std := any(0.0)
 	if *stdS != "" {
-		if std, sw, err = sweepList("std", "std", *stdS, []string{"std"}, func(s string) (any, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+		if std, sw, err = sweepList("std", "std", *stdS, []string{"std"}, func(s string) (any, error) {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(v > 0) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%q: the standard deviation must be a positive number", s)
+			}
+			return v, nil
+		}); err != nil {
 			return err
 		}
 		if sw != nil {
@@ -120,9 +130,10 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if opts.Types, err = of.outputTypes(); err != nil {
 		return err
 	}
+	var tl *tokenList
 	if *tokens != "" {
-		if opts.Tokens, err = noise.ParseTokenSet(*tokens); err != nil {
-			return usagef("--tokens: %v", err)
+		if tl, err = parseTokenList("tokens", *tokens); err != nil {
+			return err
 		}
 	}
 	in, err := inp.open(pos[0])
@@ -130,6 +141,9 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if opts.Tokens, err = tl.resolve(in); err != nil {
+		return err
+	}
 	if err := of.check(in); err != nil {
 		return err
 	}

@@ -9,10 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
-	"github.com/weft-ml/weft/safetensors"
 )
 
 // outFlags are the flags of every command that writes a checkpoint.
@@ -24,6 +22,7 @@ type outFlags struct {
 	dryRun       bool
 	maxShardSize string
 	splitMaxSize string
+	splitTensors int
 	allowLoss    bool
 	part         string
 
@@ -44,7 +43,8 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
 	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
-	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
+	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2G, 2GB)")
+	fs.IntVar(&o.splitTensors, "split-max-tensors", 0, "split GGUF output into parts of at most this many tensors")
 	fs.BoolVar(&o.keepSplit, "keep-split", false, "split a GGUF output like its split input (llama-quantize --keep-split)")
 	fs.StringVar(&o.part, "part", "", "write only part I of N of the output's files (I/N, from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array")
 }
@@ -67,23 +67,54 @@ func parsePart(s string) (part, parts int, err error) {
 	return part, parts, nil
 }
 
+// validate checks the output flags' values (sizes, counts) before anything is read.
+func (o *outFlags) validate() error {
+	if o.threads < 1 {
+		return usagef("--threads must be at least 1, got %d", o.threads)
+	}
+	if o.splitTensors < 0 {
+		return usagef("--split-max-tensors %d: must be positive", o.splitTensors)
+	}
+	for _, f := range []struct{ name, v string }{{"max-shard-size", o.maxShardSize}, {"split-max-size", o.splitMaxSize}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := sizeFlag(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sizeFlag parses the value of a size flag with weft.ParseSize: a positive number of bytes.
+func sizeFlag(name, v string) (int64, error) {
+	n, err := weft.ParseSize(v)
+	if err != nil {
+		return 0, usagef("--%s %s: %w", name, quoteArg(v), err)
+	}
+	if n <= 0 {
+		return 0, usagef("--%s %s: must be positive", name, quoteArg(v))
+	}
+	return n, nil
+}
+
 // options turns the flags into write options; notes about files other than the output go
 // to stderr.
 func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
 	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs, KeepSplit: o.keepSplit,
-		Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
-	if o.threads < 1 {
-		return opts, usagef("--threads must be at least 1, got %d", o.threads)
+		SplitMaxTensors: o.splitTensors, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	if err := o.validate(); err != nil {
+		return opts, err
 	}
 	var err error
 	if o.maxShardSize != "" {
-		if opts.MaxShardSize, err = safetensors.ParseSize(o.maxShardSize); err != nil || opts.MaxShardSize <= 0 {
-			return opts, usagef("--max-shard-size %q: want a size such as 5GB or 500MB", o.maxShardSize)
+		if opts.MaxShardSize, err = sizeFlag("max-shard-size", o.maxShardSize); err != nil {
+			return opts, err
 		}
 	}
 	if o.splitMaxSize != "" {
-		if opts.SplitMaxSize, err = safetensors.ParseSize(o.splitMaxSize); err != nil || opts.SplitMaxSize <= 0 {
-			return opts, usagef("--split-max-size %q: want a size such as 2GB", o.splitMaxSize)
+		if opts.SplitMaxSize, err = sizeFlag("split-max-size", o.splitMaxSize); err != nil {
+			return opts, err
 		}
 	}
 	return opts, nil
@@ -122,17 +153,10 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	for _, l := range plan.Loss.Lines() {
 		fmt.Fprintf(e.stderr, "%s\n", l)
 	}
-	if !o.quiet && e.tty {
-		bar := progressbar.NewOptions64(sched.Written,
-			progressbar.OptionSetWriter(e.stderr),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200_000_000),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetDescription("writing"))
-		many.Progress = func(done, total int64) { _ = bar.Set64(done) }
-		defer bar.Finish()
-	}
+	bar := e.newProgress("writing", o.quiet)
+	many.Progress = bar.fn()
+	defer bar.finish()
+	e.writing = true
 	if err := ckpt.ExecuteMany(ctx, outs, plans, many); err != nil {
 		return err
 	}

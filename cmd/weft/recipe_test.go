@@ -191,7 +191,7 @@ func TestRecipeChainMatchesCommands(t *testing.T) {
 			mustCLI(t, "noise", m2, "--seed", "7", "--std", "0.02", "-o", m3, "--quiet")
 			mustCLI(t, "convert", m3, "--dtype", c.dtype, "-o", final, "--quiet")
 			rec := filepath.Join(d, "chain.yaml")
-			writeFile(t, rec, fmt.Sprintf(`inputs:
+			writeText(t, rec, fmt.Sprintf(`inputs:
   base: %q
   tuned: %q
 steps:
@@ -220,7 +220,7 @@ outputs:
 	}
 }
 
-func writeFile(t *testing.T, path, s string) {
+func writeText(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestSweepsMatchSingleRuns(t *testing.T) {
 	}
 	// The same sweep from a recipe: the same files again.
 	rec := filepath.Join(dir, "sweep.yaml")
-	writeFile(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+	writeText(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
 steps:
   - op: blend
     inputs: [base, tuned]
@@ -282,7 +282,7 @@ outputs:
 	// A recipe sweeping two steps (4 outputs) against the same recipe with fixed values, and
 	// a recipe's {sweep: each} against the command's.
 	rec2 := filepath.Join(dir, "two.yaml")
-	writeFile(t, rec2, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+	writeText(t, rec2, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
 steps:
   - op: blend
     inputs: [base, tuned]
@@ -303,7 +303,7 @@ outputs:
 `, gb, gt))
 	mustCLI(t, "run", rec2, "--quiet")
 	rec3 := filepath.Join(dir, "fixed.yaml")
-	writeFile(t, rec3, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+	writeText(t, rec3, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
 steps:
   - op: blend
     inputs: [base, tuned]
@@ -335,7 +335,7 @@ func TestRunDryRun(t *testing.T) {
 	dir := t.TempDir()
 	gb, gt := genPair(t, dir, true)
 	rec := filepath.Join(dir, "r.yaml")
-	writeFile(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
+	writeText(t, rec, fmt.Sprintf(`inputs: {base: %q, tuned: %q}
 steps:
   - op: blend
     inputs: [base, tuned]
@@ -363,24 +363,24 @@ func TestRunRecipeErrorsExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	gb, gt := genPair(t, dir, true)
 	rec := filepath.Join(dir, "bad.yaml")
-	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q, tuned: %q}\nsteps:\n  - op: blend\n    inputs: [base, tuned]\n    alpha: 0.5\n  - op: noise\n    std: 0.1\n    seed: -3\noutputs: [{path: x.gguf}]\n", gb, gt))
+	writeText(t, rec, fmt.Sprintf("inputs: {base: %q, tuned: %q}\nsteps:\n  - op: blend\n    inputs: [base, tuned]\n    alpha: 0.5\n  - op: noise\n    std: 0.1\n    seed: -3\noutputs: [{path: x.gguf}]\n", gb, gt))
 	code, _, errs := runCLI(t, "run", rec)
 	if code != 1 || !strings.Contains(errs, rec+":6:5: step 2 (noise)") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: [1, x]\noutputs: [{path: x.gguf}]\n", gb))
+	writeText(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: [1, x]\noutputs: [{path: x.gguf}]\n", gb))
 	code, _, errs = runCLI(t, "run", rec)
 	if code != 1 || !strings.Contains(errs, rec+":4:15: drop.1: want an integer") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: '9'\noutputs: [{path: x.gguf}]\n", gb))
+	writeText(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: ablate\n    drop: '9'\noutputs: [{path: x.gguf}]\n", gb))
 	code, _, errs = runCLI(t, "run", rec)
 	if code != 1 || !strings.Contains(errs, rec+":4:11: drop: ablate") || !strings.Contains(errs, "out of range") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	// A step that cannot follow the one before it: glitch tokens need an embedding, and soft
 	// tokens are vectors, not a model.
-	writeFile(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: soft-token\n    count: 4\n    seed: 1\n  - op: glitch-add\n    count: 2\n    seed: 1\noutputs: [{path: x.safetensors}]\n", gb))
+	writeText(t, rec, fmt.Sprintf("inputs: {base: %q}\nsteps:\n  - op: soft-token\n    count: 4\n    seed: 1\n  - op: glitch-add\n    count: 2\n    seed: 1\noutputs: [{path: x.safetensors}]\n", gb))
 	code, _, errs = runCLI(t, "run", rec)
 	if code != 1 || !strings.Contains(errs, rec+":6:5: step 2 (glitch-add)") || !strings.Contains(errs, "no input token embedding") {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -425,13 +425,13 @@ outputs:
 		t.Run(name, func(t *testing.T) {
 			one := filepath.Join(dir, name+"-one")
 			rec := filepath.Join(dir, name+"-one.yaml")
-			writeFile(t, rec, strings.ReplaceAll(src, "OUT", one))
+			writeText(t, rec, strings.ReplaceAll(src, "OUT", one))
 			mustCLI(t, "run", rec, "--quiet")
 			const n = 3
 			for _, mode := range []string{"flag", "k8s", "slurm"} {
 				parts := filepath.Join(dir, name+"-"+mode)
 				rec := filepath.Join(dir, name+"-"+mode+".yaml")
-				writeFile(t, rec, strings.ReplaceAll(src, "OUT", parts))
+				writeText(t, rec, strings.ReplaceAll(src, "OUT", parts))
 				cmds := make([]*exec.Cmd, n)
 				outs := make([]bytes.Buffer, n)
 				for i := range cmds {
@@ -548,7 +548,7 @@ func TestRecipeStepsMatchFlags(t *testing.T) {
 			}
 			rec := filepath.Join(dir, fmt.Sprintf("r%d.yaml", i))
 			recOut := filepath.Join(dir, fmt.Sprintf("rec%d%s", i, c.ext))
-			writeFile(t, rec, fmt.Sprintf("inputs: {base: %q, tuned: %q}\nsteps:\n%soutputs: [{path: %q}]\n", base, tuned, c.step, recOut))
+			writeText(t, rec, fmt.Sprintf("inputs: {base: %q, tuned: %q}\nsteps:\n%soutputs: [{path: %q}]\n", base, tuned, c.step, recOut))
 			mustCLI(t, "run", rec, "--quiet")
 			if c.cli == nil {
 				mid, cliOut := filepath.Join(dir, fmt.Sprintf("mid%d%s", i, c.ext)), filepath.Join(dir, fmt.Sprintf("cli%d%s", i, c.ext))

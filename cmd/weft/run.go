@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/recipe"
 	"github.com/weft-ml/weft/safetensors"
@@ -296,22 +295,10 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 			}
 		}
 	}
-	if !of.quiet && e.tty {
-		var bar *progressbar.ProgressBar
-		mo.Progress = func(done, total int64) {
-			if bar == nil {
-				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(e.stderr), progressbar.OptionShowBytes(true),
-					progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200_000_000),
-					progressbar.OptionClearOnFinish(), progressbar.OptionSetDescription("writing"))
-			}
-			_ = bar.Set64(done)
-		}
-		defer func() {
-			if bar != nil {
-				_ = bar.Finish()
-			}
-		}()
-	}
+	bar := e.newProgress("writing", of.quiet)
+	mo.Progress = bar.fn()
+	defer bar.finish()
+	e.writing = true
 	if err := ckpt.ExecuteMany(ctx, outs, plans, mo); err != nil {
 		return err
 	}

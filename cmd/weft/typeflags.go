@@ -38,13 +38,18 @@ func (o *outFlags) addTypes(fs *flag.FlagSet) {
 	o.addQuant(fs)
 }
 
-// outputTypes returns the parsed type flags.
+// outputTypes returns the parsed type flags. It validates the other output flags first
+// (outFlags.validate), so that every command that writes refuses a bad size or count before
+// it reads anything.
 //
 // A --dtype that names one of llama-quantize's quantized types (Q4_K_M, Q2_K_S, IQ4_XS,
 // Q8_0, Q4_K, which llama-quantize takes for Q4_K_M, ...) selects that mixture, as
 // llama-quantize does; other names are one type for every tensor.
 func (o *outFlags) outputTypes() (ops.Types, error) {
 	t := ops.Types{TypeFor: o.types.rules}
+	if err := o.validate(); err != nil {
+		return t, err
+	}
 	mixture := ""
 	if o.types.dtype != "" {
 		dt, mix, err := ops.ParseOutputType(o.types.dtype)
@@ -120,10 +125,6 @@ func flagErr(err error) error {
 		return usagef("--dtype: %v", err)
 	case errors.As(err, &re):
 		return usagef("--type-for: %v", err)
-	case errors.Is(err, ops.ErrUnmatchedRule) && strings.Contains(err.Error(), "type rule"):
-		return fmt.Errorf("--type-for: %w", err)
-	case errors.Is(err, ops.ErrUnmatchedRule):
-		return fmt.Errorf("--alpha-for: %w", err)
 	case errors.Is(err, ops.ErrNeedsImatrix):
 		return fmt.Errorf("%w (--imatrix FILE)", err)
 	}

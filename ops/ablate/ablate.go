@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/sidefile"
 )
@@ -173,7 +173,7 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 	dropped := make([]bool, n)
 	for _, l := range drop {
 		if l < 0 || l >= n {
-			return nil, fmt.Errorf("ablate: drop: layer %d out of range: the model has %d layers", l, n)
+			return nil, weft.OptionValuef("drop", fmt.Sprint(l), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		dropped[l] = true
 	}
@@ -181,19 +181,19 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 	total := 0
 	for _, b := range blocks {
 		if b.First < 0 || b.Last >= n || b.First > b.Last {
-			return nil, fmt.Errorf("ablate: duplicate: block %d-%d out of range: the model has %d layers", b.First, b.Last, n)
+			return nil, weft.OptionValuef("duplicate", fmt.Sprintf("%d-%d", b.First, b.Last), "block out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		if b.Copies < 2 || b.Copies > maxCopies {
-			return nil, fmt.Errorf("ablate: duplicate: block %d-%d: %d copies; want 2 to %d", b.First, b.Last, b.Copies, maxCopies)
+			return nil, weft.OptionValuef("duplicate", fmt.Sprintf("%d-%d:%d", b.First, b.Last, b.Copies), "%d copies; want 2 to %d", b.Copies, maxCopies)
 		}
 		for l := b.First; l <= b.Last; l++ {
 			if dropped[l] {
-				return nil, fmt.Errorf("ablate: layer %d is both dropped and duplicated (block %d-%d)", l, b.First, b.Last)
+				return nil, weft.Optionf("drop, duplicate", "layer %d is both dropped and duplicated (block %d-%d)", l, b.First, b.Last)
 			}
 		}
 		total += (b.Last - b.First + 1) * (b.Copies - 1)
 		if total > 1<<20 {
-			return nil, fmt.Errorf("ablate: duplicate: more than %d extra layers", 1<<20)
+			return nil, weft.Optionf("duplicate", "more than %d extra layers", 1<<20)
 		}
 		byLast[b.Last] = append(byLast[b.Last], b)
 	}
@@ -212,7 +212,7 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 		}
 	}
 	if len(seq) == 0 {
-		return nil, fmt.Errorf("ablate: dropping all %d layers leaves no model", n)
+		return nil, weft.Optionf("drop", "dropping all %d layers leaves no model", n)
 	}
 	return seq, nil
 }
@@ -227,13 +227,14 @@ type layerEdits struct {
 	dir                 []float64
 }
 
-func checkLayers(what string, layers []int, n int) error {
+// checkLayers checks the layers of the edit option (an OptionError about option.layers).
+func checkLayers(option string, layers []int, n int) error {
 	if len(layers) == 0 {
-		return fmt.Errorf("ablate: %s: no layers given", what)
+		return weft.Optionf(option+".layers", "no layers given for %s", option)
 	}
 	for _, l := range layers {
 		if l < 0 || l >= n {
-			return fmt.Errorf("ablate: %s: layer %d out of range: the model has %d layers", what, l, n)
+			return weft.OptionValuef(option+".layers", fmt.Sprint(l), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 	}
 	return nil
@@ -282,7 +283,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 			return nil, err
 		}
 		if z.What != Attn && z.What != MLP && z.What != Layer {
-			return nil, fmt.Errorf("ablate: zero: %q is not attn, mlp or layer", z.What)
+			return nil, weft.OptionValuef("zero", string(z.What), "want attn, mlp or layer")
 		}
 		for _, l := range z.Layers {
 			edits[l].zeroAttn = edits[l].zeroAttn || z.What != MLP
@@ -295,7 +296,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 		for _, f := range []float64{s.Attn, s.MLP} {
 			if f != f || f > 1e30 || f < -1e30 {
-				return nil, fmt.Errorf("ablate: scale: factor %v is not a finite number", f)
+				return nil, weft.OptionValuef("scale", text.Num(f), "not a finite number")
 			}
 		}
 		for _, l := range s.Layers {
@@ -304,7 +305,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	}
 	for _, h := range opts.Heads {
 		if h.Layer < 0 || h.Layer >= n {
-			return nil, fmt.Errorf("ablate: heads: layer %d out of range: the model has %d layers", h.Layer, n)
+			return nil, weft.OptionValuef("heads", fmt.Sprint(h.Layer), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		edits[h.Layer].heads = mergeInts(edits[h.Layer].heads, h.Heads)
 	}
@@ -314,10 +315,10 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 			return nil, err
 		}
 		if !(nz.Std > 0) || nz.Std > 1e6 {
-			return nil, fmt.Errorf("ablate: noise: std %v must be positive (and sane)", nz.Std)
+			return nil, weft.OptionValuef("noise", text.Num(nz.Std), "the standard deviation must be positive (and at most 1e6)")
 		}
 		if nz.Seed < 0 {
-			return nil, fmt.Errorf("ablate: noise: seed %d is negative", nz.Seed)
+			return nil, weft.OptionValuef("noise.seed", fmt.Sprint(nz.Seed), "must be 0 or more")
 		}
 		seed = uint64(nz.Seed)
 		for _, l := range nz.Layers {
@@ -330,7 +331,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		if r.Other == nil {
 			return nil, fmt.Errorf("ablate: replace: no checkpoint given")
 		}
-		if err := checkLayers("replace-from", r.Layers, n); err != nil {
+		if err := checkLayers("replace_from", r.Layers, n); err != nil {
 			return nil, err
 		}
 		if other, err = m.matchOther(r.Other, r.Layers); err != nil {
@@ -344,13 +345,13 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	var embDir []float64
 	if p := opts.Project; p != nil {
 		if p.Weight == 0 || p.Weight != p.Weight || p.Weight > 1e6 || p.Weight < -1e6 {
-			return nil, fmt.Errorf("ablate: project-out: weight %v must be a non-zero finite number", p.Weight)
+			return nil, weft.OptionValuef("project_out.weight", text.Num(p.Weight), "must be a non-zero finite number (at most 1e6 in size)")
 		}
 		if len(p.Layers) == 0 && !p.Embeddings {
-			return nil, fmt.Errorf("ablate: project-out: no layers given (and not --embeddings)")
+			return nil, weft.Optionf("project_out.layers", "no layers given, and not the embeddings either")
 		}
 		if len(p.Layers) > 0 {
-			if err := checkLayers("project-out", p.Layers, n); err != nil {
+			if err := checkLayers("project_out", p.Layers, n); err != nil {
 				return nil, err
 			}
 		}
@@ -371,7 +372,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 		if p.Embeddings {
 			if len(dirs) != 1 {
-				return nil, fmt.Errorf("ablate: project-out --embeddings needs a single direction; %s holds one per layer", p.Source)
+				return nil, weft.Optionf("project_out.embeddings", "needs a single direction; %s holds one per layer", p.Source)
 			}
 			embDir = dirs[0]
 		}
@@ -647,13 +648,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		}
 	}
 	if len(bad) > 0 {
-		const maxList = 20
-		more := ""
-		if len(bad) > maxList {
-			more = fmt.Sprintf("\n  ... and %d more", len(bad)-maxList)
-			bad = bad[:maxList]
-		}
-		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", ops.Name(other), FormatSpec(layers), strings.Join(bad, "\n  "), more)
+		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:%s", ops.Name(other), FormatSpec(layers), text.Lines(bad, 20, "  "))
 	}
 	return theirs, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -69,13 +70,13 @@ func (rc *recipe) actions() ([]string, bool) {
 			a = append(a, fmt.Sprintf("zero heads %s (%s %s)", rc.headList(), what, spansStr(rc.headSpans)))
 		}
 		if rc.scale != 1 {
-			a = append(a, fmt.Sprintf("scale %g", rc.scale))
+			a = append(a, fmt.Sprintf("scale %s", text.Num(rc.scale)))
 		}
 		if rc.noise != 0 {
-			a = append(a, fmt.Sprintf("noise %g x std, seed %d", rc.noise, rc.seed))
+			a = append(a, fmt.Sprintf("noise %s x std, seed %d", text.Num(rc.noise), rc.seed))
 		}
 		if rc.dir != nil {
-			a = append(a, fmt.Sprintf("project out w=%g", rc.weight))
+			a = append(a, fmt.Sprintf("project out w=%s", text.Num(rc.weight)))
 		}
 		if rc.out.DType.Quantized() {
 			if rc.headAxis != headsNone && rc.scale == 1 && rc.noise == 0 && rc.dir == nil && !conv {
