@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -390,4 +391,65 @@ func TestExecuteManyQuantizedReadsOnce(t *testing.T) {
 	base.eachByteRead(t, "base", 1)
 	tuned.eachByteRead(t, "tuned", 1)
 	sameFiles(t, out, alone)
+}
+
+// TestSharedTensorComputedOnce: a computed tensor that several outputs hold (an op's output
+// in two formats) or read (a cast of it in a third) is computed once, chunk by chunk, and
+// written to each.
+func TestSharedTensorComputedOnce(t *testing.T) {
+	info := weft.TensorInfo{Name: "w", DType: weft.F32, Shape: []int64{1000, 64}}
+	var fills atomic.Int64
+	rows := make([]atomic.Int32, 1000)
+	src := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		fills.Add(1)
+		for r := r0; r < r1; r++ {
+			rows[r].Add(1)
+			for j := int64(0); j < 64; j++ {
+				v := float32(r*64+j) / 7
+				b := dst[(r-r0)*256+j*4:]
+				u := math.Float32bits(v)
+				b[0], b[1], b[2], b[3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+			}
+		}
+		return nil
+	})
+	a := &weft.Checkpoint{Format: weft.Safetensors, Tensors: []*weft.Tensor{src}}
+	b := &weft.Checkpoint{Format: weft.Safetensors, Tensors: []*weft.Tensor{src}}
+	cast, err := ops.Cast(src, weft.BF16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &weft.Checkpoint{Format: weft.Safetensors, Tensors: []*weft.Tensor{cast}}
+	dir := t.TempDir()
+	outs := []ckpt.Output{{Checkpoint: a, Path: filepath.Join(dir, "a.safetensors")}, {Checkpoint: b, Path: filepath.Join(dir, "b.safetensors")}, {Checkpoint: c, Path: filepath.Join(dir, "c.safetensors")}}
+	plans, err := ckpt.PlanMany(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ckpt.ExecuteMany(context.Background(), outs, plans, ckpt.ManyOptions{Threads: 4, ChunkElems: 64 * 100}); err != nil {
+		t.Fatal(err)
+	}
+	for r := range rows {
+		if n := rows[r].Load(); n != 1 {
+			t.Fatalf("row %d computed %d times", r, n)
+		}
+	}
+	if n := fills.Load(); n != 10 {
+		t.Fatalf("%d fills for 10 chunks", n)
+	}
+	fa, _ := os.ReadFile(outs[0].Path)
+	fb, _ := os.ReadFile(outs[1].Path)
+	if !bytes.Equal(fa, fb) || len(fa) < 256000 {
+		t.Fatal("a and b differ")
+	}
+	back, err := ckpt.Open(outs[2].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	got, _ := ops.ReadAll(back.Tensor("w"))
+	want, _ := ops.ReadAll(cast)
+	if !bytes.Equal(got, want) {
+		t.Fatal("the cast output differs from the cast")
+	}
 }

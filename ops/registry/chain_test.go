@@ -141,7 +141,17 @@ func TestPlanningReadsNoTensorData(t *testing.T) {
 	dir := t.TempDir()
 	base := testshared.Path(t, "fixtures/hf/tiny-llama-base")
 	tuned := testshared.Path(t, "fixtures/hf/tiny-llama-tuned")
-	for _, oc := range opCases(t, dir, 64) {
+	cases := opCases(t, dir, 64)
+	covered := map[string]bool{}
+	for _, oc := range cases {
+		covered[oc.op.OpName()] = true
+	}
+	for _, name := range Names() {
+		if !covered[name] {
+			t.Errorf("registered op %s has no case here", name)
+		}
+	}
+	for _, oc := range cases {
 		t.Run(oc.name, func(t *testing.T) {
 			var n atomic.Int64
 			b, tu := openCounting(t, base, &n), openCounting(t, tuned, &n)
