@@ -104,6 +104,7 @@ func opCases(t *testing.T, dir string, hidden int) []opCase {
 		{"ablate heads", &ablate.Options{Heads: []ablate.HeadSel{{Layer: 3, Heads: []int{1}}}}, one, true},
 		{"ablate noise", &ablate.Options{Noise: &ablate.Noise{Std: 0.1, Seed: 4, Layers: []int{3}}}, one, true},
 		{"ablate replace-from", &ablate.Options{Replace: &ablate.Replace{Layers: []int{3}}}, two, true},
+		{"stack", &ablate.StackOptions{Slices: []ablate.Slice{{Input: 0, First: 0, Last: 1}, {Input: 1, First: 2, Last: 3}}}, two, false},
 		{"ablate project-out", &ablate.Options{Project: &ablate.Project{Source: "direction.safetensors", Layers: []int{3}, Weight: 1, Embeddings: true}}, withDir, true},
 	}
 }
