@@ -40,13 +40,18 @@ type SideFile struct {
 
 // Checkpoint is an opened model: its metadata and its tensors in file order. It holds open
 // files; Close releases them.
+//
+// A checkpoint derived in memory by an op is no file: it has no Path, Files or HeaderHash
+// (its computed tensors read the inputs when written), and its tensors keep the Shard of the
+// tensors they come from.
 type Checkpoint struct {
 	Format Format
 	// Path is what was opened: a file, or a directory for Hugging Face style checkpoints.
 	Path string
 	// Files lists the files holding tensor data, in shard order (Tensor.Shard indexes it).
 	Files []string
-	// Dir is the directory whose side files travel with the checkpoint ("" for a lone file).
+	// Dir is the directory whose side files travel with the checkpoint ("" for a lone file);
+	// a derived checkpoint keeps its input's, where its unchanged side files are.
 	Dir string
 
 	Tensors []*Tensor
@@ -64,8 +69,13 @@ type Checkpoint struct {
 	SideFiles []SideFile
 
 	// HeaderHash is a hex SHA-256 over the headers of every data file, in shard order: an
-	// identity for provenance that costs no data reads.
+	// identity for provenance that costs no data reads. It is "" for a checkpoint derived in
+	// memory.
 	HeaderHash string
+
+	// Deferred lists the values of Metadata or KV that the write computes (data fingerprints
+	// of on-disk inputs, recorded by provenance under placeholders).
+	Deferred []Deferred
 
 	// URL is the remote name a checkpoint was opened from (hf://ORG/NAME[@REVISION][/PATH]
 	// or an https:// URL, without credentials), "" for local files; Path and Files are then

@@ -57,20 +57,26 @@ func (d localDir) Path(name string) string {
 
 func (d localDir) Local() bool { return true }
 
-func (d localDir) Stat(name string) (fs.FileInfo, error) { return os.Stat(d.Path(name)) }
+func (d localDir) Stat(name string) (fs.FileInfo, error) {
+	st, err := os.Stat(d.Path(name))
+	return st, PathError(err)
+}
 
-func (d localDir) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(d.Path(name)) }
+func (d localDir) ReadDir(name string) ([]fs.DirEntry, error) {
+	ents, err := os.ReadDir(d.Path(name))
+	return ents, PathError(err)
+}
 
 func (d localDir) Open(name string) (SourceFile, error) {
 	p := d.Path(name)
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, PathError(err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, PathError(err)
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
@@ -78,6 +84,23 @@ func (d localDir) Open(name string) (SourceFile, error) {
 	}
 	return &localFile{File: f, size: st.Size()}, nil
 }
+
+// PathError returns err with the message of a *fs.PathError ("open PATH: no such file or
+// directory") in the form of every other weft message about a file, "PATH: no such file or
+// directory"; errors.Is and errors.As still find the *fs.PathError and its cause. Other
+// errors are returned unchanged.
+func PathError(err error) error {
+	var pe *fs.PathError
+	if err == nil || !errors.As(err, &pe) || err.Error() != pe.Error() {
+		return err
+	}
+	return &pathError{pe}
+}
+
+type pathError struct{ pe *fs.PathError }
+
+func (e *pathError) Error() string { return e.pe.Path + ": " + e.pe.Err.Error() }
+func (e *pathError) Unwrap() error { return e.pe }
 
 // ErrNotRegular is returned when a name that must be a regular file is something else (a
 // directory, a device, a pipe).

@@ -117,8 +117,15 @@ type Tensor struct {
 	File   string
 	Offset int64
 	// Shard is the index of the input file the tensor came from (0 for single files); a
-	// writer may use it to shard its output like its input.
+	// writer may use it to shard its output like its input. A computed tensor keeps the
+	// shard of the tensor it replaces.
 	Shard int
+	// TiedTo, when set, names the tensor of the same checkpoint this one is tied to: one
+	// parameter under two names (PyTorch saves tied weights as one storage; a reader gives
+	// both names one Data). The tie holds only while the two tensors have the same data
+	// (SameData): an op that changes one of them without the other breaks it, and an op that
+	// changes both alike keeps it by giving both one Data (see Checkpoint.Ties).
+	TiedTo string
 }
 
 // RowAligned is implemented by tensor data that is computed a row at a time and is best

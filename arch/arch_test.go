@@ -97,3 +97,28 @@ func TestNaming(t *testing.T) {
 		t.Error("InGroup")
 	}
 }
+
+// TestHFName: llama.cpp names map to the Hugging Face names of the same tensors; the
+// generated GGUF tensors (named by internal/synth from HF names) round-trip.
+func TestHFName(t *testing.T) {
+	for gguf, hf := range map[string]string{
+		"blk.3.attn_q.weight":      "model.layers.3.self_attn.q_proj.weight",
+		"blk.12.ffn_down.weight":   "model.layers.12.mlp.down_proj.weight",
+		"blk.0.attn_norm.weight":   "model.layers.0.input_layernorm.weight",
+		"blk.0.ffn_norm.weight":    "model.layers.0.post_attention_layernorm.weight",
+		"blk.1.attn_output.bias":   "model.layers.1.self_attn.o_proj.bias",
+		"token_embd.weight":        "model.embed_tokens.weight",
+		"output.weight":            "lm_head.weight",
+		"output_norm.weight":       "model.norm.weight",
+		"model.layers.2.mlp.x.bin": "model.layers.2.mlp.x.bin",
+	} {
+		if got, ok := HFName(gguf); !ok || got != hf {
+			t.Errorf("HFName(%q) = %q, %v; want %q", gguf, got, ok, hf)
+		}
+	}
+	for _, unknown := range []string{"blk.1.ssm_in.weight", "blk.x.attn_q.weight"} {
+		if _, ok := HFName(unknown); ok {
+			t.Errorf("HFName(%q) claims to know it", unknown)
+		}
+	}
+}

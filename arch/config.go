@@ -163,8 +163,8 @@ type Embeddings struct {
 	// reuses the embedding).
 	Head *weft.Tensor
 	// Tied reports whether the head is the embedding: there is no head tensor, or
-	// config.json sets tie_word_embeddings, or the head tensor shares the embedding's storage
-	// (PyTorch state dicts save tied weights once).
+	// config.json sets tie_word_embeddings, or the head tensor is tied to the embedding
+	// (weft.Tied: PyTorch state dicts save tied weights once, and ops keep the tie).
 	Tied bool
 	// TiedReason says why Tied is true, for messages.
 	TiedReason string
@@ -198,8 +198,7 @@ func FindEmbeddings(c *weft.Checkpoint) (*Embeddings, error) {
 		e.Tied, e.TiedReason = true, "there is no separate output head tensor"
 	case tieCfg == true:
 		e.Tied, e.TiedReason = true, "config.json sets "+ConfigTieWordEmbeddings
-	case e.Head.File != "" && e.Head.File == e.Embedding.File && e.Head.Offset == e.Embedding.Offset &&
-		e.Head.DType == e.Embedding.DType && slices.Equal(e.Head.Shape, e.Embedding.Shape):
+	case weft.Tied(e.Head, e.Embedding):
 		e.Tied, e.TiedReason = true, fmt.Sprintf("%q shares its storage with %q", e.Head.Name, en)
 	}
 	if e.Head != nil && !slices.Equal(e.Head.Shape, e.Embedding.Shape) && e.Tied {

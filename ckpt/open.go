@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,12 +18,34 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/internal/ferr"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/remote"
 	"github.com/weft-ml/weft/safetensors"
 	"github.com/weft-ml/weft/torch"
 )
 
-// Sniff returns the format of a file from its first bytes, or "" if it is none weft reads.
+// ErrUnknownFormat is wrapped by the error for a file whose first bytes are none of the
+// formats weft reads.
+var ErrUnknownFormat = errors.New("not a checkpoint weft reads")
+
+// ErrNoCheckpoint is wrapped by the error for a directory (or a remote repository) that
+// holds no checkpoint weft reads, or several to choose from.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
+// notCheckpoint is the error for a file of unknown format.
+func notCheckpoint(path string, head []byte) error {
+	head = head[:min(len(head), 16)]
+	if len(head) == 0 {
+		return ferr.New(ErrUnknownFormat, "%s: not a checkpoint weft reads: the file is empty", path)
+	}
+	return ferr.New(ErrUnknownFormat, "%s: not a checkpoint weft reads (no safetensors, GGUF or PyTorch signature in its first bytes % x)", path, head)
+}
+
+// sniffLen is how many first bytes Sniff looks at (a tar header puts its magic at 257).
+const sniffLen = 512
+
+// Sniff returns the format of a file from its first bytes (sniffLen of them), or "" if it is none weft reads.
 func Sniff(head []byte) weft.Format {
 	switch {
 	case bytes.HasPrefix(head, []byte("GGUF")):
@@ -31,6 +54,8 @@ func Sniff(head []byte) weft.Format {
 		return weft.Torch
 	case len(head) >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5:
 		return weft.Torch // a bare pickle: torch's legacy serialization
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return weft.Torch // a tar archive: torch's oldest serialization, which torch refuses by name
 	case len(head) >= 9 && binary.LittleEndian.Uint64(head) > 1 && head[8] == '{':
 		return weft.Safetensors
 	}
@@ -59,16 +84,16 @@ func OpenWith(path string, rc *remote.Client) (*weft.Checkpoint, error) {
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, weft.PathError(err)
 	}
 	if st.IsDir() {
 		return openDir(path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, weft.PathError(err)
 	}
-	head := make([]byte, 16)
+	head := make([]byte, sniffLen)
 	n, _ := io.ReadFull(f, head)
 	f.Close()
 	switch Sniff(head[:n]) {
@@ -79,7 +104,7 @@ func OpenWith(path string, rc *remote.Client) (*weft.Checkpoint, error) {
 	case weft.Safetensors:
 		return safetensors.OpenFile(path)
 	}
-	return nil, fmt.Errorf("%s: not a checkpoint weft reads (no safetensors, GGUF or PyTorch signature in its first bytes % x)", path, head[:n])
+	return nil, notCheckpoint(path, head[:n])
 }
 
 func openDir(dir string) (*weft.Checkpoint, error) {
@@ -114,9 +139,9 @@ func openDirIn(src weft.Source, dir string) (*weft.Checkpoint, error) {
 		return openRemoteGGUF(src, dir)
 	}
 	if g := glob("*.gguf"); len(g) > 0 {
-		return nil, fmt.Errorf("%s: a directory of GGUF files; open the file itself (%s)", where, strings.Join(g, ", "))
+		return nil, ferr.New(ErrNoCheckpoint, "%s: a directory of GGUF files; open the file itself (%s)", where, text.List(g, maxListed))
 	}
-	return nil, fmt.Errorf("%s: no checkpoint in this directory (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin])", where)
+	return nil, ferr.New(ErrNoCheckpoint, "%s: no checkpoint in this directory (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin])", where)
 }
 
 // join joins a directory of a source ("" for the root) and a name.
@@ -141,7 +166,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	head := make([]byte, 16)
+	head := make([]byte, sniffLen)
 	n, err := f.ReadAt(head, 0)
 	f.Close()
 	if n < len(head) && err != nil && err != io.EOF {
@@ -155,7 +180,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 	case weft.Safetensors:
 		return safetensors.OpenFileSource(src, name)
 	}
-	return nil, fmt.Errorf("%s: not a checkpoint weft reads (no safetensors, GGUF or PyTorch signature in its first bytes % x)", src.Path(name), head[:n])
+	return nil, notCheckpoint(src.Path(name), head[:n])
 }
 
 // openRemote opens a remote name.
@@ -204,24 +229,16 @@ func openRemoteGGUF(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	where := src.Path(dir)
 	switch len(models) {
 	case 0:
-		return nil, fmt.Errorf("%s: no checkpoint here (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin] and *.gguf)", where)
+		return nil, ferr.New(ErrNoCheckpoint, "%s: no checkpoint here (looked for model.safetensors[.index.json], *.safetensors, pytorch_model[.bin.index.json|*.bin] and *.gguf)", where)
 	case 1:
 		return gguf.OpenSource(src, models[0])
 	}
 	sort.Strings(models)
-	shown := models
-	if len(shown) > maxListed {
-		shown = shown[:maxListed]
-	}
-	names := make([]string, len(shown))
-	for i, m := range shown {
+	names := make([]string, len(models))
+	for i, m := range models {
 		names[i] = src.Path(m)
 	}
-	more := ""
-	if len(models) > len(shown) {
-		more = fmt.Sprintf("\n  and %d more", len(models)-len(shown))
-	}
-	return nil, fmt.Errorf("%s holds %d GGUF models; name one:\n  %s%s", where, len(models), strings.Join(names, "\n  "), more)
+	return nil, ferr.New(ErrNoCheckpoint, "%s holds %d GGUF models; name one:%s", where, len(models), text.Lines(names, maxListed, "  "))
 }
 
 // isFirstPart reports whether a GGUF file name is a whole model: not a later part of a

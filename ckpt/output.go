@@ -12,6 +12,8 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/internal/ferr"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Kind is the shape of an output.
@@ -50,12 +52,12 @@ const (
 // own: the current directory, its parent, a root, or an extension without a name before it.
 func OutputKind(path string) (Kind, error) {
 	if path == "" {
-		return 0, errors.New("empty output path")
+		return 0, ferr.New(ErrOutputName, "empty output path")
 	}
 	clean := filepath.Clean(path)
 	base := filepath.Base(clean)
 	if base == "." || base == ".." || base == string(filepath.Separator) || clean == filepath.VolumeName(clean)+string(filepath.Separator) {
-		return 0, fmt.Errorf("%s: this names an existing directory (the current one, its parent or a root), not an output; name the output itself: a new directory (such as %s), NAME.safetensors or NAME.gguf", path, filepath.Join(path, "out"))
+		return 0, ferr.New(ErrOutputName, "%s: this names an existing directory (the current one, its parent or a root), not an output; name the output itself: a new directory (such as %s), NAME.safetensors or NAME.gguf", path, filepath.Join(path, "out"))
 	}
 	low := strings.ToLower(base)
 	var kind Kind
@@ -65,12 +67,12 @@ func OutputKind(path string) (Kind, error) {
 	case strings.HasSuffix(low, extSafetensors):
 		kind = KindSafetensorsFile
 	case strings.HasSuffix(low, ".bin") || strings.HasSuffix(low, ".pt") || strings.HasSuffix(low, ".pth"):
-		return 0, fmt.Errorf("%s: weft writes safetensors and GGUF, not PyTorch pickles; name the output .safetensors, .gguf, or a directory", path)
+		return 0, ferr.New(ErrOutputName, "%s: weft writes safetensors and GGUF, not PyTorch pickles; name the output .safetensors, .gguf, or a directory", path)
 	default:
 		return KindHFDir, nil
 	}
 	if stem, _ := splitExt(base, kind); stem == "" {
-		return 0, fmt.Errorf("%s: no name before the extension; name the output NAME%s", path, base)
+		return 0, ferr.New(ErrOutputName, "%s: no name before the extension; name the output NAME%s", path, base)
 	}
 	return kind, nil
 }
@@ -87,6 +89,11 @@ func splitExt(base string, kind Kind) (stem, ext string) {
 	}
 	return base[:len(base)-n], base[len(base)-n:]
 }
+
+// ErrOutputName is wrapped by the error for an output path that names no output weft can
+// write: empty, an existing directory such as "." or "..", a PyTorch file, an extension
+// without a name.
+var ErrOutputName = errors.New("not an output weft can write")
 
 // ErrLossy is wrapped by the error of a write that would drop part of the checkpoint
 // (GGUF key-values, side files an operation changed) because the output cannot hold it.
@@ -367,12 +374,7 @@ func describeKVs(kvs []weft.KV) string {
 }
 
 // summarise lists up to max names, then says how many more there are.
-func summarise(names []string, max int) string {
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
-}
+func summarise(names []string, max int) string { return text.List(names, max) }
 
 func plural(n int, what string) string {
 	if n == 1 {

@@ -53,10 +53,32 @@ var ErrBusy = errors.New("another weft is writing this output")
 // (see tempMarker) are removed first and listed through Note; those of a live run make the
 // write fail with ErrBusy; those of an older weft that recorded no owner are listed and kept.
 func Execute(ctx context.Context, c *weft.Checkpoint, p *Plan, opts WriteOptions) (err error) {
-	sv, err := p.survey(c, opts)
+	return ExecuteMany(ctx, []Output{{Checkpoint: c, Path: p.Target, Options: opts}}, []*Plan{p},
+		ManyOptions{Threads: opts.Threads, Progress: opts.Progress, ChunkElems: opts.ChunkElems, ChunkBytes: opts.ChunkBytes})
+}
+
+// target is one output of a pass: what it writes, and where its files stand.
+type target struct {
+	c     *weft.Checkpoint
+	p     *Plan
+	opts  WriteOptions
+	share Share
+	sv    *survey
+	st    *staging
+	// files are the staged files of the layout; nil for those another part writes.
+	files  []*os.File
+	create func(name string) (*os.File, error) // a staged file for p.Dir/name
+}
+
+func (t *target) fileName(i int) string { return filepath.Join(t.p.Dir, t.p.Layout.Files[i].Name) }
+
+// look surveys the target's place and clears the leftovers of dead runs (see Execute).
+func (t *target) look() error {
+	sv, err := t.p.survey(t.c, t.opts, t.share)
 	if err != nil {
 		return err
 	}
+	t.sv = sv
 	for _, l := range sv.dead {
 		size := ""
 		if st, err := os.Lstat(l.path); err == nil && st.Mode().IsRegular() {
@@ -65,77 +87,100 @@ func Execute(ctx context.Context, c *weft.Checkpoint, p *Plan, opts WriteOptions
 		if err := os.RemoveAll(l.path); err != nil {
 			return fmt.Errorf("removing %s, left by a weft run that ended: %w", l.path, err)
 		}
-		opts.note("removed %s, left by weft process %d which is no longer running%s", l.path, l.owner.pid, size)
+		t.opts.note("removed %s, left by weft process %d which is no longer running%s", l.path, l.owner.pid, size)
 	}
 	for _, l := range sv.unowned {
-		opts.note("left %s in place: a temporary file of an older weft, which recorded no owner; remove it if no weft is writing %s", l.path, p.Target)
+		t.opts.note("left %s in place: a temporary file of an older weft, which recorded no owner; remove it if no weft is writing %s", l.path, t.p.Target)
 	}
-	if sv.inPlace && len(sv.kept) > 0 {
-		opts.note("left in place in %s (weft does not write them): %s", p.Dir, summarise(sv.kept, 8))
+	if sv.inPlace && len(sv.kept) > 0 && t.share.All() {
+		t.opts.note("left in place in %s (weft does not write them): %s", t.p.Dir, summarise(sv.kept, 8))
 	}
+	return nil
+}
 
-	st := &staging{}
-	defer func() {
-		if err != nil {
-			st.abort()
-		}
-	}()
-	var create func(name string) (*os.File, error) // a staged file for p.Dir/name
-	if p.Kind == KindHFDir && !sv.inPlace {
+// stage creates the target's temporary files at their full size.
+func (t *target) stage() error {
+	t.st = &staging{}
+	p := t.p
+	if p.Kind == KindHFDir && !t.sv.inPlace && t.share.All() {
 		if err := os.MkdirAll(filepath.Dir(p.Dir), 0o755); err != nil {
 			return err
 		}
-		workDir, err := st.tempDir(p.Dir)
+		workDir, err := t.st.tempDir(p.Dir)
 		if err != nil {
 			return err
 		}
-		create = func(name string) (*os.File, error) {
+		t.create = func(name string) (*os.File, error) {
 			f, err := os.OpenFile(filepath.Join(workDir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 			if err == nil {
-				st.closers = append(st.closers, f)
+				t.st.closers = append(t.st.closers, f)
 			}
 			return f, err
 		}
 	} else {
-		create = func(name string) (*os.File, error) { return st.tempFile(filepath.Join(p.Dir, name)) }
+		t.create = func(name string) (*os.File, error) { return t.st.tempFile(filepath.Join(p.Dir, name)) }
 	}
-	files := make([]*os.File, len(p.Layout.Files))
+	t.files = make([]*os.File, len(p.Layout.Files))
 	for i, lf := range p.Layout.Files {
-		f, err := create(lf.Name)
+		if !t.share.Files[i] {
+			continue
+		}
+		f, err := t.create(lf.Name)
 		if err != nil {
 			return err
 		}
-		files[i] = f
+		t.files[i] = f
 		if err := f.Truncate(lf.Size); err != nil {
 			return fmt.Errorf("%s: %w", lf.Name, err)
 		}
-		if _, err := f.WriteAt(lf.Header, 0); err != nil {
-			return fmt.Errorf("%s: %w", lf.Name, err)
-		}
 	}
-	if err := copyTensors(ctx, c, p, files, opts); err != nil {
+	return nil
+}
+
+// finish writes the headers (with the deferred values), syncs the data files, writes the
+// side files and the index, and puts everything in place.
+func (t *target) finish(values map[*weft.Checkpoint]string) error {
+	p := t.p
+	headers, err := patchHeaders(t.c, p, values)
+	if err != nil {
 		return err
 	}
-	for i, f := range files {
+	for i, f := range t.files {
+		if f == nil {
+			continue
+		}
+		name := p.Layout.Files[i].Name
+		if _, err := f.WriteAt(headers[i], 0); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("%s: %w", p.Layout.Files[i].Name, err)
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		adviseWritten(f)
+	}
+	if t.share.Extras {
+		var side []weft.SideFile
+		if p.Kind == KindHFDir {
+			side = append(side, t.c.SideFiles...)
+		}
+		side = append(side, p.Layout.Extra...) // the index last: it names the shards
+		for _, sf := range side {
+			f, err := t.create(sf.Name)
+			if err != nil {
+				return err
+			}
+			if err := writeSide(f, sf); err != nil {
+				return fmt.Errorf("%s: %w", sf.Name, err)
+			}
 		}
 	}
-	var side []weft.SideFile
-	if p.Kind == KindHFDir {
-		side = append(side, c.SideFiles...)
+	return t.st.commit(p, t.sv, t.opts)
+}
+
+func (t *target) abort() {
+	if t.st != nil {
+		t.st.abort()
 	}
-	side = append(side, p.Layout.Extra...) // the index last: it names the shards
-	for _, sf := range side {
-		f, err := create(sf.Name)
-		if err != nil {
-			return err
-		}
-		if err := writeSide(f, sf); err != nil {
-			return fmt.Errorf("%s: %w", sf.Name, err)
-		}
-	}
-	return st.commit(p, sv, opts)
 }
 
 // writeSide writes a side file's contents (its Data, or the file at its Path) to f.
@@ -170,16 +215,23 @@ func (p *Plan) setPattern() *regexp.Regexp {
 }
 
 // names returns the names of every file the plan puts in p.Dir.
-func (p *Plan) names() []string {
+func (p *Plan) names() []string { return p.namesOf(p.all()) }
+
+// namesOf returns the names of the files of the plan a share writes.
+func (p *Plan) namesOf(sh Share) []string {
 	var out []string
-	for _, f := range p.Layout.Files {
-		out = append(out, f.Name)
+	for i, f := range p.Layout.Files {
+		if sh.Files[i] {
+			out = append(out, f.Name)
+		}
 	}
-	if p.Kind == KindHFDir {
-		out = append(out, p.SideFiles...)
-	}
-	for _, e := range p.Layout.Extra {
-		out = append(out, e.Name)
+	if sh.Extras {
+		if p.Kind == KindHFDir {
+			out = append(out, p.SideFiles...)
+		}
+		for _, e := range p.Layout.Extra {
+			out = append(out, e.Name)
+		}
 	}
 	return out
 }
@@ -209,11 +261,24 @@ type survey struct {
 // directory goes, or the reverse), that exist without Force, or that a live weft is writing;
 // and finds the files a write replaces, the stale set members it removes and the leftovers
 // of killed runs.
-func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions) (*survey, error) {
+//
+// A part of a write in parts (a share that is not the whole output) looks only at its own
+// files: the set's other files are other parts' (written, or being written, beside it), and
+// only the part that writes the index removes the stale members of an earlier set.
+func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions, sh Share) (*survey, error) {
 	sv := &survey{}
 	want := map[string]bool{}
-	for _, n := range p.names() {
+	for _, n := range p.namesOf(sh) {
 		want[n] = true
+	}
+	split := !sh.All()
+	others := map[string]bool{}
+	if split {
+		for _, n := range p.names() {
+			if !want[n] {
+				others[n] = true
+			}
+		}
 	}
 	pat := p.setPattern()
 	var busy []leftover
@@ -236,7 +301,7 @@ func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions) (*survey, error) {
 			if p.Kind == KindHFDir {
 				return nil, fmt.Errorf("%s is a file, not a directory: an output name without .safetensors or .gguf is written as a Hugging Face directory; name a NAME.safetensors or NAME.gguf file to write a file", p.Dir)
 			}
-			return nil, fmt.Errorf("%s is a file, not a directory, so %s cannot be written in it", p.Dir, p.Target)
+			return nil, fmt.Errorf("%s: cannot be written: %s is a file, not a directory", p.Target, p.Dir)
 		}
 		dirExists = true
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -251,11 +316,15 @@ func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions) (*survey, error) {
 			n := e.Name()
 			path := filepath.Join(p.Dir, n)
 			if final, o, known, ok := parseTemp(n); ok && (want[final] || pat.MatchString(final)) {
-				classify(path, o, known)
+				if !split || want[final] {
+					classify(path, o, known)
+				}
 				continue
 			}
 			isDir := e.IsDir()
 			switch {
+			case split && (others[n] || !want[n] && (!sh.Extras || !pat.MatchString(n))):
+				// another part's, or not this part's to look at
 			case want[n] && isDir:
 				if p.Kind == KindHFDir {
 					return nil, fmt.Errorf("%s is a directory; weft would write its file %s there", path, n)
@@ -273,7 +342,10 @@ func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions) (*survey, error) {
 		}
 		sv.inPlace = p.Kind == KindHFDir && len(sv.replaced)+len(sv.stale)+len(sv.kept)+len(sv.unowned)+len(busy) > 0
 	}
-	if p.Kind == KindHFDir {
+	if split {
+		sv.inPlace = true // parts write their files into the directory one by one
+	}
+	if p.Kind == KindHFDir && !split {
 		// A new directory is built beside itself under a temporary name.
 		parent, base := filepath.Dir(p.Dir), filepath.Base(p.Dir)
 		if ents, err := os.ReadDir(parent); err == nil {
@@ -292,7 +364,7 @@ func (p *Plan) survey(c *weft.Checkpoint, opts WriteOptions) (*survey, error) {
 	}
 	if !opts.Force {
 		switch {
-		case p.Kind == KindHFDir && sv.inPlace:
+		case p.Kind == KindHFDir && sv.inPlace && !split:
 			var all []string
 			for _, r := range append(append([]string(nil), sv.replaced...), sv.stale...) {
 				all = append(all, filepath.Base(r))
@@ -331,10 +403,16 @@ func (p *Plan) checkInputs(c *weft.Checkpoint, opts WriteOptions, sv *survey) er
 	for _, in := range opts.Inputs {
 		add(in)
 	}
+	// The files the tensors are read from, through the computed tensors that declare their
+	// sources (a checkpoint derived in memory names no files of its own).
+	files := map[string]bool{}
 	for _, t := range c.Tensors {
-		if t.File != "" {
-			inputs = append(inputs, t.File)
-		}
+		weft.Leaves(t, func(l *weft.Tensor) {
+			if l.File != "" && !files[l.File] {
+				files[l.File] = true
+				inputs = append(inputs, l.File)
+			}
+		})
 	}
 	outs := append(append([]string(nil), sv.replaced...), sv.stale...)
 	if p.Kind == KindHFDir {

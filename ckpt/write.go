@@ -23,6 +23,10 @@ type WriteOptions struct {
 	MaxShardSize int64
 	// SplitMaxSize splits GGUF output into parts of at most this many bytes (0: one file).
 	SplitMaxSize int64
+	// SplitMaxTensors splits GGUF output into parts of at most this many tensors (0: no
+	// limit), as gguf-split's --split-max-tensors does; with SplitMaxSize a part ends at
+	// whichever limit it reaches first.
+	SplitMaxTensors int
 	// KeepSplit splits a GGUF output into parts like its input, each tensor in the part of
 	// its shard (weft.Tensor.Shard), as llama-quantize --keep-split does.
 	KeepSplit bool
@@ -100,26 +104,36 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 	switch kind {
 	case KindGGUF:
 		if opts.MaxShardSize > 0 {
-			return nil, fmt.Errorf("--max-shard-size is for safetensors output; use --split-max-size for GGUF")
+			return nil, &weft.OptionError{Option: "max_shard_size", Err: &weft.HintError{Err: fmt.Errorf("shards safetensors output, not GGUF"),
+				Hints: []weft.Hint{{Option: "split_max_size", Does: "splits GGUF output"}}}}
 		}
 		p.Dir = filepath.Dir(filepath.Clean(path))
 		p.stem, _ = splitExt(base, kind)
-		single = opts.SplitMaxSize == 0
-		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize}
-		if opts.KeepSplit && len(c.Files) > 1 {
-			if opts.SplitMaxSize > 0 {
-				return nil, fmt.Errorf("%s: keeping the input's split into parts and a maximum part size cannot be combined", path)
+		single = opts.SplitMaxSize == 0 && opts.SplitMaxTensors == 0
+		lo := gguf.LayoutOptions{Name: p.stem + ".gguf", Alignment: c.Alignment, SplitMaxSize: opts.SplitMaxSize, SplitMaxTensors: opts.SplitMaxTensors}
+		if opts.KeepSplit && sharded(c) {
+			switch {
+			case opts.SplitMaxSize > 0:
+				return nil, weft.Optionf("keep_split, split_max_size", "keeping the input's split into parts and a maximum part size cannot be combined")
+			case opts.SplitMaxTensors > 0:
+				return nil, weft.Optionf("keep_split, split_max_tensors", "keeping the input's split into parts and a maximum number of tensors per part cannot be combined")
 			}
+			// The tensors' shards (a derived checkpoint's keep their sources').
 			lo.Parts = make([]int, len(c.Tensors))
 			for i, t := range c.Tensors {
-				lo.Parts[i] = min(max(t.Shard, 0), len(c.Files)-1)
+				lo.Parts[i] = max(t.Shard, 0)
 			}
 			single = false
 		}
 		p.Layout, err = gguf.Layout(c.KV, infos, lo)
 	case KindSafetensorsFile, KindHFDir:
+		if opts.SplitMaxTensors > 0 {
+			return nil, &weft.OptionError{Option: "split_max_tensors", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
+		}
 		if opts.SplitMaxSize > 0 {
-			return nil, fmt.Errorf("--split-max-size is for GGUF output; use --max-shard-size for safetensors")
+			return nil, &weft.OptionError{Option: "split_max_size", Err: &weft.HintError{Err: fmt.Errorf("splits GGUF output, not safetensors"),
+				Hints: []weft.Hint{{Option: "max_shard_size", Does: "shards safetensors output"}}}}
 		}
 		lo := safetensors.LayoutOptions{MaxShardSize: opts.MaxShardSize}
 		if kind == KindHFDir {
@@ -137,10 +151,12 @@ func MakePlan(c *weft.Checkpoint, path string, opts WriteOptions) (*Plan, error)
 			single = true
 		}
 		lo.Name = p.stem + ".safetensors"
-		if kind == KindHFDir && opts.MaxShardSize == 0 && len(c.Files) > 1 {
+		if kind == KindHFDir && opts.MaxShardSize == 0 && sharded(c) {
+			// Sharded like the input: the tensors' shards (a derived checkpoint's keep
+			// their sources').
 			lo.Shards = make([]int, len(c.Tensors))
 			for i, t := range c.Tensors {
-				lo.Shards[i] = min(max(t.Shard, 0), len(c.Files)-1)
+				lo.Shards[i] = max(t.Shard, 0)
 			}
 		}
 		meta := map[string]string{}
@@ -220,4 +236,14 @@ func Write(ctx context.Context, c *weft.Checkpoint, path string, opts WriteOptio
 		return err
 	}
 	return Execute(ctx, c, p, opts)
+}
+
+// sharded reports whether c's tensors come from more than one shard.
+func sharded(c *weft.Checkpoint) bool {
+	for _, t := range c.Tensors {
+		if t.Shard != c.Tensors[0].Shard {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"os"
@@ -215,16 +216,26 @@ func writeLayout(t testing.TB, dir string, l *weft.Layout, data func(i int) io.R
 	return paths
 }
 
-// wantErr asserts err is non-nil, carries the package and file prefix, and mentions
-// every fragment.
-func wantErr(t *testing.T, err error, name string, frags ...string) {
+// wantErr asserts err is non-nil, is of the class given (one of the package's Err
+// variables; nil: none of them), starts with the file's name, and mentions every fragment.
+func wantErr(t *testing.T, err error, class error, name string, frags ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want one mentioning %q", frags)
 	}
 	msg := err.Error()
-	if !strings.HasPrefix(msg, "gguf: "+name+": ") {
-		t.Errorf("error %q lacks the prefix %q", msg, "gguf: "+name+": ")
+	if !strings.HasPrefix(msg, name+": ") {
+		t.Errorf("error %q lacks the prefix %q", msg, name+": ")
+	}
+	if class != nil && !errors.Is(err, class) {
+		t.Errorf("error %q is not %v", msg, class)
+	}
+	if class == nil {
+		for _, c := range classes {
+			if errors.Is(err, c) {
+				t.Errorf("error %q is %v, want no class", msg, c)
+			}
+		}
 	}
 	for _, f := range frags {
 		if !strings.Contains(msg, f) {
@@ -250,3 +261,6 @@ func (z zeroTail) ReadAt(p []byte, off int64) (int, error) {
 func readOut(of weft.OutFile) (*File, error) {
 	return Read(zeroTail{of.Header}, of.Size, filepath.Base(of.Name))
 }
+
+// classes are the error classes of the package.
+var classes = []error{ErrTruncated, ErrMalformed, ErrUnsupported, ErrTooLarge, ErrNotFirstPart}

@@ -64,7 +64,7 @@ func SplitName(prefix string, i, n int) string {
 // or keys, and values of Go types weft.KV does not list.
 func Layout(kvs []weft.KV, infos []weft.TensorInfo, opts LayoutOptions) (*weft.Layout, error) {
 	errf := func(format string, args ...any) error {
-		return fmt.Errorf("gguf: %s: "+format, append([]any{opts.Name}, args...)...)
+		return fmt.Errorf("%s: "+format, append([]any{opts.Name}, args...)...)
 	}
 	if opts.Name == "" {
 		return nil, fmt.Errorf("gguf: layout: empty output name")

@@ -262,7 +262,7 @@ func TestLayoutRefuses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			c.opts.Name = "out.gguf"
 			_, err := Layout(c.kvs, c.infos, c.opts)
-			wantErr(t, err, "out.gguf", c.frags...)
+			wantErr(t, err, nil, "out.gguf", c.frags...)
 		})
 	}
 	if _, err := Layout(nil, ok, LayoutOptions{}); err == nil || !strings.Contains(err.Error(), "empty output name") {
@@ -300,7 +300,7 @@ func TestHugeAlignment(t *testing.T) {
 		t.Errorf("alignment %d data offset %d header %d", f.Alignment, f.DataOffset, f.HeaderSize)
 	}
 	_, err = Layout(f.KV, nil, LayoutOptions{Name: "huge.gguf"})
-	wantErr(t, err, "huge.gguf", "alignment 2147483648 is larger than 16777216")
+	wantErr(t, err, nil, "huge.gguf", "alignment 2147483648 is larger than 16777216")
 	// The largest alignment Layout takes works.
 	l, err := Layout(nil, []weft.TensorInfo{{Name: "a", DType: weft.F32, Shape: []int64{1}}}, LayoutOptions{Name: "big.gguf", Alignment: MaxLayoutAlignment})
 	if err != nil {

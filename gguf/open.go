@@ -60,25 +60,25 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 	}
 	if hasCount && n > 1 {
 		if n > math.MaxUint16 {
-			return nil, fmt.Errorf("gguf: %s: %s is %d, more than a split can have (%d)", base, KeySplitCount, n, math.MaxUint16)
+			return nil, classed(ErrMalformed, "%s: %s is %d, more than a split can have (%d)", base, KeySplitCount, n, math.MaxUint16)
 		}
 		no, hasNo, err := splitInt(first, KeySplitNo)
 		if err != nil {
 			return nil, err
 		}
 		if !hasNo {
-			return nil, fmt.Errorf("gguf: %s: %s is %d but %s is missing", base, KeySplitCount, n, KeySplitNo)
+			return nil, classed(ErrMalformed, "%s: %s is %d but %s is missing", base, KeySplitCount, n, KeySplitNo)
 		}
 		if no != 0 {
 			hint := fmt.Sprintf("PREFIX-00001-of-%05d.gguf", n)
 			if prefix, ok := splitPrefix(name, int(no), int(n)); ok && no >= 0 && no < n {
 				hint = path.Base(SplitName(prefix, 0, int(n)))
 			}
-			return nil, fmt.Errorf("gguf: %s: this is part %d (split.no %d) of a model split in %d parts; open the first part, %s", base, no+1, no, n, hint)
+			return nil, classed(ErrNotFirstPart, "%s: this is part %d (split.no %d) of a model split in %d parts; open the first part, %s", base, no+1, no, n, hint)
 		}
 		prefix, ok := splitPrefix(name, 0, int(n))
 		if !ok {
-			return nil, fmt.Errorf("gguf: %s: first part of a model split in %d parts, but its name does not end in %q, so the other parts cannot be found", base, n, fmt.Sprintf("-00001-of-%05d.gguf", n))
+			return nil, classed(ErrMalformed, "%s: first part of a model split in %d parts, but its name does not end in %q, so the other parts cannot be found", base, n, fmt.Sprintf("-00001-of-%05d.gguf", n))
 		}
 		total, hasTotal, err := splitInt(first, KeySplitTensorsCount)
 		if err != nil {
@@ -96,14 +96,14 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 				return nil, err
 			}
 			if !has || pno != int64(i) {
-				return nil, fmt.Errorf("gguf: %s: expected %s = %d (part %d of %d), got %s", pname, KeySplitNo, i, i+1, n, describe(pno, has))
+				return nil, classed(ErrMalformed, "%s: expected %s = %d (part %d of %d), got %s", pname, KeySplitNo, i, i+1, n, describe(pno, has))
 			}
 			pn, has, err := splitInt(pf, KeySplitCount)
 			if err != nil {
 				return nil, err
 			}
 			if !has || pn != n {
-				return nil, fmt.Errorf("gguf: %s: expected %s = %d as in %s, got %s", pname, KeySplitCount, n, base, describe(pn, has))
+				return nil, classed(ErrMalformed, "%s: expected %s = %d as in %s, got %s", pname, KeySplitCount, n, base, describe(pn, has))
 			}
 			parts = append(parts, pf)
 			files = append(files, posf)
@@ -114,7 +114,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 			sum += int64(len(pf.Tensors))
 		}
 		if hasTotal && sum != total {
-			return nil, fmt.Errorf("gguf: %s: %s is %d but the %d parts hold %d tensors", base, KeySplitTensorsCount, total, n, sum)
+			return nil, classed(ErrMalformed, "%s: %s is %d but the %d parts hold %d tensors", base, KeySplitTensorsCount, total, n, sum)
 		}
 	}
 
@@ -122,11 +122,11 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 	h := sha256.New()
 	for i, pf := range parts {
 		if _, err := io.Copy(h, io.NewSectionReader(files[i], 0, pf.DataOffset)); err != nil {
-			return nil, fmt.Errorf("gguf: %s: hashing header: %w", lastElem(paths[i]), err)
+			return nil, fmt.Errorf("%s: hashing header: %w", lastElem(paths[i]), err)
 		}
 		for _, e := range pf.Tensors {
 			if j, dup := seen[e.Name]; dup {
-				return nil, fmt.Errorf("gguf: %s: tensor %q is also in part %d (%s)", lastElem(paths[i]), e.Name, j+1, lastElem(paths[j]))
+				return nil, classed(ErrMalformed, "%s: tensor %q is also in part %d (%s)", lastElem(paths[i]), e.Name, j+1, lastElem(paths[j]))
 			}
 			seen[e.Name] = i
 			c.Tensors = append(c.Tensors, &weft.Tensor{
@@ -155,7 +155,7 @@ func OpenSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 func openPart(c *weft.Checkpoint, src weft.Source, name string) (*File, weft.SourceFile, error) {
 	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %w", err)
+		return nil, nil, err
 	}
 	c.Closers = append(c.Closers, f)
 	hdr, err := Read(f, f.Size(), path.Base(name))
@@ -197,14 +197,14 @@ func splitInt(f *File, key string) (int64, bool, error) {
 		n = x
 	case uint64:
 		if x > math.MaxInt64 {
-			return 0, true, fmt.Errorf("gguf: %s: key %q is %d, out of range", f.Name, key, x)
+			return 0, true, classed(ErrMalformed, "%s: key %q is %d, out of range", f.Name, key, x)
 		}
 		n = int64(x)
 	default:
-		return 0, true, fmt.Errorf("gguf: %s: key %q must be an integer but is %s", f.Name, key, goTypeName(v))
+		return 0, true, classed(ErrMalformed, "%s: key %q must be an integer but is %s", f.Name, key, goTypeName(v))
 	}
 	if n < 0 {
-		return 0, true, fmt.Errorf("gguf: %s: key %q is negative (%d)", f.Name, key, n)
+		return 0, true, classed(ErrMalformed, "%s: key %q is negative (%d)", f.Name, key, n)
 	}
 	return n, true, nil
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -116,48 +118,49 @@ func TestOpenSplitErrors(t *testing.T) {
 		name  string
 		parts []part
 		open  string
+		class error
 		frags []string
 	}{
 		{"second part", []part{
 			{"m-00001-of-00003.gguf", append([]weft.KV{arch}, splitKV(0, 3, 3)...), ti("a")},
 			{"m-00002-of-00003.gguf", splitKV(1, 3, 3), ti("b")},
-		}, "m-00002-of-00003.gguf", []string{"gguf: m-00002-of-00003.gguf: ", "open the first part, m-00001-of-00003.gguf"}},
+		}, "m-00002-of-00003.gguf", ErrNotFirstPart, []string{"m-00002-of-00003.gguf: ", "open the first part, m-00001-of-00003.gguf"}},
 		{"second part odd name", []part{
 			{"odd.gguf", splitKV(1, 3, 3), ti("b")},
-		}, "odd.gguf", []string{"gguf: odd.gguf: ", "open the first part, PREFIX-00001-of-00003.gguf"}},
+		}, "odd.gguf", ErrNotFirstPart, []string{"odd.gguf: ", "open the first part, PREFIX-00001-of-00003.gguf"}},
 		{"missing part", []part{
 			{"m-00001-of-00003.gguf", append([]weft.KV{arch}, splitKV(0, 3, 3)...), ti("a")},
 			{"m-00002-of-00003.gguf", splitKV(1, 3, 3), ti("b")},
-		}, "m-00001-of-00003.gguf", []string{"m-00003-of-00003.gguf", "no such file"}},
+		}, "m-00001-of-00003.gguf", fs.ErrNotExist, []string{"m-00003-of-00003.gguf", "no such file"}},
 		{"renamed first part", []part{
 			{"renamed.gguf", append([]weft.KV{arch}, splitKV(0, 2, 2)...), ti("a")},
-		}, "renamed.gguf", []string{"gguf: renamed.gguf: ", `does not end in "-00001-of-00002.gguf"`}},
+		}, "renamed.gguf", ErrMalformed, []string{"renamed.gguf: ", `does not end in "-00001-of-00002.gguf"`}},
 		{"wrong split.no", []part{
 			{"m-00001-of-00002.gguf", append([]weft.KV{arch}, splitKV(0, 2, 2)...), ti("a")},
 			{"m-00002-of-00002.gguf", splitKV(0, 2, 2), ti("b")},
-		}, "m-00001-of-00002.gguf", []string{"gguf: m-00002-of-00002.gguf: ", "expected split.no = 1", "got 0"}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"m-00002-of-00002.gguf: ", "expected split.no = 1", "got 0"}},
 		{"missing split.no", []part{
 			{"m-00001-of-00002.gguf", append([]weft.KV{arch}, splitKV(0, 2, 2)...), ti("a")},
 			{"m-00002-of-00002.gguf", nil, ti("b")},
-		}, "m-00001-of-00002.gguf", []string{"gguf: m-00002-of-00002.gguf: ", "expected split.no = 1", "no such key"}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"m-00002-of-00002.gguf: ", "expected split.no = 1", "no such key"}},
 		{"wrong split.count", []part{
 			{"m-00001-of-00002.gguf", append([]weft.KV{arch}, splitKV(0, 2, 2)...), ti("a")},
 			{"m-00002-of-00002.gguf", splitKV(1, 3, 2), ti("b")},
-		}, "m-00001-of-00002.gguf", []string{"gguf: m-00002-of-00002.gguf: ", "expected split.count = 2", "got 3"}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"m-00002-of-00002.gguf: ", "expected split.count = 2", "got 3"}},
 		{"tensor count", []part{
 			{"m-00001-of-00002.gguf", append([]weft.KV{arch}, splitKV(0, 2, 5)...), ti("a")},
 			{"m-00002-of-00002.gguf", splitKV(1, 2, 5), ti("b")},
-		}, "m-00001-of-00002.gguf", []string{"gguf: m-00001-of-00002.gguf: ", "split.tensors.count is 5 but the 2 parts hold 2 tensors"}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"m-00001-of-00002.gguf: ", "split.tensors.count is 5 but the 2 parts hold 2 tensors"}},
 		{"duplicate across parts", []part{
 			{"m-00001-of-00002.gguf", append([]weft.KV{arch}, splitKV(0, 2, 2)...), ti("a")},
 			{"m-00002-of-00002.gguf", splitKV(1, 2, 2), ti("a")},
-		}, "m-00001-of-00002.gguf", []string{"gguf: m-00002-of-00002.gguf: ", `tensor "a" is also in part 1`}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"m-00002-of-00002.gguf: ", `tensor "a" is also in part 1`}},
 		{"split.count not an integer", []part{
 			{"m-00001-of-00002.gguf", []weft.KV{{Key: KeySplitCount, Value: "2"}}, ti("a")},
-		}, "m-00001-of-00002.gguf", []string{`key "split.count" must be an integer but is string`}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{`key "split.count" must be an integer but is string`}},
 		{"missing split.no in first", []part{
 			{"m-00001-of-00002.gguf", []weft.KV{{Key: KeySplitCount, Value: uint16(2)}}, ti("a")},
-		}, "m-00001-of-00002.gguf", []string{"split.count is 2 but split.no is missing"}},
+		}, "m-00001-of-00002.gguf", ErrMalformed, []string{"split.count is 2 but split.no is missing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -174,8 +177,8 @@ func TestOpenSplitErrors(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, f)
 				}
 			}
-			if !strings.HasPrefix(err.Error(), "gguf: ") {
-				t.Errorf("error %q lacks the gguf prefix", err)
+			if !errors.Is(err, c.class) {
+				t.Errorf("error %q is not %v", err, c.class)
 			}
 			if runtime.GOOS == "linux" && openFDs(t) != before {
 				t.Errorf("open file descriptors: %d before, %d after a failed Open", before, openFDs(t))
@@ -205,7 +208,7 @@ func TestOpenSplitCountOne(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	_, err := Open(filepath.Join(t.TempDir(), "absent.gguf"))
-	if err == nil || !strings.HasPrefix(err.Error(), "gguf: ") || !strings.Contains(err.Error(), "absent.gguf") {
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "absent.gguf") {
 		t.Errorf("absent file: %v", err)
 	}
 	dir := t.TempDir()
@@ -219,7 +222,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	before := openFDs(t)
 	_, err = Open(p)
-	wantErr(t, err, "bad.gguf", "version 1")
+	wantErr(t, err, ErrUnsupported, "bad.gguf", "version 1")
 	if runtime.GOOS == "linux" && openFDs(t) != before {
 		t.Errorf("file left open after a failed Open")
 	}

@@ -158,8 +158,9 @@ type reader struct {
 	buf  [8]byte
 }
 
-func (r *reader) errf(format string, args ...any) error {
-	return fmt.Errorf("gguf: %s: "+format, append([]any{r.name}, args...)...)
+// errf returns an error of the given class naming the file.
+func (r *reader) errf(class error, format string, args ...any) error {
+	return classed(class, "%s: "+format, append([]any{r.name}, args...)...)
 }
 
 func (r *reader) remain() int64 { return r.size - r.pos }
@@ -184,15 +185,15 @@ func plain(what string) label { return label{text: what, elem: -1} }
 // fill reads exactly len(p) bytes; l names the item for the error.
 func (r *reader) fill(p []byte, l label) error {
 	if int64(len(p)) > r.remain() {
-		return r.errf("truncated: %v at offset %d needs %d bytes, only %d left in the file (size %d)", l, r.pos, len(p), r.remain(), r.size)
+		return r.errf(ErrTruncated, "truncated: %v at offset %d needs %d bytes, only %d left in the file (size %d)", l, r.pos, len(p), r.remain(), r.size)
 	}
 	n, err := io.ReadFull(r.br, p)
 	r.pos += int64(n)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return r.errf("truncated: %v at offset %d: file ended early", l, r.pos)
+			return r.errf(ErrTruncated, "truncated: %v at offset %d: file ended early", l, r.pos)
 		}
-		return r.errf("reading %v at offset %d: %w", l, r.pos, err)
+		return r.errf(nil, "reading %v at offset %d: %w", l, r.pos, err)
 	}
 	return nil
 }
@@ -224,10 +225,10 @@ func (r *reader) strL(l label) (string, error) {
 	}
 	n := binary.LittleEndian.Uint64(r.buf[:8])
 	if n > MaxStringLen {
-		return "", r.errf("%v at offset %d: length %d exceeds the maximum %d", l, r.pos-8, n, MaxStringLen)
+		return "", r.errf(ErrTooLarge, "%v at offset %d: length %d exceeds the maximum %d", l, r.pos-8, n, MaxStringLen)
 	}
 	if int64(n) > r.remain() {
-		return "", r.errf("%v at offset %d: length %d exceeds the %d bytes left in the file (size %d)", l, r.pos-8, n, r.remain(), r.size)
+		return "", r.errf(ErrTruncated, "%v at offset %d: length %d exceeds the %d bytes left in the file (size %d)", l, r.pos-8, n, r.remain(), r.size)
 	}
 	if n == 0 {
 		return "", nil
@@ -253,7 +254,7 @@ func (r *reader) strL(l label) (string, error) {
 // ggml checks, keys and tensor names must be valid UTF-8, as the GGUF spec says.
 func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	if size < 0 {
-		return nil, fmt.Errorf("gguf: %s: negative file size %d", name, size)
+		return nil, fmt.Errorf("%s: negative file size %d", name, size)
 	}
 	rd := &reader{
 		br:   bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10),
@@ -268,9 +269,9 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	}
 	if string(m[:]) != magic {
 		if string(m[:]) == "FUGG" {
-			return nil, rd.errf("big-endian GGUF file (magic bytes %q): only little-endian files are supported", m[:])
+			return nil, rd.errf(ErrUnsupported, "big-endian GGUF file (magic bytes %q): only little-endian files are supported", m[:])
 		}
-		return nil, rd.errf("not a GGUF file: magic %q, want %q", m[:], magic)
+		return nil, rd.errf(ErrMalformed, "not a GGUF file: magic %q, want %q", m[:], magic)
 	}
 	v, err := rd.u32("version")
 	if err != nil {
@@ -279,11 +280,11 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	switch {
 	case v == 2 || v == 3:
 	case v&0xFFFF == 0 && v != 0:
-		return nil, rd.errf("big-endian GGUF file: version bytes read as %d (0x%08x), byte-swapped %d; only little-endian files are supported", v, v, bits.ReverseBytes32(v))
+		return nil, rd.errf(ErrUnsupported, "big-endian GGUF file: version bytes read as %d (0x%08x), byte-swapped %d; only little-endian files are supported", v, v, bits.ReverseBytes32(v))
 	case v == 1:
-		return nil, rd.errf("GGUF version 1 is not supported (ggml dropped it); only versions 2 and 3 are")
+		return nil, rd.errf(ErrUnsupported, "GGUF version 1 is not supported (ggml dropped it); only versions 2 and 3 are")
 	default:
-		return nil, rd.errf("unsupported GGUF version %d; only versions 2 and 3 are supported", v)
+		return nil, rd.errf(ErrUnsupported, "unsupported GGUF version %d; only versions 2 and 3 are supported", v)
 	}
 	f.Version = v
 
@@ -301,13 +302,13 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	const minTensor, minKV = 24, 14
 	rem := uint64(rd.remain())
 	if nt > rem/minTensor {
-		return nil, rd.errf("tensor count %d is impossible: %d bytes left in the file hold at most %d tensor infos", nt, rem, rem/minTensor)
+		return nil, rd.errf(ErrTruncated, "tensor count %d is impossible: %d bytes left in the file hold at most %d tensor infos", nt, rem, rem/minTensor)
 	}
 	if nkv > rem/minKV {
-		return nil, rd.errf("key-value count %d is impossible: %d bytes left in the file hold at most %d key-values", nkv, rem, rem/minKV)
+		return nil, rd.errf(ErrTruncated, "key-value count %d is impossible: %d bytes left in the file hold at most %d key-values", nkv, rem, rem/minKV)
 	}
 	if nt*minTensor+nkv*minKV > rem {
-		return nil, rd.errf("%d tensors and %d key-values cannot fit in the %d bytes left in the file", nt, nkv, rem)
+		return nil, rd.errf(ErrTruncated, "%d tensors and %d key-values cannot fit in the %d bytes left in the file", nt, nkv, rem)
 	}
 
 	f.KV = make([]weft.KV, 0, min(nkv, 1024))
@@ -318,17 +319,17 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 			return nil, err
 		}
 		if key == "" {
-			return nil, rd.errf("key #%d is empty", i)
+			return nil, rd.errf(ErrMalformed, "key #%d is empty", i)
 		}
 		// The GGUF spec makes every string UTF-8. ggml's reader (gguf.cpp) takes keys and
 		// tensor names as raw bytes and accepts invalid UTF-8; weft refuses it in both,
 		// where it can only be damage or an attack (weft prints them and writes them to
 		// JSON). String values are not checked: vocabularies hold byte tokens.
 		if !utf8.ValidString(key) {
-			return nil, rd.errf("key #%d %q is not valid UTF-8", i, clip(key))
+			return nil, rd.errf(ErrMalformed, "key #%d %q is not valid UTF-8", i, clip(key))
 		}
 		if j, dup := seen[key]; dup {
-			return nil, rd.errf("duplicate key %q (key-values #%d and #%d)", key, j, i)
+			return nil, rd.errf(ErrMalformed, "duplicate key %q (key-values #%d and #%d)", key, j, i)
 		}
 		seen[key] = int(i)
 		val, err := rd.value(key)
@@ -341,10 +342,10 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	if a, ok := f.Get(KeyAlignment); ok {
 		u, ok := a.(uint32)
 		if !ok {
-			return nil, rd.errf("key %q must be of type u32 but is %s", KeyAlignment, goTypeName(a))
+			return nil, rd.errf(ErrMalformed, "key %q must be of type u32 but is %s", KeyAlignment, goTypeName(a))
 		}
 		if u == 0 || u&(u-1) != 0 {
-			return nil, rd.errf("key %q is %d, not a power of two", KeyAlignment, u)
+			return nil, rd.errf(ErrMalformed, "key %q is %d, not a power of two", KeyAlignment, u)
 		}
 		f.Alignment = int64(u)
 	}
@@ -358,7 +359,7 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 			return nil, err
 		}
 		if j, dup := names[e.Name]; dup {
-			return nil, rd.errf("duplicate tensor name %q (tensors #%d and #%d)", e.Name, j, i)
+			return nil, rd.errf(ErrMalformed, "duplicate tensor name %q (tensors #%d and #%d)", e.Name, j, i)
 		}
 		names[e.Name] = int(i)
 		f.Tensors = append(f.Tensors, e)
@@ -371,7 +372,7 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	}
 	if f.DataOffset > size {
 		if nt > 0 {
-			return nil, rd.errf("data section starts at %d (header end %d padded to %d) past the end of the file (size %d)", f.DataOffset, f.HeaderSize, f.Alignment, size)
+			return nil, rd.errf(ErrTruncated, "data section starts at %d (header end %d padded to %d) past the end of the file (size %d)", f.DataOffset, f.HeaderSize, f.Alignment, size)
 		}
 		// ggml accepts a file without tensors whose final padding is missing.
 		f.DataOffset = f.HeaderSize
@@ -382,14 +383,14 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 		e := &f.Tensors[i]
 		off := rel[i]
 		if off%uint64(f.Alignment) != 0 {
-			return nil, rd.errf("tensor %q: offset %d is not a multiple of the alignment %d", e.Name, off, f.Alignment)
+			return nil, rd.errf(ErrMalformed, "tensor %q: offset %d is not a multiple of the alignment %d", e.Name, off, f.Alignment)
 		}
 		if off != expect {
-			return nil, rd.errf("tensor %q: offset %d, expected %d (the padded sum of the sizes of the tensors before it)", e.Name, off, expect)
+			return nil, rd.errf(ErrMalformed, "tensor %q: offset %d, expected %d (the padded sum of the sizes of the tensors before it)", e.Name, off, expect)
 		}
 		abs := uint64(f.DataOffset) + off
 		if abs > uint64(size) || uint64(e.Bytes) > uint64(size)-abs {
-			return nil, rd.errf("tensor %q: offset+size (%d+%d) exceeds file size (%d)", e.Name, abs, e.Bytes, size)
+			return nil, rd.errf(ErrTruncated, "tensor %q: offset+size (%d+%d) exceeds file size (%d)", e.Name, abs, e.Bytes, size)
 		}
 		e.Offset = int64(abs)
 		// Both terms are below the file size, so the sum cannot overflow.
@@ -407,10 +408,10 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 		return e, 0, err
 	}
 	if len(name) >= MaxNameLen {
-		return e, 0, r.errf("tensor #%d %q: name is %d bytes, must be shorter than %d (GGML_MAX_NAME)", i, clip(name), len(name), MaxNameLen)
+		return e, 0, r.errf(ErrMalformed, "tensor #%d %q: name is %d bytes, must be shorter than %d (GGML_MAX_NAME)", i, clip(name), len(name), MaxNameLen)
 	}
 	if !utf8.ValidString(name) { // see the check on keys in Read
-		return e, 0, r.errf("tensor #%d %q: name is not valid UTF-8", i, name)
+		return e, 0, r.errf(ErrMalformed, "tensor #%d %q: name is not valid UTF-8", i, name)
 	}
 	e.Name = name
 	nd, err := r.u32(fmt.Sprintf("tensor %q dimension count", name))
@@ -418,7 +419,7 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 		return e, 0, err
 	}
 	if nd > MaxDims {
-		return e, 0, r.errf("tensor %q: %d dimensions, at most %d allowed (GGML_MAX_DIMS)", name, nd, MaxDims)
+		return e, 0, r.errf(ErrMalformed, "tensor %q: %d dimensions, at most %d allowed (GGML_MAX_DIMS)", name, nd, MaxDims)
 	}
 	ne := make([]int64, nd)
 	for j := range ne {
@@ -427,7 +428,7 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 			return e, 0, err
 		}
 		if int64(d) < 0 {
-			return e, 0, r.errf("tensor %q: dimension %d is negative (%d)", name, j, int64(d))
+			return e, 0, r.errf(ErrMalformed, "tensor %q: dimension %d is negative (%d)", name, j, int64(d))
 		}
 		ne[j] = int64(d)
 	}
@@ -437,7 +438,7 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 	}
 	dt, ok := weft.FromGGML(tid)
 	if !ok {
-		return e, 0, r.errf("tensor %q: unknown ggml type id %d", name, tid)
+		return e, 0, r.errf(ErrUnsupported, "tensor %q: unknown ggml type id %d", name, tid)
 	}
 	off, err := r.u64(fmt.Sprintf("tensor %q offset", name))
 	if err != nil {
@@ -449,18 +450,18 @@ func (r *reader) tensorInfo(i uint64) (Entry, uint64, error) {
 	}
 	e.TensorInfo = weft.TensorInfo{Name: name, DType: dt, Shape: shape}
 	if _, err := e.NumElements(); err != nil {
-		return e, 0, r.errf("tensor %q: number of elements of shape %v overflows int64", name, shape)
+		return e, 0, r.errf(ErrMalformed, "tensor %q: number of elements of shape %v overflows int64", name, shape)
 	}
 	ne0 := int64(1)
 	if nd > 0 {
 		ne0 = ne[0]
 	}
 	if bs := dt.BlockSize(); ne0%bs != 0 {
-		return e, 0, r.errf("tensor %q of type %v: %d elements per row (ne[0]) is not a multiple of the block size %d", name, dt, ne0, bs)
+		return e, 0, r.errf(ErrMalformed, "tensor %q of type %v: %d elements per row (ne[0]) is not a multiple of the block size %d", name, dt, ne0, bs)
 	}
 	n, err := e.Size()
 	if err != nil {
-		return e, 0, r.errf("%v", err)
+		return e, 0, r.errf(ErrMalformed, "%v", err)
 	}
 	e.Bytes = n
 	return e, off, nil
@@ -474,7 +475,7 @@ func (r *reader) value(key string) (any, error) {
 	}
 	if t != typeArray {
 		if t >= numTypes {
-			return nil, r.errf("key %q has unknown GGUF value type %d", key, t)
+			return nil, r.errf(ErrMalformed, "key %q has unknown GGUF value type %d", key, t)
 		}
 		return r.scalar(key, t)
 	}
@@ -483,24 +484,24 @@ func (r *reader) value(key string) (any, error) {
 		return nil, err
 	}
 	if et == typeArray {
-		return nil, r.errf("key %q is a nested array (array of arrays), which ggml does not support", key)
+		return nil, r.errf(ErrUnsupported, "key %q is a nested array (array of arrays), which ggml does not support", key)
 	}
 	if et >= numTypes {
-		return nil, r.errf("key %q: array has unknown GGUF element type %d", key, et)
+		return nil, r.errf(ErrMalformed, "key %q: array has unknown GGUF element type %d", key, et)
 	}
 	n, err := r.u64(fmt.Sprintf("length of array %q", key))
 	if err != nil {
 		return nil, err
 	}
 	if n > MaxArrayLen {
-		return nil, r.errf("key %q: array of %d elements exceeds the maximum %d", key, n, MaxArrayLen)
+		return nil, r.errf(ErrTooLarge, "key %q: array of %d elements exceeds the maximum %d", key, n, MaxArrayLen)
 	}
 	es := typeSize(et)
 	if et == typeString {
 		es = 8 // every string has at least its length
 	}
 	if hi, lo := bits.Mul64(n, uint64(es)); hi != 0 || lo > uint64(r.remain()) {
-		return nil, r.errf("key %q: array of %d %s elements needs at least %d×%d bytes, only %d left in the file", key, n, typeName(et), n, es, r.remain())
+		return nil, r.errf(ErrTruncated, "key %q: array of %d %s elements needs at least %d×%d bytes, only %d left in the file", key, n, typeName(et), n, es, r.remain())
 	}
 	return r.array(key, et, int(n))
 }

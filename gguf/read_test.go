@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,8 +211,11 @@ func TestReadTruncated(t *testing.T) {
 		if err == nil {
 			t.Fatalf("truncated at %d of %d: no error", n, len(b))
 		}
-		if !strings.HasPrefix(err.Error(), "gguf: cut.gguf: ") {
+		if !strings.HasPrefix(err.Error(), "cut.gguf: ") {
 			t.Fatalf("truncated at %d: error %q lacks the prefix", n, err)
+		}
+		if !errors.Is(err, ErrTruncated) {
+			t.Fatalf("truncated at %d: error %q is not ErrTruncated", n, err)
 		}
 		// Cuts inside the header say "truncated" or name the impossible count; cuts in the
 		// padding or data say where the data would lie.
@@ -244,7 +248,7 @@ func TestReadTruncated(t *testing.T) {
 		{int(f.HeaderSize) - 8, `tensor "last" offset`},
 	} {
 		_, err := readBytes(b[:c.n], "cut.gguf")
-		wantErr(t, err, "cut.gguf", c.frag)
+		wantErr(t, err, ErrTruncated, "cut.gguf", c.frag)
 	}
 }
 
@@ -270,56 +274,57 @@ func TestReadHostile(t *testing.T) {
 	cases := []struct {
 		name  string
 		b     []byte
+		class error
 		frags []string
 	}{
-		{"bad magic", append([]byte("GGML"), valid.build()[4:]...), []string{"not a GGUF file", `"GGML"`}},
-		{"empty", nil, []string{"truncated", "magic"}},
-		{"version 0", hdr(0, 0, 0).b, []string{"unsupported GGUF version 0"}},
-		{"version 1", hdr(1, 0, 0).b, []string{"version 1 is not supported"}},
-		{"version 4", hdr(4, 0, 0).b, []string{"unsupported GGUF version 4"}},
-		{"big-endian version", (&bb{}).raw('G', 'G', 'U', 'F', 0, 0, 0, 3).u64(0).u64(0).b, []string{"big-endian", "byte-swapped 3"}},
-		{"big-endian magic", (&bb{}).raw('F', 'U', 'G', 'G', 0, 0, 0, 3).u64(0).u64(0).b, []string{"big-endian"}},
-		{"absurd tensor count", append(hdr(3, 1<<60, 0).b, filler...), []string{"tensor count 1152921504606846976 is impossible"}},
-		{"negative tensor count", append(hdr(3, 1<<63, 0).b, filler...), []string{"tensor count 9223372036854775808 is impossible"}},
-		{"absurd kv count", append(hdr(3, 0, 1<<40).b, filler...), []string{"key-value count 1099511627776 is impossible"}},
-		{"counts together", append(hdr(3, 100, 200).b, filler[:3000]...), []string{"100 tensors and 200 key-values cannot fit"}},
-		{"key length past end", append(hdr(3, 0, 1).u64(1000).b, filler[:100]...), []string{"key #0 at offset 24: length 1000 exceeds the 100 bytes left"}},
-		{"key length huge", append(hdr(3, 0, 1).u64(1<<62).b, filler[:100]...), []string{"key #0", "exceeds the maximum"}},
-		{"empty key", append(hdr(3, 0, 1).str("").u32(typeU8).u8(1).b, filler[:20]...), []string{"key #0 is empty"}},
-		{"value string past end", withKV(rkv{"s", (&bb{}).u32(typeString).u64(1 << 20).b}), []string{`value of key "s"`, "length 1048576 exceeds"}},
-		{"array count overflow", withKV(rkv{"big", (&bb{}).u32(typeArray).u32(typeU64).u64(1 << 62).b}), []string{`key "big"`, "4611686018427387904 elements exceeds the maximum"}},
-		{"array count past end", withKV(rkv{"big", (&bb{}).u32(typeArray).u32(typeU64).u64(1 << 29).b}), []string{`key "big"`, "536870912 u64 elements", "left in the file"}},
-		{"string array count past end", withKV(rkv{"ss", (&bb{}).u32(typeArray).u32(typeString).u64(1 << 20).b}), []string{`key "ss"`, "1048576 string elements"}},
-		{"string element past end", withKV(rkv{"ss", (&bb{}).u32(typeArray).u32(typeString).u64(2).str("x").u64(1 << 40).b}), []string{`element 1 of array "ss"`, "length 1099511627776"}},
-		{"nested array", withKV(rkv{"nest", (&bb{}).u32(typeArray).u32(typeArray).u64(1).u32(typeU8).u64(0).b}), []string{`key "nest" is a nested array`}},
-		{"unknown kv type", withKV(rkv{"odd", (&bb{}).u32(13).u64(0).b}), []string{`key "odd" has unknown GGUF value type 13`}},
-		{"unknown array type", withKV(rkv{"odd", (&bb{}).u32(typeArray).u32(99).u64(0).b}), []string{`key "odd"`, "unknown GGUF element type 99"}},
-		{"duplicate key", withKV(kvStr("general.architecture", "x")), []string{`duplicate key "general.architecture"`, "#0", "#16"}},
-		{"alignment wrong type", withKV(rkv{KeyAlignment, (&bb{}).u32(typeU64).u64(32).b}), []string{`"general.alignment" must be of type u32 but is u64`}},
-		{"alignment string", withKV(kvStr(KeyAlignment, "32")), []string{`"general.alignment" must be of type u32 but is string`}},
-		{"alignment not power of two", withKV(kvU32(KeyAlignment, 48)), []string{`"general.alignment" is 48, not a power of two`}},
-		{"alignment zero", withKV(kvU32(KeyAlignment, 0)), []string{`"general.alignment" is 0, not a power of two`}},
-		{"duplicate tensor", withTensor(rtensor{name: "h", ne: []uint64{4}, typ: 1, off: -1, size: 8}), []string{`duplicate tensor name "h"`, "#2", "#4"}},
-		{"name 64 bytes", withTensor(rtensor{name: strings.Repeat("n", 64), ne: []uint64{4}, typ: 1, off: -1, size: 8}), []string{"name is 64 bytes, must be shorter than 64"}},
-		{"5 dims", withTensor(rtensor{name: "d5", ne: []uint64{1, 1, 1, 1, 1}, typ: 0, off: -1, size: 4}), []string{`tensor "d5": 5 dimensions, at most 4`}},
-		{"huge dims", withTensor(rtensor{name: "d", ne: []uint64{1, 1 << 31}, typ: 0, off: -1, size: 4}), []string{`tensor "d"`, "(864+8589934592) exceeds file size (896)"}},
-		{"negative ne", withTensor(rtensor{name: "neg", ne: []uint64{4, 1 << 63}, typ: 0, off: -1, size: 4}), []string{`tensor "neg": dimension 1 is negative (-9223372036854775808)`}},
-		{"product overflow", withTensor(rtensor{name: "ovf", ne: []uint64{1 << 32, 1 << 32, 4}, typ: 0, off: -1, size: 4}), []string{`tensor "ovf"`, "overflows"}},
-		{"byte size overflow", withTensor(rtensor{name: "ovb", ne: []uint64{1 << 31, 1 << 31}, typ: 28, off: -1, size: 4}), []string{`tensor "ovb"`, "2^63 bytes"}},
-		{"block size", withTensor(rtensor{name: "q16", ne: []uint64{16, 2}, typ: 8, off: -1, size: 34}), []string{`tensor "q16" of type Q8_0: 16 elements per row`, "block size 32"}},
-		{"0-d quantized", withTensor(rtensor{name: "q0", typ: 12, off: -1, size: 144}), []string{`tensor "q0" of type Q4_K: 1 elements per row`}},
-		{"unknown ggml type", withTensor(rtensor{name: "t4", ne: []uint64{32}, typ: 4, off: -1, size: 32}), []string{`tensor "t4": unknown ggml type id 4`}},
-		{"unknown ggml type big", withTensor(rtensor{name: "tx", ne: []uint64{32}, typ: 1000, off: -1, size: 32}), []string{`tensor "tx": unknown ggml type id 1000`}},
-		{"misaligned offset", mod(func(s *rfile) { s.tensors[1].off = 40 }), []string{`tensor "q": offset 40 is not a multiple of the alignment 32`}},
-		{"non-running offset", mod(func(s *rfile) { s.tensors[1].off = 64 }), []string{`tensor "q": offset 64, expected 32`}},
-		{"overlapping offset", mod(func(s *rfile) { s.tensors[2].off = 0 }), []string{`tensor "h": offset 0, expected 96`}},
-		{"data past EOF", withTensor(rtensor{name: "big", ne: []uint64{1 << 20}, typ: 0, off: -1, size: 4}), []string{`tensor "big": offset+size`, "+4194304) exceeds file size"}},
-		{"offset past EOF", mod(func(s *rfile) { s.tensors = s.tensors[:1]; s.tensors[0].off = 1 << 40 }), []string{`tensor "a": offset 1099511627776, expected 0`}},
+		{"bad magic", append([]byte("GGML"), valid.build()[4:]...), ErrMalformed, []string{"not a GGUF file", `"GGML"`}},
+		{"empty", nil, ErrTruncated, []string{"truncated", "magic"}},
+		{"version 0", hdr(0, 0, 0).b, ErrUnsupported, []string{"unsupported GGUF version 0"}},
+		{"version 1", hdr(1, 0, 0).b, ErrUnsupported, []string{"version 1 is not supported"}},
+		{"version 4", hdr(4, 0, 0).b, ErrUnsupported, []string{"unsupported GGUF version 4"}},
+		{"big-endian version", (&bb{}).raw('G', 'G', 'U', 'F', 0, 0, 0, 3).u64(0).u64(0).b, ErrUnsupported, []string{"big-endian", "byte-swapped 3"}},
+		{"big-endian magic", (&bb{}).raw('F', 'U', 'G', 'G', 0, 0, 0, 3).u64(0).u64(0).b, ErrUnsupported, []string{"big-endian"}},
+		{"absurd tensor count", append(hdr(3, 1<<60, 0).b, filler...), ErrTruncated, []string{"tensor count 1152921504606846976 is impossible"}},
+		{"negative tensor count", append(hdr(3, 1<<63, 0).b, filler...), ErrTruncated, []string{"tensor count 9223372036854775808 is impossible"}},
+		{"absurd kv count", append(hdr(3, 0, 1<<40).b, filler...), ErrTruncated, []string{"key-value count 1099511627776 is impossible"}},
+		{"counts together", append(hdr(3, 100, 200).b, filler[:3000]...), ErrTruncated, []string{"100 tensors and 200 key-values cannot fit"}},
+		{"key length past end", append(hdr(3, 0, 1).u64(1000).b, filler[:100]...), ErrTruncated, []string{"key #0 at offset 24: length 1000 exceeds the 100 bytes left"}},
+		{"key length huge", append(hdr(3, 0, 1).u64(1<<62).b, filler[:100]...), ErrTooLarge, []string{"key #0", "exceeds the maximum"}},
+		{"empty key", append(hdr(3, 0, 1).str("").u32(typeU8).u8(1).b, filler[:20]...), ErrMalformed, []string{"key #0 is empty"}},
+		{"value string past end", withKV(rkv{"s", (&bb{}).u32(typeString).u64(1 << 20).b}), ErrTruncated, []string{`value of key "s"`, "length 1048576 exceeds"}},
+		{"array count overflow", withKV(rkv{"big", (&bb{}).u32(typeArray).u32(typeU64).u64(1 << 62).b}), ErrTooLarge, []string{`key "big"`, "4611686018427387904 elements exceeds the maximum"}},
+		{"array count past end", withKV(rkv{"big", (&bb{}).u32(typeArray).u32(typeU64).u64(1 << 29).b}), ErrTruncated, []string{`key "big"`, "536870912 u64 elements", "left in the file"}},
+		{"string array count past end", withKV(rkv{"ss", (&bb{}).u32(typeArray).u32(typeString).u64(1 << 20).b}), ErrTruncated, []string{`key "ss"`, "1048576 string elements"}},
+		{"string element past end", withKV(rkv{"ss", (&bb{}).u32(typeArray).u32(typeString).u64(2).str("x").u64(1 << 40).b}), ErrTooLarge, []string{`element 1 of array "ss"`, "length 1099511627776"}},
+		{"nested array", withKV(rkv{"nest", (&bb{}).u32(typeArray).u32(typeArray).u64(1).u32(typeU8).u64(0).b}), ErrUnsupported, []string{`key "nest" is a nested array`}},
+		{"unknown kv type", withKV(rkv{"odd", (&bb{}).u32(13).u64(0).b}), ErrMalformed, []string{`key "odd" has unknown GGUF value type 13`}},
+		{"unknown array type", withKV(rkv{"odd", (&bb{}).u32(typeArray).u32(99).u64(0).b}), ErrMalformed, []string{`key "odd"`, "unknown GGUF element type 99"}},
+		{"duplicate key", withKV(kvStr("general.architecture", "x")), ErrMalformed, []string{`duplicate key "general.architecture"`, "#0", "#16"}},
+		{"alignment wrong type", withKV(rkv{KeyAlignment, (&bb{}).u32(typeU64).u64(32).b}), ErrMalformed, []string{`"general.alignment" must be of type u32 but is u64`}},
+		{"alignment string", withKV(kvStr(KeyAlignment, "32")), ErrMalformed, []string{`"general.alignment" must be of type u32 but is string`}},
+		{"alignment not power of two", withKV(kvU32(KeyAlignment, 48)), ErrMalformed, []string{`"general.alignment" is 48, not a power of two`}},
+		{"alignment zero", withKV(kvU32(KeyAlignment, 0)), ErrMalformed, []string{`"general.alignment" is 0, not a power of two`}},
+		{"duplicate tensor", withTensor(rtensor{name: "h", ne: []uint64{4}, typ: 1, off: -1, size: 8}), ErrMalformed, []string{`duplicate tensor name "h"`, "#2", "#4"}},
+		{"name 64 bytes", withTensor(rtensor{name: strings.Repeat("n", 64), ne: []uint64{4}, typ: 1, off: -1, size: 8}), ErrMalformed, []string{"name is 64 bytes, must be shorter than 64"}},
+		{"5 dims", withTensor(rtensor{name: "d5", ne: []uint64{1, 1, 1, 1, 1}, typ: 0, off: -1, size: 4}), ErrMalformed, []string{`tensor "d5": 5 dimensions, at most 4`}},
+		{"huge dims", withTensor(rtensor{name: "d", ne: []uint64{1, 1 << 31}, typ: 0, off: -1, size: 4}), ErrTruncated, []string{`tensor "d"`, "(864+8589934592) exceeds file size (896)"}},
+		{"negative ne", withTensor(rtensor{name: "neg", ne: []uint64{4, 1 << 63}, typ: 0, off: -1, size: 4}), ErrMalformed, []string{`tensor "neg": dimension 1 is negative (-9223372036854775808)`}},
+		{"product overflow", withTensor(rtensor{name: "ovf", ne: []uint64{1 << 32, 1 << 32, 4}, typ: 0, off: -1, size: 4}), ErrMalformed, []string{`tensor "ovf"`, "overflows"}},
+		{"byte size overflow", withTensor(rtensor{name: "ovb", ne: []uint64{1 << 31, 1 << 31}, typ: 28, off: -1, size: 4}), ErrMalformed, []string{`tensor "ovb"`, "2^63 bytes"}},
+		{"block size", withTensor(rtensor{name: "q16", ne: []uint64{16, 2}, typ: 8, off: -1, size: 34}), ErrMalformed, []string{`tensor "q16" of type Q8_0: 16 elements per row`, "block size 32"}},
+		{"0-d quantized", withTensor(rtensor{name: "q0", typ: 12, off: -1, size: 144}), ErrMalformed, []string{`tensor "q0" of type Q4_K: 1 elements per row`}},
+		{"unknown ggml type", withTensor(rtensor{name: "t4", ne: []uint64{32}, typ: 4, off: -1, size: 32}), ErrUnsupported, []string{`tensor "t4": unknown ggml type id 4`}},
+		{"unknown ggml type big", withTensor(rtensor{name: "tx", ne: []uint64{32}, typ: 1000, off: -1, size: 32}), ErrUnsupported, []string{`tensor "tx": unknown ggml type id 1000`}},
+		{"misaligned offset", mod(func(s *rfile) { s.tensors[1].off = 40 }), ErrMalformed, []string{`tensor "q": offset 40 is not a multiple of the alignment 32`}},
+		{"non-running offset", mod(func(s *rfile) { s.tensors[1].off = 64 }), ErrMalformed, []string{`tensor "q": offset 64, expected 32`}},
+		{"overlapping offset", mod(func(s *rfile) { s.tensors[2].off = 0 }), ErrMalformed, []string{`tensor "h": offset 0, expected 96`}},
+		{"data past EOF", withTensor(rtensor{name: "big", ne: []uint64{1 << 20}, typ: 0, off: -1, size: 4}), ErrTruncated, []string{`tensor "big": offset+size`, "+4194304) exceeds file size"}},
+		{"offset past EOF", mod(func(s *rfile) { s.tensors = s.tensors[:1]; s.tensors[0].off = 1 << 40 }), ErrMalformed, []string{`tensor "a": offset 1099511627776, expected 0`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := readBytes(c.b, "bad.gguf")
-			wantErr(t, err, "bad.gguf", c.frags...)
+			wantErr(t, err, c.class, "bad.gguf", c.frags...)
 		})
 	}
 }
@@ -336,7 +341,7 @@ func TestReadHeaderPaddingPastEOF(t *testing.T) {
 		t.Errorf("%+v", f.Tensors[0])
 	}
 	_, err = readBytes(b[:f.HeaderSize], "z.gguf")
-	wantErr(t, err, "z.gguf", "data section starts at", "past the end of the file")
+	wantErr(t, err, ErrTruncated, "z.gguf", "data section starts at", "past the end of the file")
 }
 
 func TestReadInfos(t *testing.T) {
@@ -369,9 +374,9 @@ func (e errReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func TestReadIOError(t *testing.T) {
 	b := smallSpec().build()
 	_, err := Read(errReaderAt{b, 10}, int64(len(b)), "io.gguf")
-	wantErr(t, err, "io.gguf", "disk on fire")
+	wantErr(t, err, nil, "io.gguf", "disk on fire")
 	_, err = Read(bytes.NewReader(b), -1, "neg.gguf")
-	wantErr(t, err, "neg.gguf", "negative file size")
+	wantErr(t, err, nil, "neg.gguf", "negative file size")
 }
 
 func TestDecodeLittleEndian(t *testing.T) {

@@ -30,7 +30,7 @@ func TestReadUTF8(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %d keys, %d tensors", len(f.KV), len(f.Tensors))
 			}
-			wantErr(t, err, "bad.gguf", c.frags...)
+			wantErr(t, err, ErrMalformed, "bad.gguf", c.frags...)
 		})
 	}
 

@@ -1,6 +1,7 @@
 package hardening
 
 import (
+	"errors"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -44,6 +45,11 @@ func TestHostileOpen(t *testing.T) {
 				t.Fatalf("%s: opened without error (%d tensors)", p, len(cp.Tensors))
 			}
 			checkMessage(t, c, p, err.Error())
+			if c.Class == nil {
+				t.Errorf("case %s has no error class", c.Name)
+			} else if !errors.Is(err, c.Class) {
+				t.Errorf("error is not %v: %v", c.Class, err)
+			}
 			if testing.Verbose() {
 				t.Logf("%s", err)
 			}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/gguf"
+	"github.com/weft-ml/weft/internal/ferr"
 )
 
 // Format is an importance matrix file format.
@@ -249,7 +250,7 @@ func Read(r io.ReaderAt, size int64, name string) (*Matrix, error) {
 }
 
 func formatErr(name, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrFormat, name, fmt.Sprintf(format, args...))
+	return ferr.New(ErrFormat, "%s: %s", name, fmt.Sprintf(format, args...))
 }
 
 // readGGUF reads the GGUF format with weft's GGUF reader.

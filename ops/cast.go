@@ -45,7 +45,7 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 	}
 	src := t
 	if tab := castTable(t.DType, dt); tab != nil {
-		return Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			rp := GetBytes(int((r1 - r0) * src.RowBytes()))
 			defer PutBytes(rp)
 			raw := *rp
@@ -56,7 +56,7 @@ func Cast(t *weft.Tensor, dt weft.DType) (*weft.Tensor, error) {
 			return nil
 		}), nil
 	}
-	return Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		rp := GetBytes(int((r1 - r0) * src.RowBytes()))
 		defer PutBytes(rp)
 		raw := *rp

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 
 	"github.com/weft-ml/weft"
 )
@@ -136,68 +135,15 @@ func ReadProvenance(c *weft.Checkpoint) (*Provenance, error) {
 	return p, nil
 }
 
-// fingerprintBytes is how much of each end of every tensor DataFingerprint reads.
-const fingerprintBytes = 4096
-
-// DataFingerprint returns a hex SHA-256 over every tensor's name and its first and last
-// 4 KiB of data: cheap (a few reads per tensor), and different for two checkpoints of one
-// layout whose weights differ anywhere near a tensor's ends. It returns "" if a read fails.
+// DataFingerprint returns the data fingerprint of c (weft.DataFingerprint: a hash of every
+// tensor's name and first and last 4 KiB), or "" if a read fails. Recording an input does not
+// call it: the write computes the fingerprints it records (weft.Deferred).
 func DataFingerprint(c *weft.Checkpoint) string {
-	// The pieces are read by a few goroutines (remote inputs answer each read after a round
-	// trip), a batch of tensors at a time, and hashed in tensor order.
-	const workers, batch = 16, 256
-	type piece struct {
-		head, tail []byte
-		ok         bool
+	fp, err := weft.DataFingerprint(c)
+	if err != nil {
+		return ""
 	}
-	h := sha256.New()
-	pieces := make([]piece, batch)
-	for lo := 0; lo < len(c.Tensors); lo += batch {
-		ts := c.Tensors[lo:min(lo+batch, len(c.Tensors))]
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for w := 0; w < min(workers, len(ts)); w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					t := ts[i]
-					pieces[i] = piece{}
-					n, err := t.Size()
-					if err != nil {
-						continue
-					}
-					p := piece{head: make([]byte, min(n, fingerprintBytes))}
-					if k, _ := t.Data.ReadAt(p.head, 0); k != len(p.head) {
-						continue
-					}
-					if n > fingerprintBytes {
-						p.tail = make([]byte, min(n-fingerprintBytes, fingerprintBytes))
-						if k, _ := t.Data.ReadAt(p.tail, n-int64(len(p.tail))); k != len(p.tail) {
-							continue
-						}
-					}
-					p.ok = true
-					pieces[i] = p
-				}
-			}()
-		}
-		for i := range ts {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		for i, t := range ts {
-			if !pieces[i].ok {
-				return ""
-			}
-			h.Write([]byte(t.Name))
-			h.Write([]byte{0})
-			h.Write(pieces[i].head)
-			h.Write(pieces[i].tail)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return fp
 }
 
 // FileHash returns the hex SHA-256 of a file's bytes.
@@ -217,22 +163,30 @@ func FileHash(path string) (string, error) {
 // Record writes how out was made into its metadata (safetensors) or key-values (GGUF),
 // whichever format is the output's: weft's version and the list of steps. The new step
 // (op, params, seed < 0 for none, output format) takes in's checkpoints and files as its
-// inputs. An input on disk is recorded by name, header hash and data fingerprint; an input
-// derived in memory by an earlier op (it has no header hash) brings that op's steps, which
-// come first, and is recorded as their output: a chain of ops appends steps.
+// inputs. An input on disk is recorded by name, header hash and data fingerprint; the
+// fingerprint is computed by the write, from bytes it reads anyway (out.Deferred holds a
+// placeholder for it), so that recording reads no tensor data. An input derived in memory by
+// earlier ops brings their steps, which come first, and is recorded as their output: a chain
+// of ops appends steps. An input in memory that records no steps (built by a program rather
+// than an op) is recorded by its format alone.
 func Record(out *weft.Checkpoint, op string, params any, in Inputs, seed int64, format weft.Format) error {
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("provenance: %s parameters: %w", op, err)
 	}
 	var steps []Step
+	var deferred []weft.Deferred
 	st := Step{Op: op, Params: raw, Format: string(format)}
 	if seed >= 0 {
 		st.Seed = &seed
 	}
 	for _, c := range in.Checkpoints {
 		if c.HeaderHash == "" {
-			if p, err := ReadProvenance(c); err == nil && p != nil && !p.Legacy {
+			p, err := ReadProvenance(c)
+			if err != nil {
+				return err
+			}
+			if p != nil && !p.Legacy {
 				base := len(steps)
 				for _, s := range p.Steps {
 					s.Inputs = append([]InputRecord(nil), s.Inputs...)
@@ -244,12 +198,17 @@ func Record(out *weft.Checkpoint, op string, params any, in Inputs, seed int64, 
 					}
 					steps = append(steps, s)
 				}
+				deferred = append(deferred, c.Deferred...)
 				last := len(steps) - 1
 				st.Inputs = append(st.Inputs, InputRecord{Step: &last})
 				continue
 			}
+			st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format)})
+			continue
 		}
-		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: DataFingerprint(c), URL: c.URL, Commit: c.Commit})
+		ph := weft.NewPlaceholder()
+		deferred = append(deferred, weft.Deferred{Placeholder: ph, Input: c})
+		st.Inputs = append(st.Inputs, InputRecord{Path: filepath.Base(c.Path), Format: string(c.Format), HeaderHash: c.HeaderHash, DataHash: ph, URL: c.URL, Commit: c.Commit})
 	}
 	for _, f := range in.Files {
 		h, err := FileHash(f)
@@ -264,52 +223,108 @@ func Record(out *weft.Checkpoint, op string, params any, in Inputs, seed int64, 
 		return err
 	}
 	vals := [][2]string{{KeyVersion, weft.Version}, {KeySteps, string(js)}}
-	old := map[string]bool{legacyKeyOp: true, legacyKeyParams: true, legacyKeyInputs: true, legacyKeySeed: true}
+	stripProvenance(out)
+	out.Deferred = deferred
 	if format == weft.GGUF {
-		kept := out.KV[:0:0]
-		for _, kv := range out.KV {
-			if !old[kv.Key] {
-				kept = append(kept, kv)
-			}
-		}
-		out.KV = kept
 		for _, kv := range vals {
 			out.SetKV(kv[0], kv[1])
 		}
 		return nil
 	}
-	m := make(map[string]string, len(out.Metadata)+len(vals))
-	for k, v := range out.Metadata {
-		if !old[k] {
-			m[k] = v
-		}
+	if out.Metadata == nil {
+		out.Metadata = make(map[string]string, len(vals))
 	}
 	for _, kv := range vals {
-		m[kv[0]] = kv[1]
+		out.Metadata[kv[0]] = kv[1]
 	}
-	out.Metadata = m
 	return nil
 }
 
-// Derive returns a new checkpoint that starts as a shallow copy of in: same format, path,
-// directory, metadata (copied), KVs (copied), side files (copied slice) and tensor list
-// (copied slice of the same tensors), ready for an op to replace what it changes. It holds
-// no files (closing it closes nothing) and has no header hash: it is not a file on disk, so
-// that a later op records it as the output of this one.
-func Derive(in *weft.Checkpoint) *weft.Checkpoint {
-	out := *in
-	out.Tensors = append([]*weft.Tensor(nil), in.Tensors...)
-	out.KV = append([]weft.KV(nil), in.KV...)
-	out.SideFiles = append([]weft.SideFile(nil), in.SideFiles...)
-	if in.Metadata != nil {
-		out.Metadata = make(map[string]string, len(in.Metadata))
-		for k, v := range in.Metadata {
+// provenanceKeys are the keys a record is made of, this version's and older ones'.
+var provenanceKeys = map[string]bool{KeyVersion: true, KeySteps: true, legacyKeyOp: true, legacyKeyParams: true, legacyKeyInputs: true, legacyKeySeed: true}
+
+// stripProvenance removes every provenance key from c's metadata and key-values (replacing
+// both, which may be shared with another checkpoint) and its deferred values.
+func stripProvenance(c *weft.Checkpoint) {
+	if c.KV != nil {
+		kept := make([]weft.KV, 0, len(c.KV))
+		for _, kv := range c.KV {
+			if !provenanceKeys[kv.Key] {
+				kept = append(kept, kv)
+			}
+		}
+		c.KV = kept
+	}
+	if c.Metadata != nil {
+		m := make(map[string]string, len(c.Metadata))
+		for k, v := range c.Metadata {
+			if !provenanceKeys[k] {
+				m[k] = v
+			}
+		}
+		c.Metadata = m
+	}
+	c.Deferred = nil
+}
+
+// sameRecord makes out's record of how it was made in's: its provenance keys and deferred
+// values.
+func sameRecord(out, in *weft.Checkpoint) {
+	stripProvenance(out)
+	for _, kv := range in.KV {
+		if provenanceKeys[kv.Key] {
+			out.KV = append(out.KV, kv)
+		}
+	}
+	for k, v := range in.Metadata {
+		if provenanceKeys[k] {
+			if out.Metadata == nil {
+				out.Metadata = map[string]string{}
+			}
 			out.Metadata[k] = v
 		}
 	}
-	out.HeaderHash = ""
-	out.Closers = nil
-	// It is not the remote checkpoint it came from (Record names inputs by their own URL).
-	out.URL, out.Commit = "", ""
-	return &out
+	out.Deferred = append([]weft.Deferred(nil), in.Deferred...)
+}
+
+// Derive returns a new checkpoint for an op to fill from in: the same format, side-file
+// directory, metadata and key-values (copied, without in's record of how it was made, which
+// Record replaces), side files (a copied slice) and tensor list (a copied slice of the same
+// tensors). It is no file: it has no Path, Files or HeaderHash, so that a later op records
+// it as the output of this one, and the write protects in's files through its tensors
+// (their sources) rather than through names it does not have; it holds no files (closing it
+// closes nothing).
+func Derive(in *weft.Checkpoint) *weft.Checkpoint {
+	out := &weft.Checkpoint{
+		Format:      in.Format,
+		Dir:         in.Dir,
+		Tensors:     append([]*weft.Tensor(nil), in.Tensors...),
+		Metadata:    in.Metadata,
+		KV:          in.KV,
+		GGUFVersion: in.GGUFVersion,
+		Alignment:   in.Alignment,
+		SideFiles:   append([]weft.SideFile(nil), in.SideFiles...),
+	}
+	stripProvenance(out)
+	return out
+}
+
+// Name returns what messages call c: its path, or for a checkpoint derived in memory, the op
+// that made it.
+func Name(c *weft.Checkpoint) string {
+	if c.Path != "" {
+		return c.Path
+	}
+	if p, err := ReadProvenance(c); err == nil && p != nil && len(p.Steps) > 0 {
+		return "the output of " + p.Steps[len(p.Steps)-1].Op
+	}
+	return "a checkpoint in memory"
+}
+
+// BaseName is Name with a path shortened to its last element.
+func BaseName(c *weft.Checkpoint) string {
+	if c.Path != "" {
+		return filepath.Base(c.Path)
+	}
+	return Name(c)
 }

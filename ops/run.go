@@ -118,7 +118,12 @@ func Run(op Op, in Inputs, target weft.Format) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Unchanged && !r.Types.Changed() && len(in.Checkpoints) == 1 && in.Checkpoints[0].Format == r.Out.Format {
+	if src := in.Checkpoints; r.Unchanged && !r.Types.Changed() && len(src) == 1 && src[0].Format == r.Out.Format {
+		// The output is its input, tensor for tensor: it keeps the input's identity (an
+		// on-disk input stays one, for a later op's record) and its record.
+		r.Out.Path, r.Out.Files, r.Out.HeaderHash = src[0].Path, src[0].Files, src[0].HeaderHash
+		r.Out.URL, r.Out.Commit = src[0].URL, src[0].Commit
+		sameRecord(r.Out, src[0])
 		return r, nil
 	}
 	if err := Record(r.Out, op.OpName(), op, in, r.Seed, r.Out.Format); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/readhook"
 )
 
 // rowsReader is the io.ReaderAt of a computed tensor.
@@ -19,10 +20,17 @@ type rowsReader struct {
 	rowBytes int64
 	size     int64
 	fill     func(r0, r1 int64, dst []byte) error
+	// srcs are the tensors fill reads, when declared; rowsMatch that it reads their rows
+	// [r0, r1) only (see weft.Sourced).
+	srcs      []*weft.Tensor
+	rowsMatch bool
 }
 
 // RowAligned marks computed data: the engine reads it in whole rows.
 func (r *rowsReader) RowAligned() bool { return true }
+
+// Sources returns the tensors the computed data declared it reads (weft.Sourced).
+func (r *rowsReader) Sources() ([]*weft.Tensor, bool) { return r.srcs, r.rowsMatch }
 
 func (r *rowsReader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > r.size {
@@ -64,9 +72,38 @@ func (r *rowsReader) ReadAt(p []byte, off int64) (int, error) {
 // dst) writes rows [r0, r1) of the output, encoded in info.DType, into dst, which is exactly
 // (r1-r0) rows long. fill must be safe for concurrent calls on disjoint rows and must not
 // depend on how the rows are chunked.
+//
+// A tensor computed from other tensors declares them with ComputedFrom instead, so that the
+// engine can read each input chunk once for every output that needs it.
 func Computed(info weft.TensorInfo, fill func(r0, r1 int64, dst []byte) error) *weft.Tensor {
 	size := info.MustSize()
 	return &weft.Tensor{TensorInfo: info, Data: &rowsReader{info: info, rowBytes: info.RowBytes(), size: size, fill: fill}}
+}
+
+// ComputedFrom is Computed for a tensor whose fill reads the tensors srcs (weft.Sourced).
+// rowsMatch promises that fill(r0, r1, ...) reads rows [r0, r1) of each source (those it
+// has: a source with fewer rows is read up to its end) through ReadRows, and nothing else of
+// them, so that the engine can read those rows ahead and share them between outputs; without
+// it the engine reads nothing ahead for this tensor. The tensor gets the shard of srcs[0].
+func ComputedFrom(info weft.TensorInfo, srcs []*weft.Tensor, rowsMatch bool, fill func(r0, r1 int64, dst []byte) error) *weft.Tensor {
+	t := Computed(info, fill)
+	r := t.Data.(*rowsReader)
+	r.srcs, r.rowsMatch = append([]*weft.Tensor(nil), srcs...), rowsMatch
+	if len(srcs) > 0 {
+		t.Shard = srcs[0].Shard
+	}
+	return t
+}
+
+// Alias returns a tensor holding data's contents (its Data, dtype and shape) in the place of
+// old: under old's name, in old's shard, with old's tie (TiedTo). Two tensors aliased to one
+// data stay one tensor's data (weft.SameData): that is how an op that changes two tied
+// tensors alike keeps them tied.
+func Alias(data, old *weft.Tensor) *weft.Tensor {
+	c := *data
+	c.TensorInfo = data.TensorInfo.Clone()
+	c.Name, c.Shard, c.TiedTo = old.Name, old.Shard, old.TiedTo
+	return &c
 }
 
 // ReadRows reads the raw bytes of rows [r0, r1) of t into dst.
@@ -75,7 +112,7 @@ func ReadRows(t *weft.Tensor, r0, r1 int64, dst []byte) error {
 	if int64(len(dst)) != (r1-r0)*rb {
 		return fmt.Errorf("ops: tensor %q: buffer of %d bytes for %d rows of %d", t.Name, len(dst), r1-r0, rb)
 	}
-	n, err := t.Data.ReadAt(dst, r0*rb)
+	n, err := readhook.ReadAt(t.Data, dst, r0*rb)
 	if n == len(dst) {
 		return nil
 	}
@@ -109,7 +146,7 @@ func ReadRowsF64(t *weft.Tensor, r0, r1 int64, dst []float64) error {
 // input (in[i] has k*RowLen(ins[i]) elements) and fills out (k*RowLen(info) elements). The
 // result is encoded in info.DType, rounding each element once.
 func MapF64(info weft.TensorInfo, ins []*weft.Tensor, fn func(r0 int64, out []float64, in [][]float64) error) *weft.Tensor {
-	return Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ComputedFrom(info, ins, true, func(r0, r1 int64, dst []byte) error {
 		k := r1 - r0
 		in := make([][]float64, len(ins))
 		for i, t := range ins {

@@ -71,8 +71,9 @@ type Types struct {
 	TypeFor []TypeRule `json:"type_for,omitempty"`
 	// Quant, for GGUF outputs, asks for what llama-quantize writes: a quantization mixture
 	// as the source of the types between TypeFor and DType, an importance matrix, and
-	// llama-quantize's key-values, order and pruning (see Quant).
-	Quant *Quant `json:"quant,omitempty"`
+	// llama-quantize's key-values, order and pruning (see Quant). Its options are flags of
+	// their own on the command line (--pure, --imatrix, ...), and flat keys in recipes.
+	Quant *Quant `json:"quant,omitempty" flag:",inline"`
 }
 
 // OutputTypes returns t; op parameters get it by embedding Types.
@@ -350,6 +351,11 @@ func (ty *Typer) Notes() []string {
 // the tensors (see FileTypeFor), and config.json's torch_dtype (and dtype where present)
 // for Hugging Face outputs whose types changed.
 func (ty *Typer) Finish(out *weft.Checkpoint) error {
+	cast := map[*weft.Tensor]*weft.Tensor{} // tensors cast, for the ties
+	orig := map[string]*weft.Tensor{}
+	for _, t := range out.Tensors {
+		orig[t.Name] = t
+	}
 	for i, t := range out.Tensors {
 		want, ok := ty.asked[t.Name]
 		if !ok {
@@ -361,11 +367,17 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 		if want == t.DType {
 			continue
 		}
+		if u := orig[t.TiedTo]; u != nil && weft.Tied(t, u) && cast[u] != nil && cast[u].DType == want {
+			// Tied, and cast alike: still one tensor under two names.
+			out.Tensors[i] = Alias(cast[u], t)
+			continue
+		}
 		c, err := CastWeighted(t, want, ty.weightsOf[t.Name])
 		if err != nil {
 			return err
 		}
 		c.Shard = t.Shard
+		cast[t] = c
 		out.Tensors[i] = c
 	}
 	var unused []string
@@ -375,7 +387,7 @@ func (ty *Typer) Finish(out *weft.Checkpoint) error {
 		}
 	}
 	if len(unused) > 0 {
-		return fmt.Errorf("type rule %s %w (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ErrUnmatchedRule, GroupNames())
+		return weft.Optionf("type_for", "rule %s %w (globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ErrUnmatchedRule, GroupNames())
 	}
 	if ty.target == weft.GGUF {
 		ft := ty.FileTypeFor(out)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/weft-ml/weft"
+
+	"github.com/weft-ml/weft/internal/ferr"
 )
 
 // Client reads remote checkpoints: it resolves hf:// names through the Hub's API and reads
@@ -269,10 +271,10 @@ func (c *Client) getJSON(ctx context.Context, u string, t target, v any) (http.H
 			return len(body) > 0, transportError(t.display, err)
 		}
 		if len(body) > maxAPIBody {
-			return false, fmt.Errorf("%w: %s: API response larger than %d bytes", ErrProtocol, t.display, maxAPIBody)
+			return false, ferr.New(ErrProtocol, "%s: unexpected response: API response larger than %d bytes", t.display, maxAPIBody)
 		}
 		if err := json.Unmarshal(body, v); err != nil {
-			return false, fmt.Errorf("%w: %s: API response is not the JSON expected: %v", ErrProtocol, t.display, err)
+			return false, ferr.New(ErrProtocol, "%s: unexpected response: API response is not the JSON expected: %v", t.display, err)
 		}
 		hdr = resp.Header
 		return true, nil

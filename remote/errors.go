@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weft-ml/weft/internal/ferr"
 )
 
 // Sentinel errors, for errors.Is.
@@ -79,18 +81,18 @@ func (c *Client) statusError(resp *http.Response, t target) error {
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden || xcode == "GatedRepo":
 		if !t.hub {
-			return fmt.Errorf("%w: %sHTTP %d %s%s; no token is sent to hosts other than the Hub endpoint", ErrAuth, pre, code, http.StatusText(code), extra)
+			return ferr.New(ErrAuth, "%saccess denied: HTTP %d %s%s; no token is sent to hosts other than the Hub endpoint", pre, code, http.StatusText(code), extra)
 		}
 		page := c.o.Endpoint + "/" + t.repo
 		if !fromHub {
-			return fmt.Errorf("%w: %sthe download host refused the request (HTTP %d)%s", ErrAuth, pre, code, extra)
+			return ferr.New(ErrAuth, "%saccess denied: the download host refused the request (HTTP %d)%s", pre, code, extra)
 		}
 		if c.o.Token == "" {
-			return fmt.Errorf("%w: %sHTTP %d: repository %s is gated or private (or does not exist), and no access token was given. If it is gated, accept its terms at %s while logged in; then give a token with read access: set HF_TOKEN, or log in with `hf auth login` (which writes %s)%s",
-				ErrAuth, pre, code, t.repo, page, TokenPath(), extra)
+			return ferr.New(ErrAuth, "%saccess denied: HTTP %d: repository %s is gated or private (or does not exist), and no access token was given. If it is gated, accept its terms at %s while logged in; then give a token with read access: set HF_TOKEN, or log in with `hf auth login` (which writes %s)%s",
+				pre, code, t.repo, page, TokenPath(), extra)
 		}
-		return fmt.Errorf("%w: %sHTTP %d: the token given has no access to repository %s, which is gated or private. If it is gated, accept its terms at %s with the account the token belongs to (and give a fine-grained token read access to public gated repositories); if the token expired, make a new one%s",
-			ErrAuth, pre, code, t.repo, page, extra)
+		return ferr.New(ErrAuth, "%saccess denied: HTTP %d: the token given has no access to repository %s, which is gated or private. If it is gated, accept its terms at %s with the account the token belongs to (and give a fine-grained token read access to public gated repositories); if the token expired, make a new one%s",
+			pre, code, t.repo, page, extra)
 	case code == http.StatusNotFound || code == http.StatusGone:
 		switch {
 		case !t.hub:
@@ -104,9 +106,9 @@ func (c *Client) statusError(resp *http.Response, t target) error {
 		}
 		return &notFound{fmt.Sprintf("%sfile %q not found in repository %s at revision %s (HTTP %d)%s", pre, t.file, t.repo, revName(t.rev), code, extra)}
 	case code == http.StatusRequestedRangeNotSatisfiable:
-		return fmt.Errorf("%w: %sthe server says the range is outside the file (HTTP 416): it is shorter than it was", ErrChanged, pre)
+		return ferr.New(ErrChanged, "%sfile changed during the run: the server says the range is outside the file (HTTP 416): it is shorter than it was", pre)
 	}
-	return fmt.Errorf("%w: %sHTTP %d %s%s", ErrProtocol, pre, code, http.StatusText(code), extra)
+	return ferr.New(ErrProtocol, "%sunexpected response: HTTP %d %s%s", pre, code, http.StatusText(code), extra)
 }
 
 func revName(rev string) string {

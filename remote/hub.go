@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/weft-ml/weft/internal/ferr"
 )
 
 // commitRE matches a full commit id.
@@ -27,7 +29,7 @@ func (c *Client) resolveRevision(ctx context.Context, n Name) (string, error) {
 		return "", err
 	}
 	if !commitRE.MatchString(info.SHA) {
-		return "", fmt.Errorf("%w: %s: the Hub gave %q as the commit of revision %s, not a commit id", ErrProtocol, n, cleanHeader(info.SHA), rev)
+		return "", ferr.New(ErrProtocol, "%s: unexpected response: the Hub gave %q as the commit of revision %s, not a commit id", n, cleanHeader(info.SHA), rev)
 	}
 	return info.SHA, nil
 }
@@ -62,12 +64,12 @@ func (c *Client) listTree(ctx context.Context, n Name, commit string) ([]treeEnt
 		}
 		next, err := nextPage(hdr, u)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrProtocol, n, err)
+			return nil, ferr.New(ErrProtocol, "%s: unexpected response: %v", n, err)
 		}
 		if next != "" {
 			nu, _ := url.Parse(next)
 			if !c.sameHost(nu) {
-				return nil, fmt.Errorf("%w: %s: the listing's next page is on another host (%s)", ErrProtocol, n, nu.Host)
+				return nil, ferr.New(ErrProtocol, "%s: unexpected response: the listing's next page is on another host (%s)", n, nu.Host)
 			}
 		}
 		u = next

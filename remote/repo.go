@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/weft-ml/weft"
+
+	"github.com/weft-ml/weft/internal/ferr"
 )
 
 // Repo is an opened remote name, a weft.Source: a Hub repository at one commit (its files
@@ -91,7 +93,7 @@ func (c *Client) Open(ctx context.Context, s string) (*Repo, string, error) {
 				en.sha256 = strings.ToLower(e.LFS.OID)
 			}
 			if en.size < 0 {
-				return nil, "", fmt.Errorf("%w: %s: the listing gives %s a negative size", ErrProtocol, n, p)
+				return nil, "", ferr.New(ErrProtocol, "%s: unexpected response: the listing gives %s a negative size", n, p)
 			}
 			r.files[p] = en
 			r.addDir(path.Dir(p))

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,7 +48,10 @@ func TestReadNestingLimit(t *testing.T) {
 				t.Fatal("128 levels accepted")
 			}
 			msg := err.Error()
-			for _, want := range []string{"safetensors: deep.safetensors: ", `tensor "a": field "x": `, "nested 128 levels deep", "127 allowed"} {
+			if !errors.Is(err, ErrTooLarge) {
+				t.Errorf("error %q is not ErrTooLarge", msg)
+			}
+			for _, want := range []string{"deep.safetensors: ", `tensor "a": field "x": `, "nested 128 levels deep", "127 allowed"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error %q does not contain %q", msg, want)
 				}
@@ -102,7 +106,10 @@ func TestIndexNestingLimit(t *testing.T) {
 			t.Fatalf("%d levels accepted", n+1)
 		}
 		msg := err.Error()
-		for _, want := range []string{"safetensors: " + path + ": ", `key "metadata": `, "nested 128 levels deep", "127 allowed"} {
+		if !errors.Is(err, ErrTooLarge) {
+			t.Errorf("error %q is not ErrTooLarge", msg)
+		}
+		for _, want := range []string{path + ": ", `key "metadata": `, "nested 128 levels deep", "127 allowed"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("error %q does not contain %q", msg, want)
 			}

@@ -51,7 +51,7 @@ func Layout(meta map[string]string, infos []weft.TensorInfo, opts LayoutOptions)
 	}
 	for k, v := range meta {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("safetensors: %s: metadata key %q or its value is not valid UTF-8", name, k)
+			return nil, fmt.Errorf("%s: metadata key %q or its value is not valid UTF-8", name, k)
 		}
 	}
 
@@ -61,30 +61,30 @@ func Layout(meta map[string]string, infos []weft.TensorInfo, opts LayoutOptions)
 	for i, t := range infos {
 		switch {
 		case t.Name == "":
-			return nil, fmt.Errorf("safetensors: %s: tensor %d has an empty name", name, i)
+			return nil, fmt.Errorf("%s: tensor %d has an empty name", name, i)
 		case !utf8.ValidString(t.Name):
-			return nil, fmt.Errorf("safetensors: %s: tensor name %q is not valid UTF-8", name, t.Name)
+			return nil, fmt.Errorf("%s: tensor name %q is not valid UTF-8", name, t.Name)
 		case t.Name == metadataKey:
-			return nil, fmt.Errorf("safetensors: %s: a tensor cannot be named %s", name, metadataKey)
+			return nil, fmt.Errorf("%s: a tensor cannot be named %s", name, metadataKey)
 		}
 		if _, dup := seen[t.Name]; dup {
-			return nil, fmt.Errorf("safetensors: %s: duplicate tensor name %q", name, t.Name)
+			return nil, fmt.Errorf("%s: duplicate tensor name %q", name, t.Name)
 		}
 		seen[t.Name] = struct{}{}
 		st, ok := t.DType.Safetensors()
 		if !ok {
-			return nil, fmt.Errorf("safetensors: %s: tensor %q: dtype %v cannot be stored in safetensors (dequantize or cast it first)", name, t.Name, t.DType)
+			return nil, fmt.Errorf("%s: tensor %q: dtype %v cannot be stored in safetensors (dequantize or cast it first)", name, t.Name, t.DType)
 		}
 		n, err := t.Size()
 		if err != nil {
-			return nil, fmt.Errorf("safetensors: %s: %v", name, err)
+			return nil, fmt.Errorf("%s: %v", name, err)
 		}
 		dtypes[i], sizes[i] = st, n
 	}
 
 	shardOf, nShards, err := assignShards(sizes, opts)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: %s: %v", name, err)
+		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	fileName := func(s int) string {
 		if nShards == 1 {
@@ -140,7 +140,7 @@ func Layout(meta map[string]string, infos []weft.TensorInfo, opts LayoutOptions)
 			}
 			b = append(b, `],"data_offsets":[`...)
 			if sizes[i] > math.MaxInt64-off {
-				return nil, fmt.Errorf("safetensors: %s: data of %s exceeds 2^63 bytes at tensor %q", name, fn, t.Name)
+				return nil, fmt.Errorf("%s: data of %s exceeds 2^63 bytes at tensor %q", name, fn, t.Name)
 			}
 			b = strconv.AppendInt(b, off, 10)
 			b = append(b, ',')
@@ -154,21 +154,21 @@ func Layout(meta map[string]string, infos []weft.TensorInfo, opts LayoutOptions)
 			b = append(b, ' ')
 		}
 		if len(b) > MaxHeaderSize {
-			return nil, fmt.Errorf("safetensors: %s: header of %s would be %d bytes, over the %d-byte limit readers accept", name, fn, len(b), MaxHeaderSize)
+			return nil, fmt.Errorf("%s: header of %s would be %d bytes, over the %d-byte limit readers accept", name, fn, len(b), MaxHeaderSize)
 		}
 		hdr := make([]byte, 8, 8+len(b))
 		binary.LittleEndian.PutUint64(hdr, uint64(len(b)))
 		hdr = append(hdr, b...)
 		hs := int64(len(hdr))
 		if off > math.MaxInt64-hs {
-			return nil, fmt.Errorf("safetensors: %s: %s would exceed 2^63 bytes", name, fn)
+			return nil, fmt.Errorf("%s: %s would exceed 2^63 bytes", name, fn)
 		}
 		for _, i := range members[s] {
 			l.Places[i].Offset += hs
 		}
 		l.Files[s] = weft.OutFile{Name: fn, Header: hdr, Size: hs + off}
 		if off > math.MaxInt64-total {
-			return nil, fmt.Errorf("safetensors: %s: total size exceeds 2^63 bytes", name)
+			return nil, fmt.Errorf("%s: total size exceeds 2^63 bytes", name)
 		}
 		total += off
 	}
@@ -180,7 +180,7 @@ func Layout(meta map[string]string, infos []weft.TensorInfo, opts LayoutOptions)
 		})
 	}
 	if err := l.Check(infos); err != nil {
-		return nil, fmt.Errorf("safetensors: %s: internal error: %v", name, err)
+		return nil, fmt.Errorf("%s: internal error: %v", name, err)
 	}
 	return l, nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/ferr"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // IndexName is the name of the index of a sharded Hugging Face checkpoint.
@@ -67,7 +69,7 @@ func OpenFileSource(src weft.Source, name string) (*weft.Checkpoint, error) {
 func openShard(src weft.Source, name string, h hash.Hash) (weft.SourceFile, *File, error) {
 	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("safetensors: %w", err)
+		return nil, nil, err
 	}
 	sf, err := read(f, f.Size(), src.Path(name), h)
 	if err != nil {
@@ -123,7 +125,7 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	var c *weft.Checkpoint
 	switch {
 	case hasIndex && hasSingle:
-		return nil, fmt.Errorf("safetensors: %s: holds both %s and %s; remove the stale one", where, IndexName, SingleName)
+		return nil, classed(ErrMalformed, "%s: holds both %s and %s; remove the stale one", where, IndexName, SingleName)
 	case hasIndex:
 		c, err = openIndexed(src, dir, indexName)
 	case hasSingle:
@@ -141,7 +143,7 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	side, err := weft.ListSideFilesIn(src, dir)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("safetensors: %s: listing side files: %w", where, err)
+		return nil, fmt.Errorf("%s: listing side files: %w", where, err)
 	}
 	// A shard under an unusual name would otherwise travel as a side file.
 	shards := map[string]bool{}
@@ -180,7 +182,7 @@ func lastElem(p string) string {
 func isFile(src weft.Source, name string) (bool, error) {
 	ok, err := weft.IsFile(src, name)
 	if err != nil {
-		return false, fmt.Errorf("safetensors: %w", err)
+		return false, err
 	}
 	return ok, nil
 }
@@ -189,7 +191,7 @@ func isFile(src weft.Source, name string) (bool, error) {
 func onlySafetensors(src weft.Source, dir string) (string, error) {
 	ents, err := src.ReadDir(dir)
 	if err != nil {
-		return "", fmt.Errorf("safetensors: %w", err)
+		return "", err
 	}
 	var found []string
 	for _, e := range ents {
@@ -202,11 +204,11 @@ func onlySafetensors(src weft.Source, dir string) (string, error) {
 	where := src.Path(dir)
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("safetensors: %s: no %s, %s or other *.safetensors file", where, IndexName, SingleName)
+		return "", classed(ErrMalformed, "%s: no %s, %s or other *.safetensors file", where, IndexName, SingleName)
 	case 1:
 		return join(dir, found[0]), nil
 	}
-	return "", fmt.Errorf("safetensors: %s: no %s and %d *.safetensors files (%s): cannot tell which is the model", where, IndexName, len(found), listNames(found))
+	return "", classed(ErrMalformed, "%s: no %s and %d *.safetensors files (%s): cannot tell which is the model", where, IndexName, len(found), listNames(found))
 }
 
 // index is the part of model.safetensors.index.json weft reads.
@@ -220,19 +222,19 @@ type index struct {
 func readIndex(src weft.Source, indexName string) (*index, error) {
 	name := src.Path(indexName)
 	errf := func(format string, args ...any) error {
-		return fmt.Errorf("safetensors: %s: "+format, append([]any{name}, args...)...)
+		return classed(ErrMalformed, "%s: "+format, append([]any{name}, args...)...)
 	}
 	f, err := src.Open(indexName)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	if f.Size() > maxIndexSize {
-		return nil, errf("index is larger than %d bytes", maxIndexSize)
+		return nil, classed(ErrTooLarge, "%s: index is larger than %d bytes", name, maxIndexSize)
 	}
 	data, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 	if err != nil {
-		return nil, errf("%w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -255,7 +257,7 @@ func readIndex(src weft.Source, indexName string) (*index, error) {
 			// total_size is not checked: tools disagree on whether it counts file bytes or
 			// tensor bytes.
 			if err := skipValue(dec, 2); err != nil {
-				return nil, errf("key %q: %v", key, err)
+				return nil, ferr.Class(fmt.Errorf("%s: key %q: %w", name, key, err), ErrMalformed, classes...)
 			}
 			continue
 		}
@@ -393,7 +395,7 @@ func openIndexed(src weft.Source, dir, indexName string) (*weft.Checkpoint, erro
 		probs = append(probs, fmt.Sprintf("%d tensors not in weight_map: %s", len(unmapped), listNames(unmapped)))
 	}
 	if len(probs) > 0 {
-		return nil, fmt.Errorf("safetensors: %s: index and shards disagree: %s", src.Path(indexName), strings.Join(probs, "; "))
+		return nil, classed(ErrMalformed, "%s: index and shards disagree: %s", src.Path(indexName), strings.Join(probs, "; "))
 	}
 	c.HeaderHash = hex.EncodeToString(h.Sum(nil))
 	ok = true
@@ -404,9 +406,5 @@ func openIndexed(src weft.Source, dir, indexName string) (*weft.Checkpoint, erro
 func listNames(names []string) string {
 	names = append([]string(nil), names...)
 	sort.Strings(names)
-	const max = 10
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+	return text.List(names, 10)
 }

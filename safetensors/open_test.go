@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -156,7 +158,7 @@ func TestOpenFile(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.safetensors")
 	os.WriteFile(bad, rawFile(`{"a":1}`, 0), 0o644)
-	if _, err := OpenFile(bad); err == nil || !strings.Contains(err.Error(), "safetensors: "+bad+": ") {
+	if _, err := OpenFile(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": ") || !errors.Is(err, ErrMalformed) {
 		t.Errorf("bad file: %v", err)
 	}
 }
@@ -260,7 +262,7 @@ func TestOpenDirIndexProblems(t *testing.T) {
 			}
 			writeLayout(t, dir, l, randomData(t, infos, 2))
 		}},
-		{"corrupt shard", wm(""), "safetensors: ", func(dir string) {
+		{"corrupt shard", wm(""), "model-00002-of-00003.safetensors: tensor \"t2\": data_offsets [0, 16] out of range", func(dir string) {
 			os.WriteFile(filepath.Join(dir, s2), rawFile(`{"t2":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, 8), 0o644)
 		}},
 	}
@@ -277,8 +279,17 @@ func TestOpenDirIndexProblems(t *testing.T) {
 				ck.Close()
 				t.Fatal("accepted")
 			}
-			if !strings.HasPrefix(err.Error(), "safetensors: ") || !strings.Contains(err.Error(), c.want) {
+			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+			// Every problem is a malformed checkpoint, but a missing shard (the file
+			// system's error) and a corrupt shard (its own class).
+			class := map[string]error{"missing shard": fs.ErrNotExist, "corrupt shard": ErrTruncated}[c.name]
+			if class == nil {
+				class = ErrMalformed
+			}
+			if !errors.Is(err, class) {
+				t.Errorf("error %q is not %v", err, class)
 			}
 			if after := openFDs(t); after != before {
 				t.Errorf("%d files left open after the error", after-before)

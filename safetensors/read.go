@@ -56,26 +56,26 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 
 // read is Read that also feeds the header bytes [0, 8+N) to h when h is not nil.
 func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
-	errf := func(format string, args ...any) error {
-		return fmt.Errorf("safetensors: %s: "+format, append([]any{name}, args...)...)
+	errf := func(class error, format string, args ...any) error {
+		return classed(class, "%s: "+format, append([]any{name}, args...)...)
 	}
 	if size < 8 {
-		return nil, errf("file is %d bytes, too short for the 8-byte header length", size)
+		return nil, errf(ErrTruncated, "file is %d bytes, too short for the 8-byte header length", size)
 	}
 	var prefix [8]byte
 	if err := readFullAt(r, prefix[:], 0); err != nil {
-		return nil, errf("reading header length: %w", err)
+		return nil, errf(nil, "reading header length: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(prefix[:])
 	if n > MaxHeaderSize {
-		return nil, errf("header length %d exceeds the %d-byte limit", n, MaxHeaderSize)
+		return nil, errf(ErrTooLarge, "header length %d exceeds the %d-byte limit", n, MaxHeaderSize)
 	}
 	if n > uint64(size-8) {
-		return nil, errf("header length %d exceeds the %d bytes after the length prefix (file is %d bytes)", n, size-8, size)
+		return nil, errf(ErrTruncated, "header length %d exceeds the %d bytes after the length prefix (file is %d bytes)", n, size-8, size)
 	}
 	hdr := make([]byte, n)
 	if err := readFullAt(r, hdr, 8); err != nil {
-		return nil, errf("reading %d-byte header: %w", n, err)
+		return nil, errf(nil, "reading %d-byte header: %w", n, err)
 	}
 	if h != nil {
 		h.Write(prefix[:])
@@ -83,12 +83,12 @@ func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 	}
 	meta, raws, err := parseHeader(hdr)
 	if err != nil {
-		return nil, errf("%v", err)
+		return nil, errf(nil, "%w", malformed(err))
 	}
 	headerSize := int64(8 + n)
 	ents, err := validate(raws, size-headerSize, headerSize)
 	if err != nil {
-		return nil, errf("%v", err)
+		return nil, errf(nil, "%w", malformed(err))
 	}
 	return &File{Metadata: meta, Tensors: ents, HeaderSize: headerSize}, nil
 }
@@ -272,7 +272,7 @@ func parseTensor(dec *json.Decoder, name string) (rawEntry, error) {
 			}
 			d, ok := weft.FromSafetensors(s)
 			if !ok {
-				return e, fmt.Errorf("tensor %q: unknown dtype %q", name, s)
+				return e, classed(ErrUnsupported, "tensor %q: unknown dtype %q", name, s)
 			}
 			e.dtype = d
 		case "shape":
@@ -322,7 +322,7 @@ func parseTensor(dec *json.Decoder, name string) (rawEntry, error) {
 			// The value of a field of a tensor entry is at level 3: the header object,
 			// the entry, the value.
 			if err := skipValue(dec, 3); err != nil {
-				return e, fmt.Errorf("tensor %q: field %q: %v", name, field, err)
+				return e, fmt.Errorf("tensor %q: field %q: %w", name, field, err)
 			}
 		}
 	}
@@ -397,7 +397,7 @@ func skipValue(dec *json.Decoder, depth int) error {
 			if d == '{' || d == '[' {
 				open++
 				if depth+open-1 > maxJSONDepth {
-					return fmt.Errorf("JSON nested %d levels deep at byte %d, deeper than the %d allowed (serde_json's recursion limit)", depth+open-1, dec.InputOffset(), maxJSONDepth)
+					return classed(ErrTooLarge, "JSON nested %d levels deep at byte %d, deeper than the %d allowed (serde_json's recursion limit)", depth+open-1, dec.InputOffset(), maxJSONDepth)
 				}
 			} else {
 				open--
@@ -483,7 +483,7 @@ func validate(raws []rawEntry, dataLen, headerSize int64) ([]Entry, error) {
 			return nil, fmt.Errorf("tensor %q: data_offsets [%d, %d] begin after they end", r.name, r.begin, r.end)
 		}
 		if r.end > uint64(dataLen) {
-			return nil, fmt.Errorf("tensor %q: data_offsets [%d, %d] out of range: the data section is %d bytes", r.name, r.begin, r.end, dataLen)
+			return nil, classed(ErrTruncated, "tensor %q: data_offsets [%d, %d] out of range: the data section is %d bytes", r.name, r.begin, r.end, dataLen)
 		}
 		info := weft.TensorInfo{Name: r.name, DType: r.dtype, Shape: r.shape}
 		n, err := info.Size()

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -91,11 +92,13 @@ func TestReadAccepts(t *testing.T) {
 	}
 }
 
-// hostileCase is a file that Read must refuse with an error containing want.
+// hostileCase is a file that Read must refuse with an error of the class given, containing
+// want.
 type hostileCase struct {
-	name string
-	file []byte
-	want string
+	name  string
+	file  []byte
+	want  string
+	class error
 }
 
 func hostileCases() []hostileCase {
@@ -105,58 +108,58 @@ func hostileCases() []hostileCase {
 	}
 	t1 := `"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}`
 	return []hostileCase{
-		{"empty file", nil, "too short"},
-		{"7 bytes", make([]byte, 7), "too short"},
-		{"header length past EOF", withLen(100, `{}`), "header length 100 exceeds the 2 bytes"},
-		{"header length over 100MB", withLen(100_000_001, `{}`), "header length 100000001 exceeds the 100000000-byte limit"},
-		{"header length huge", withLen(1<<63, `{}`), "exceeds the 100000000-byte limit"},
-		{"zero header", withLen(0, ``), "header is empty"},
-		{"not JSON", one(`{not json}`, 0), "not valid JSON"},
-		{"truncated JSON", one(`{"t":{"dtype":"F32"`, 0), "not valid JSON"},
-		{"JSON array", one(`[{"dtype":"F32"}]`, 0), "not '{'"},
-		{"leading space", one(` {}`, 0), "not '{'"},
-		{"JSON string", one(`"x"`, 0), "not '{'"},
-		{"trailing garbage", one(`{}x`, 0), "after its JSON object"},
-		{"trailing NUL padding", one("{}\x00\x00", 0), "after its JSON object"},
-		{"two objects", one(`{}{}`, 0), "after its JSON object"},
-		{"invalid UTF-8", one("{\"\xff\":1}", 0), "not valid UTF-8"},
-		{"lone surrogate", one(`{"a\ud800":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1), "unpaired UTF-16 surrogate"},
-		{"lone low surrogate", one(`{"__metadata__":{"k":"\udc00"}}`, 0), "unpaired UTF-16 surrogate"},
-		{"duplicate tensor name", one(`{`+t1+`,`+t1+`}`, 8), `duplicate tensor name "t"`},
-		{"duplicate __metadata__", one(`{"__metadata__":{"a":"b"},"__metadata__":{"c":"d"}}`, 0), "duplicate __metadata__"},
-		{"duplicate metadata key", one(`{"__metadata__":{"a":"b","a":"c"}}`, 0), `duplicate key "a"`},
-		{"non-string metadata value", one(`{"__metadata__":{"n":1}}`, 0), `key "n" has a number (1) value, not a string`},
-		{"nested metadata value", one(`{"__metadata__":{"n":{"x":"y"}}}`, 0), `key "n" has an object value`},
-		{"metadata not object", one(`{"__metadata__":"x"}`, 0), "__metadata__ is a string"},
-		{"empty tensor name", one(`{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1), "empty tensor name"},
-		{"entry not object", one(`{"t":[1,2]}`, 0), `tensor "t": entry is an array`},
-		{"unknown dtype", one(`{"t":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}`, 1), `tensor "t": unknown dtype "F4"`},
-		{"quantized dtype name", one(`{"t":{"dtype":"Q4_0","shape":[32],"data_offsets":[0,18]}}`, 18), `tensor "t": unknown dtype "Q4_0"`},
-		{"dtype not string", one(`{"t":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}`, 8), `tensor "t": dtype is a number`},
-		{"missing dtype", one(`{"t":{"shape":[2],"data_offsets":[0,8]}}`, 8), `tensor "t": missing dtype`},
-		{"missing shape", one(`{"t":{"dtype":"F32","data_offsets":[0,8]}}`, 8), `tensor "t": missing shape`},
-		{"missing offsets", one(`{"t":{"dtype":"F32","shape":[2]}}`, 8), `tensor "t": missing data_offsets`},
-		{"duplicate field", one(`{"t":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8), `duplicate field "dtype"`},
-		{"negative dim", one(`{"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}`, 8), `tensor "t": negative dimension -2`},
-		{"fractional dim", one(`{"t":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}`, 8), `shape[0] is 2.0`},
-		{"dim over int64", one(`{"t":{"dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,8]}}`, 8), `too large`},
-		{"dim over uint64", one(`{"t":{"dtype":"U8","shape":[18446744073709551616],"data_offsets":[0,8]}}`, 8), `not a non-negative 64-bit integer`},
-		{"too many dims", one(`{"t":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}`, 1), "more than 8 dimensions"},
-		{"shape product overflow", one(`{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}`, 8), "more than 2^63 elements"},
-		{"byte size overflow", one(`{"t":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}}`, 8), "more than 2^63 bytes"},
-		{"size disagrees with dtype x shape", one(`{"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, 8), `tensor "t": data_offsets [0, 8] hold 8 bytes but F32 [3] needs 12`},
-		{"offsets not 2", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}}`, 9), "more than 2 values"},
-		{"offsets 1", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[8]}}`, 8), "has 1 values, want 2"},
-		{"negative offset", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}`, 8), "negative data_offsets value -8"},
-		{"begin after end", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}`, 8), "begin after they end"},
-		{"overlapping offsets", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, 12), `tensor "b": data_offsets [4, 12] overlap tensor "a", which ends at 8`},
-		{"same offsets", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 8), "overlap"},
-		{"gap", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}`, 20), `gap of 4 bytes between tensor "a" (ends at 8) and tensor "b" (begins at 12)`},
-		{"gap at start", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, 12), "gap of 4 bytes at the start"},
-		{"offsets out of range", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4), `tensor "a": data_offsets [0, 8] out of range: the data section is 4 bytes`},
-		{"offsets far out of range", one(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551614,18446744073709551615]}}`, 4), "out of range"},
-		{"data longer than last end", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 9), "the data section is 9 bytes but the tensors cover only 8 (1 bytes unaccounted for"},
-		{"data but no tensors", one(`{}`, 3), "the data section is 3 bytes but the tensors cover only 0"},
+		{"empty file", nil, "too short", ErrTruncated},
+		{"7 bytes", make([]byte, 7), "too short", ErrTruncated},
+		{"header length past EOF", withLen(100, `{}`), "header length 100 exceeds the 2 bytes", ErrTruncated},
+		{"header length over 100MB", withLen(100_000_001, `{}`), "header length 100000001 exceeds the 100000000-byte limit", ErrTooLarge},
+		{"header length huge", withLen(1<<63, `{}`), "exceeds the 100000000-byte limit", ErrTooLarge},
+		{"zero header", withLen(0, ``), "header is empty", ErrMalformed},
+		{"not JSON", one(`{not json}`, 0), "not valid JSON", ErrMalformed},
+		{"truncated JSON", one(`{"t":{"dtype":"F32"`, 0), "not valid JSON", ErrMalformed},
+		{"JSON array", one(`[{"dtype":"F32"}]`, 0), "not '{'", ErrMalformed},
+		{"leading space", one(` {}`, 0), "not '{'", ErrMalformed},
+		{"JSON string", one(`"x"`, 0), "not '{'", ErrMalformed},
+		{"trailing garbage", one(`{}x`, 0), "after its JSON object", ErrMalformed},
+		{"trailing NUL padding", one("{}\x00\x00", 0), "after its JSON object", ErrMalformed},
+		{"two objects", one(`{}{}`, 0), "after its JSON object", ErrMalformed},
+		{"invalid UTF-8", one("{\"\xff\":1}", 0), "not valid UTF-8", ErrMalformed},
+		{"lone surrogate", one(`{"a\ud800":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1), "unpaired UTF-16 surrogate", ErrMalformed},
+		{"lone low surrogate", one(`{"__metadata__":{"k":"\udc00"}}`, 0), "unpaired UTF-16 surrogate", ErrMalformed},
+		{"duplicate tensor name", one(`{`+t1+`,`+t1+`}`, 8), `duplicate tensor name "t"`, ErrMalformed},
+		{"duplicate __metadata__", one(`{"__metadata__":{"a":"b"},"__metadata__":{"c":"d"}}`, 0), "duplicate __metadata__", ErrMalformed},
+		{"duplicate metadata key", one(`{"__metadata__":{"a":"b","a":"c"}}`, 0), `duplicate key "a"`, ErrMalformed},
+		{"non-string metadata value", one(`{"__metadata__":{"n":1}}`, 0), `key "n" has a number (1) value, not a string`, ErrMalformed},
+		{"nested metadata value", one(`{"__metadata__":{"n":{"x":"y"}}}`, 0), `key "n" has an object value`, ErrMalformed},
+		{"metadata not object", one(`{"__metadata__":"x"}`, 0), "__metadata__ is a string", ErrMalformed},
+		{"empty tensor name", one(`{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1), "empty tensor name", ErrMalformed},
+		{"entry not object", one(`{"t":[1,2]}`, 0), `tensor "t": entry is an array`, ErrMalformed},
+		{"unknown dtype", one(`{"t":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}`, 1), `tensor "t": unknown dtype "F4"`, ErrUnsupported},
+		{"quantized dtype name", one(`{"t":{"dtype":"Q4_0","shape":[32],"data_offsets":[0,18]}}`, 18), `tensor "t": unknown dtype "Q4_0"`, ErrUnsupported},
+		{"dtype not string", one(`{"t":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}`, 8), `tensor "t": dtype is a number`, ErrMalformed},
+		{"missing dtype", one(`{"t":{"shape":[2],"data_offsets":[0,8]}}`, 8), `tensor "t": missing dtype`, ErrMalformed},
+		{"missing shape", one(`{"t":{"dtype":"F32","data_offsets":[0,8]}}`, 8), `tensor "t": missing shape`, ErrMalformed},
+		{"missing offsets", one(`{"t":{"dtype":"F32","shape":[2]}}`, 8), `tensor "t": missing data_offsets`, ErrMalformed},
+		{"duplicate field", one(`{"t":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8), `duplicate field "dtype"`, ErrMalformed},
+		{"negative dim", one(`{"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}`, 8), `tensor "t": negative dimension -2`, ErrMalformed},
+		{"fractional dim", one(`{"t":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}`, 8), `shape[0] is 2.0`, ErrMalformed},
+		{"dim over int64", one(`{"t":{"dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,8]}}`, 8), `too large`, ErrMalformed},
+		{"dim over uint64", one(`{"t":{"dtype":"U8","shape":[18446744073709551616],"data_offsets":[0,8]}}`, 8), `not a non-negative 64-bit integer`, ErrMalformed},
+		{"too many dims", one(`{"t":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}`, 1), "more than 8 dimensions", ErrMalformed},
+		{"shape product overflow", one(`{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}`, 8), "more than 2^63 elements", ErrMalformed},
+		{"byte size overflow", one(`{"t":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}}`, 8), "more than 2^63 bytes", ErrMalformed},
+		{"size disagrees with dtype x shape", one(`{"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, 8), `tensor "t": data_offsets [0, 8] hold 8 bytes but F32 [3] needs 12`, ErrMalformed},
+		{"offsets not 2", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}}`, 9), "more than 2 values", ErrMalformed},
+		{"offsets 1", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[8]}}`, 8), "has 1 values, want 2", ErrMalformed},
+		{"negative offset", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}`, 8), "negative data_offsets value -8", ErrMalformed},
+		{"begin after end", one(`{"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}`, 8), "begin after they end", ErrMalformed},
+		{"overlapping offsets", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, 12), `tensor "b": data_offsets [4, 12] overlap tensor "a", which ends at 8`, ErrMalformed},
+		{"same offsets", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 8), "overlap", ErrMalformed},
+		{"gap", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}`, 20), `gap of 4 bytes between tensor "a" (ends at 8) and tensor "b" (begins at 12)`, ErrMalformed},
+		{"gap at start", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, 12), "gap of 4 bytes at the start", ErrMalformed},
+		{"offsets out of range", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4), `tensor "a": data_offsets [0, 8] out of range: the data section is 4 bytes`, ErrTruncated},
+		{"offsets far out of range", one(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551614,18446744073709551615]}}`, 4), "out of range", ErrTruncated},
+		{"data longer than last end", one(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 9), "the data section is 9 bytes but the tensors cover only 8 (1 bytes unaccounted for", ErrMalformed},
+		{"data but no tensors", one(`{}`, 3), "the data section is 3 bytes but the tensors cover only 0", ErrMalformed},
 	}
 }
 
@@ -167,8 +170,11 @@ func TestReadHostile(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %+v", f)
 			}
-			if !strings.HasPrefix(err.Error(), "safetensors: bad.safetensors: ") {
-				t.Errorf("error %q lacks the package and file prefix", err)
+			if !strings.HasPrefix(err.Error(), "bad.safetensors: ") {
+				t.Errorf("error %q lacks the file prefix", err)
+			}
+			if !errors.Is(err, c.class) {
+				t.Errorf("error %q is not %v", err, c.class)
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not contain %q", err, c.want)
@@ -188,8 +194,13 @@ func TestReadTruncatedAtEveryByte(t *testing.T) {
 			if err == nil {
 				t.Fatalf("file %d truncated to %d of %d bytes: accepted", fi, k, len(b))
 			}
-			if !strings.Contains(err.Error(), name) {
+			if !strings.HasPrefix(err.Error(), name+": ") {
 				t.Fatalf("error %q does not name the file", err)
+			}
+			// A cut in the header leaves the JSON incomplete (malformed) or the header
+			// length past the end; a cut in the data leaves offsets past the end.
+			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("cut at %d: error %q is neither truncated nor malformed", k, err)
 			}
 		}
 		// A size larger than the bytes really there: the reader reports the short read.
@@ -214,8 +225,11 @@ func FuzzRead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sf, err := Read(bytes.NewReader(b), int64(len(b)), "fuzz")
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "safetensors: fuzz: ") {
+			if !strings.HasPrefix(err.Error(), "fuzz: ") {
 				t.Fatalf("error without prefix: %v", err)
+			}
+			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error of no class: %v", err)
 			}
 			return
 		}

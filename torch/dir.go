@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Hugging Face file names.
@@ -51,7 +52,7 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	}
 	side, err := weft.ListSideFilesIn(src, dir)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %v", err)
+		return nil, err
 	}
 	ck.SideFiles = side
 
@@ -64,7 +65,7 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 		tf, hd, err := openFile(src, single, 0, h)
 		if err != nil {
 			if ok, serr := weft.IsFile(src, single); !ok && serr == nil {
-				return nil, fmt.Errorf("torch: %s: neither %s nor %s found", where, IndexName, SingleName)
+				return nil, classed(ErrMalformed, "%s: neither %s nor %s found", where, IndexName, SingleName)
 			}
 			return nil, err
 		}
@@ -75,14 +76,14 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 		return ck, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", idxPath, err)
+		return nil, fmt.Errorf("%s: %w", idxPath, err)
 	}
 	var idx index
 	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", IndexName, err)
+		return nil, classed(ErrMalformed, "%s: %v", idxPath, err)
 	}
 	if len(idx.WeightMap) == 0 {
-		return nil, fmt.Errorf("torch: %s: weight_map is missing or empty", IndexName)
+		return nil, classed(ErrMalformed, "%s: weight_map is missing or empty", idxPath)
 	}
 	var bad []string
 	shardSet := map[string]bool{}
@@ -95,7 +96,7 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return nil, fmt.Errorf("torch: %s: shard names must be plain file names in the directory: %s", IndexName, listNames(bad))
+		return nil, classed(ErrMalformed, "%s: shard names must be plain file names in the directory: %s", idxPath, listNames(bad))
 	}
 	shards := make([]string, 0, len(shardSet))
 	for s := range shardSet {
@@ -136,11 +137,11 @@ func OpenDirSource(src weft.Source, dir string) (*weft.Checkpoint, error) {
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return nil, fmt.Errorf("torch: %s: %d tensors listed in %s are missing from their shard: %s", where, len(missing), IndexName, listNames(missing))
+		return nil, classed(ErrMalformed, "%s: %d tensors listed in %s are missing from their shard: %s", where, len(missing), IndexName, listNames(missing))
 	}
 	if len(unlisted) > 0 {
 		sort.Strings(unlisted)
-		return nil, fmt.Errorf("torch: %s: %d shard tensors are not listed under their shard in %s: %s", where, len(unlisted), IndexName, listNames(unlisted))
+		return nil, classed(ErrMalformed, "%s: %d shard tensors are not listed under their shard in %s: %s", where, len(unlisted), IndexName, listNames(unlisted))
 	}
 	ck.HeaderHash = hex.EncodeToString(h.Sum(nil))
 	ok = true
@@ -155,7 +156,7 @@ func readIndex(src weft.Source, name string) ([]byte, error) {
 	}
 	defer f.Close()
 	if f.Size() > maxIndexSize {
-		return nil, fmt.Errorf("more than %d bytes", maxIndexSize)
+		return nil, classed(ErrTooLarge, "more than %d bytes", maxIndexSize)
 	}
 	return io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 }
@@ -174,10 +175,4 @@ func plainName(s string) bool {
 }
 
 // listNames joins names for a message, showing at most 10.
-func listNames(names []string) string {
-	const show = 10
-	if len(names) <= show {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:show], ", ") + fmt.Sprintf(", and %d more", len(names)-show)
-}
+func listNames(names []string) string { return text.List(names, 10) }

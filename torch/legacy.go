@@ -37,21 +37,21 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 		}
 		b := make([]byte, res.n) // res.n <= limit <= maxPickle
 		if _, err := r.ReadAt(b, pos); err != nil {
-			return nil, fmt.Errorf("%s: %v", what, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		h.Write(b)
 		pos += res.n
 		return b, nil
 	}
-	fail := func(err error) (*File, error) { return nil, fmt.Errorf("torch: %s: %v", name, err) }
+	fail := func(err error) (*File, error) { return nil, inFile(name, err) }
 
 	b, err := next("legacy magic number", 64)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save file): %v", name, err)
+		return nil, inFile(name, fmt.Errorf("not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save file): %w", err))
 	}
 	v, err := unpickle(b, "legacy magic number", nil)
 	if bi, ok := v.(*big.Int); err != nil || !ok || bi.Cmp(legacyMagic) != 0 {
-		return nil, fmt.Errorf("torch: %s: not a PyTorch checkpoint (a pickle, but without torch's legacy magic number)", name)
+		return nil, classed(ErrMalformed, "%s: not a PyTorch checkpoint (a pickle, but without torch's legacy magic number)", name)
 	}
 	if b, err = next("legacy protocol version", 64); err != nil {
 		return fail(err)
@@ -60,7 +60,7 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 		return fail(err)
 	}
 	if p, ok := v.(int); !ok || p != legacyProtocol {
-		return fail(fmt.Errorf("legacy format: protocol version %v, want %d", v, legacyProtocol))
+		return fail(classed(ErrUnsupported, "legacy format: protocol version %v, want %d", v, legacyProtocol))
 	}
 	if b, err = next("legacy sys_info", 64<<10); err != nil {
 		return fail(err)
@@ -70,7 +70,7 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 	}
 	if d, ok := v.(*types.Dict); ok {
 		if le, ok := d.Get("little_endian"); ok && le != true {
-			return fail(fmt.Errorf("legacy format: written on a big-endian machine (sys_info little_endian = %v); weft reads only little-endian checkpoints", le))
+			return fail(classed(ErrUnsupported, "legacy format: written on a big-endian machine (sys_info little_endian = %v); weft reads only little-endian checkpoints", le))
 		}
 	} else {
 		return fail(fmt.Errorf("legacy format: sys_info is %s, not a dict", describe(v)))
@@ -83,7 +83,7 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 			return nil, refusef("legacy pickle has persistent id %s, want ('storage', ...)", describe(pid))
 		}
 		if kind, _ := (*t)[0].(string); kind != "storage" {
-			return nil, refusef("legacy pickle has persistent id %s (pickled module source code or other objects); weft reads only tensors and state dicts", describePID(pid))
+			return nil, refuseAs(ErrDisallowed, "legacy pickle has persistent id %s (pickled module source code or other objects); weft reads only tensors and state dicts", describePID(pid))
 		}
 		if len(*t) != 6 {
 			return nil, refusef("legacy pickle has storage id of %d items, want 6", len(*t))
@@ -104,10 +104,10 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 			return nil, refusef("legacy pickle: storage %q: bad element count (%v)", key, (*t)[4])
 		}
 		if n, ok := mulOK(numel, cls.dtype.BlockBytes()); !ok || n > size {
-			return nil, refusef("legacy pickle: storage %q: %d elements of %v exceed the file size (%d)", key, numel, cls.dtype, size)
+			return nil, refuseAs(ErrTruncated, "legacy pickle: storage %q: %d elements of %v exceed the file size (%d)", key, numel, cls.dtype, size)
 		}
 		if (*t)[5] != nil {
-			return nil, refusef("legacy pickle: storage %q is a storage view (view metadata %s), which weft does not support; re-save the checkpoint with a newer torch", key, describe((*t)[5]))
+			return nil, refuseAs(ErrUnsupported, "legacy pickle: storage %q is a storage view (view metadata %s), which weft does not support; re-save the checkpoint with a newer torch", key, describe((*t)[5]))
 		}
 		if st := storages[key]; st != nil {
 			if st.dtype != cls.dtype || st.numel != numel {
@@ -151,10 +151,10 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 		}
 		var cnt [8]byte
 		if pos > size-8 {
-			return fail(fmt.Errorf("storage %q: element count at offset %d is past the end of the file (%d bytes)", key, pos, size))
+			return fail(classed(ErrTruncated, "storage %q: element count at offset %d is past the end of the file (%d bytes)", key, pos, size))
 		}
 		if _, err := r.ReadAt(cnt[:], pos); err != nil {
-			return fail(fmt.Errorf("storage %q: %v", key, err))
+			return fail(fmt.Errorf("storage %q: %w", key, err))
 		}
 		n := binary.LittleEndian.Uint64(cnt[:])
 		if n > math.MaxInt64 || int64(n) != st.numel {
@@ -163,7 +163,7 @@ func readLegacy(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, err
 		nbytes := st.numel * st.elemSize() // checked against the file size in persistent
 		pos += 8
 		if nbytes > size-pos {
-			return fail(fmt.Errorf("storage %q: offset+size (%d+%d) exceeds file size (%d)", key, pos, nbytes, size))
+			return fail(classed(ErrTruncated, "storage %q: offset+size (%d+%d) exceeds file size (%d)", key, pos, nbytes, size))
 		}
 		st.base, st.size, st.located = pos, nbytes, true
 		pos += nbytes

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"errors"
 	"hash/crc32"
 	"os"
 	"runtime"
@@ -88,7 +89,7 @@ func TestPickleStackLimit(t *testing.T) {
 	wantScanErr(t, push(maxStack/2, maxStack+1), "too many items on the unpickler's stack")
 	// Through Read, the error names the file.
 	_, err = readBytes(archive(t, push(-1, maxStack+1), nil))
-	if err == nil || !strings.HasPrefix(err.Error(), "torch: model.bin: data.pkl has too many items on the unpickler's stack") {
+	if err == nil || !strings.HasPrefix(err.Error(), "model.bin: data.pkl has too many items on the unpickler's stack") || !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Read: %v", err)
 	}
 }
@@ -348,21 +349,22 @@ func TestDataPklSize(t *testing.T) {
 
 	zeros := deflate(t, make([]byte, 8<<20)) // 8 MiB of zeros in some 8 KiB
 	for _, c := range []struct {
-		name string
-		e    rawEnt
-		want []string
+		name  string
+		e     rawEnt
+		class error
+		want  []string
 	}{
-		{"compressed over 16 MiB", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: 16<<20 + 1, crc: crc},
+		{"compressed over 16 MiB", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: 16<<20 + 1, crc: crc}, ErrTooLarge,
 			[]string{"archive/data.pkl is compressed (method 8)", "declares 16777217 bytes uncompressed, more than the 16777216 weft inflates"}},
-		{"inflates past its size", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: zeros, size: 1000},
+		{"inflates past its size", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: zeros, size: 1000}, ErrMalformed,
 			[]string{"archive/data.pkl: holds more than the 1000 bytes it declares"}},
-		{"inflates short of its size", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: uint32(len(pkl)) + 10, crc: crc},
+		{"inflates short of its size", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: uint32(len(pkl)) + 10, crc: crc}, ErrMalformed,
 			[]string{"archive/data.pkl: holds fewer bytes than the " + strconv.Itoa(len(pkl)+10) + " it declares"}},
-		{"bad CRC", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: uint32(len(pkl)), crc: crc ^ 1},
+		{"bad CRC", rawEnt{name: "archive/data.pkl", method: zip.Deflate, data: deflated, size: uint32(len(pkl)), crc: crc ^ 1}, ErrMalformed,
 			[]string{"archive/data.pkl: zip: checksum error"}},
-		{"stored past the end", rawEnt{name: "archive/data.pkl", data: pkl, size: 32 << 20, crc: crc, compressed64: 32 << 20},
+		{"stored past the end", rawEnt{name: "archive/data.pkl", data: pkl, size: 32 << 20, crc: crc, compressed64: 32 << 20}, ErrTruncated,
 			[]string{`entry "archive/data.pkl": offset+size`, "33554432", "exceeds file size"}},
-		{"stored over 64 MiB", rawEnt{name: "archive/data.pkl", data: pkl, size: 64<<20 + 1, crc: crc, compressed64: 64<<20 + 1},
+		{"stored over 64 MiB", rawEnt{name: "archive/data.pkl", data: pkl, size: 64<<20 + 1, crc: crc, compressed64: 64<<20 + 1}, ErrTooLarge,
 			[]string{"data.pkl is 67108865 bytes, more than the 67108864 weft allows"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -372,8 +374,11 @@ func TestDataPklSize(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if !strings.HasPrefix(err.Error(), "torch: model.bin: ") {
+			if !strings.HasPrefix(err.Error(), "model.bin: ") {
 				t.Errorf("error %q lacks the file prefix", err)
+			}
+			if !errors.Is(err, c.class) {
+				t.Errorf("error %q is not %v", err, c.class)
 			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
@@ -407,7 +412,10 @@ func TestBroadcastView(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			for _, w := range []string{"torch: model.bin: tensor \"t\": ", c.want, "broadcast"} {
+			if !errors.Is(err, ErrUnsupported) {
+				t.Errorf("error %q is not ErrUnsupported", err)
+			}
+			for _, w := range []string{"model.bin: tensor \"t\": ", c.want, "broadcast"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
@@ -465,7 +473,7 @@ func TestDictKeyUTF8(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := readBytes(zipWith(t, c.items, st))
-			if err == nil || !strings.HasPrefix(err.Error(), "torch: model.bin: ") || !strings.Contains(err.Error(), c.want) {
+			if err == nil || !strings.HasPrefix(err.Error(), "model.bin: ") || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrMalformed) {
 				t.Errorf("error %v, want %q", err, c.want)
 			}
 		})

@@ -56,14 +56,26 @@ const (
 )
 
 // refusal is an error raised by our own code inside the unpickler (whitelist, persistent
-// loads, rebuild functions). Its message is complete after the "torch: <file>: " prefix, so
+// loads, rebuild functions). Its message is complete after the "<file>: " prefix, so
 // it is not wrapped a second time as a malformed pickle.
-type refusal struct{ msg string }
+type refusal struct {
+	msg   string
+	class error
+}
 
 func (e *refusal) Error() string { return e.msg }
 
+// Unwrap returns the refusal's class.
+func (e *refusal) Unwrap() error { return e.class }
+
+// refusef returns a refusal of class ErrMalformed.
 func refusef(format string, args ...any) error {
-	return &refusal{msg: fmt.Sprintf(format, args...)}
+	return refuseAs(ErrMalformed, format, args...)
+}
+
+// refuseAs returns a refusal of the given class.
+func refuseAs(class error, format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...), class: class}
 }
 
 // storageClass is what the whitelist returns for torch.FloatStorage and friends: a marker
@@ -129,10 +141,10 @@ func whitelist(what, module, name string) (any, error) {
 			return &dtypeObject{name: name}, nil
 		}
 		if strings.HasSuffix(name, "Storage") {
-			return nil, refusef("%s references torch.%s, a storage type weft does not support", what, name)
+			return nil, refuseAs(ErrUnsupported, "%s references torch.%s, a storage type weft does not support", what, name)
 		}
 	}
-	return nil, refusef("%s references %s.%s, which weft does not allow (only tensors and state dicts)", what, module, name)
+	return nil, refuseAs(ErrDisallowed, "%s references %s.%s, which weft does not allow (only tensors and state dicts)", what, module, name)
 }
 
 // orderedDictClass is collections.OrderedDict. (gopickle v0.2.0 resolves this one global
@@ -307,10 +319,10 @@ func unpickle(data []byte, what string, persistent func(any) (any, error)) (v an
 		}
 	}
 	u.GetExtension = func(code int) (any, error) {
-		return nil, refusef("%s uses pickle extension code %d, which weft does not allow", what, code)
+		return nil, refuseAs(ErrDisallowed, "%s uses pickle extension code %d, which weft does not allow", what, code)
 	}
 	u.NextBuffer = func() (any, error) {
-		return nil, refusef("%s refers to out-of-band buffers, which weft does not allow", what)
+		return nil, refuseAs(ErrDisallowed, "%s refers to out-of-band buffers, which weft does not allow", what)
 	}
 	v, err = u.Load()
 	if err != nil {
@@ -448,12 +460,14 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		}
 	}
 	var scratch [64]byte // readN's buffer: its result is used before the next call
-	malformed := func(format string, args ...any) error {
-		return fmt.Errorf("%s is malformed: %s", what, fmt.Sprintf(format, args...))
+	malformedAs := func(class error, format string, args ...any) error {
+		return classed(class, "%s is malformed: %s", what, fmt.Sprintf(format, args...))
 	}
+	malformed := func(format string, args ...any) error { return malformedAs(ErrMalformed, format, args...) }
+	truncated := func(format string, args ...any) error { return malformedAs(ErrTruncated, format, args...) }
 	readN := func(n int64) ([]byte, error) {
 		if n < 0 || n > limit-pos {
-			return nil, malformed("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
+			return nil, truncated("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
 		}
 		buf := scratch[:0]
 		if n <= int64(len(scratch)) {
@@ -462,19 +476,19 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			buf = make([]byte, n)
 		}
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, malformed("truncated at offset %d", pos)
+			return nil, truncated("truncated at offset %d", pos)
 		}
 		pos += n
 		return buf, nil
 	}
 	skipN := func(n int64) error {
 		if n < 0 || n > limit-pos {
-			return malformed("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
+			return truncated("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
 		}
 		m, err := r.Discard(int(n))
 		pos += int64(m)
 		if err != nil {
-			return malformed("truncated at offset %d", pos)
+			return truncated("truncated at offset %d", pos)
 		}
 		return nil
 	}
@@ -486,7 +500,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			}
 			b, err := r.ReadByte()
 			if err != nil {
-				return "", malformed("truncated at offset %d", pos)
+				return "", truncated("truncated at offset %d", pos)
 			}
 			pos++
 			if b == '\n' {
@@ -500,11 +514,11 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 	}
 	for {
 		if pos >= limit {
-			return scanResult{}, malformed("no STOP opcode within %d bytes", limit)
+			return scanResult{}, truncated("no STOP opcode within %d bytes", limit)
 		}
 		op, err := r.ReadByte()
 		if err != nil {
-			return scanResult{}, malformed("truncated at offset %d (no STOP opcode)", pos)
+			return scanResult{}, truncated("truncated at offset %d (no STOP opcode)", pos)
 		}
 		at := pos
 		pos++
@@ -520,7 +534,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			}
 			if op == 0x95 { // FRAME
 				if n := binary.LittleEndian.Uint64(b); n > uint64(limit-pos) {
-					return scanResult{}, malformed("frame of %d bytes at offset %d runs past the end (%d bytes)", n, at, limit)
+					return scanResult{}, truncated("frame of %d bytes at offset %d runs past the end (%d bytes)", n, at, limit)
 				}
 			}
 		case argLine:
@@ -582,7 +596,11 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 			}
 			if op == 0x8a || op == 0x8b { // LONG1, LONG4
 				if n <= 0 || n > maxLongBytes {
-					return scanResult{}, malformed("integer of %d bytes at offset %d (want 1 to %d)", n, at, maxLongBytes)
+					class := ErrMalformed
+					if n > maxLongBytes {
+						class = ErrTooLarge
+					}
+					return scanResult{}, malformedAs(class, "integer of %d bytes at offset %d (want 1 to %d)", n, at, maxLongBytes)
 				}
 			}
 			if (op == 'X' || op == 0x8c || op == 0x8d || op == 'U' || op == 'T') && n <= 64 {
@@ -600,7 +618,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		case info.mark > 0:
 			depth++
 			if depth > maxMarkDepth {
-				return scanResult{}, malformed("more than %d nested marks", maxMarkDepth)
+				return scanResult{}, malformedAs(ErrTooLarge, "more than %d nested marks", maxMarkDepth)
 			}
 			frames = append(frames, int(cur))
 			cur = 0
@@ -627,16 +645,16 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		items += int64(eff.push + eff.extra)
 		maxLive = max(maxLive, live)
 		if live > maxStack {
-			return scanResult{}, fmt.Errorf("%s has too many items on the unpickler's stack: more than %d at offset %d (weft's limit)", what, maxStack, at)
+			return scanResult{}, classed(ErrTooLarge, "%s has too many items on the unpickler's stack: more than %d at offset %d (weft's limit)", what, maxStack, at)
 		}
 		if items > itemLimit {
-			return scanResult{}, fmt.Errorf("%s has too many items: it pushes more than %d by offset %d, and weft allows 2 per 3 bytes of a %d-byte pickle (plus %d), at most %d",
+			return scanResult{}, classed(ErrTooLarge, "%s has too many items: it pushes more than %d by offset %d, and weft allows 2 per 3 bytes of a %d-byte pickle (plus %d), at most %d",
 				what, itemLimit, at, limit, itemSlack, maxItems)
 		}
 		if eff.memo {
 			memo++
 			if memo > memoLimit {
-				return scanResult{}, fmt.Errorf("%s has too many memo entries: more than %d by offset %d, and weft allows one per %d bytes of a %d-byte pickle (plus %d), at most %d",
+				return scanResult{}, classed(ErrTooLarge, "%s has too many memo entries: more than %d by offset %d, and weft allows one per %d bytes of a %d-byte pickle (plus %d), at most %d",
 					what, memoLimit, at, memoBytes, limit, memoSlack, maxMemo)
 			}
 		}
@@ -653,7 +671,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		// a pickle that could name them; every other global reaches our FindClass.
 		for i, g := range selfResolved {
 			if named[i][0] && named[i][1] {
-				return scanResult{}, refusef("%s references %s.%s, which weft does not allow (only tensors and state dicts)", what, g[0], g[1])
+				return scanResult{}, refuseAs(ErrDisallowed, "%s references %s.%s, which weft does not allow (only tensors and state dicts)", what, g[0], g[1])
 			}
 		}
 	}

@@ -74,35 +74,35 @@ func makeTensor(file, name string, v *tensorView, r io.ReaderAt) (*weft.Tensor, 
 	st := v.st
 	info := weft.TensorInfo{Name: name, DType: st.dtype, Shape: v.shape}
 	if !st.located {
-		return nil, fmt.Errorf("torch: %s: tensor %q: storage %q has no data in the file", file, name, st.key)
+		return nil, classed(ErrMalformed, "%s: tensor %q: storage %q has no data in the file", file, name, st.key)
 	}
 	if len(v.shape) != len(v.stride) {
-		return nil, fmt.Errorf("torch: %s: tensor %q: shape %v and stride %v differ in length", file, name, v.shape, v.stride)
+		return nil, classed(ErrMalformed, "%s: tensor %q: shape %v and stride %v differ in length", file, name, v.shape, v.stride)
 	}
 	if v.offset < 0 {
-		return nil, fmt.Errorf("torch: %s: tensor %q: negative storage offset %d", file, name, v.offset)
+		return nil, classed(ErrMalformed, "%s: tensor %q: negative storage offset %d", file, name, v.offset)
 	}
 	for i := range v.shape {
 		if v.shape[i] < 0 {
-			return nil, fmt.Errorf("torch: %s: tensor %q: negative dimension %d in shape %v", file, name, v.shape[i], v.shape)
+			return nil, classed(ErrMalformed, "%s: tensor %q: negative dimension %d in shape %v", file, name, v.shape[i], v.shape)
 		}
 		if v.stride[i] < 0 {
-			return nil, fmt.Errorf("torch: %s: tensor %q: negative stride %d in stride %v", file, name, v.stride[i], v.stride)
+			return nil, classed(ErrMalformed, "%s: tensor %q: negative stride %d in stride %v", file, name, v.stride[i], v.stride)
 		}
 	}
 	numel, err := info.NumElements()
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", file, err)
+		return nil, classed(ErrMalformed, "%s: %v", file, err)
 	}
 	nbytes, err := info.Size()
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", file, err)
+		return nil, classed(ErrMalformed, "%s: %v", file, err)
 	}
 	// A view with more elements than its storage repeats some (a stride 0 broadcast, or
 	// overlapping strides): torch.save never writes one for weights, and a tiny file could
 	// declare a huge tensor to write.
 	if numel > st.numel {
-		return nil, fmt.Errorf("torch: %s: tensor %q: view (shape %v, stride %v) has %d elements, more than the %d of its storage %q: it repeats elements (a broadcast view), which weft does not read",
+		return nil, classed(ErrUnsupported, "%s: tensor %q: view (shape %v, stride %v) has %d elements, more than the %d of its storage %q: it repeats elements (a broadcast view), which weft does not read",
 			file, name, v.shape, v.stride, numel, st.numel, st.key)
 	}
 	// The last element the view touches must lie inside the storage.
@@ -114,15 +114,15 @@ func makeTensor(file, name string, v *tensorView, r io.ReaderAt) (*weft.Tensor, 
 				last, ok = addOK(last, ext)
 			}
 			if !ok {
-				return nil, fmt.Errorf("torch: %s: tensor %q: offset %d, shape %v and stride %v overflow", file, name, v.offset, v.shape, v.stride)
+				return nil, classed(ErrMalformed, "%s: tensor %q: offset %d, shape %v and stride %v overflow", file, name, v.offset, v.shape, v.stride)
 			}
 		}
 		if last >= st.numel {
-			return nil, fmt.Errorf("torch: %s: tensor %q: view (offset %d, shape %v, stride %v) reaches element %d, past the end of storage %q (%d elements)",
+			return nil, classed(ErrMalformed, "%s: tensor %q: view (offset %d, shape %v, stride %v) reaches element %d, past the end of storage %q (%d elements)",
 				file, name, v.offset, v.shape, v.stride, last, st.key, st.numel)
 		}
 	} else if v.offset > st.numel {
-		return nil, fmt.Errorf("torch: %s: tensor %q: storage offset %d is past the end of storage %q (%d elements)", file, name, v.offset, st.key, st.numel)
+		return nil, classed(ErrMalformed, "%s: tensor %q: storage offset %d is past the end of storage %q (%d elements)", file, name, v.offset, st.key, st.numel)
 	}
 	es := st.elemSize()
 	// A fresh, non-nil shape: a 0-d tensor has shape [] (not nil, which JSON writes as null).
@@ -282,7 +282,7 @@ func entries(v any) ([][2]any, bool) {
 func (f *flattener) walk(prefix string, d any, depth int) error {
 	items, _ := entries(d)
 	if depth > maxNesting {
-		return fmt.Errorf("%s: dicts nest more than %d deep at %q", f.what, maxNesting, prefix)
+		return classed(ErrTooLarge, "%s: dicts nest more than %d deep at %q", f.what, maxNesting, prefix)
 	}
 	if f.path[d] {
 		return fmt.Errorf("%s: dict %q contains itself", f.what, prefix)
@@ -292,7 +292,7 @@ func (f *flattener) walk(prefix string, d any, depth int) error {
 	for _, kv := range items {
 		f.budget--
 		if f.budget < 0 {
-			return fmt.Errorf("%s: too many dict entries (shared sub-dicts?)", f.what)
+			return classed(ErrTooLarge, "%s: too many dict entries (shared sub-dicts?)", f.what)
 		}
 		key, err := f.dictKey(prefix, kv[0])
 		if err != nil {
@@ -320,7 +320,7 @@ func (f *flattener) walk(prefix string, d any, depth int) error {
 			*types.Set, *types.FrozenSet, *types.ByteArray, *storage, *dtypeObject:
 			f.skipped = append(f.skipped, name)
 		default:
-			return fmt.Errorf("%s: %q holds %s, which weft does not read", f.what, name, describe(kv[1]))
+			return classed(ErrUnsupported, "%s: %q holds %s, which weft does not read", f.what, name, describe(kv[1]))
 		}
 	}
 	return nil
@@ -330,7 +330,7 @@ func (f *flattener) walk(prefix string, d any, depth int) error {
 // dict entries visited (the pickle's size is a natural bound: each entry costs it bytes).
 func flatten(top any, what string, budget int) (*flattener, error) {
 	if _, ok := entries(top); !ok {
-		return nil, fmt.Errorf("%s: top-level object is %s, not a state dict", what, describe(top))
+		return nil, classed(ErrUnsupported, "%s: top-level object is %s, not a state dict", what, describe(top))
 	}
 	f := &flattener{what: what, seen: map[string]bool{}, path: map[any]bool{}, budget: budget}
 	if err := f.walk("", top, 0); err != nil {

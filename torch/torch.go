@@ -58,12 +58,12 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 // read dispatches on the file's content and feeds the pickle bytes to h.
 func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 	if size < 0 {
-		return nil, fmt.Errorf("torch: %s: negative size %d", name, size)
+		return nil, fmt.Errorf("%s: negative size %d", name, size)
 	}
 	var head [512]byte
 	n, err := r.ReadAt(head[:], 0)
 	if n < len(head) && err != nil && err != io.EOF {
-		return nil, fmt.Errorf("torch: %s: %v", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if int64(n) > size {
 		n = int(size)
@@ -75,9 +75,9 @@ func read(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error) {
 	case len(b) >= 2 && b[0] == 0x80 && b[1] <= 5:
 		return readLegacy(r, size, name, h)
 	case len(b) >= 262 && string(b[257:262]) == "ustar":
-		return nil, fmt.Errorf("torch: %s: a tar archive, the oldest torch.save format (torch < 0.4); weft does not read it: re-save it with a newer torch (torch.save(torch.load(path), new_path))", name)
+		return nil, classed(ErrUnsupported, "%s: a tar archive, the oldest torch.save format (torch < 0.4); weft does not read it: re-save it with a newer torch (torch.save(torch.load(path), new_path))", name)
 	}
-	return nil, fmt.Errorf("torch: %s: not a PyTorch checkpoint (neither a zip archive nor a legacy pickle)", name)
+	return nil, classed(ErrMalformed, "%s: not a PyTorch checkpoint (neither a zip archive nor a legacy pickle)", name)
 }
 
 // handle is the io.Closer a Checkpoint holds for each file this package opened; it also
@@ -108,7 +108,7 @@ func Skipped(c *weft.Checkpoint) []string {
 func openFile(src weft.Source, name string, shard int, h hash.Hash) (*File, *handle, error) {
 	f, err := src.Open(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("torch: %w", err)
+		return nil, nil, err
 	}
 	tf, err := read(f, f.Size(), path.Base(name), h)
 	if err != nil {

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"archive/zip"
+	"bytes"
 	"errors"
 	"fmt"
 	"hash"
@@ -21,13 +22,13 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		// Entry names are only ever looked up, never used as paths, so insecure names are
 		// harmless here.
-		return nil, fmt.Errorf("torch: %s: not a valid zip archive (truncated?): %w", name, err)
+		return nil, zipError(r, size, name, err)
 	}
 	entries := make(map[string]*zip.File, len(zr.File))
 	var pkls []*zip.File
 	for _, f := range zr.File {
 		if _, dup := entries[f.Name]; dup {
-			return nil, fmt.Errorf("torch: %s: zip entry %q occurs twice", name, f.Name)
+			return nil, classed(ErrMalformed, "%s: zip entry %q occurs twice", name, f.Name)
 		}
 		entries[f.Name] = f
 		if path.Base(f.Name) == "data.pkl" && strings.Count(f.Name, "/") <= 1 {
@@ -36,10 +37,10 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	}
 	switch len(pkls) {
 	case 0:
-		return nil, fmt.Errorf("torch: %s: zip archive has no data.pkl: not a torch.save checkpoint", name)
+		return nil, classed(ErrMalformed, "%s: zip archive has no data.pkl: not a torch.save checkpoint", name)
 	case 1:
 	default:
-		return nil, fmt.Errorf("torch: %s: zip archive has %d data.pkl entries (%s, %s...)", name, len(pkls), pkls[0].Name, pkls[1].Name)
+		return nil, classed(ErrMalformed, "%s: zip archive has %d data.pkl entries (%s, %s...)", name, len(pkls), pkls[0].Name, pkls[1].Name)
 	}
 	pkl := pkls[0]
 	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
@@ -47,33 +48,33 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	if bo := entries[prefix+"byteorder"]; bo != nil {
 		b, err := readSmallEntry(bo, 16)
 		if err != nil {
-			return nil, fmt.Errorf("torch: %s: %s: %v", name, bo.Name, err)
+			return nil, inFile(name, fmt.Errorf("%s: %w", bo.Name, err))
 		}
 		switch s := strings.TrimSpace(string(b)); s {
 		case "little":
 		case "big":
-			return nil, fmt.Errorf("torch: %s: storages are big-endian (%s says \"big\"); weft reads only little-endian checkpoints", name, bo.Name)
+			return nil, classed(ErrUnsupported, "%s: storages are big-endian (%s says \"big\"); weft reads only little-endian checkpoints", name, bo.Name)
 		default:
-			return nil, fmt.Errorf("torch: %s: %s holds %q, want \"little\"", name, bo.Name, s)
+			return nil, classed(ErrMalformed, "%s: %s holds %q, want \"little\"", name, bo.Name, s)
 		}
 	}
 
 	if pkl.UncompressedSize64 > maxPickle {
-		return nil, fmt.Errorf("torch: %s: data.pkl is %d bytes, more than the %d weft allows", name, pkl.UncompressedSize64, maxPickle)
+		return nil, classed(ErrTooLarge, "%s: data.pkl is %d bytes, more than the %d weft allows", name, pkl.UncompressedSize64, maxPickle)
 	}
 	if pkl.Method != zip.Store {
 		// torch.save stores data.pkl uncompressed; a compressed one comes from another
 		// tool, and its declared size is all that bounds what inflating it costs.
 		if pkl.UncompressedSize64 > maxCompressedPickle {
-			return nil, fmt.Errorf("torch: %s: %s is compressed (method %d) and declares %d bytes uncompressed, more than the %d weft inflates (torch.save stores data.pkl uncompressed)",
+			return nil, classed(ErrTooLarge, "%s: %s is compressed (method %d) and declares %d bytes uncompressed, more than the %d weft inflates (torch.save stores data.pkl uncompressed)",
 				name, pkl.Name, pkl.Method, pkl.UncompressedSize64, maxCompressedPickle)
 		}
 	} else if err := checkStored(pkl, size); err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", name, err)
+		return nil, inFile(name, err)
 	}
 	data, err := readSmallEntry(pkl, maxPickle)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %s: %v", name, pkl.Name, err)
+		return nil, inFile(name, fmt.Errorf("%s: %w", pkl.Name, err))
 	}
 	h.Write(data)
 
@@ -113,7 +114,7 @@ func readZip(r io.ReaderAt, size int64, name string, h hash.Hash) (*File, error)
 	}
 	top, err := unpickle(data, "data.pkl", persistent)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", name, err)
+		return nil, inFile(name, err)
 	}
 	return finish(r, name, top, len(data), false)
 }
@@ -126,7 +127,7 @@ func locateZipStorage(entries map[string]*zip.File, prefix, key string, dt weft.
 		return nil, refusef("data.pkl references storage %q, but the archive has no entry %q", key, ename)
 	}
 	if e.Method != zip.Store {
-		return nil, refusef("storage entry %q is compressed (method %d); torch writes storages uncompressed, and weft reads them in place", ename, e.Method)
+		return nil, refuseAs(ErrUnsupported, "storage entry %q is compressed (method %d); torch writes storages uncompressed, and weft reads them in place", ename, e.Method)
 	}
 	if e.CompressedSize64 != e.UncompressedSize64 || e.CompressedSize64 > math.MaxInt64 {
 		return nil, refusef("storage entry %q: stored size %d differs from its size %d", ename, e.CompressedSize64, e.UncompressedSize64)
@@ -137,7 +138,7 @@ func locateZipStorage(entries map[string]*zip.File, prefix, key string, dt weft.
 		return nil, refusef("storage entry %q: %v", ename, err)
 	}
 	if off < 0 || off > fileSize || esize > fileSize-off {
-		return nil, refusef("storage entry %q: offset+size (%d+%d) exceeds file size (%d)", ename, off, esize, fileSize)
+		return nil, refuseAs(ErrTruncated, "storage entry %q: offset+size (%d+%d) exceeds file size (%d)", ename, off, esize, fileSize)
 	}
 	need, ok := mulOK(numel, dt.BlockBytes())
 	if !ok || need > esize {
@@ -161,7 +162,7 @@ func checkStored(e *zip.File, fileSize int64) error {
 		return fmt.Errorf("entry %q: %v", e.Name, err)
 	}
 	if n := int64(e.CompressedSize64); off < 0 || off > fileSize || n > fileSize-off {
-		return fmt.Errorf("entry %q: offset+size (%d+%d) exceeds file size (%d)", e.Name, off, n, fileSize)
+		return classed(ErrTruncated, "entry %q: offset+size (%d+%d) exceeds file size (%d)", e.Name, off, n, fileSize)
 	}
 	return nil
 }
@@ -170,7 +171,7 @@ func checkStored(e *zip.File, fileSize int64) error {
 // size, failing if the entry yields fewer or more bytes than it declares (or a bad CRC).
 func readSmallEntry(f *zip.File, max int64) ([]byte, error) {
 	if f.UncompressedSize64 > uint64(max) {
-		return nil, fmt.Errorf("%d bytes, more than %d", f.UncompressedSize64, max)
+		return nil, classed(ErrTooLarge, "%d bytes, more than %d", f.UncompressedSize64, max)
 	}
 	rc, err := f.Open()
 	if err != nil {
@@ -181,7 +182,7 @@ func readSmallEntry(f *zip.File, max int64) ([]byte, error) {
 	if _, err := io.ReadFull(rc, b); err != nil {
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			// (archive/zip drops the count of the last read when it ends short.)
-			return nil, fmt.Errorf("holds fewer bytes than the %d it declares", len(b))
+			return nil, classed(ErrMalformed, "holds fewer bytes than the %d it declares", len(b))
 		}
 		return nil, err
 	}
@@ -217,15 +218,49 @@ func finish(r io.ReaderAt, name string, top any, pickleLen int, legacy bool) (*F
 	}
 	fl, err := flatten(top, what, pickleLen+16)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %v", name, err)
+		return nil, inFile(name, err)
 	}
 	out := &File{Name: name, Legacy: legacy, Skipped: fl.skipped}
+	// Views of one storage with the same offset, shape and stride are one tensor under two
+	// names (tied weights, which torch.save writes once): they get one Data, and the later
+	// name is tied to the first (weft.Tensor.TiedTo).
+	type viewKey struct {
+		st            *storage
+		offset        int64
+		shape, stride string
+	}
+	first := map[viewKey]*weft.Tensor{}
 	for i, v := range fl.views {
 		t, err := makeTensor(name, fl.names[i], v, r)
 		if err != nil {
 			return nil, err
 		}
+		k := viewKey{v.st, v.offset, fmt.Sprint(v.shape), fmt.Sprint(v.stride)}
+		if f, ok := first[k]; ok {
+			t.Data, t.TiedTo = f.Data, f.Name
+		} else {
+			first[k] = t
+		}
 		out.Tensors = append(out.Tensors, t)
 	}
 	return out, nil
+}
+
+// zipError classifies the error of zip.NewReader: an archive whose end-of-central-directory
+// record is missing was cut short (ErrTruncated); one that has it but still fails is
+// ErrMalformed; other errors are the reader's I/O errors.
+func zipError(r io.ReaderAt, size int64, name string, err error) error {
+	if !errors.Is(err, zip.ErrFormat) {
+		return fmt.Errorf("%s: reading the zip archive: %w", name, err)
+	}
+	// The record is 22 bytes plus a comment of up to 65535 bytes at the end of the file.
+	n := min(size, 22+65535)
+	tail := make([]byte, n)
+	if _, rerr := r.ReadAt(tail, size-n); rerr != nil && rerr != io.EOF {
+		return fmt.Errorf("%s: reading the zip archive: %w", name, rerr)
+	}
+	if i := bytes.LastIndex(tail, []byte("PK\x05\x06")); i < 0 || i+22 > len(tail) {
+		return classed(ErrTruncated, "%s: not a valid zip archive: it has no complete end-of-central-directory record (the file was cut short?)", name)
+	}
+	return classed(ErrMalformed, "%s: not a valid zip archive: %v", name, err)
 }

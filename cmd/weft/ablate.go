@@ -12,6 +12,7 @@ import (
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/ablate"
+	"github.com/weft-ml/weft/recipe"
 )
 
 func init() {
@@ -30,13 +31,16 @@ is a list such as 1-3,7 (ranges inclusive) or "all".
 
 Structure (the config's num_hidden_layers or GGUF {arch}.block_count, and every per-layer
 list or array, such as layer_types or head_count_kv arrays, follow):
-  --drop SPEC          remove these layers; the others are renumbered contiguously
+  --drop SPEC          remove these layers; the others are renumbered contiguously;
+                       --drop each writes one output per layer, each without that layer,
+                       together, to -o's template: -o 'out/drop-{layer}.gguf'
   --duplicate SPEC     repeat blocks of layers right after themselves (a passthrough
                        "frankenmerge"): 2-3 gives layers 0,1,2,3,2,3,4,...; an item may end in
                        :K, the number of times the block appears in all (default 2):
                        1:3 gives 0,1,1,1,2,...; 2-3:3 gives 0,1,2,3,2,3,2,3,4,...
 
-Edits of the layers in --layers SPEC (applied to a layer's every copy):
+Edits of the layers in --layers SPEC (applied to a layer's every copy; --layers each writes
+one output per layer, each with the edits on that layer alone, to -o's template {layer}):
   --zero attn|mlp|layer   zero the projection that writes to the residual stream (o_proj /
                        attn_output, down_proj / ffn_down, with biases): the sublayer then adds
                        exactly nothing; layer = both
@@ -76,6 +80,7 @@ Example:
   weft ablate Llama-3.1-8B -o llama-no-20-23 --drop 20-23
   weft ablate model.gguf -o deeper.gguf --duplicate 8-15
   weft ablate model -o probe --zero mlp --layers 10-12 --dry-run
+  weft ablate model.gguf --drop each -o 'out/drop-{layer}.gguf'    # one output per layer
   weft ablate chat -o chat-abl --project-out refusal.npy --layers all --embeddings
 `,
 		run: runAblate,
@@ -202,7 +207,13 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		}
 		return l, nil
 	}
-	if *drop != "" {
+	var sweeps []recipe.Sweep
+	if *drop == "each" && *layers == "each" {
+		return usagef("--drop each and --layers each: sweep one of them at a time")
+	}
+	if *drop == "each" {
+		sweeps = append(sweeps, recipe.Sweep{Name: "layer", Paths: [][]string{{"drop"}}, Each: true})
+	} else if *drop != "" {
 		if opts.Drop, err = spec("drop", *drop); err != nil {
 			return err
 		}
@@ -218,7 +229,8 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	var sel []int
-	if *layers != "" {
+	each := *layers == "each"
+	if *layers != "" && !each {
 		if sel, err = spec("layers", *layers); err != nil {
 			return err
 		}
@@ -248,8 +260,26 @@ func runAblate(ctx context.Context, e *env, args []string) error {
 		opts.Project = &ablate.Project{Source: filepath.Base(*project), Layers: sel, Weight: *weight, Embeddings: *embeddings}
 		opIn.Files = []string{*project}
 	}
+	if each {
+		sw := recipe.Sweep{Name: "layer", Each: true}
+		for _, k := range []struct {
+			set  bool
+			name string
+		}{{opts.Zero != nil, "zero"}, {opts.Scale != nil, "scale"}, {opts.Noise != nil, "noise"}, {opts.Replace != nil, "replace_from"}, {opts.Project != nil, "project_out"}} {
+			if k.set {
+				sw.Paths = append(sw.Paths, []string{k.name, "layers"})
+			}
+		}
+		sweeps = append(sweeps, sw)
+	}
 	if err := of.check(in); err != nil {
 		return err
+	}
+	if templated(of.out, sweeps) {
+		if of.out == "" {
+			return usagef("a sweep (each) needs -o, a template such as 'out/drop-{layer}.gguf'")
+		}
+		return writeSweep(ctx, e, &of, opts, inputs, opIn.Files, sweeps)
 	}
 	r, err := ops.Run(opts, opIn, targetFormat(of.out, in))
 	if err != nil {

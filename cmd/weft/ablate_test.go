@@ -111,7 +111,7 @@ func TestAblateUsage(t *testing.T) {
 		{[]string{in, "-o", out, "--scale", "q=2", "--layers", "1"}, 2, "not attn, mlp or layer"},
 		{[]string{in, "-o", out, "--noise", "0", "--layers", "1"}, 2, "positive"},
 		{[]string{in, "-o", out, "--drop", "1", "--seed", "3"}, 2, "--seed is for --noise"},
-		{[]string{in, "-o", out, "--heads", "1:9"}, 1, "head 9 out of range"},
+		{[]string{in, "-o", out, "--heads", "1:9"}, 2, "--heads 1:9: head out of range: layer 1 has 4 heads (0-3)"},
 		{[]string{in, "--drop", "1"}, 2, "an output is required"},
 		{[]string{in, "-o", out, "--replace-from", testshared.Path(t, "fixtures/hf/tiny-llama-tuned"), "--layers", "1"}, 1, "do not match"},
 		{[]string{in, "-o", out, "--project-out", "/nonexistent.npy", "--layers", "1"}, 1, "nonexistent"},

@@ -9,6 +9,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
+	"github.com/weft-ml/weft/recipe"
 )
 
 func init() {
@@ -39,7 +40,9 @@ Weights per tensor (first that applies wins):
                        (layer i of n sits at i/(n-1) along the list), as mergekit gradients;
                        tensors outside the layers (embeddings, head, final norm) get --alpha
   --alpha A            every other tensor (required, except with --weights where it
-                       defaults to 1)
+                       defaults to 1); several values, --alpha 0.1,0.3,0.5, write one output
+                       each, together (one read of the inputs), to -o's template: -o
+                       'out/blend-{alpha}' ({{ and }} are literal braces)
 
 More models:
   --weights w1,w2,...  task arithmetic with several tuned models:
@@ -74,6 +77,7 @@ Example:
   weft blend base math code -o merged --weights 0.7,0.5
   weft blend base math code -o merged --method ties --density 0.5 --weights 1,0.6
   weft blend base chat -o sparse --method dare_linear --density 0.3 --seed 7
+  weft blend base chat --alpha 0.1,0.3,0.5 -o 'out/blend-{alpha}'   # three outputs, one read
 `,
 		run: runBlend,
 	})
@@ -164,11 +168,17 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	} else if len(pos) > 2 {
 		return usagef("%d tuned models need --weights w1,...,w%d (task arithmetic)", len(pos)-1, len(pos)-1)
 	}
+	var sweeps []recipe.Sweep
 	switch {
 	case merging:
 	case *alpha != "":
-		if opts.Alpha, err = blend.ParseReal(*alpha); err != nil {
-			return usagef("--alpha: %v", err)
+		first, sw, err := sweepList("alpha", "alpha", *alpha, []string{"alpha"}, func(s string) (any, error) { return blend.ParseReal(s) })
+		if err != nil {
+			return err
+		}
+		opts.Alpha = first.(float64)
+		if sw != nil {
+			sweeps = append(sweeps, *sw)
 		}
 	case opts.Weights != nil:
 		opts.Alpha = 1
@@ -198,6 +208,9 @@ func runBlend(ctx context.Context, e *env, args []string) error {
 	}
 	if err := of.check(inputs[0]); err != nil {
 		return err
+	}
+	if templated(of.out, sweeps) {
+		return writeSweep(ctx, e, &of, opts, inputs, nil, sweeps)
 	}
 	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: inputs})
 	if err != nil {

@@ -87,7 +87,7 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
 	}
-	if !bytes.Equal(readFile(t, d1), readFile(t, d2)) {
+	if !bytes.Equal(readBytes(t, d1), readBytes(t, d2)) {
 		t.Fatal("dare_ties differs between 1 and 2 threads")
 	}
 	if c := openAll(t, d1)[0]; true {
@@ -126,7 +126,7 @@ func TestBlendMergeMethodsCLI(t *testing.T) {
 		}
 	}
 	// A per-tensor rule that matches nothing names its flag.
-	if code, _, errs := runCLI(t, "blend", base, t1, "-o", plan, "--method", "ties", "--density", "0.5", "--density-for", "*nothing*=1"); code != 1 || !strings.Contains(errs, "--density-for") || !strings.Contains(errs, "matches no tensor") {
+	if code, _, errs := runCLI(t, "blend", base, t1, "-o", plan, "--method", "ties", "--density", "0.5", "--density-for", "*nothing*=1"); code != 2 || !strings.Contains(errs, "--density-for") || !strings.Contains(errs, "matches no tensor") {
 		t.Fatalf("unmatched density rule: exit %d: %s", code, errs)
 	}
 	// The flags every command shares are no merge flags.
@@ -152,7 +152,7 @@ func openAll(t *testing.T, paths ...string) []*weft.Checkpoint {
 	return out
 }
 
-func readFile(t *testing.T, p string) []byte {
+func readBytes(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {

@@ -76,7 +76,7 @@ func TestBlendCLI(t *testing.T) {
 		t.Fatalf("mixed naming: exit %d: %s", code, errs)
 	}
 	code, _, errs = runCLI(t, "blend", base, tuned, "-o", plan, "--alpha", "0.5", "--alpha-for", "self_attn=1")
-	if code != 1 || !strings.Contains(errs, `"self_attn=1"`) || !strings.Contains(errs, "--alpha-for") {
+	if code != 2 || !strings.Contains(errs, `--alpha-for: rule "self_attn=1" matches no tensor`) {
 		t.Fatalf("unused rule: exit %d: %s", code, errs)
 	}
 }

@@ -15,17 +15,24 @@ func init() {
 		name:    "convert",
 		summary: "cast dtypes, quantize GGUF, turn .bin into safetensors, reshard, change formats",
 		usage: `Usage: weft convert IN -o OUT [--dtype T] [--type-for PATTERN=T ...] [--max-shard-size S]
-                    [--split-max-size S] [--keep-tied] [--dry-run] [--threads N] [--force]
+                    [--split-max-size S] [--split-max-tensors N] [--keep-tied] [--dry-run]
+                    [--threads N] [--force]
 
 Writes IN in the format OUT names: a .safetensors file, a .gguf file, or a directory
 (a Hugging Face directory: safetensors shards, index, and IN's side files, with config.json's
 torch_dtype updated). IN is any checkpoint weft reads.
 
-` + typesUsage + `  --max-shard-size S   shard safetensors output (5GB, 500MB, 2GiB)
-  --split-max-size S   split GGUF output like gguf-split (-00001-of-0000N.gguf)
+` + typesUsage + `  --max-shard-size S   shard safetensors output into files of at most S
+  --split-max-size S   split GGUF output into parts of at most S, as gguf-split does
+                       (NAME-00001-of-0000N.gguf)
+  --split-max-tensors N  split GGUF output into parts of at most N tensors (gguf-split's
+                       option; with --split-max-size a part ends at the first limit)
   --keep-tied          keep both names of tensors sharing a storage in a .bin (by default
                        the duplicate is dropped as transformers' save_pretrained does: the
                        output head is dropped and tie_word_embeddings restores it on load)
+Sizes are written as gguf-split and Hugging Face write them, in any case: 2G and 500M
+(gguf-split: M = 10^6 bytes, G = 10^9), 5GB and 500MB (powers of 1000), 2GiB and 512MiB
+(powers of 1024), 1.5GB, or a number of bytes.
 ` + inputUsage + `
 Example:
   weft convert pytorch_model.bin -o model.safetensors --dtype bf16

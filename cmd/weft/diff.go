@@ -87,7 +87,9 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	if err := pf.check(a, b); err != nil {
 		return err
 	}
-	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads})
+	bar := e.newProgress("comparing", false)
+	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads, Progress: bar.fn()})
+	bar.finish()
 	if err != nil {
 		return err
 	}

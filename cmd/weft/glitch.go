@@ -9,7 +9,6 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/glitch"
-	"github.com/weft-ml/weft/ops/noise"
 )
 
 func init() {
@@ -41,7 +40,7 @@ tokenizer.ggml.tokens, scores and token_type (USER_DEFINED, or CONTROL with --sp
 
 reset: the rows of existing tokens (embedding and head) are re-initialised; nothing else
 changes.
-  --tokens SPEC        5,10-20,@ids.txt
+  --tokens LIST        the tokens: ` + tokensUsage + `
 
 Init SPECs (--init-in / --init for the embedding, --init-out for an untied head, which
 defaults to the same SPEC; a tied head always gets the embedding's rows):
@@ -105,13 +104,19 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
+	if sub == "add" {
+		e.spell("tokens", "token")
+	}
+	if err := positive(fs, map[string]string{"count": "the number of new tokens", "pad-to-multiple-of": "the multiple"}); err != nil {
+		return err
+	}
 	if *seed < 0 {
 		return usagef("--seed N (N >= 0) is required: it fixes the new rows")
 	}
 	if of.out == "" && !of.dryRun {
 		return usagef("an output is required: -o PATH")
 	}
-	var resetSet *noise.TokenSet
+	var resetList *tokenList
 	if sub == "add" {
 		if *tokens != "" || *initR != "" {
 			return usagef("--tokens and --init belong to 'glitch reset'; add takes --count or --token, and --init-in")
@@ -129,14 +134,14 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		if *tokens == "" {
 			return usagef("--tokens SPEC is required")
 		}
-		if resetSet, err = noise.ParseTokenSet(*tokens); err != nil {
-			return usagef("--tokens: %v", err)
+		if resetList, err = parseTokenList("tokens", *tokens); err != nil {
+			return err
 		}
 	}
-	for _, s := range []string{*initIn, *initOut, *initR} {
+	for f, s := range map[string]string{"init-in": *initIn, "init-out": *initOut, "init": *initR} {
 		if s != "" {
 			if _, err := glitch.ParseInit(s); err != nil {
-				return usagef("%v", err)
+				return usagef("--%s %s: %w", f, quoteArg(s), err)
 			}
 		}
 	}
@@ -146,6 +151,10 @@ func runGlitch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	resetSet, err := resetList.resolve(in)
+	if err != nil {
+		return err
+	}
 	types, err := of.outputTypes()
 	if err != nil {
 		return err

@@ -75,7 +75,7 @@ func TestNoiseCLI(t *testing.T) {
 			t.Errorf("%v: exit %d (%s)", args, code, errs)
 		}
 	}
-	if code, _, errs := runCLI(t, "noise", in, "-o", filepath.Join(dir, "x.gguf"), "--seed", "1"); code != 1 || !strings.Contains(errs, "exactly one") {
+	if code, _, errs := runCLI(t, "noise", in, "-o", filepath.Join(dir, "x.gguf"), "--seed", "1"); code != 2 || !strings.Contains(errs, "--std, --relative, --neftune: give exactly one") {
 		t.Errorf("no noise size: exit %d %q", code, errs)
 	}
 	out := filepath.Join(dir, "dry.gguf")

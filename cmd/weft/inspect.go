@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strconv"
@@ -12,23 +13,32 @@ import (
 	"unicode/utf8"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/arch"
 )
 
 func init() {
 	register(&command{
 		name:    "inspect",
 		summary: "show a checkpoint's format, metadata, tensors and totals (reads headers only)",
-		usage: `Usage: weft inspect PATH [--json] [--tensors=false] [--full]
+		usage: `Usage: weft inspect PATH [--json] [--tensors=false] [--full] [--gguf-order]
 
-Shows the format, the metadata (safetensors __metadata__ or GGUF key-values, long arrays
-summarised), a table of tensors (name, dtype, shape, bytes) and totals by dtype. PATH is a
-.safetensors, .gguf (the first part of a split), .bin/.pt file, or a Hugging Face directory.
-Only headers are read.
+Shows the format; the model (architecture, layers, hidden size, attention and key-value
+heads, intermediate size, vocabulary, context length, experts, whether the output head is
+tied, and torch_dtype or the GGUF file type), from config.json or the GGUF key-values, and
+from the tensors where those are silent; the metadata (safetensors __metadata__ or GGUF
+key-values, long arrays summarised); a table of tensors (name, dtype, shape, bytes) and
+totals by dtype. PATH is a .safetensors, .gguf (the first part of a split), .bin/.pt file,
+or a Hugging Face directory. Only headers (and config.json) are read.
+
+Shapes are printed in row-major order, outermost dimension first, as PyTorch and
+safetensors write them ([vocab, hidden] for an embedding); GGUF files store them the other
+way round (ne[0], the innermost, first), as llama.cpp and gguf-py print them.
 
 Flags:
   --json           machine-readable output
   --tensors=false  omit the tensor table
   --full           print arrays in full
+  --gguf-order     print shapes in GGUF order (innermost first, [hidden, vocab])
 ` + inputUsage + `
 Example:
   weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
@@ -55,6 +65,8 @@ type inspectReport struct {
 	Path       string                  `json:"path"`
 	Commit     string                  `json:"commit,omitempty"`
 	Format     weft.Format             `json:"format"`
+	Model      *arch.Summary           `json:"model,omitempty"`
+	ShapeOrder string                  `json:"shape_order"`
 	Files      []string                `json:"files"`
 	Version    uint32                  `json:"gguf_version,omitempty"`
 	Alignment  int64                   `json:"alignment,omitempty"`
@@ -78,6 +90,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "")
 	showTensors := fs.Bool("tensors", true, "")
 	full := fs.Bool("full", false, "")
+	ggufOrder := fs.Bool("gguf-order", false, "")
 	var inp inputFlags
 	inp.add(ctx, fs, e)
 	pos, err := parseFlags(fs, args)
@@ -96,6 +109,13 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	if c.Format == weft.GGUF {
 		r.Alignment = c.Alignment
 	}
+	if r.Model, err = arch.Summarize(c); err != nil {
+		return err
+	}
+	r.ShapeOrder = shapeOrderRowMajor
+	if *ggufOrder {
+		r.ShapeOrder = shapeOrderGGUF
+	}
 	for _, kv := range c.KV {
 		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, *full, *asJSON)})
 	}
@@ -105,7 +125,11 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	if *showTensors {
 		for _, t := range c.Tensors {
 			n, _ := t.Size()
-			r.Tensors = append(r.Tensors, inspectTensor{Name: t.Name, DType: t.DType.String(), Shape: nonNil(t.Shape), Bytes: n, Shard: t.Shard})
+			shape := nonNil(t.Shape)
+			if *ggufOrder {
+				shape = reversed(shape)
+			}
+			r.Tensors = append(r.Tensors, inspectTensor{Name: t.Name, DType: t.DType.String(), Shape: shape, Bytes: n, Shard: t.Shard})
 		}
 	}
 	tot := c.Totals()
@@ -136,6 +160,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	if len(r.SideFiles) > 0 {
 		fmt.Fprintf(w, "side files: %s\n", strings.Join(r.SideFiles, ", "))
 	}
+	printModel(w, r.Model)
 	if len(r.Metadata) > 0 {
 		fmt.Fprintf(w, "\nmetadata (%d):\n", len(r.Metadata))
 		keys := make([]string, 0, len(r.Metadata))
@@ -154,7 +179,8 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *showTensors {
-		fmt.Fprintf(w, "\ntensors (%d):\n", len(r.Tensors))
+		fmt.Fprintf(w, "\ntensors (%d), shapes %s:\n", len(r.Tensors), r.ShapeOrder)
+		fmt.Fprintf(w, "  %-52s %-7s %-18s %12s\n", "name", "dtype", "shape", "bytes")
 		for _, t := range r.Tensors {
 			fmt.Fprintf(w, "  %-52s %-7s %-18s %12d\n", safe(t.Name), t.DType, shapeString(t.Shape), t.Bytes)
 		}
@@ -279,4 +305,37 @@ func summarise(v any, full, asJSON bool) any {
 		}
 	}
 	return fmt.Sprintf("[%s, ... %d items]", strings.Join(parts, ", "), rv.Len())
+}
+
+// The shape orders inspect prints in.
+const (
+	shapeOrderRowMajor = "in row-major order (outermost first, as PyTorch and safetensors write them)"
+	shapeOrderGGUF     = "in GGUF order (innermost first, ne[0] first, as llama.cpp writes them)"
+)
+
+// reversed returns s in reverse order.
+func reversed(s []int64) []int64 {
+	out := make([]int64, len(s))
+	for i, d := range s {
+		out[len(s)-1-i] = d
+	}
+	return out
+}
+
+// printModel prints the model summary, one fact a line.
+func printModel(w io.Writer, m *arch.Summary) {
+	if m == nil || (m.Architecture == "" && len(m.Fields) == 0) {
+		return
+	}
+	fmt.Fprintf(w, "\nmodel (from %s):\n", m.Source)
+	if m.Architecture != "" {
+		fmt.Fprintf(w, "  %-20s %s\n", "architecture", safe(m.Architecture))
+	}
+	for _, f := range m.Fields {
+		v := f.String()
+		if b, ok := f.Value.(bool); ok {
+			v = map[bool]string{true: "yes", false: "no"}[b]
+		}
+		fmt.Fprintf(w, "  %-20s %s\n", f.Label, safe(v))
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
@@ -43,18 +44,15 @@ type env struct {
 	stdout, stderr io.Writer
 	// tty reports whether stderr is a terminal (progress bars are drawn only then).
 	tty bool
+	// writing is set when the command starts writing an output, so that an interrupt
+	// says that nothing was written (read-only commands never say so).
+	writing bool
+	// flags spells an op's parameters as this command's flags where the default rule
+	// (see flagName) does not.
+	flags map[string]string
+	// clock is the progress bars' clock (nil: time.Now); tests set it.
+	clock func() time.Time
 }
-
-// usageError is an error in how a command was called: exit status 2.
-type usageError struct{ msg string }
-
-func (u *usageError) Error() string { return u.msg }
-
-// usagef returns a usage error.
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-// errHelp is returned when --help was asked for: usage is printed and the exit status is 0.
-var errHelp = errors.New("help requested")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,7 +76,7 @@ func main() {
 }
 
 // run executes a command line and returns the exit status: 0 on success, 2 for usage
-// errors, 1 for every other error.
+// errors, 1 for data and I/O errors, 130 when interrupted (see report).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
 	e := &env{stdout: stdout, stderr: stderr, tty: tty}
 	if len(args) == 0 {
@@ -93,8 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 				fmt.Fprint(stdout, c.usage)
 				return 0
 			}
-			fmt.Fprintf(stderr, "weft: unknown command %q\n", args[1])
-			return 2
+			fmt.Fprintf(stderr, "weft: unknown command %q; see 'weft help'\n", args[1])
+			return exitUsage
 		}
 		printHelp(stdout)
 		return 0
@@ -104,27 +102,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	}
 	c := commands[name]
 	if c == nil {
-		fmt.Fprintf(stderr, "weft: unknown command %q (see 'weft help')\n", name)
-		return 2
+		fmt.Fprintf(stderr, "weft: unknown command %q; see 'weft help'\n", name)
+		return exitUsage
 	}
-	err := c.run(ctx, e, args[1:])
-	var ue *usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errHelp):
-		fmt.Fprint(stdout, c.usage)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "weft %s: %s\n\n%s", name, ue.msg, c.usage)
-		return 2
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(stderr, "weft %s: interrupted; nothing was written\n", name)
-		return 130
-	default:
-		fmt.Fprintf(stderr, "weft %s: %v%s\n", name, err, hint(err))
-		return 1
-	}
+	return report(e, c, c.run(ctx, e, args[1:]))
 }
 
 func printHelp(w io.Writer) {
@@ -141,7 +122,8 @@ func printHelp(w io.Writer) {
 }
 
 // parseFlags parses args with fs, allowing flags before and after positional arguments
-// ("--" ends flag parsing). It returns the positional arguments.
+// ("--" ends flag parsing). It returns the positional arguments. A number right after a
+// flag's value is refused as a list written with spaces (--weights 0.7 0.5).
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
@@ -150,7 +132,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, errHelp
 			}
-			return nil, usagef("%v", err)
+			return nil, flagError(fs, err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -159,9 +141,41 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		if rest[0] == "--" {
 			return append(pos, rest[1:]...), nil
 		}
+		if f, v, ok := lastFlag(fs, args[:len(args)-len(rest)]); ok {
+			if err := numberAfterList(f, v, rest[0]); err != nil {
+				return nil, err
+			}
+		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// lastFlag returns the last flag of the parsed arguments used and its value, as written
+// (-o OUT, --weights 0.7 or --weights=0.7), when it takes a value.
+func lastFlag(fs *flag.FlagSet, used []string) (flagArg, value string, ok bool) {
+	n := len(used)
+	if n >= 1 && strings.HasPrefix(used[n-1], "-") {
+		f, v, has := strings.Cut(used[n-1], "=")
+		if !has || isBoolFlag(fs, strings.TrimLeft(f, "-")) {
+			return "", "", false
+		}
+		return f, v, true
+	}
+	if n >= 2 && strings.HasPrefix(used[n-2], "-") && !strings.Contains(used[n-2], "=") && !isBoolFlag(fs, strings.TrimLeft(used[n-2], "-")) {
+		return used[n-2], used[n-1], true
+	}
+	return "", "", false
+}
+
+// isBoolFlag reports whether fs's flag name takes no value.
+func isBoolFlag(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // stringList is a repeatable string flag.

@@ -38,7 +38,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	if code, _, errs := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, errs)
 	}
-	if code, _, errs := runCLI(t, "inspect"); code != 2 || !strings.Contains(errs, "Usage") {
+	if code, _, errs := runCLI(t, "inspect"); code != 2 || errs != "weft inspect: want one PATH, got 0 arguments; see 'weft inspect --help'\n" {
 		t.Fatalf("missing argument: %d %q", code, errs)
 	}
 	if code, _, _ := runCLI(t, "convert", "x", "--no-such-flag"); code != 2 {

@@ -63,7 +63,7 @@ func TestMetaCommand(t *testing.T) {
 	}
 	before, _ := os.ReadFile(in)
 	code, _, errs = runCLI(t, "meta", in, "--in-place", "--set", "general.name=str:"+strings.Repeat("n", 200))
-	if code != 1 || !strings.Contains(errs, "--in-place") || !strings.Contains(errs, "without --in-place") {
+	if code != 1 || !strings.Contains(errs, "--in-place") || !strings.Contains(errs, "write a new output instead") {
 		t.Fatalf("growing in place: %d %q", code, errs)
 	}
 	if b, _ := os.ReadFile(in); !bytes.Equal(b, before) {

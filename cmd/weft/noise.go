@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
+	"github.com/weft-ml/weft/recipe"
 )
 
 func init() {
@@ -25,7 +28,9 @@ goes on every row of the input token embedding (model.embed_tokens.weight, token
 says so on stderr; a head tensor stored separately gets the very same noise).
 
   --seed N             required: the noise of row r of tensor T depends only on (N, T, r),
-                       so the output is the same at any --threads
+                       so the output is the same at any --threads; several seeds
+                       (--seed 1,2,3) write one output each, together, to -o's template
+                       (-o 'noisy-{seed}'); --std takes several values likewise ({std})
   --std S              standard deviation of the noise
   --relative K         standard deviation K x the row's own standard deviation, or with
                        --scale-by tensor K x the whole tensor's
@@ -33,9 +38,7 @@ says so on stderr; a head tensor stored separately gets the very same noise).
   --seq-len L          hidden size (the row length)
   --dist D             gaussian (default) or uniform (uniform of standard deviation S is
                        uniform in [-S sqrt(3), S sqrt(3)])
-  --tokens SPEC        only these rows (token ids): 5,10-20,@ids.txt (ranges inclusive; a
-                       file holds ids and ranges separated by commas, spaces or newlines,
-                       # starts a comment)
+  --tokens LIST        only the rows of these tokens: ` + tokensUsage + `
   --tensor PATTERN     noise these tensors instead of the embedding: a name, a glob
                        (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
                        repeatable
@@ -59,8 +62,8 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	var of outFlags
 	of.add(fs)
 	of.addTypes(fs)
-	seed := fs.Int64("seed", -1, "")
-	std := fs.Float64("std", 0, "")
+	seedS := fs.String("seed", "", "")
+	stdS := fs.String("std", "", "")
 	rel := fs.Float64("relative", 0, "")
 	scaleBy := fs.String("scale-by", "", "")
 	neft := fs.Float64("neftune", 0, "")
@@ -79,8 +82,42 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	if *seed < 0 {
+	e.spell("neftune_alpha", "neftune")
+	e.spell("tensors", "tensor")
+	if err := positive(fs, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
+		return err
+	}
+	if *seedS == "" {
 		return usagef("--seed N (N >= 0) is required: it fixes the noise")
+	}
+	var sweeps []recipe.Sweep
+	seed, sw, err := sweepList("seed", "seed", *seedS, []string{"seed"}, func(s string) (any, error) {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("%q: want N >= 0", s)
+		}
+		return v, nil
+	})
+	if err != nil {
+		return err
+	}
+	if sw != nil {
+		sweeps = append(sweeps, *sw)
+	}
+	std := any(0.0)
+	if *stdS != "" {
+		if std, sw, err = sweepList("std", "std", *stdS, []string{"std"}, func(s string) (any, error) {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(v > 0) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%q: the standard deviation must be a positive number", s)
+			}
+			return v, nil
+		}); err != nil {
+			return err
+		}
+		if sw != nil {
+			sweeps = append(sweeps, *sw)
+		}
 	}
 	if of.out == "" && !of.dryRun {
 		return usagef("an output is required: -o PATH")
@@ -88,14 +125,15 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 	if *scaleBy != "" && *rel == 0 {
 		return usagef("--scale-by goes with --relative")
 	}
-	opts := &noise.Options{Seed: *seed, Std: *std, Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
+	opts := &noise.Options{Seed: seed.(int64), Std: std.(float64), Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
 		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
 	if opts.Types, err = of.outputTypes(); err != nil {
 		return err
 	}
+	var tl *tokenList
 	if *tokens != "" {
-		if opts.Tokens, err = noise.ParseTokenSet(*tokens); err != nil {
-			return usagef("--tokens: %v", err)
+		if tl, err = parseTokenList("tokens", *tokens); err != nil {
+			return err
 		}
 	}
 	in, err := inp.open(pos[0])
@@ -103,8 +141,14 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if opts.Tokens, err = tl.resolve(in); err != nil {
+		return err
+	}
 	if err := of.check(in); err != nil {
 		return err
+	}
+	if templated(of.out, sweeps) {
+		return writeSweep(ctx, e, &of, opts, []*weft.Checkpoint{in}, nil, sweeps)
 	}
 	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {

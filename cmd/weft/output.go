@@ -6,11 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
-	"github.com/weft-ml/weft/safetensors"
 )
 
 // outFlags are the flags of every command that writes a checkpoint.
@@ -22,7 +22,9 @@ type outFlags struct {
 	dryRun       bool
 	maxShardSize string
 	splitMaxSize string
+	splitTensors int
 	allowLoss    bool
+	part         string
 
 	// Output types (--dtype, --type-for), for commands that call addTypes.
 	types typeFlags
@@ -44,27 +46,78 @@ func (o *outFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
 	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
-	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2GB)")
+	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2G, 2GB)")
+	fs.IntVar(&o.splitTensors, "split-max-tensors", 0, "split GGUF output into parts of at most this many tensors")
 	fs.BoolVar(&o.keepSplit, "keep-split", false, "split a GGUF output like its split input (llama-quantize --keep-split)")
+	fs.StringVar(&o.part, "part", "", "write only part I of N of the output's files (I/N, from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array")
+}
+
+// parsePart parses --part I/N into a part and a count of parts (0, 0 when s is empty), or
+// --part auto from the environment (see autoPart).
+func parsePart(s string) (part, parts int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if s == "auto" {
+		return autoPart(getenv, 0)
+	}
+	i, n, ok := strings.Cut(s, "/")
+	part, err1 := strconv.Atoi(strings.TrimSpace(i))
+	parts, err2 := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err1 != nil || err2 != nil || parts < 1 || part < 0 || part >= parts {
+		return 0, 0, usagef("--part %q: want I/N with 0 <= I < N, such as 0/4", s)
+	}
+	return part, parts, nil
+}
+
+// validate checks the output flags' values (sizes, counts) before anything is read.
+func (o *outFlags) validate() error {
+	if o.threads < 1 {
+		return usagef("--threads must be at least 1, got %d", o.threads)
+	}
+	if o.splitTensors < 0 {
+		return usagef("--split-max-tensors %d: must be positive", o.splitTensors)
+	}
+	for _, f := range []struct{ name, v string }{{"max-shard-size", o.maxShardSize}, {"split-max-size", o.splitMaxSize}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := sizeFlag(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sizeFlag parses the value of a size flag with weft.ParseSize: a positive number of bytes.
+func sizeFlag(name, v string) (int64, error) {
+	n, err := weft.ParseSize(v)
+	if err != nil {
+		return 0, usagef("--%s %s: %w", name, quoteArg(v), err)
+	}
+	if n <= 0 {
+		return 0, usagef("--%s %s: must be positive", name, quoteArg(v))
+	}
+	return n, nil
 }
 
 // options turns the flags into write options; notes about files other than the output go
 // to stderr.
 func (o *outFlags) options(e *env, inputs ...*weft.Checkpoint) (ckpt.WriteOptions, error) {
 	opts := ckpt.WriteOptions{Threads: o.threads, Force: o.force, AllowLoss: o.allowLoss, Inputs: inputs, KeepSplit: o.keepSplit,
-		DirName: o.dirName, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
-	if o.threads < 1 {
-		return opts, usagef("--threads must be at least 1, got %d", o.threads)
+		SplitMaxTensors: o.splitTensors, DirName: o.dirName, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	if err := o.validate(); err != nil {
+		return opts, err
 	}
 	var err error
 	if o.maxShardSize != "" {
-		if opts.MaxShardSize, err = safetensors.ParseSize(o.maxShardSize); err != nil || opts.MaxShardSize <= 0 {
-			return opts, usagef("--max-shard-size %q: want a size such as 5GB or 500MB", o.maxShardSize)
+		if opts.MaxShardSize, err = sizeFlag("max-shard-size", o.maxShardSize); err != nil {
+			return opts, err
 		}
 	}
 	if o.splitMaxSize != "" {
-		if opts.SplitMaxSize, err = safetensors.ParseSize(o.splitMaxSize); err != nil || opts.SplitMaxSize <= 0 {
-			return opts, usagef("--split-max-size %q: want a size such as 2GB", o.splitMaxSize)
+		if opts.SplitMaxSize, err = sizeFlag("split-max-size", o.splitMaxSize); err != nil {
+			return opts, err
 		}
 	}
 	return opts, nil
@@ -85,31 +138,73 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	if err != nil {
 		return err
 	}
+	part, parts, err := parsePart(o.part)
+	if err != nil {
+		return err
+	}
+	many := ckpt.ManyOptions{Threads: o.threads, Part: part, Parts: parts}
+	outs, plans := []ckpt.Output{{Checkpoint: out, Path: o.out, Options: opts}}, []*ckpt.Plan{plan}
+	sched, err := many.Plan(outs, plans)
+	if err != nil {
+		return err
+	}
 	if o.dryRun {
 		printPlan(e, out, plan, describe)
+		printSchedule(e, plan, sched, part, parts)
 		return nil
 	}
 	for _, l := range plan.Loss.Lines() {
 		fmt.Fprintf(e.stderr, "%s\n", l)
 	}
-	if !o.quiet && e.tty {
-		bar := progressbar.NewOptions64(plan.Total,
-			progressbar.OptionSetWriter(e.stderr),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200_000_000),
-			progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetDescription("writing"))
-		opts.Progress = func(done, total int64) { _ = bar.Set64(done) }
-		defer bar.Finish()
-	}
-	if err := ckpt.Execute(ctx, out, plan, opts); err != nil {
+	bar := e.newProgress("writing", o.quiet)
+	many.Progress = bar.fn()
+	defer bar.finish()
+	e.writing = true
+	if err := ckpt.ExecuteMany(ctx, outs, plans, many); err != nil {
 		return err
 	}
 	if !o.quiet {
-		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
+		if parts > 1 {
+			fmt.Fprintf(e.stderr, "wrote part %d of %d of %s: %s (%s)\n", part, parts, plan.Target, shareFiles(plan, sched.Shares[0]), humanBytes(sched.Written))
+		} else {
+			fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
+		}
 	}
 	return nil
+}
+
+// shareFiles lists the files a part writes.
+func shareFiles(plan *ckpt.Plan, sh ckpt.Share) string {
+	var names []string
+	for i, f := range plan.Layout.Files {
+		if sh.Files[i] {
+			names = append(names, f.Name)
+		}
+	}
+	if sh.Extras {
+		for _, x := range plan.Layout.Extra {
+			names = append(names, x.Name)
+		}
+		if len(plan.SideFiles) > 0 {
+			names = append(names, "the side files")
+		}
+	}
+	if len(names) == 0 {
+		return "nothing (more parts than files)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// printSchedule prints what the write reads and writes, and this part's share.
+func printSchedule(e *env, plan *ckpt.Plan, s *ckpt.Schedule, part, parts int) {
+	w := e.stdout
+	fmt.Fprintf(w, "  reads %s of input tensors once; writes %s\n", humanBytes(s.Read), humanBytes(s.Written))
+	if s.Fingerprints > 0 {
+		fmt.Fprintf(w, "  data fingerprints of %d input(s) for provenance: computed from the chunks the write reads\n", s.Fingerprints)
+	}
+	if parts > 1 {
+		fmt.Fprintf(w, "  part %d of %d writes: %s\n", part, parts, shareFiles(plan, s.Shares[0]))
+	}
 }
 
 func printPlan(e *env, out *weft.Checkpoint, plan *ckpt.Plan, describe func(*weft.Tensor) string) {

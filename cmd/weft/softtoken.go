@@ -53,6 +53,9 @@ func runSoftToken(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
+	if err := positive(fs, map[string]string{"count": "the number of vectors"}); err != nil {
+		return err
+	}
 	if *count <= 0 {
 		return usagef("--count N (N >= 1) is required")
 	}

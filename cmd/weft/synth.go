@@ -9,7 +9,6 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/internal/synth"
-	"github.com/weft-ml/weft/safetensors"
 )
 
 func init() {
@@ -17,7 +16,7 @@ func init() {
 		name:    "synth",
 		summary: "write a synthetic Llama-style checkpoint (for demos, tests and benchmarks)",
 		usage: `Usage: weft synth -o OUT [--size S | --tiny] [--seed N] [--related-to SEED] [--dtype T]
-                  [--max-shard-size S] [--force]
+                  [--max-shard-size S] [--force] [--quiet]
 
 Writes a deterministic random Llama-shaped model: a Hugging Face directory (config.json,
 word-level tokenizer.json, safetensors) or, with a .safetensors name, a single file, or with a
@@ -43,6 +42,7 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 	dtype := fs.String("dtype", "bf16", "")
 	shard := fs.String("max-shard-size", "", "")
 	force := fs.Bool("force", false, "")
+	quiet := fs.Bool("quiet", false, "")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -51,8 +51,8 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 		return usagef("want -o OUT and no positional arguments")
 	}
 	dt, err := weft.ParseDType(*dtype)
-	if err != nil || dt.Quantized() {
-		return usagef("--dtype %q: want f32, f16 or bf16", *dtype)
+	if err != nil || !dt.Float() {
+		return usagef("--dtype %s: want f32, f16 or bf16", quoteArg(*dtype))
 	}
 	var s synth.Spec
 	switch {
@@ -62,17 +62,17 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 		s = synth.Tiny(*seed)
 		s.DType = dt
 	default:
-		n, err := safetensors.ParseSize(*size)
-		if err != nil || n <= 0 {
-			return usagef("--size %q: want a size such as 2GB", *size)
+		n, err := sizeFlag("size", *size)
+		if err != nil {
+			return err
 		}
 		s = synth.Sized(n, dt, *seed)
 	}
 	s.Related = *related
 	s.GGUF = strings.HasSuffix(strings.ToLower(*out), ".gguf")
 	if *shard != "" {
-		if s.MaxShardSize, err = safetensors.ParseSize(*shard); err != nil {
-			return usagef("--max-shard-size: %v", err)
+		if s.MaxShardSize, err = sizeFlag("max-shard-size", *shard); err != nil {
+			return err
 		}
 	}
 	kind, err := ckpt.OutputKind(*out)
@@ -87,10 +87,15 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	bar := e.newProgress("writing", *quiet)
+	defer bar.finish()
+	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Progress: bar.fn(), Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	e.writing = true
 	if err := ckpt.Execute(ctx, c, plan, opts); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), humanBytes(plan.Total))
+	if !*quiet {
+		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), humanBytes(plan.Total))
+	}
 	return nil
 }

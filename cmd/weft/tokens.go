@@ -10,7 +10,6 @@ import (
 
 	"github.com/weft-ml/weft/internal/plots"
 	"github.com/weft-ml/weft/ops/glitch"
-	"github.com/weft-ml/weft/ops/noise"
 )
 
 func init() {
@@ -25,7 +24,8 @@ the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
                   initial norm); the head row's norm is shown too
   tied models     the cosine distance, after removing the matrix's first principal
                   component, between the row and the mean of rows known or seen to be unused:
-                  --reference SPEC (ids), else the padding rows past the tokenizer and GGUF
+                  --reference LIST (ids, ranges or token texts, as glitch reset's
+                  --tokens takes them), else the padding rows past the tokenizer and GGUF
                   tokens of type UNUSED, else the 1% non-zero rows of smallest norm; the plain
                   cosine and L2 distances are shown too
 All-zero rows come first. Lower indicator values look more untrained.
@@ -79,9 +79,10 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := glitch.ScanOptions{Top: *top}
+	var refList *tokenList
 	if *ref != "" {
-		if opts.Reference, err = noise.ParseTokenSet(*ref); err != nil {
-			return usagef("--reference: %v", err)
+		if refList, err = parseTokenList("reference", *ref); err != nil {
+			return err
 		}
 	}
 	in, err := inp.open(pos[0])
@@ -89,10 +90,16 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
+	if opts.Reference, err = refList.resolve(in); err != nil {
+		return err
+	}
 	if err := pf.check(in); err != nil {
 		return err
 	}
+	bar := e.newProgress("scanning", false)
+	opts.Progress = bar.fn()
 	res, err := glitch.Scan(in, opts)
+	bar.finish()
 	if err != nil {
 		return err
 	}
@@ -109,8 +116,20 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	if res.Reference != "" {
 		fmt.Fprintf(e.stdout, "reference (%d rows): %s\n", res.ReferenceCount, clipString(res.Reference, 200))
 	}
+	// The columns the help promises: the indicator, the embedding norm, and the head norm
+	// (untied) or the plain cosine and L2 distances (tied).
 	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "rank\tid\tindicator\tembedding_norm\ttoken\t")
+	extra := "head_norm"
+	if res.Tied {
+		extra = "cos_dist\tl2_dist"
+	}
+	fmt.Fprintf(tw, "rank\tid\tindicator\tembedding_norm\t%s\ttoken\t\n", extra)
+	num := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.6g", *p)
+	}
 	for _, s := range res.Tokens {
 		flags := ""
 		if s.Zero {
@@ -119,7 +138,11 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 		if s.Padding {
 			flags += " (padding)"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.6g\t%.6g\t%s%s\t\n", s.Rank, s.ID, s.Indicator, s.EmbeddingNorm, strconv.Quote(s.Token), flags)
+		cols := num(s.HeadNorm)
+		if res.Tied {
+			cols = num(s.CosDist) + "\t" + num(s.L2Dist)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.6g\t%.6g\t%s\t%s%s\t\n", s.Rank, s.ID, s.Indicator, s.EmbeddingNorm, cols, strconv.Quote(s.Token), flags)
 	}
 	return tw.Flush()
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -40,24 +39,25 @@ func (o *outFlags) addTypes(fs *flag.FlagSet) {
 	o.addQuant(fs)
 }
 
-// outputTypes returns the parsed type flags.
+// outputTypes returns the parsed type flags. It validates the other output flags first
+// (outFlags.validate), so that every command that writes refuses a bad size or count before
+// it reads anything.
 //
 // A --dtype that names one of llama-quantize's quantized types (Q4_K_M, Q2_K_S, IQ4_XS,
 // Q8_0, Q4_K, which llama-quantize takes for Q4_K_M, ...) selects that mixture, as
 // llama-quantize does; other names are one type for every tensor.
 func (o *outFlags) outputTypes() (ops.Types, error) {
 	t := ops.Types{TypeFor: o.types.rules}
+	if err := o.validate(); err != nil {
+		return t, err
+	}
 	mixture := ""
 	if o.types.dtype != "" {
-		if ft, ok := arch.ParseMixFileType(o.types.dtype); ok && ft.MainType().Quantized() {
-			mixture = ft.String()
-		} else {
-			dt, err := weft.ParseDType(o.types.dtype)
-			if err != nil {
-				return t, usagef("--dtype: %v", err)
-			}
-			t.DType = dt
+		dt, mix, err := ops.ParseOutputType(o.types.dtype)
+		if err != nil {
+			return t, usagef("--dtype: %v", err)
 		}
+		t.DType, mixture = dt, mix
 	}
 	q, err := o.quantOptions(mixture)
 	if err != nil {
@@ -129,14 +129,6 @@ func flagErr(err error) error {
 		return usagef("--dtype: %v", err)
 	case errors.As(err, &re):
 		return usagef("--type-for: %v", err)
-	case errors.Is(err, ops.ErrUnmatchedRule) && strings.Contains(err.Error(), "type rule"):
-		return fmt.Errorf("--type-for: %w", err)
-	case errors.Is(err, ops.ErrUnmatchedRule):
-		// "alpha rule ..." comes from --alpha-for, "density rule ..." from --density-for.
-		if m := unmatchedRule.FindStringSubmatch(err.Error()); m != nil {
-			return fmt.Errorf("--%s-for: %w", m[1], err)
-		}
-		return err
 	case errors.Is(err, ops.ErrNeedsImatrix):
 		return fmt.Errorf("%w (--imatrix FILE)", err)
 	}

@@ -34,13 +34,14 @@ func fixtureArgs(t *testing.T, dir string) map[string][]string {
 }
 
 // TestUnmatchedTypeRuleEveryCommand: a --type-for that matches no tensor is an error in
-// every command that writes a checkpoint, naming the flag and the rule; nothing is written.
+// every command that writes a checkpoint, naming the flag and the rule (exit 2: the value
+// is invalid for this input, as an out-of-range head is); nothing is written.
 func TestUnmatchedTypeRuleEveryCommand(t *testing.T) {
 	dir := t.TempDir()
 	for name, args := range fixtureArgs(t, dir) {
 		args = append(args, "--type-for", "nothing.here=f16", "--quiet")
 		code, _, errs := runCLI(t, args...)
-		if code != 1 || !strings.Contains(errs, "--type-for") || !strings.Contains(errs, `"nothing.here=F16" matches no tensor`) {
+		if code != 2 || !strings.Contains(errs, "--type-for") || !strings.Contains(errs, `"nothing.here=F16" matches no tensor`) {
 			t.Errorf("%s: exit %d: %s", name, code, errs)
 		}
 	}

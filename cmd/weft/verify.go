@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/weft-ml/weft/ops/verify"
 )
 
@@ -90,21 +89,10 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if opts.StructureOnly && (len(opts.Inputs) > 0 || *full) {
 		return usagef("--structure-only (or --samples 0) checks PATH alone: it takes no inputs and no --full")
 	}
-	var bar *progressbar.ProgressBar
-	if !*quiet && e.tty {
-		opts.Progress = func(done, total int64) {
-			if bar == nil {
-				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(e.stderr), progressbar.OptionShowBytes(true),
-					progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200_000_000),
-					progressbar.OptionClearOnFinish(), progressbar.OptionSetDescription("reading"))
-			}
-			_ = bar.Set64(done)
-		}
-	}
+	bar := e.newProgress("reading", *quiet)
+	opts.Progress = bar.fn()
 	rep, err := verify.Verify(ctx, pos[0], opts)
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	bar.finish()
 	if err != nil {
 		return err
 	}

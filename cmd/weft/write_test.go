@@ -303,18 +303,21 @@ func TestOutputNamesCLI(t *testing.T) {
 	wd, _ := os.Getwd()
 	defer os.Chdir(wd)
 	os.Chdir(dir)
+	// An output name that names no output is a usage mistake (exit 2); one that clashes
+	// with what is on disk is not (exit 1).
 	for _, tc := range []struct {
 		args []string
+		code int
 		want string
 	}{
-		{[]string{"convert", hf, "-o", "."}, "names an existing directory (the current one, its parent or a root), not an output"},
-		{[]string{"convert", hf, "-o", "./"}, "names an existing directory"},
-		{[]string{"convert", hf, "-o", file, "--force"}, "is a file, not a directory: an output name without .safetensors or .gguf is written as a Hugging Face directory"},
-		{[]string{"convert", gg, "-o", filepath.Join(dir, "adir.gguf"), "--force"}, "is a directory: an output name ending in .gguf is written as a file"},
-		{[]string{"convert", hf, "-o", filepath.Join(dir, "x.pt")}, "not PyTorch pickles"},
+		{[]string{"convert", hf, "-o", "."}, 2, "names an existing directory (the current one, its parent or a root), not an output"},
+		{[]string{"convert", hf, "-o", "./"}, 2, "names an existing directory"},
+		{[]string{"convert", hf, "-o", file, "--force"}, 1, "is a file, not a directory: an output name without .safetensors or .gguf is written as a Hugging Face directory"},
+		{[]string{"convert", gg, "-o", filepath.Join(dir, "adir.gguf"), "--force"}, 1, "is a directory: an output name ending in .gguf is written as a file"},
+		{[]string{"convert", hf, "-o", filepath.Join(dir, "x.pt")}, 2, "not PyTorch pickles"},
 	} {
 		code, _, errs := runCLI(t, tc.args...)
-		if code != 1 || !strings.Contains(errs, tc.want) {
+		if code != tc.code || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q", tc.args[2:], code, errs)
 		}
 	}

@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/sidefile"
 )
@@ -158,7 +158,7 @@ func analyze(c *weft.Checkpoint) (*model, error) {
 	}
 	st, err := arch.FindLayerStack(names, want)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: %s: %w", c.Path, err)
+		return nil, fmt.Errorf("ablate: %s: %w", ops.Name(c), err)
 	}
 	m.prefix, m.n, m.layerOf = st.Prefix, st.Layers, st.LayerOf
 	return m, nil
@@ -173,7 +173,7 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 	dropped := make([]bool, n)
 	for _, l := range drop {
 		if l < 0 || l >= n {
-			return nil, fmt.Errorf("ablate: drop: layer %d out of range: the model has %d layers", l, n)
+			return nil, weft.OptionValuef("drop", fmt.Sprint(l), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		dropped[l] = true
 	}
@@ -181,19 +181,19 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 	total := 0
 	for _, b := range blocks {
 		if b.First < 0 || b.Last >= n || b.First > b.Last {
-			return nil, fmt.Errorf("ablate: duplicate: block %d-%d out of range: the model has %d layers", b.First, b.Last, n)
+			return nil, weft.OptionValuef("duplicate", fmt.Sprintf("%d-%d", b.First, b.Last), "block out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		if b.Copies < 2 || b.Copies > maxCopies {
-			return nil, fmt.Errorf("ablate: duplicate: block %d-%d: %d copies; want 2 to %d", b.First, b.Last, b.Copies, maxCopies)
+			return nil, weft.OptionValuef("duplicate", fmt.Sprintf("%d-%d:%d", b.First, b.Last, b.Copies), "%d copies; want 2 to %d", b.Copies, maxCopies)
 		}
 		for l := b.First; l <= b.Last; l++ {
 			if dropped[l] {
-				return nil, fmt.Errorf("ablate: layer %d is both dropped and duplicated (block %d-%d)", l, b.First, b.Last)
+				return nil, weft.Optionf("drop, duplicate", "layer %d is both dropped and duplicated (block %d-%d)", l, b.First, b.Last)
 			}
 		}
 		total += (b.Last - b.First + 1) * (b.Copies - 1)
 		if total > 1<<20 {
-			return nil, fmt.Errorf("ablate: duplicate: more than %d extra layers", 1<<20)
+			return nil, weft.Optionf("duplicate", "more than %d extra layers", 1<<20)
 		}
 		byLast[b.Last] = append(byLast[b.Last], b)
 	}
@@ -212,7 +212,7 @@ func Sequence(n int, drop []int, blocks []Block) ([]int, error) {
 		}
 	}
 	if len(seq) == 0 {
-		return nil, fmt.Errorf("ablate: dropping all %d layers leaves no model", n)
+		return nil, weft.Optionf("drop", "dropping all %d layers leaves no model", n)
 	}
 	return seq, nil
 }
@@ -227,13 +227,14 @@ type layerEdits struct {
 	dir                 []float64
 }
 
-func checkLayers(what string, layers []int, n int) error {
+// checkLayers checks the layers of the edit option (an OptionError about option.layers).
+func checkLayers(option string, layers []int, n int) error {
 	if len(layers) == 0 {
-		return fmt.Errorf("ablate: %s: no layers given", what)
+		return weft.Optionf(option+".layers", "no layers given for %s", option)
 	}
 	for _, l := range layers {
 		if l < 0 || l >= n {
-			return fmt.Errorf("ablate: %s: layer %d out of range: the model has %d layers", what, l, n)
+			return weft.OptionValuef(option+".layers", fmt.Sprint(l), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 	}
 	return nil
@@ -253,7 +254,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	layerOp := len(opts.Drop) > 0 || len(opts.Duplicate) > 0 || opts.Zero != nil || opts.Scale != nil ||
 		len(opts.Heads) > 0 || opts.Noise != nil || opts.Replace != nil || (opts.Project != nil && len(opts.Project.Layers) > 0)
 	if n == 0 && layerOp {
-		return nil, fmt.Errorf("ablate: %s: no layer tensors found (names like model.layers.N.* or blk.N.*)", in.Path)
+		return nil, fmt.Errorf("ablate: %s: no layer tensors found (names like model.layers.N.* or blk.N.*)", ops.Name(in))
 	}
 	var seq []int
 	if n > 0 {
@@ -282,7 +283,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 			return nil, err
 		}
 		if z.What != Attn && z.What != MLP && z.What != Layer {
-			return nil, fmt.Errorf("ablate: zero: %q is not attn, mlp or layer", z.What)
+			return nil, weft.OptionValuef("zero", string(z.What), "want attn, mlp or layer")
 		}
 		for _, l := range z.Layers {
 			edits[l].zeroAttn = edits[l].zeroAttn || z.What != MLP
@@ -295,7 +296,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 		for _, f := range []float64{s.Attn, s.MLP} {
 			if f != f || f > 1e30 || f < -1e30 {
-				return nil, fmt.Errorf("ablate: scale: factor %v is not a finite number", f)
+				return nil, weft.OptionValuef("scale", text.Num(f), "not a finite number")
 			}
 		}
 		for _, l := range s.Layers {
@@ -304,7 +305,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	}
 	for _, h := range opts.Heads {
 		if h.Layer < 0 || h.Layer >= n {
-			return nil, fmt.Errorf("ablate: heads: layer %d out of range: the model has %d layers", h.Layer, n)
+			return nil, weft.OptionValuef("heads", fmt.Sprint(h.Layer), "layer out of range: the model has %d layers (0-%d)", n, n-1)
 		}
 		edits[h.Layer].heads = mergeInts(edits[h.Layer].heads, h.Heads)
 	}
@@ -314,10 +315,10 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 			return nil, err
 		}
 		if !(nz.Std > 0) || nz.Std > 1e6 {
-			return nil, fmt.Errorf("ablate: noise: std %v must be positive (and sane)", nz.Std)
+			return nil, weft.OptionValuef("noise", text.Num(nz.Std), "the standard deviation must be positive (and at most 1e6)")
 		}
 		if nz.Seed < 0 {
-			return nil, fmt.Errorf("ablate: noise: seed %d is negative", nz.Seed)
+			return nil, weft.OptionValuef("noise.seed", fmt.Sprint(nz.Seed), "must be 0 or more")
 		}
 		seed = uint64(nz.Seed)
 		for _, l := range nz.Layers {
@@ -330,13 +331,13 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		if r.Other == nil {
 			return nil, fmt.Errorf("ablate: replace: no checkpoint given")
 		}
-		if err := checkLayers("replace-from", r.Layers, n); err != nil {
+		if err := checkLayers("replace_from", r.Layers, n); err != nil {
 			return nil, err
 		}
 		if other, err = m.matchOther(r.Other, r.Layers); err != nil {
 			return nil, err
 		}
-		otherName = r.Other.Path
+		otherName = ops.Name(r.Other)
 		for _, l := range r.Layers {
 			edits[l].replace = true
 		}
@@ -344,13 +345,13 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 	var embDir []float64
 	if p := opts.Project; p != nil {
 		if p.Weight == 0 || p.Weight != p.Weight || p.Weight > 1e6 || p.Weight < -1e6 {
-			return nil, fmt.Errorf("ablate: project-out: weight %v must be a non-zero finite number", p.Weight)
+			return nil, weft.OptionValuef("project_out.weight", text.Num(p.Weight), "must be a non-zero finite number (at most 1e6 in size)")
 		}
 		if len(p.Layers) == 0 && !p.Embeddings {
-			return nil, fmt.Errorf("ablate: project-out: no layers given (and not --embeddings)")
+			return nil, weft.Optionf("project_out.layers", "no layers given, and not the embeddings either")
 		}
 		if len(p.Layers) > 0 {
-			if err := checkLayers("project-out", p.Layers, n); err != nil {
+			if err := checkLayers("project_out", p.Layers, n); err != nil {
 				return nil, err
 			}
 		}
@@ -371,7 +372,7 @@ func Ablate(in *weft.Checkpoint, opts Options) (*Result, error) {
 		}
 		if p.Embeddings {
 			if len(dirs) != 1 {
-				return nil, fmt.Errorf("ablate: project-out --embeddings needs a single direction; %s holds one per layer", p.Source)
+				return nil, weft.Optionf("project_out.embeddings", "needs a single direction; %s holds one per layer", p.Source)
 			}
 			embDir = dirs[0]
 		}
@@ -557,7 +558,7 @@ func (m *model) checkCount() error {
 	if m.c.Format == weft.GGUF {
 		key := arch.GGUFKey(arch.GGUFBlockCount, m.arch)
 		if v, ok := ggufKVInt(m.c, key, -1); ok && v != int64(m.n) {
-			return fmt.Errorf("ablate: %s: %s = %d but the tensors have %d blocks; weft will not renumber layers it cannot account for", filepath.Base(m.c.Path), key, v, m.n)
+			return fmt.Errorf("ablate: %s: %s = %d but the tensors have %d blocks; weft will not renumber layers it cannot account for", ops.BaseName(m.c), key, v, m.n)
 		}
 	}
 	return nil
@@ -567,7 +568,7 @@ func (m *model) checkCount() error {
 func (m *model) remap(out *weft.Checkpoint, seq []int) ([]Change, error) {
 	if m.c.Format == weft.GGUF {
 		if m.arch == "" {
-			return nil, fmt.Errorf("ablate: %s: no general.architecture, so the block count key is unknown", filepath.Base(m.c.Path))
+			return nil, fmt.Errorf("ablate: %s: no general.architecture, so the block count key is unknown", ops.BaseName(m.c))
 		}
 		return remapKVs(out, m.arch, m.n, seq)
 	}
@@ -592,10 +593,10 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		return nil, err
 	}
 	if m.c.Format == weft.GGUF && other.Format == weft.GGUF && m.arch != om.arch {
-		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", filepath.Base(other.Path), om.arch, filepath.Base(m.c.Path), m.arch)
+		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", ops.BaseName(other), om.arch, ops.BaseName(m.c), m.arch)
 	}
 	if mt, ot := m.cfg.String(arch.ConfigModelType), om.cfg.String(arch.ConfigModelType); mt != "" && ot != "" && mt != ot {
-		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", other.Path, ot, m.c.Path, mt)
+		return nil, fmt.Errorf("ablate: replace-from: %s is a %q model, %s a %q one", ops.Name(other), ot, ops.Name(m.c), mt)
 	}
 	want := map[int]bool{}
 	for _, l := range layers {
@@ -622,16 +623,16 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		ot := theirs[t.Name]
 		switch {
 		case ot == nil:
-			bad = append(bad, fmt.Sprintf("%s: missing from %s", t.Name, filepath.Base(other.Path)))
+			bad = append(bad, fmt.Sprintf("%s: missing from %s", t.Name, ops.BaseName(other)))
 		case !slices.Equal(ot.Shape, t.Shape):
-			bad = append(bad, fmt.Sprintf("%s: shape %v in %s, %v in the input", t.Name, ot.Shape, filepath.Base(other.Path), t.Shape))
+			bad = append(bad, fmt.Sprintf("%s: shape %v in %s, %v in the input", t.Name, ot.Shape, ops.BaseName(other), t.Shape))
 		case ot.DType != t.DType && (!codec.CanDecode(ot.DType) || !codec.CanEncode(t.DType)):
-			bad = append(bad, fmt.Sprintf("%s: %v in %s cannot be converted to the input's %v", t.Name, ot.DType, filepath.Base(other.Path), t.DType))
+			bad = append(bad, fmt.Sprintf("%s: %v in %s cannot be converted to the input's %v", t.Name, ot.DType, ops.BaseName(other), t.DType))
 		}
 	}
 	for _, t := range other.Tensors {
 		if theirs[t.Name] != nil && mine[t.Name] == nil {
-			bad = append(bad, fmt.Sprintf("%s: only in %s", t.Name, filepath.Base(other.Path)))
+			bad = append(bad, fmt.Sprintf("%s: only in %s", t.Name, ops.BaseName(other)))
 		}
 	}
 	for _, l := range layers {
@@ -647,13 +648,7 @@ func (m *model) matchOther(other *weft.Checkpoint, layers []int) (map[string]*we
 		}
 	}
 	if len(bad) > 0 {
-		const maxList = 20
-		more := ""
-		if len(bad) > maxList {
-			more = fmt.Sprintf("\n  ... and %d more", len(bad)-maxList)
-			bad = bad[:maxList]
-		}
-		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:\n  %s%s", other.Path, FormatSpec(layers), strings.Join(bad, "\n  "), more)
+		return nil, fmt.Errorf("ablate: replace-from %s: layers %s do not match the input:%s", ops.Name(other), FormatSpec(layers), text.Lines(bad, 20, "  "))
 	}
 	return theirs, nil
 }

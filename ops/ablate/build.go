@@ -9,6 +9,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/ops"
 )
 
 // builder turns the per-layer edits into recipes.
@@ -126,7 +127,7 @@ func (b *builder) prepare() error {
 	}
 	if p := b.opts.Project; p != nil && p.Embeddings {
 		if arch.Embedding(names) == "" {
-			return fmt.Errorf("ablate: project-out --embeddings: no token embedding tensor found")
+			return weft.Optionf("project_out.embeddings", "no token embedding tensor found")
 		}
 	}
 	return nil
@@ -189,7 +190,7 @@ func (b *builder) otherTensor(t *weft.Tensor, embDir []float64) (*weft.Tensor, T
 	rc := &recipe{out: info, src: t, srcIsInput: true, scale: 1, shard: t.Shard}
 	if embDir != nil && arch.RoleOf(t.Name) == arch.RoleEmbedding {
 		if len(t.Shape) != 2 || t.Shape[1] != int64(len(embDir)) {
-			return nil, TensorPlan{}, fmt.Errorf("ablate: project-out --embeddings: embedding %q has shape %v; the direction has %d values", t.Name, t.Shape, len(embDir))
+			return nil, TensorPlan{}, weft.Optionf("project_out.embeddings", "embedding %q has shape %v; the direction has %d values", t.Name, t.Shape, len(embDir))
 		}
 		rc.dir, rc.weight = embDir, b.opts.Project.Weight
 	}
@@ -233,7 +234,7 @@ func (b *builder) headCount(l int) (int, error) {
 		key := arch.GGUFKey(arch.GGUFHeadCount, m.arch)
 		v, ok := ggufKVInt(m.c, key, l)
 		if !ok || v <= 0 {
-			return 0, fmt.Errorf("ablate: heads: %s has no usable %s", m.c.Path, key)
+			return 0, fmt.Errorf("ablate: heads: %s has no usable %s", ops.Name(m.c), key)
 		}
 		return int(v), nil
 	}
@@ -301,7 +302,7 @@ func (b *builder) heads(rc *recipe, t *weft.Tensor, l int, heads []int) error {
 	}
 	for _, h := range heads {
 		if h < 0 || h >= nh {
-			return fmt.Errorf("ablate: heads: layer %d: head %d out of range: the layer has %d heads (0-%d)", l, h, nh, nh-1)
+			return weft.OptionValuef("heads", fmt.Sprintf("%d:%d", l, h), "head out of range: layer %d has %d heads (0-%d)", l, nh, nh-1)
 		}
 	}
 	sorted := append([]int(nil), heads...)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strconv"
 
 	"github.com/weft-ml/weft"
@@ -43,7 +44,7 @@ func loadConfig(c *weft.Checkpoint) (*hfConfig, error) {
 	}
 	d, err := sidefile.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: config.json: %w", err)
+		return nil, fmt.Errorf("ablate: %s: %w", filepath.Join(c.Path, "config.json"), err)
 	}
 	cfg := &hfConfig{doc: d}
 	if k, v, ok := intOf(d, nil, arch.LayerCountKeys); ok {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/safetensors"
 )
@@ -31,12 +32,12 @@ const maxNPYHeader = 1 << 16
 func LoadDirection(path string) ([][]float64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("ablate: %v", err)
+		return nil, fmt.Errorf("ablate: %w", weft.PathError(err))
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("ablate: %v", err)
+		return nil, fmt.Errorf("ablate: %w", weft.PathError(err))
 	}
 	magic := make([]byte, 6)
 	n, _ := f.ReadAt(magic, 0)
@@ -55,15 +56,11 @@ func LoadDirection(path string) ([][]float64, error) {
 	}
 	defer c.Close()
 	if len(c.Tensors) != 1 {
-		names := make([]string, 0, 4)
+		names := make([]string, len(c.Tensors))
 		for i, t := range c.Tensors {
-			if i == 4 {
-				names = append(names, "...")
-				break
-			}
-			names = append(names, t.Name)
+			names[i] = t.Name
 		}
-		return nil, fmt.Errorf("ablate: direction file %s holds %d tensors (%s); want exactly one, [hidden] or [layers, hidden]", path, len(c.Tensors), strings.Join(names, ", "))
+		return nil, fmt.Errorf("ablate: direction file %s holds %d tensors (%s); want exactly one, [hidden] or [layers, hidden]", path, len(c.Tensors), text.List(names, 4))
 	}
 	t := c.Tensors[0]
 	if !t.DType.Float() {

@@ -3,6 +3,7 @@ package ablate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -347,7 +348,7 @@ func TestHeads(t *testing.T) {
 
 func TestHeadsErrors(t *testing.T) {
 	in := hfBase(t)
-	if _, err := Ablate(in, Options{Heads: []HeadSel{{1, []int{4}}}}); err == nil || !strings.Contains(err.Error(), "head 4 out of range: the layer has 4 heads (0-3)") {
+	if _, err := Ablate(in, Options{Heads: []HeadSel{{1, []int{4}}}}); err == nil || !strings.Contains(err.Error(), "heads=1:4: head out of range: layer 1 has 4 heads (0-3)") || !weft.IsOptionError(err) {
 		t.Fatalf("got %v", err)
 	}
 	gpt := open(t, fixture(t, "torch/gpt2-tiny-f32.bin"))
@@ -570,6 +571,7 @@ func TestReplaceFrom(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	other := ops.Derive(tuned)
+	other.Path = tuned.Path // a stand-in for a file like tuned with other tensors
 	other.Tensors = nil
 	for _, x := range tuned.Tensors {
 		switch x.Name {
@@ -841,21 +843,26 @@ func TestCombined(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	in := hfBase(t)
+	// Invalid options are *weft.OptionError naming the option (the CLI names the flag).
 	for _, c := range []struct {
-		opts Options
-		frag string
+		opts   Options
+		option string
+		frag   string
 	}{
-		{Options{Zero: &Zero{What: "ffn", Layers: []int{1}}}, `"ffn" is not attn, mlp or layer`},
-		{Options{Zero: &Zero{What: Attn}}, "zero: no layers given"},
-		{Options{Zero: &Zero{What: Attn, Layers: []int{4}}}, "layer 4 out of range"},
-		{Options{Noise: &Noise{Std: 0, Layers: []int{1}}}, "must be positive"},
-		{Options{Noise: &Noise{Std: 1, Seed: -1, Layers: []int{1}}}, "seed -1 is negative"},
-		{Options{Scale: &Scale{Attn: math.NaN(), MLP: 1, Layers: []int{1}}}, "not a finite number"},
-		{Options{Drop: []int{0, 1, 2, 3}}, "leaves no model"},
-		{Options{Replace: &Replace{Layers: []int{1}}}, "no checkpoint given"},
+		{Options{Zero: &Zero{What: "ffn", Layers: []int{1}}}, "zero", `zero=ffn: want attn, mlp or layer`},
+		{Options{Zero: &Zero{What: Attn}}, "zero.layers", "no layers given"},
+		{Options{Zero: &Zero{What: Attn, Layers: []int{4}}}, "zero.layers", "zero.layers=4: layer out of range: the model has 4 layers (0-3)"},
+		{Options{Noise: &Noise{Std: 0, Layers: []int{1}}}, "noise", "must be positive"},
+		{Options{Noise: &Noise{Std: 1, Seed: -1, Layers: []int{1}}}, "noise.seed", "noise.seed=-1: must be 0 or more"},
+		{Options{Scale: &Scale{Attn: math.NaN(), MLP: 1, Layers: []int{1}}}, "scale", "not a finite number"},
+		{Options{Drop: []int{0, 1, 2, 3}}, "drop", "leaves no model"},
+		{Options{Drop: []int{7}}, "drop", "drop=7: layer out of range"},
+		{Options{Replace: &Replace{Layers: []int{1}}}, "", "no checkpoint given"},
 	} {
-		if _, err := Ablate(in, c.opts); err == nil || !strings.Contains(err.Error(), c.frag) {
-			t.Errorf("%+v: error %v, want %q", c.opts, err, c.frag)
+		_, err := Ablate(in, c.opts)
+		var oe *weft.OptionError
+		if err == nil || !strings.Contains(err.Error(), c.frag) || (c.option != "" && (!errors.As(err, &oe) || oe.Option != c.option)) {
+			t.Errorf("%+v: error %v, want option %q and %q", c.opts, err, c.option, c.frag)
 		}
 	}
 	// A layer without an MLP down projection.

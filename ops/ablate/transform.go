@@ -7,6 +7,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -69,13 +70,13 @@ func (rc *recipe) actions() ([]string, bool) {
 			a = append(a, fmt.Sprintf("zero heads %s (%s %s)", rc.headList(), what, spansStr(rc.headSpans)))
 		}
 		if rc.scale != 1 {
-			a = append(a, fmt.Sprintf("scale %g", rc.scale))
+			a = append(a, fmt.Sprintf("scale %s", text.Num(rc.scale)))
 		}
 		if rc.noise != 0 {
-			a = append(a, fmt.Sprintf("noise %g x std, seed %d", rc.noise, rc.seed))
+			a = append(a, fmt.Sprintf("noise %s x std, seed %d", text.Num(rc.noise), rc.seed))
 		}
 		if rc.dir != nil {
-			a = append(a, fmt.Sprintf("project out w=%g", rc.weight))
+			a = append(a, fmt.Sprintf("project out w=%s", text.Num(rc.weight)))
 		}
 		if rc.out.DType.Quantized() {
 			if rc.headAxis != headsNone && rc.scale == 1 && rc.noise == 0 && rc.dir == nil && !conv {
@@ -190,7 +191,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 			return nil, err
 		}
 		spans := rc.headSpans
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 				return err
 			}
@@ -207,7 +208,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 	if !dt.Quantized() {
 		eb := dt.BlockBytes()
 		spans := rc.headSpans
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 				return err
 			}
@@ -243,7 +244,7 @@ func (rc *recipe) headsTensor() (*weft.Tensor, error) {
 			blocks[i].mask[e-k*bs] = true
 		}
 	}
-	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 			return err
 		}
@@ -300,7 +301,7 @@ func (rc *recipe) pipeline() (*weft.Tensor, error) {
 		return nil, fmt.Errorf("ablate: tensor %q: weft cannot encode %v (no quantizer for it)", rc.out.Name, rc.out.DType)
 	}
 	p := &pipe{rc: rc, rowLen: rc.out.RowLen(), rows: rc.out.Rows()}
-	return ops.Computed(rc.out, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(rc.out, []*weft.Tensor{rc.src}, true, func(r0, r1 int64, dst []byte) error {
 		x := make([]float64, (r1-r0)*p.rowLen)
 		if err := ops.ReadRowsF64(rc.src, r0, r1, x); err != nil {
 			return err

@@ -15,13 +15,13 @@ package blend
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -137,19 +137,20 @@ type Step struct {
 	Note string `json:"note,omitempty"`
 }
 
-// Describe returns a one-line description of the step for plans.
+// Describe returns a one-line description of the step for plans, its numbers as people
+// write them (text.Num: 0.667, not 0.6666666666666661); the JSON plan keeps them exact.
 func (s Step) Describe() string {
 	var b strings.Builder
 	switch s.Action {
 	case "copy", "convert", "copy-int":
 		fmt.Fprintf(&b, "%s %s", s.Action, s.Source)
 	case "slerp":
-		fmt.Fprintf(&b, "slerp t=%g", s.Alpha)
+		fmt.Fprintf(&b, "slerp t=%s", text.Num(s.Alpha))
 	case "blend":
 		if len(s.Coeffs) == 1 {
-			fmt.Fprintf(&b, "blend alpha=%g", s.Coeffs[0])
+			fmt.Fprintf(&b, "blend alpha=%s", text.Num(s.Coeffs[0]))
 		} else {
-			fmt.Fprintf(&b, "blend coeffs=%v", s.Coeffs)
+			fmt.Fprintf(&b, "blend coeffs=%s", text.Nums(s.Coeffs, ","))
 		}
 	default:
 		b.WriteString(s.Action)
@@ -197,13 +198,7 @@ func inputName(k, ntuned int) string {
 }
 
 // listNames formats up to 20 names.
-func listNames(names []string) string {
-	const max = 20
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:max], ", ") + fmt.Sprintf(", ... and %d more", len(names)-max)
-}
+func listNames(names []string) string { return text.List(names, 20) }
 
 // Blend plans the blend of base with tuned (one or more checkpoints) and returns the output
 // checkpoint, whose tensors are computed on demand when it is written, together with the
@@ -223,35 +218,35 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		for _, m := range Methods() {
 			names = append(names, string(m))
 		}
-		return nil, fmt.Errorf("blend: unknown method %q (want %s)", method, strings.Join(names, ", "))
+		return nil, weft.OptionValuef("method", string(method), "unknown method (want %s)", strings.Join(names, ", "))
 	}
 	if merging && (opts.Alpha != 0 || opts.AlphaFor != nil || opts.Schedule != nil || opts.Weights != nil) {
-		return nil, fmt.Errorf("blend: alpha, per-tensor alphas, alpha schedules and weights are for linear and slerp; %s takes its weights and scale from its own parameters (weight, lambda)", method)
+		return nil, weft.Optionf("method", "alpha, per-tensor alphas, alpha schedules and weights are for linear and slerp; %s takes its weights and scale from its own parameters (weight, lambda)", method)
 	}
 	weights := opts.Weights
 	if merging {
 		weights = make([]float64, len(tuned)) // unused: the method's parameters apply
 	} else if weights == nil {
 		if len(tuned) > 1 {
-			return nil, fmt.Errorf("blend: %d tuned models need --weights with %d values (task arithmetic: base + sum w_i*(T_i - base))", len(tuned), len(tuned))
+			return nil, weft.Optionf("weights", "%d tuned models need %d weights (task arithmetic: base + sum w_i*(T_i - base))", len(tuned), len(tuned))
 		}
 		weights = []float64{1}
 	}
 	if len(weights) != len(tuned) {
-		return nil, fmt.Errorf("blend: %d weights for %d tuned models", len(weights), len(tuned))
+		return nil, weft.OptionValuef("weights", text.Nums(weights, ","), "%d weights for %d tuned models", len(weights), len(tuned))
 	}
 	if method == Slerp {
 		if len(tuned) != 1 {
-			return nil, fmt.Errorf("blend: slerp takes exactly two models (a base and one tuned), got %d", len(tuned)+1)
+			return nil, weft.OptionValuef("method", string(method), "slerp takes exactly two models (a base and one tuned), got %d", len(tuned)+1)
 		}
 		if opts.Weights != nil {
-			return nil, fmt.Errorf("blend: --weights is for task arithmetic (linear), not slerp")
+			return nil, weft.Optionf("weights", "weights are for task arithmetic (linear), not slerp")
 		}
 	}
-	finite := func(what string, v ...float64) error {
+	finite := func(option string, v ...float64) error {
 		for _, x := range v {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return fmt.Errorf("blend: %s must be finite, got %v", what, x)
+				return weft.OptionValuef(option, text.Num(x), "must be finite")
 			}
 		}
 		return nil
@@ -259,30 +254,31 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	if err := finite("alpha", opts.Alpha); err != nil {
 		return nil, err
 	}
-	if err := finite("--alpha-schedule", opts.Schedule...); err != nil {
+	if err := finite("alpha_schedule", opts.Schedule...); err != nil {
 		return nil, err
 	}
-	if err := finite("--weights", weights...); err != nil {
+	if err := finite("weights", weights...); err != nil {
 		return nil, err
 	}
 	for _, r := range opts.AlphaFor {
-		if err := finite("--alpha-for "+r.Pattern, r.Alpha); err != nil {
-			return nil, err
+		if !math.IsNaN(r.Alpha) && !math.IsInf(r.Alpha, 0) {
+			continue
 		}
+		return nil, weft.OptionValuef("alpha_for", r.Pattern+"="+text.Num(r.Alpha), "must be finite")
 	}
 	switch opts.Missing {
 	case MissingError, MissingBase:
 	default:
-		return nil, fmt.Errorf("blend: unknown --missing policy %q (want base)", opts.Missing)
+		return nil, weft.OptionValuef("missing", opts.Missing, "unknown policy (want base)")
 	}
 	switch opts.Vocab {
 	case VocabError, VocabBase, VocabUnion:
 	case VocabTuned:
 		if len(tuned) != 1 {
-			return nil, fmt.Errorf("blend: --vocab tuned needs exactly one tuned model; use base or union")
+			return nil, weft.OptionValuef("vocab", opts.Vocab, "needs exactly one tuned model; use base or union")
 		}
 	default:
-		return nil, fmt.Errorf("blend: unknown --vocab policy %q (want base, tuned or union)", opts.Vocab)
+		return nil, weft.OptionValuef("vocab", opts.Vocab, "unknown policy (want base, tuned or union)")
 	}
 	all := append([]*weft.Checkpoint{base}, tuned...)
 	// Naming: refuse to mix Hugging Face and GGUF names.
@@ -297,8 +293,8 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	for k := 1; k < len(all); k++ {
 		if namings[0] != arch.Unknown && namings[k] != arch.Unknown && namings[k] != namings[0] {
 			return nil, fmt.Errorf("blend: %s (%s) uses %s tensor names but %s (%s) uses %s names; blending needs both in the same naming (convert one first)",
-				inputName(0, len(tuned)), filepath.Base(base.Path), namingLabel(namings[0]),
-				inputName(k, len(tuned)), filepath.Base(all[k].Path), namingLabel(namings[k]))
+				inputName(0, len(tuned)), ops.BaseName(base), namingLabel(namings[0]),
+				inputName(k, len(tuned)), ops.BaseName(all[k]), namingLabel(namings[k]))
 		}
 	}
 
@@ -342,6 +338,7 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 	res.Out.Tensors = res.Out.Tensors[:0]
 	var vocabSrc = -1 // input whose vocabulary (tokenizer) the output takes, when not the base
 	var vocabRows int64 = -1
+	made := map[string]*job{} // the computed tensors, by name, for ties
 	for _, b := range base.Tensors {
 		alpha := rs.alpha(b.Name)
 		coeffs := make([]float64, len(tuned))
@@ -499,8 +496,23 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		default:
 			step.Action = "blend"
 		}
-		t := ops.Computed(outInfo, j.fill)
+		if prev := made[b.TiedTo]; prev != nil && tiedIn(all, idx, b) && slices.Equal(prev.coeffs, coeffs) && prev.alpha == alpha &&
+			prev.out.DType == outDT && slices.Equal(prev.out.Shape, outShape) && prev.common == common && (prev.extra == nil) == (j.extra == nil) {
+			// Tied in every input, blended alike: the tensor it is tied to, still tied.
+			res.add(ops.Alias(prev.t, b), b, step)
+			continue
+		}
+		srcs := ins
+		if ident >= 0 {
+			srcs = []*weft.Tensor{ins[ident]}
+			if j.extra != nil && j.extra != ins[ident] {
+				srcs = append(srcs, j.extra)
+			}
+		}
+		t := ops.ComputedFrom(outInfo, srcs, true, j.fill)
 		t.Shard = b.Shard
+		j.t = t
+		made[b.Name] = j
 		res.add(t, b, step)
 	}
 
@@ -528,6 +540,17 @@ func Blend(base *weft.Checkpoint, tuned []*weft.Checkpoint, opts Options) (*Resu
 		res.Seed = int64(opts.Params.Seed)
 	}
 	return res, nil
+}
+
+// tiedIn reports whether base tensor b is tied to the tensor its TiedTo names in every
+// input (weft.Tied).
+func tiedIn(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, b *weft.Tensor) bool {
+	for k := range all {
+		if !weft.Tied(idx[k][b.Name], idx[k][b.TiedTo]) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkInputs compares the tensor sets and shapes of the inputs (all[0] the base) and
@@ -575,11 +598,11 @@ func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Opt
 	var problems []string
 	if opts.Missing == MissingError {
 		if len(onlyBase) > 0 {
-			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), filepath.Base(base.Path), listNames(onlyBase)))
+			problems = append(problems, fmt.Sprintf("%d tensors only in the base (%s): %s", len(onlyBase), ops.BaseName(base), listNames(onlyBase)))
 		}
 		for k := 1; k < len(all); k++ {
 			if len(onlyTuned[k]) > 0 {
-				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), filepath.Base(all[k].Path), listNames(onlyTuned[k])))
+				problems = append(problems, fmt.Sprintf("%d tensors only in %s (%s): %s", len(onlyTuned[k]), inputName(k, ntuned), ops.BaseName(all[k]), listNames(onlyTuned[k])))
 			}
 		}
 	}
@@ -590,16 +613,18 @@ func checkInputs(all []*weft.Checkpoint, idx []map[string]*weft.Tensor, opts Opt
 		problems = append(problems, fmt.Sprintf("%d embedding/head tensors differ in vocabulary size: %s", len(vocabBad), listNames(vocabBad)))
 	}
 	if len(problems) > 0 {
-		hint := ""
-		switch {
-		case len(vocabBad) > 0 && opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
-			hint = " (--missing base keeps the base's tensor set; --vocab base|tuned|union handles vocabulary sizes)"
-		case len(vocabBad) > 0:
-			hint = " (--vocab base|tuned|union handles vocabulary sizes)"
-		case opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)):
-			hint = " (--missing base keeps the base's tensor set)"
+		var hints []weft.Hint
+		if opts.Missing == MissingError && (len(onlyBase) > 0 || anyNonEmpty(onlyTuned)) {
+			hints = append(hints, weft.Hint{Option: "missing", Value: "base", Does: "keeps the base's tensor set"})
 		}
-		return nil, nil, fmt.Errorf("blend: inputs do not match: %s%s", strings.Join(problems, "; "), hint)
+		if len(vocabBad) > 0 {
+			hints = append(hints, weft.Hint{Option: "vocab", Value: "base|tuned|union", Does: "handles vocabulary sizes"})
+		}
+		err := fmt.Errorf("blend: inputs do not match: %s", strings.Join(problems, "; "))
+		if len(hints) > 0 {
+			err = &weft.HintError{Err: err, Hints: hints}
+		}
+		return nil, nil, err
 	}
 
 	return onlyBase, onlyTuned, nil
@@ -761,7 +786,7 @@ func (rs *resolver) checkUsed() error {
 		}
 	}
 	if len(unused) > 0 {
-		return fmt.Errorf("blend: alpha rule %s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ops.ErrUnmatchedRule, ops.GroupNames())
+		return weft.Optionf("alpha_for", "rule %s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(unused, ", "), ops.ErrUnmatchedRule, ops.GroupNames())
 	}
 	return nil
 }

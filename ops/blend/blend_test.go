@@ -315,7 +315,7 @@ func TestTaskArithmetic(t *testing.T) {
 	if s := r.Steps[0]; s.Action != "copy" || s.Source != "tuned1" || r.Out.Tensors[0].Data != t1.Tensors[0].Data {
 		t.Fatalf("step %+v", s)
 	}
-	if _, err := Blend(base, []*weft.Checkpoint{t1, t2}, Options{Alpha: 1}); err == nil || !strings.Contains(err.Error(), "--weights") {
+	if _, err := Blend(base, []*weft.Checkpoint{t1, t2}, Options{Alpha: 1}); !isOption(err, "weights") {
 		t.Fatalf("several models without weights: %v", err)
 	}
 	if _, err := Blend(base, []*weft.Checkpoint{t1, t2}, Options{Alpha: 1, Weights: []float64{1}}); err == nil {
@@ -462,7 +462,7 @@ func TestMismatchErrorsListTensors(t *testing.T) {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight",
-		"model.extra.weight", "model.layers.2.mlp.up_proj.weight [32 16]", "[48 16]", "only in the base", "only in tuned", "--missing base"} {
+		"model.extra.weight", "model.layers.2.mlp.up_proj.weight [32 16]", "[48 16]", "only in the base", "only in tuned", "missing=base keeps the base's tensor set"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -475,7 +475,7 @@ func TestMismatchErrorsListTensors(t *testing.T) {
 	// Vocabulary sizes differ: an error naming both tensors unless --vocab says otherwise.
 	small := synthModel(t, "small", 2, weft.F32, 6)
 	_, err = Blend(base, []*weft.Checkpoint{small}, Options{Alpha: 0.5})
-	if err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight [8 16]") || !strings.Contains(err.Error(), "lm_head.weight") || !strings.Contains(err.Error(), "--vocab") {
+	if err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight [8 16]") || !strings.Contains(err.Error(), "lm_head.weight") || !hints(err, "vocab") {
 		t.Fatalf("err = %v", err)
 	}
 	// Mixed naming.
@@ -746,4 +746,24 @@ func TestVocabGGUFTokenizerKeys(t *testing.T) {
 	if toks, _ := r.Out.GetKV("tokenizer.ggml.tokens"); len(toks.([]string)) != 10 {
 		t.Fatalf("tokens %v", toks)
 	}
+}
+
+// isOption reports whether err is a *weft.OptionError about option.
+func isOption(err error, option string) bool {
+	var oe *weft.OptionError
+	return errors.As(err, &oe) && oe.Option == option
+}
+
+// hints reports whether err is a *weft.HintError suggesting option.
+func hints(err error, option string) bool {
+	var he *weft.HintError
+	if !errors.As(err, &he) {
+		return false
+	}
+	for _, h := range he.Hints {
+		if h.Option == option {
+			return true
+		}
+	}
+	return false
 }

@@ -22,6 +22,8 @@ type job struct {
 	alpha  float64
 	// ident >= 0: the blended rows are input ident's values, without arithmetic.
 	ident int
+	// t is the computed tensor.
+	t *weft.Tensor
 
 	// Slerp's scalars, computed once from the whole tensors.
 	once   sync.Once

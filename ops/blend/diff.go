@@ -11,9 +11,11 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/codec"
 )
 
@@ -25,6 +27,9 @@ type DiffOptions struct {
 	// ChunkElems bounds the elements read from each input at once (default 256 Ki, at
 	// least one row). Results do not depend on it.
 	ChunkElems int64
+	// Progress, when set, is called from one goroutine with the bytes of both inputs read
+	// so far and the bytes to read in all.
+	Progress func(done, total int64)
 }
 
 // TensorDiff is how one tensor moved from A to B.
@@ -239,14 +244,20 @@ func Diff(ctx context.Context, a, b *weft.Checkpoint, opts DiffOptions) (*DiffRe
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
+		done     atomic.Int64
+		total    int64
 	)
+	for _, p := range work {
+		total += p.rows * (p.a.RowBytes() + p.b.RowBytes())
+	}
+	stopProgress := ckpt.Ticker(opts.Progress, &done, total)
 	next := make(chan *pair)
 	for w := 0; w < threads; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for p := range next {
-				d, err := diffTensor(ctx, p.a, p.b, p.rows, chunk)
+				d, err := diffTensor(ctx, p.a, p.b, p.rows, chunk, &done)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -271,8 +282,12 @@ feed:
 	}
 	close(next)
 	wg.Wait()
+	stopProgress()
 	if firstErr != nil {
 		return nil, firstErr
+	}
+	if opts.Progress != nil && ctx.Err() == nil {
+		opts.Progress(done.Load(), total)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -299,11 +314,14 @@ feed:
 // diffTensor compares rows [0, rows) of a and b. Per row, the sums run in element order;
 // row sums are added with compensated summation in row order, so the result does not depend
 // on the chunk size.
-func diffTensor(ctx context.Context, a, b *weft.Tensor, rows, chunk int64) (*TensorDiff, error) {
+// done counts the bytes of both read.
+func diffTensor(ctx context.Context, a, b *weft.Tensor, rows, chunk int64, done *atomic.Int64) (*TensorDiff, error) {
 	var dot, sa, sb, sd Sum
 	maxAbs := 0.0
+	rowBytes := a.RowBytes() + b.RowBytes()
 	err := streamRows([]*weft.Tensor{a, b}, rows, chunk, func(_ int64, rowLen int, in [][]float64) {
 		x, y := in[0], in[1]
+		done.Add(int64(len(x)/max(1, rowLen)) * rowBytes)
 		for off := 0; off < len(x); off += rowLen {
 			var d, p, q, r float64
 			for i := off; i < off+rowLen; i++ {

@@ -2,6 +2,7 @@ package blend
 
 import (
 	"fmt"
+	"github.com/weft-ml/weft"
 	"math"
 	"strconv"
 	"strings"
@@ -525,7 +526,9 @@ func (s *mergeSetup) checkUsed() error {
 	}
 	add(s.lambda)
 	if len(unused) > 0 {
-		return fmt.Errorf("blend: %s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(sortedUnique(unused), ", "), ops.ErrUnmatchedRule, ops.GroupNames())
+		u := sortedUnique(unused)
+		param, _, _ := strings.Cut(u[0], " ")
+		return weft.Optionf(param+"_for", "%s %w of the base (or every match taken by an earlier rule; globs match whole names, e.g. \"*self_attn*\"; groups are %s)", strings.Join(u, ", "), ops.ErrUnmatchedRule, ops.GroupNames())
 	}
 	return nil
 }

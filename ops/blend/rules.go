@@ -35,24 +35,24 @@ func (r *AlphaRule) UnmarshalText(b []byte) error {
 
 // splitRule splits "PATTERN=VALUE" at its last '=' (patterns may not hold '=', values never
 // do).
-func splitRule(flag, s string) (string, string, error) {
+func splitRule(what, s string) (string, string, error) {
 	i := strings.LastIndexByte(s, '=')
 	if i <= 0 || i == len(s)-1 {
-		return "", "", fmt.Errorf("blend: %s %q: want PATTERN=VALUE", flag, s)
+		return "", "", fmt.Errorf("%s %q: want PATTERN=VALUE", what, s)
 	}
 	return s[:i], s[i+1:], nil
 }
 
-// ParseAlphaRule parses a --alpha-for argument, "PATTERN=A" (for example "mlp=0.8" or
+// ParseAlphaRule parses an alpha rule, "PATTERN=A" (for example "mlp=0.8" or
 // "model.layers.*.self_attn.*=0.25").
 func ParseAlphaRule(s string) (AlphaRule, error) {
-	p, v, err := splitRule("--alpha-for", s)
+	p, v, err := splitRule("alpha rule", s)
 	if err != nil {
 		return AlphaRule{}, err
 	}
 	a, err := ParseReal(v)
 	if err != nil {
-		return AlphaRule{}, fmt.Errorf("blend: --alpha-for %q: %v", s, err)
+		return AlphaRule{}, fmt.Errorf("alpha rule %q: %v", s, err)
 	}
 	if _, err := ops.CompilePattern(p); err != nil {
 		return AlphaRule{}, err

@@ -59,7 +59,7 @@ func Convert(in *weft.Checkpoint, opts Options, target weft.Format) (*Result, er
 	// them only when told to (ckpt.WriteOptions.AllowLoss), and says which.
 	if toGGUF {
 		if _, err := ckpt.CheckOutput(in, ckpt.KindGGUF, true); err != nil {
-			return nil, fmt.Errorf("converting %s: %w", in.Path, err)
+			return nil, fmt.Errorf("converting %s: %w", ops.Name(in), err)
 		}
 	}
 	if !toGGUF && in.Format == weft.GGUF {
@@ -77,37 +77,20 @@ func Convert(in *weft.Checkpoint, opts Options, target weft.Format) (*Result, er
 	return res, nil
 }
 
-// tiedDuplicates finds tensors of a PyTorch checkpoint that are the same view of the same
-// storage as an earlier tensor, and maps each duplicate to the name it duplicates. When one
-// of a pair is an output head, the head is the one dropped (as transformers drops
-// lm_head.weight for tied models).
+// tiedDuplicates finds the tied tensors of in (weft.Checkpoint.Ties: PyTorch state dicts
+// save tied weights once, and ops keep the ties) and maps each duplicate to the name it
+// duplicates. When one of a pair is an output head, the head is the one dropped (as
+// transformers drops lm_head.weight for tied models).
 func tiedDuplicates(in *weft.Checkpoint, keep bool) map[string]string {
 	out := map[string]string{}
-	if keep || in.Format != weft.Torch {
+	if keep {
 		return out
 	}
-	type key struct {
-		file  string
-		off   int64
-		dt    weft.DType
-		shape string
-	}
-	first := map[key]*weft.Tensor{}
-	for _, t := range in.Tensors {
-		if t.File == "" || t.Offset < 0 {
-			continue
+	for dup, first := range in.Ties() {
+		if arch.RoleOf(first) == arch.RoleHead && arch.RoleOf(dup) != arch.RoleHead {
+			first, dup = dup, first
 		}
-		k := key{t.File, t.Offset, t.DType, fmt.Sprint(t.Shape)}
-		if f, ok := first[k]; ok {
-			if arch.RoleOf(f.Name) == arch.RoleHead && arch.RoleOf(t.Name) != arch.RoleHead {
-				out[f.Name] = t.Name
-				first[k] = t
-			} else {
-				out[t.Name] = f.Name
-			}
-			continue
-		}
-		first[k] = t
+		out[dup] = first
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/noise"
 )
@@ -33,7 +34,7 @@ const DefaultInitializerRange = 0.02
 type AddOptions struct {
 	// Count generated tokens named <|glitch_K|>, or the explicit Tokens; exactly one is set.
 	Count  int      `json:"count,omitempty"`
-	Tokens []string `json:"tokens,omitempty"`
+	Tokens []string `json:"tokens,omitempty" flag:"token"`
 	// Seed keys the random streams; it must be >= 0.
 	Seed int64 `json:"seed"`
 	// Special makes the tokens special (GGUF type CONTROL, special in the HF files) instead of
@@ -146,6 +147,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	et.Shard = e.Shard
 	replace(out, e.Name, et)
 	rep.Tensors = append(rep.Tensors, TensorInit{e.Name, p.initIn.String(), p.rows})
 	if h := p.emb.Head; h != nil {
@@ -157,10 +159,14 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 			// One matrix: the head gets the embedding's rows.
 			gh, init = gen(h, p.initIn, e.Name), p.initIn.String()+" (tied: same rows as "+e.Name+")"
 		}
-		ht, err := rewritten(h, p.rows, p.regen, gh, p.ty)
-		if err != nil {
+		var ht *weft.Tensor
+		if weft.Tied(h, e) {
+			// One tensor under two names: the head is the new embedding, still tied.
+			ht = ops.Alias(et, h)
+		} else if ht, err = rewritten(h, p.rows, p.regen, gh, p.ty); err != nil {
 			return err
 		}
+		ht.Shard = h.Shard
 		replace(out, h.Name, ht)
 		rep.Tensors = append(rep.Tensors, TensorInit{h.Name, init, p.rows})
 		if p.rows != e.Shape[0] {
@@ -170,6 +176,7 @@ func (p *matrixPlan) apply(out *weft.Checkpoint, rep *Report) error {
 				if err != nil {
 					return err
 				}
+				bt.Shard = b.Shard
 				replace(out, bias, bt)
 				rep.Tensors = append(rep.Tensors, TensorInit{bias, "zero", p.rows})
 			}
@@ -189,24 +196,25 @@ func replace(out *weft.Checkpoint, name string, t *weft.Tensor) {
 
 // parseInits parses the embedding and head init specs (the head's defaulting to the
 // embedding's) and reads initializer_range.
-func parseInits(in *weft.Checkpoint, initIn, initOut string) (InitSpec, InitSpec, float64, error) {
+// inName is the embedding init's parameter name (init_in for add, init for reset).
+func parseInits(in *weft.Checkpoint, initIn, initOut, inName string) (InitSpec, InitSpec, float64, error) {
 	si, err := ParseInit(initIn)
 	if err != nil {
-		return si, si, 0, err
+		return si, si, 0, &weft.OptionError{Option: inName, Value: initIn, Err: err}
 	}
 	so := si
 	if strings.TrimSpace(initOut) != "" {
 		if so, err = ParseInit(initOut); err != nil {
-			return si, so, 0, err
+			return si, so, 0, &weft.OptionError{Option: "init_out", Value: initOut, Err: err}
 		}
 	}
 	std, err := initializerRange(in)
 	if err != nil {
-		return si, so, 0, fmt.Errorf("glitch: %s: %w", in.Path, err)
+		return si, so, 0, fmt.Errorf("%s: %w", ops.Name(in), err)
 	}
 	for _, s := range []*InitSpec{&si, &so} {
 		if s.Kind == InitNormal && s.Std == 0 {
-			s.text = fmt.Sprintf("normal:%g (initializer_range)", std)
+			s.text = fmt.Sprintf("normal:%s (initializer_range)", text.Num(std))
 		}
 	}
 	return si, so, std, nil
@@ -225,18 +233,21 @@ func (s InitSpec) stdOr(def float64) float64 {
 // read from the tensors until the output is.
 func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error) {
 	fail := func(err error) (*weft.Checkpoint, *Report, error) {
-		return nil, nil, fmt.Errorf("glitch: add: %s: %w", in.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", ops.Name(in), err)
 	}
-	if (opts.Count > 0) == (len(opts.Tokens) > 0) {
-		return fail(fmt.Errorf("give either a count (got %d) or token names (got %d), not both or neither", opts.Count, len(opts.Tokens)))
+	switch {
+	case opts.Count < 0 || opts.Count > MaxNewTokens:
+		return nil, nil, weft.OptionValuef("count", fmt.Sprint(opts.Count), "want 1 to %d new tokens", MaxNewTokens)
+	case len(opts.Tokens) > MaxNewTokens:
+		return nil, nil, weft.Optionf("tokens", "%d new tokens, more than %d", len(opts.Tokens), MaxNewTokens)
+	case (opts.Count > 0) == (len(opts.Tokens) > 0):
+		return nil, nil, weft.Optionf("count, tokens", "give either a count of new tokens or their names, not both or neither (count %d, %d names)", opts.Count, len(opts.Tokens))
+	case opts.Seed < 0:
+		return nil, nil, weft.OptionValuef("seed", fmt.Sprint(opts.Seed), "must be 0 or more")
+	case opts.PadToMultipleOf < 0:
+		return nil, nil, weft.OptionValuef("pad_to_multiple_of", fmt.Sprint(opts.PadToMultipleOf), "must be positive")
 	}
-	if opts.Count < 0 || opts.Count > MaxNewTokens || len(opts.Tokens) > MaxNewTokens {
-		return fail(fmt.Errorf("count %d out of range [1, %d]", max(opts.Count, len(opts.Tokens)), MaxNewTokens))
-	}
-	if opts.Seed < 0 || opts.PadToMultipleOf < 0 {
-		return fail(fmt.Errorf("seed (%d) and pad-to-multiple-of (%d) must not be negative", opts.Seed, opts.PadToMultipleOf))
-	}
-	si, so, std, err := parseInits(in, opts.InitIn, opts.InitOut)
+	si, so, std, err := parseInits(in, opts.InitIn, opts.InitOut, "init_in")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,13 +288,14 @@ func Add(in *weft.Checkpoint, opts AddOptions) (*weft.Checkpoint, *Report, error
 	case opts.ReusePadding:
 		start = voc.real
 		if avail := rows - voc.real; n > avail {
-			return fail(fmt.Errorf("--reuse-padding: %d new tokens but only %d padding rows past the tokenizer's %d tokens (the matrices have %d rows)", n, avail, voc.real, rows))
+			return fail(weft.Optionf("reuse_padding", "%d new tokens but only %d padding rows past the tokenizer's %d tokens (the matrices have %d rows)", n, avail, voc.real, rows))
 		}
 	case voc.kind == "gguf":
 		start = voc.size
 	default:
 		if rows > voc.real {
-			return fail(fmt.Errorf("%q has %d rows but the tokenizer only %d tokens: new tokens take ids %d.., which are padding rows; pass --reuse-padding to use them", emb.Embedding.Name, rows, voc.real, voc.real))
+			return fail(&weft.HintError{Err: fmt.Errorf("%q has %d rows but the tokenizer only %d tokens: new tokens would take ids %d.., which are padding rows", emb.Embedding.Name, rows, voc.real, voc.real),
+				Hints: []weft.Hint{{Option: "reuse_padding", Does: "makes padding rows the new tokens"}}})
 		}
 		start = rows
 	}

@@ -3,6 +3,7 @@ package glitch
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -238,12 +239,22 @@ func TestAddErrors(t *testing.T) {
 		{AddOptions{Count: 1, ReusePadding: true}, "only 0 padding rows"},
 		{AddOptions{Count: 1, InitIn: "gauss"}, "unknown init"},
 		{AddOptions{Count: 1, InitOut: "normal:-1"}, "positive"},
-		{AddOptions{Count: 1, Seed: -3}, "negative"},
+		{AddOptions{Count: 1, Seed: -3}, "seed=-3: must be 0 or more"},
 	}
+	// Errors about an option's value are *weft.OptionError naming it, never a flag.
+	options := map[string]string{"either a count": "count, tokens", "only 0 padding rows": "reuse_padding", "unknown init": "init_in", "positive": "init_out", "seed=-3": "seed"}
 	for _, c := range cases {
 		_, _, err := Add(in, c.o)
 		if err == nil || !strings.Contains(err.Error(), c.frag) {
 			t.Errorf("%+v: error %v, want %q", c.o, err, c.frag)
+			continue
+		}
+		var oe *weft.OptionError
+		if opt, ok := options[c.frag]; ok && (!errors.As(err, &oe) || oe.Option != opt) {
+			t.Errorf("%+v: error %v is not an OptionError of %q", c.o, err, opt)
+		}
+		if strings.Contains(err.Error(), "--") {
+			t.Errorf("%+v: error %q names a flag", c.o, err)
 		}
 	}
 }
@@ -265,7 +276,8 @@ func TestAddPadAndReuse(t *testing.T) {
 		t.Fatalf("%d added tokens, want 6 (padding rows are not tokens)", len(added))
 	}
 	// Without --reuse-padding the new ids would land on padding rows: refused.
-	if _, _, err := Add(mid, AddOptions{Count: 1}); err == nil || !strings.Contains(err.Error(), "--reuse-padding") {
+	var he *weft.HintError
+	if _, _, err := Add(mid, AddOptions{Count: 1}); err == nil || !errors.As(err, &he) || he.Hints[0].Option != "reuse_padding" {
 		t.Fatalf("adding past padding: %v", err)
 	}
 	out2, rep2, err := Add(mid, AddOptions{Count: 2, Seed: 6, ReusePadding: true})

@@ -73,7 +73,7 @@ func ParseInit(s string) (InitSpec, error) {
 	num := func(what string) (float64, error) {
 		v, err := strconv.ParseFloat(arg, 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
-			return 0, fmt.Errorf("glitch: init %q: %s must be a positive number", s, what)
+			return 0, fmt.Errorf("%s must be a positive number", what)
 		}
 		return v, nil
 	}
@@ -85,7 +85,7 @@ func ParseInit(s string) (InitSpec, error) {
 		}
 	case InitZero, InitMean:
 		if hasArg {
-			err = fmt.Errorf("glitch: init %q takes no argument", kind)
+			err = fmt.Errorf("%s takes no argument", kind)
 		}
 	case InitMVN:
 		spec.Scale = DefaultMVNScale
@@ -97,16 +97,16 @@ func ParseInit(s string) (InitSpec, error) {
 		if hasArg {
 			spec.Untrained, err = num("the row count or fraction")
 			if err == nil && spec.Untrained > 1 && spec.Untrained != math.Trunc(spec.Untrained) {
-				err = fmt.Errorf("glitch: init %q: a count of rows must be whole", s)
+				err = fmt.Errorf("a count of rows must be whole")
 			}
 		}
 	case InitMeanRows:
 		if !hasArg {
-			return spec, fmt.Errorf("glitch: init mean-rows needs rows: mean-rows:SPEC")
+			return spec, fmt.Errorf("mean-rows needs rows: mean-rows:SPEC")
 		}
 		spec.Rows, err = noise.ParseTokenSet(arg)
 	default:
-		err = fmt.Errorf("glitch: unknown init %q (want normal, normal:STD, zero, mean, mvn, mvn:SCALE, mean-untrained, mean-rows:SPEC)", s)
+		err = fmt.Errorf("unknown init (want normal, normal:STD, zero, mean, mvn, mvn:SCALE, mean-untrained, mean-rows:SPEC)")
 	}
 	return spec, err
 }
@@ -137,7 +137,7 @@ type generator struct {
 func (g *generator) prepare() error {
 	if g.spec.Kind == InitMVN {
 		if n := g.targets.Len() * g.src.RowLen(); n > maxPrecomputed {
-			return fmt.Errorf("glitch: init %s for %d rows of %d elements needs %d values in memory, more than %d; use fewer rows, mean or normal", g.spec, g.targets.Len(), g.src.RowLen(), n, maxPrecomputed)
+			return fmt.Errorf("init %s for %d rows of %d elements needs %d values in memory, more than %d; use fewer rows, mean or normal", g.spec, g.targets.Len(), g.src.RowLen(), n, maxPrecomputed)
 		}
 	}
 	if g.spec.Kind == InitMeanRows {
@@ -196,7 +196,7 @@ func (g *generator) compute() error {
 		}
 	}
 	if ref.Len() == 0 {
-		return fmt.Errorf("glitch: init %s of %q: no reference rows", g.spec, g.src.Name)
+		return fmt.Errorf("init %s of %q: no reference rows", g.spec, g.src.Name)
 	}
 	st, err := rowStats(g.src, ref, g.spec.Kind == matchDiag)
 	if err != nil {

@@ -32,15 +32,15 @@ type ResetOptions struct {
 // do not change; every other row keeps its bytes.
 func Reset(in *weft.Checkpoint, opts ResetOptions) (*weft.Checkpoint, *Report, error) {
 	fail := func(err error) (*weft.Checkpoint, *Report, error) {
-		return nil, nil, fmt.Errorf("glitch: reset: %s: %w", in.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", ops.Name(in), err)
 	}
 	if opts.Tokens == nil || opts.Tokens.Len() == 0 {
-		return fail(fmt.Errorf("no tokens to reset"))
+		return nil, nil, weft.Optionf("tokens", "no tokens to reset")
 	}
 	if opts.Seed < 0 {
-		return fail(fmt.Errorf("seed %d is negative", opts.Seed))
+		return nil, nil, weft.OptionValuef("seed", fmt.Sprint(opts.Seed), "must be 0 or more")
 	}
-	si, so, std, err := parseInits(in, opts.Init, opts.InitOut)
+	si, so, std, err := parseInits(in, opts.Init, opts.InitOut, "init")
 	if err != nil {
 		return nil, nil, err
 	}

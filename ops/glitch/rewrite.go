@@ -41,7 +41,7 @@ func rewritten(src *weft.Tensor, rows int64, regen *noise.TokenSet, gen *generat
 		return nil, err
 	}
 	d, rb := info.RowLen(), info.RowBytes()
-	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		// The old rows in range (raw, or decoded and encoded once in another type), then
 		// overwrite the generated ones.
 		if c1 := min(r1, old); c1 > r0 && dt == src.DType {
@@ -100,7 +100,7 @@ func grownVector(src *weft.Tensor, n int64, ty *ops.Typer) (*weft.Tensor, error)
 		return nil, err
 	}
 	old := src.Shape[0]
-	return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		vals := make([]float64, n)
 		if dt == src.DType {
 			oldSize := src.RowBytes()

@@ -1,6 +1,9 @@
 package glitch
 
 import (
+	"io"
+	"sync/atomic"
+
 	"fmt"
 	"math"
 	"sort"
@@ -34,6 +37,10 @@ type ScanOptions struct {
 	Reference *noise.TokenSet
 	// RefFraction is the share of rows the bootstrapped reference takes (default 0.01).
 	RefFraction float64
+	// Progress, when set, is called with the bytes of the embedding (and head) read so far
+	// and the bytes the scan will read in all. For a tied embedding the total first counts
+	// the most passes the principal component may take and shrinks when it converges.
+	Progress func(done, total int64)
 }
 
 // TokenScore is one token's indicators. Lower Indicator means more untrained-looking.
@@ -91,13 +98,27 @@ func Scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, error) {
 func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, error) {
 	emb, err := arch.FindEmbeddings(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", ops.Name(c), err)
 	}
 	voc, err := loadVocab(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("glitch: scan: %s: %w", c.Path, err)
+		return nil, nil, fmt.Errorf("%s: %w", ops.Name(c), err)
 	}
-	e := emb.Embedding
+	pr := &scanProgress{fn: opts.Progress}
+	e := pr.count(emb.Embedding)
+	head := emb.Head
+	if head != nil {
+		head = pr.count(head)
+	}
+	eBytes := e.MustSize()
+	switch {
+	case emb.Tied:
+		pr.total.Store(eBytes * (2 + maxPCPasses))
+	case head != nil && len(head.Shape) == 2 && head.Shape[0] == e.Shape[0]:
+		pr.total.Store(eBytes + head.MustSize())
+	default:
+		pr.total.Store(eBytes)
+	}
 	rows, d := e.Shape[0], int(e.Shape[1])
 	res := &ScanResult{Tensor: e.Name, Tied: emb.Tied, Rows: rows}
 	if emb.Head != nil && !emb.Tied {
@@ -144,9 +165,9 @@ func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, erro
 		for i := range scores {
 			scores[i].Indicator = scores[i].EmbeddingNorm
 		}
-		if emb.Head != nil && len(emb.Head.Shape) == 2 && emb.Head.Shape[0] == rows {
-			err := eachChunk(emb.Head, all, func(r0 int64, x []float64) error {
-				hd := int(emb.Head.Shape[1])
+		if head != nil && len(head.Shape) == 2 && head.Shape[0] == rows {
+			err := eachChunk(head, all, func(r0 int64, x []float64) error {
+				hd := int(head.Shape[1])
 				for i := 0; i < len(x)/hd; i++ {
 					s := 0.0
 					for _, v := range x[i*hd : (i+1)*hd] {
@@ -163,7 +184,7 @@ func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, erro
 		}
 	} else {
 		res.Indicator = IndicatorCosNoPC1
-		if err := tiedIndicators(c, e, voc, mu, norm2, scores, nTok, opts, res); err != nil {
+		if err := tiedIndicators(c, e, voc, mu, norm2, scores, nTok, opts, res, pr); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -190,7 +211,7 @@ func scan(c *weft.Checkpoint, opts ScanOptions) (*ScanResult, []TokenScore, erro
 }
 
 // tiedIndicators fills the cosine and L2 indicators of a tied embedding.
-func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []float64, scores []TokenScore, nTok int64, opts ScanOptions, res *ScanResult) error {
+func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []float64, scores []TokenScore, nTok int64, opts ScanOptions, res *ScanResult, pr *scanProgress) error {
 	rows, d := e.Shape[0], len(mu)
 	all := noise.RangeSet(0, rows)
 
@@ -248,8 +269,10 @@ func tiedIndicators(c *weft.Checkpoint, e *weft.Tensor, voc *vocab, mu, norm2 []
 	}
 	res.Reference, res.ReferenceCount = how+": "+ref.String(), ref.Len()
 	if ref.Len() == 0 {
-		return fmt.Errorf("glitch: scan: %s: no reference rows for the tied indicator", c.Path)
+		return fmt.Errorf("%s: no reference rows for the tied indicator", ops.Name(c))
 	}
+	// What is left: one pass over the reference rows and one over the embedding.
+	pr.total.Store(pr.done.Load() + ref.Len()*e.RowBytes() + e.MustSize())
 	st, err := rowStats(e, ref, false)
 	if err != nil {
 		return err
@@ -347,7 +370,7 @@ func firstPC(t *weft.Tensor, mu []float64) ([]float64, int, error) {
 		}
 		var eig mat.EigenSym
 		if !eig.Factorize(h, true) {
-			return nil, it, fmt.Errorf("glitch: scan: tensor %q: eigen-decomposition of the principal-component block failed", t.Name)
+			return nil, it, fmt.Errorf("tensor %q: eigen-decomposition of the principal-component block failed", t.Name)
 		}
 		vals := eig.Values(nil)
 		var vecs mat.Dense
@@ -443,4 +466,32 @@ func untrainedRows(c *weft.Checkpoint, frac float64, exclude *noise.TokenSet) (*
 		}
 	}
 	return noise.NewTokenSet(ids...), nil
+}
+
+// scanProgress counts the bytes a scan reads, through tensors whose data it wraps.
+type scanProgress struct {
+	fn          func(done, total int64)
+	done, total atomic.Int64
+}
+
+// count returns t reading through the counter (t itself when there is no progress).
+func (p *scanProgress) count(t *weft.Tensor) *weft.Tensor {
+	if p.fn == nil {
+		return t
+	}
+	c := *t
+	c.Data = &countingReader{r: t.Data, p: p}
+	return &c
+}
+
+// countingReader adds the bytes read to its scanProgress and reports them.
+type countingReader struct {
+	r io.ReaderAt
+	p *scanProgress
+}
+
+func (c *countingReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(b, off)
+	c.p.fn(c.p.done.Add(int64(n)), c.p.total.Load())
+	return n, err
 }

@@ -41,13 +41,13 @@ type SoftOptions struct {
 // embedding when the output is first read.
 func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error) {
 	fail := func(err error) (*weft.Checkpoint, error) {
-		return nil, fmt.Errorf("glitch: soft-token: %s: %w", in.Path, err)
+		return nil, fmt.Errorf("%s: %w", ops.Name(in), err)
 	}
 	if opts.Count <= 0 || opts.Count > MaxSoftTokens {
-		return fail(fmt.Errorf("count %d out of range [1, %d]", opts.Count, MaxSoftTokens))
+		return nil, weft.OptionValuef("count", fmt.Sprint(opts.Count), "want 1 to %d vectors", MaxSoftTokens)
 	}
 	if opts.Seed < 0 {
-		return fail(fmt.Errorf("seed %d is negative", opts.Seed))
+		return nil, weft.OptionValuef("seed", fmt.Sprint(opts.Seed), "must be 0 or more")
 	}
 	if opts.Name == "" {
 		opts.Name = DefaultSoftTokenName
@@ -68,7 +68,7 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 			return nil, err
 		}
 	default:
-		return fail(fmt.Errorf("unknown --match %q (want diag, mvn or normal:STD)", match))
+		return nil, weft.OptionValuef("match", match, "unknown statistics to match (want diag, mvn or normal:STD)")
 	}
 	emb, err := arch.FindEmbeddings(in)
 	if err != nil {
@@ -98,7 +98,7 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 		return fail(err)
 	}
 	info.DType = dt
-	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	t := ops.ComputedFrom(info, []*weft.Tensor{e}, false, func(r0, r1 int64, dst []byte) error {
 		row := make([]float64, d)
 		rb := info.RowBytes()
 		for r := r0; r < r1; r++ {
@@ -111,7 +111,8 @@ func SoftTokens(in *weft.Checkpoint, opts SoftOptions) (*weft.Checkpoint, error)
 		}
 		return nil
 	})
-	out := &weft.Checkpoint{Format: weft.Safetensors, Path: opts.Name, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
+	t.Shard = 0
+	out := &weft.Checkpoint{Format: weft.Safetensors, Tensors: []*weft.Tensor{t}, Metadata: map[string]string{}}
 	return out, nil
 }
 

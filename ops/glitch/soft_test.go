@@ -159,10 +159,10 @@ func TestSoftTokensNormalAndErrors(t *testing.T) {
 		o    SoftOptions
 		frag string
 	}{
-		{SoftOptions{Count: 0}, "count 0"},
-		{SoftOptions{Count: 3, Match: "mean"}, "unknown --match"},
-		{SoftOptions{Count: 3, Seed: -1}, "negative"},
-		{SoftOptions{Count: 1 << 30}, "out of range"},
+		{SoftOptions{Count: 0}, "count=0"},
+		{SoftOptions{Count: 3, Match: "mean"}, "match=mean: unknown"},
+		{SoftOptions{Count: 3, Seed: -1}, "seed=-1"},
+		{SoftOptions{Count: 1 << 30}, "count=1073741824: want 1 to 1048576"},
 	} {
 		if _, err := SoftTokens(in, c.o); err == nil || !strings.Contains(err.Error(), c.frag) {
 			t.Errorf("%+v: %v, want %q", c.o, err, c.frag)

@@ -80,7 +80,7 @@ func planGGUF(f *os.File, path string, size int64, edits []Edit) (InPlaceFile, e
 		return InPlaceFile{}, err
 	}
 	if gf.Version != gguf.Version {
-		return InPlaceFile{}, fmt.Errorf("%w: %s is GGUF version %d; weft writes version %d headers, whose sizes differ: rewrite it without --in-place", ErrNoRoom, path, gf.Version, gguf.Version)
+		return InPlaceFile{}, fmt.Errorf("%w: %s is GGUF version %d; weft writes version %d headers, whose sizes differ: write a new output instead", ErrNoRoom, path, gf.Version, gguf.Version)
 	}
 	if v, ok := gf.Get(gguf.KeySplitNo); ok {
 		if n, _ := v.(uint16); n != 0 {
@@ -106,9 +106,9 @@ func planGGUF(f *os.File, path string, size int64, edits []Edit) (InPlaceFile, e
 	room := gf.DataOffset
 	switch {
 	case int64(len(hdr)) > room:
-		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header needs %d bytes (%d padded to the alignment %d), the old one has %d: rewrite it without --in-place", ErrNoRoom, path, used, len(hdr), gf.Alignment, room)
+		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header needs %d bytes (%d padded to the alignment %d), the old one has %d: write a new output instead", ErrNoRoom, path, used, len(hdr), gf.Alignment, room)
 	case int64(len(hdr)) < room:
-		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header ends at byte %d, more than one alignment (%d bytes) before the tensor data at %d; GGUF readers look for the data right after the header padded to the alignment, so it would have to move: rewrite it without --in-place", ErrNoRoom, path, used, gf.Alignment, room)
+		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header ends at byte %d, more than one alignment (%d bytes) before the tensor data at %d; GGUF readers look for the data right after the header padded to the alignment, so it would have to move: write a new output instead", ErrNoRoom, path, used, gf.Alignment, room)
 	}
 	for i, p := range lay.Places {
 		if p.Offset != gf.Tensors[i].Offset {
@@ -163,7 +163,7 @@ func planSafetensors(f *os.File, path string, size int64, edits []Edit) (InPlace
 	room := sf.HeaderSize
 	used := int64(8 + len(js))
 	if used > room {
-		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header needs %d bytes, the old one has %d: rewrite it without --in-place", ErrNoRoom, path, used, room)
+		return InPlaceFile{}, fmt.Errorf("%w: %s: the new header needs %d bytes, the old one has %d: write a new output instead", ErrNoRoom, path, used, room)
 	}
 	hdr := make([]byte, room)
 	copy(hdr, lay.Files[0].Header[:8])

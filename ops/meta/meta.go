@@ -113,7 +113,7 @@ func ggufRule(e Edit, key string, inPlace bool) string {
 	case strings.HasPrefix(key, "split."):
 		return "the split.* keys say how a model is split into files; weft writes them itself (convert --split-max-size, --keep-split)"
 	case key == gguf.KeyAlignment && inPlace:
-		return "general.alignment places the tensor data in the file; change it with a rewrite (without --in-place)"
+		return "general.alignment places the tensor data in the file; change it by writing a new output"
 	case arch.GGUFTensorKeys[key] != "":
 		return key + " " + arch.GGUFTensorKeys[key] + "; weft sets it when it writes tensors (convert --dtype), an edit alone would make the file misdescribe them"
 	case key == arch.KeyArchitecture && (e.Kind == Delete || e.Kind == Rename && e.Key == key):
@@ -159,15 +159,15 @@ func applyKVs(kvs []weft.KV, edits []Edit, inPlace bool) ([]weft.KV, error) {
 			}
 		case Delete:
 			if i < 0 {
-				return nil, fmt.Errorf("delete %s: no such key", e.Key)
+				return nil, weft.OptionValuef("delete", e.Key, "no such key")
 			}
 			out = append(out[:i], out[i+1:]...)
 		case Rename:
 			if i < 0 {
-				return nil, fmt.Errorf("%s: no key %s", e, e.Key)
+				return nil, weft.OptionValuef("rename", e.Key+"="+e.To, "no key %s", e.Key)
 			}
 			if e.To != e.Key && find(e.To) >= 0 {
-				return nil, fmt.Errorf("%s: key %s exists (delete it first)", e, e.To)
+				return nil, weft.OptionValuef("rename", e.Key+"="+e.To, "key %s exists (delete it first)", e.To)
 			}
 			out[i].Key = e.To
 		default:

@@ -19,6 +19,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/codec"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops"
 )
 
@@ -52,14 +53,14 @@ type Options struct {
 	Dist string `json:"dist,omitempty"`
 	// NEFTuneAlpha and SeqLen, when set, give NEFTune's noise: uniform in [-m, m] with
 	// m = alpha / sqrt(SeqLen * d), d the row length (the hidden size).
-	NEFTuneAlpha float64 `json:"neftune_alpha,omitempty"`
+	NEFTuneAlpha float64 `json:"neftune_alpha,omitempty" flag:"neftune"`
 	SeqLen       int64   `json:"seq_len,omitempty"`
 	// Tokens selects the rows (token ids) to change; nil changes every row.
 	Tokens *TokenSet `json:"tokens,omitempty"`
 	// Tensors are patterns choosing the tensors to change: exact names, path.Match globs
 	// ("blk.*.attn_q.weight") or group names of package arch ("embed", "head"). Empty means
 	// the input token embedding.
-	Tensors []string `json:"tensors,omitempty"`
+	Tensors []string `json:"tensors,omitempty" flag:"tensor"`
 	// Types are the output types; noised rows are encoded once, straight in them.
 	ops.Types
 
@@ -97,18 +98,23 @@ func (o *Options) validate() error {
 		}
 	}
 	if n != 1 {
-		return fmt.Errorf("noise: give exactly one of --std, --relative and --neftune (got %d)", n)
+		return weft.Optionf("std, relative, neftune_alpha", "give exactly one, with a positive value (%d given)", n)
 	}
 	if o.Seed < 0 {
-		return fmt.Errorf("noise: seed %d is negative", o.Seed)
+		return weft.OptionValuef("seed", fmt.Sprint(o.Seed), "must be 0 or more")
 	}
 	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 }
-	if bad(o.Std) || bad(o.Relative) || bad(o.NEFTuneAlpha) {
-		return fmt.Errorf("noise: std, relative and neftune alpha must be finite and positive")
+	for _, x := range []struct {
+		name string
+		v    float64
+	}{{"std", o.Std}, {"relative", o.Relative}, {"neftune_alpha", o.NEFTuneAlpha}} {
+		if bad(x.v) {
+			return weft.OptionValuef(x.name, text.Num(x.v), "must be finite and positive")
+		}
 	}
 	if o.NEFTuneAlpha != 0 {
 		if o.Dist == Gaussian {
-			return fmt.Errorf("noise: --neftune is uniform noise; drop --dist gaussian")
+			return weft.OptionValuef("dist", o.Dist, "NEFTune's noise is uniform")
 		}
 		o.Dist = Uniform
 	}
@@ -116,20 +122,20 @@ func (o *Options) validate() error {
 		o.Dist = Gaussian
 	}
 	if o.Dist != Gaussian && o.Dist != Uniform {
-		return fmt.Errorf("noise: unknown distribution %q (want gaussian or uniform)", o.Dist)
+		return weft.OptionValuef("dist", o.Dist, "unknown distribution (want gaussian or uniform)")
 	}
 	if o.ScaleBy == "" {
 		o.ScaleBy = ScaleRow
 	}
 	if o.ScaleBy != ScaleRow && o.ScaleBy != ScaleTensor {
-		return fmt.Errorf("noise: unknown --scale-by %q (want row or tensor)", o.ScaleBy)
+		return weft.OptionValuef("scale_by", o.ScaleBy, "unknown reference (want row or tensor)")
 	}
 	if o.NEFTuneAlpha != 0 {
 		if o.SeqLen <= 0 {
-			return fmt.Errorf("noise: --neftune needs a positive --seq-len (got %d)", o.SeqLen)
+			return weft.OptionValuef("seq_len", fmt.Sprint(o.SeqLen), "NEFTune needs a positive sequence length")
 		}
 	} else if o.SeqLen != 0 {
-		return fmt.Errorf("noise: --seq-len goes with --neftune")
+		return weft.Optionf("seq_len", "goes with neftune_alpha")
 	}
 	return nil
 }
@@ -174,13 +180,13 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 	var targets []string
 	if len(opts.Tensors) == 0 {
 		if embErr != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, embErr)
+			return nil, nil, fmt.Errorf("%s: %w", ops.Name(in), embErr)
 		}
 		targets = []string{emb.Embedding.Name}
 	} else {
 		var err error
 		if targets, err = SelectTensors(in, opts.Tensors); err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, &weft.OptionError{Option: "tensors", Err: fmt.Errorf("%s: %w", ops.Name(in), err)}
 		}
 	}
 
@@ -220,13 +226,30 @@ func Apply(in *weft.Checkpoint, opts Options) (*weft.Checkpoint, *Report, error)
 		names = append(names, n)
 	}
 	sort.Slice(names, func(i, j int) bool { return idx[names[i]] < idx[names[j]] })
+	// Tensors noised under their own key first, so that a head tied to the embedding can
+	// take the embedding's noised data.
+	sort.SliceStable(names, func(i, j int) bool { return keys[names[i]] == names[i] && keys[names[j]] != names[j] })
+	made := map[string]*weft.Tensor{}
+	reports := map[string]TensorReport{}
 	for _, n := range names {
 		src := out.Tensors[idx[n]]
+		if k := keys[n]; k != n && made[k] != nil && weft.Tied(src, in.Tensor(k)) {
+			// A head tied to the noised embedding is the embedding's noised data: one
+			// tensor under two names, still tied.
+			out.Tensors[idx[n]] = ops.Alias(made[k], src)
+			tr := reports[k]
+			tr.Name, tr.StreamKey = n, k
+			rep.Tensors = append(rep.Tensors, tr)
+			continue
+		}
 		t, tr, err := noised(src, keys[n], &opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("noise: %s: %w", in.Path, err)
+			return nil, nil, fmt.Errorf("%s: %w", ops.Name(in), err)
 		}
+		t.Shard = src.Shard
 		out.Tensors[idx[n]] = t
+		made[n] = t
+		reports[n] = tr
 		rep.Tensors = append(rep.Tensors, tr)
 	}
 
@@ -300,17 +323,17 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	switch {
 	case o.NEFTuneAlpha != 0:
 		m := o.NEFTuneAlpha / math.Sqrt(float64(o.SeqLen)*float64(d))
-		tr.Noise = fmt.Sprintf("uniform |x|<=%g (NEFTune alpha=%g, L=%d, d=%d)", m, o.NEFTuneAlpha, o.SeqLen, d)
+		tr.Noise = fmt.Sprintf("uniform |x|<=%s (NEFTune alpha=%s, L=%d, d=%d)", text.Num(m), text.Num(o.NEFTuneAlpha), o.SeqLen, d)
 		sd := m / math.Sqrt(3)
 		scale = func([]float64) (float64, error) { return sd, nil }
 	case o.Std != 0:
-		tr.Noise = fmt.Sprintf("%s std=%g", o.Dist, o.Std)
+		tr.Noise = fmt.Sprintf("%s std=%s", o.Dist, text.Num(o.Std))
 		scale = func([]float64) (float64, error) { return o.Std, nil }
 	case o.ScaleBy == ScaleRow:
-		tr.Noise = fmt.Sprintf("%s std=%g x each row's std", o.Dist, o.Relative)
+		tr.Noise = fmt.Sprintf("%s std=%s x each row's std", o.Dist, text.Num(o.Relative))
 		scale = func(row []float64) (float64, error) { return o.Relative * popStd(row), nil }
 	default:
-		tr.Noise = fmt.Sprintf("%s std=%g x the tensor's std", o.Dist, o.Relative)
+		tr.Noise = fmt.Sprintf("%s std=%s x the tensor's std", o.Dist, text.Num(o.Relative))
 		scale = func([]float64) (float64, error) {
 			tensorStd.once.Do(func() { tensorStd.v, tensorStd.err = TensorStd(src) })
 			return o.Relative * tensorStd.v, tensorStd.err
@@ -323,7 +346,7 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 	if dt != src.DType {
 		// Another output type: every row is decoded and encoded once in it; the chosen
 		// ones get their noise in between.
-		return ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+		return ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 			vals := make([]float64, (r1-r0)*d)
 			if err := ops.ReadRowsF64(src, r0, r1, vals); err != nil {
 				return err
@@ -346,7 +369,7 @@ func noised(src *weft.Tensor, key string, o *Options) (*weft.Tensor, TensorRepor
 			return nil
 		}), tr, nil
 	}
-	t := ops.Computed(info, func(r0, r1 int64, dst []byte) error {
+	t := ops.ComputedFrom(info, []*weft.Tensor{src}, true, func(r0, r1 int64, dst []byte) error {
 		if err := ops.ReadRows(src, r0, r1, dst); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package noise
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -348,24 +349,31 @@ func TestNoiseTiedHeadGetsSameNoise(t *testing.T) {
 
 func TestNoiseErrors(t *testing.T) {
 	in := synth(10, 8)
+	// Every invalid option is a *weft.OptionError naming it (the CLI names the flag).
 	cases := []struct {
-		o    Options
-		frag string
+		o      Options
+		option string
+		frag   string
 	}{
-		{Options{Seed: 1}, "exactly one"},
-		{Options{Seed: 1, Std: 1, Relative: 1}, "exactly one"},
-		{Options{Seed: -1, Std: 1}, "negative"},
-		{Options{Seed: 1, Std: math.NaN()}, "finite"},
-		{Options{Seed: 1, Std: 1, Dist: "cauchy"}, "unknown distribution"},
-		{Options{Seed: 1, NEFTuneAlpha: 5}, "seq-len"},
-		{Options{Seed: 1, NEFTuneAlpha: 5, SeqLen: 3, Dist: Gaussian}, "uniform"},
-		{Options{Seed: 1, Std: 1, Tokens: NewTokenSet(10)}, "out of range: the tensor has 10 rows"},
-		{Options{Seed: 1, Std: 1, Tensors: []string{"nope.*"}}, "matches no tensor"},
+		{Options{Seed: 1}, "std, relative, neftune_alpha", "exactly one"},
+		{Options{Seed: 1, Std: 1, Relative: 1}, "std, relative, neftune_alpha", "exactly one"},
+		{Options{Seed: -1, Std: 1}, "seed", "seed=-1: must be 0 or more"},
+		{Options{Seed: 1, Std: math.NaN()}, "std", "finite"},
+		{Options{Seed: 1, Std: -0.5}, "std", "std=-0.5: must be finite and positive"},
+		{Options{Seed: 1, Std: 1, Dist: "cauchy"}, "dist", "unknown distribution"},
+		{Options{Seed: 1, NEFTuneAlpha: 5}, "seq_len", "positive sequence length"},
+		{Options{Seed: 1, NEFTuneAlpha: 5, SeqLen: 3, Dist: Gaussian}, "dist", "uniform"},
+		{Options{Seed: 1, Std: 1, Tokens: NewTokenSet(10)}, "tokens", `tokens=10: token id out of range: tensor "model.embed_tokens.weight" has 10 rows`},
+		{Options{Seed: 1, Std: 1, Tensors: []string{"nope.*"}}, "tensors", "matches no tensor"},
 	}
 	for _, c := range cases {
 		_, _, err := Apply(in, c.o)
-		if err == nil || !strings.Contains(err.Error(), c.frag) {
-			t.Errorf("%+v: error %v, want %q", c.o, err, c.frag)
+		var oe *weft.OptionError
+		if err == nil || !strings.Contains(err.Error(), c.frag) || !errors.As(err, &oe) || oe.Option != c.option {
+			t.Errorf("%+v: error %v, want option %q and %q", c.o, err, c.option, c.frag)
+		}
+		if err != nil && strings.Contains(err.Error(), "--") {
+			t.Errorf("%+v: error %q names a flag", c.o, err)
 		}
 	}
 	// Integer tensors are refused by name.
@@ -497,6 +505,30 @@ func TestParseTokenSet(t *testing.T) {
 	for _, bad := range []string{"", "x", "-3", "5-2", "1-", "@/nonexistent/ids", "99999999999999999"} {
 		if _, err := ParseTokenSet(bad); err == nil {
 			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestParseTokenList(t *testing.T) {
+	for _, c := range []struct {
+		spec  string
+		ids   string
+		texts []string
+	}{
+		{"5,10-12", "5,10-12", nil},
+		{"<|im_end|>, hello ,3", "3", []string{"<|im_end|>", "hello"}},
+		{`"a,b",7,"5"`, "7", []string{"a,b", "5"}},
+		{`"quo\"te"`, "", []string{`quo"te`}},
+		{"w10-w12", "", []string{"w10-w12"}},
+	} {
+		ids, texts, err := ParseTokenList(c.spec)
+		if err != nil || ids.String() != c.ids || strings.Join(texts, "|") != strings.Join(c.texts, "|") {
+			t.Errorf("ParseTokenList(%q) = %v %q %v; want %s %q", c.spec, ids, texts, err, c.ids, c.texts)
+		}
+	}
+	for _, bad := range []string{"", " ", "5-2", "1-", `"open`, `"bad\q"`, "99999999999999999"} {
+		if _, _, err := ParseTokenList(bad); err == nil {
+			t.Errorf("ParseTokenList(%q): no error", bad)
 		}
 	}
 }

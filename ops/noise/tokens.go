@@ -2,6 +2,7 @@ package noise
 
 import (
 	"fmt"
+	"github.com/weft-ml/weft"
 	"io"
 	"os"
 	"sort"
@@ -47,7 +48,7 @@ func RangeSet(lo, hi int64) *TokenSet {
 func ParseTokenSet(spec string) (*TokenSet, error) {
 	s := &TokenSet{}
 	if strings.TrimSpace(spec) == "" {
-		return nil, fmt.Errorf("noise: empty token spec")
+		return nil, fmt.Errorf("empty token spec")
 	}
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
@@ -68,18 +69,84 @@ func ParseTokenSet(spec string) (*TokenSet, error) {
 	return s, nil
 }
 
+// ParseTokenList parses a token list that may name tokens by their text as well as by id:
+// comma-separated items, each an id ("5"), an inclusive range ("10-20"), "@FILE" (ids and
+// ranges, as in ParseTokenSet), or a token's text ("<|im_end|>", "hello"), which may be
+// quoted as a Go string ("\"a,b\"", "\"5\"") to hold a comma or to look like a number. It
+// returns the ids and, in the order given, the texts, which the caller resolves with the
+// checkpoint's tokenizer. An item made only of digits and '-' is always an id or a range.
+func ParseTokenList(spec string) (*TokenSet, []string, error) {
+	s := &TokenSet{}
+	var strs []string
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil, fmt.Errorf("empty token list")
+	}
+	items, err := splitItems(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, item := range items {
+		switch {
+		case item == "":
+		case strings.HasPrefix(item, `"`):
+			t, err := strconv.Unquote(item)
+			if err != nil {
+				return nil, nil, fmt.Errorf("token %s: not a valid quoted string", item)
+			}
+			strs = append(strs, t)
+		case strings.HasPrefix(item, "@"):
+			if err := s.addFile(item[1:]); err != nil {
+				return nil, nil, err
+			}
+		case strings.Trim(item, "0123456789- ") == "":
+			if err := s.addItem(item, "token list"); err != nil {
+				return nil, nil, err
+			}
+		default:
+			strs = append(strs, item)
+		}
+	}
+	s.normalize()
+	return s, strs, nil
+}
+
+// splitItems splits a token list at the commas outside double quotes and trims the items.
+func splitItems(spec string) ([]string, error) {
+	var items []string
+	start, in := 0, false
+	for i := 0; i < len(spec); i++ {
+		switch spec[i] {
+		case '\\':
+			if in {
+				i++
+			}
+		case '"':
+			in = !in
+		case ',':
+			if !in {
+				items = append(items, strings.TrimSpace(spec[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if in {
+		return nil, fmt.Errorf("token list %q: a quote is not closed", spec)
+	}
+	return append(items, strings.TrimSpace(spec[start:])), nil
+}
+
 func (s *TokenSet) addFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("noise: token file: %w", err)
+		return weft.PathError(err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, MaxTokenFileSize+1))
 	if err != nil {
-		return fmt.Errorf("noise: token file %s: %w", path, err)
+		return fmt.Errorf("token file %s: %w", path, err)
 	}
 	if len(b) > MaxTokenFileSize {
-		return fmt.Errorf("noise: token file %s: larger than %d bytes", path, MaxTokenFileSize)
+		return fmt.Errorf("token file %s: larger than %d bytes", path, MaxTokenFileSize)
 	}
 	for ln, line := range strings.Split(string(b), "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -97,10 +164,10 @@ func (s *TokenSet) addFile(path string) error {
 func parseID(x, where string) (int64, error) {
 	v, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("noise: %s: %q is not a token id (a non-negative integer)", where, x)
+		return 0, fmt.Errorf("%s: %q is not a token id (a non-negative integer)", where, x)
 	}
 	if v > MaxTokenID {
-		return 0, fmt.Errorf("noise: %s: token id %d is larger than %d", where, v, MaxTokenID)
+		return 0, fmt.Errorf("%s: token id %d is larger than %d", where, v, MaxTokenID)
 	}
 	return v, nil
 }
@@ -116,7 +183,7 @@ func (s *TokenSet) addItem(item, where string) error {
 			return err
 		}
 		if hi < lo {
-			return fmt.Errorf("noise: %s: range %q ends before it starts", where, item)
+			return fmt.Errorf("%s: range %q ends before it starts", where, item)
 		}
 		s.spans = append(s.spans, [2]int64{lo, hi})
 		return nil
@@ -269,7 +336,7 @@ func (s *TokenSet) String() string {
 // with rows rows.
 func (s *TokenSet) Check(rows int64, tensor string) error {
 	if m := s.Max(); m >= rows {
-		return fmt.Errorf("noise: tensor %q: token id %d out of range: the tensor has %d rows", tensor, m, rows)
+		return weft.OptionValuef("tokens", fmt.Sprint(m), "token id out of range: tensor %q has %d rows (ids 0-%d)", tensor, rows, rows-1)
 	}
 	return nil
 }

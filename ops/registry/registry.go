@@ -28,6 +28,7 @@ var table = map[string]func() ops.Op{
 	"lora-merge":   func() ops.Op { return &lora.MergeOptions{} },
 	"noise":        func() ops.Op { return &noise.Options{} },
 	"soft-token":   func() ops.Op { return &glitch.SoftOptions{} },
+	"stack":        func() ops.Op { return &ablate.StackOptions{} },
 }
 
 // New returns the zero parameters of the op named name (ready for json.Unmarshal), and

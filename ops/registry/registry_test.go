@@ -38,6 +38,7 @@ func TestParamsRoundTrip(t *testing.T) {
 		&glitch.AddOptions{Count: 2, Seed: 1, Special: true, InitIn: "mvn", PadToMultipleOf: 64, Types: types},
 		&glitch.ResetOptions{Tokens: set, Seed: 9, Init: "zero", Types: types},
 		&glitch.SoftOptions{Count: 4, Seed: 2, Match: "mvn", Name: "x"},
+		&ablate.StackOptions{Slices: []ablate.Slice{{Input: 0, First: 0, Last: 3}, {Input: 1, First: 2, Last: 5}}, Types: types},
 		&ablate.Options{Drop: []int{1}, Duplicate: []ablate.Block{{First: 2, Last: 3, Copies: 3}}, Zero: &ablate.Zero{What: ablate.MLP, Layers: []int{0}},
 			Scale: &ablate.Scale{Attn: 0.5, MLP: 1, Layers: []int{2}}, Heads: []ablate.HeadSel{{Layer: 0, Heads: []int{1}}},
 			Noise: &ablate.Noise{Std: 0.1, Seed: 4, Layers: []int{3}}, Replace: &ablate.Replace{Layers: []int{0}},

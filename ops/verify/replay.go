@@ -42,7 +42,7 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 		switch {
 		case opts.StructureOnly:
 		case len(opts.Inputs) == 0:
-			r.Warnings = append(r.Warnings, fmt.Sprintf("%s records no provenance: its values were not compared with anything (give the checkpoint it was rewritten from with --inputs to compare every tensor with it)", filepath.Base(c.Path)))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s records no provenance: its values were not compared with anything (give the checkpoint it was rewritten from as an input to compare every tensor with it)", filepath.Base(c.Path)))
 		default:
 			return compareWithInput(ctx, c, r, opts)
 		}
@@ -135,7 +135,7 @@ func checkProvenance(ctx context.Context, c *weft.Checkpoint, r *Report, opts Op
 		}
 	}
 	if len(missing) > 0 {
-		p.Note = fmt.Sprintf("cannot replay: recorded inputs not found: %s (give them with --inputs, or put them beside the checkpoint; --structure-only checks the checkpoint without them)", strings.Join(missing, ", "))
+		p.Note = fmt.Sprintf("cannot replay: recorded inputs not found: %s (give them as inputs, or put them beside the checkpoint; a structure-only check needs none)", strings.Join(missing, ", "))
 		r.Problems = append(r.Problems, p.Note)
 		return nil
 	}
@@ -180,7 +180,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 			// A plain file (a direction), matched by its bytes.
 			h, herr := ops.FileHash(path)
 			if herr != nil {
-				r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: %v", path, err))
+				r.Problems = append(r.Problems, fmt.Sprintf("input %s: %v", path, err))
 				continue
 			}
 			k := -1
@@ -192,7 +192,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 				}
 			}
 			if k < 0 {
-				r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: neither a checkpoint weft opens (%v) nor a recorded input file (SHA-256 %s)", path, err, short(h)))
+				r.Problems = append(r.Problems, fmt.Sprintf("input %s: neither a checkpoint weft opens (%v) nor a recorded input file (SHA-256 %s)", path, err, short(h)))
 				continue
 			}
 			wants[k].file = path
@@ -220,7 +220,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 					}
 				}
 				if n > 1 {
-					r.Warnings = append(r.Warnings, fmt.Sprintf("--inputs %s taken as %s %q by its header hash and fingerprint, which %d recorded inputs share: give inputs under their recorded names, or in recorded order", path, w.rep.Role, w.rec.Path, n))
+					r.Warnings = append(r.Warnings, fmt.Sprintf("input %s taken as %s %q by its header hash and fingerprint, which %d recorded inputs share: give inputs under their recorded names, or in recorded order", path, w.rep.Role, w.rec.Path, n))
 				}
 			}
 		}
@@ -254,7 +254,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 		for _, w := range wants {
 			if free(w) && !w.rec.IsFile() && w.rec.Path == base {
 				w.rep.Status, w.rep.Path = "hash mismatch", path
-				r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: its header hash %s or data fingerprint differs from the one recorded for %s %q (%s): it is not the checkpoint this one was made from", path, short(in.HeaderHash), w.rep.Role, w.rec.Path, short(w.rec.HeaderHash)))
+				r.Problems = append(r.Problems, fmt.Sprintf("input %s: its header hash %s or data fingerprint differs from the one recorded for %s %q (%s): it is not the checkpoint this one was made from", path, short(in.HeaderHash), w.rep.Role, w.rec.Path, short(w.rec.HeaderHash)))
 				bad = true
 				break
 			}
@@ -264,7 +264,7 @@ func findInputs(c *weft.Checkpoint, wants []*wanted, r *Report, opts Options) {
 			for _, w := range wants {
 				recs = append(recs, fmt.Sprintf("%s %s", w.rec.Path, short(w.rep.HeaderHash)))
 			}
-			r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s (header hash %s) is none of the recorded inputs (%s)", path, short(in.HeaderHash), strings.Join(recs, ", ")))
+			r.Problems = append(r.Problems, fmt.Sprintf("input %s (header hash %s) is none of the recorded inputs (%s)", path, short(in.HeaderHash), strings.Join(recs, ", ")))
 		}
 		in.Close()
 	}
@@ -412,7 +412,7 @@ func compareWithInput(ctx context.Context, c *weft.Checkpoint, r *Report, opts O
 	}
 	in, err := opts.open(opts.Inputs[0])
 	if err != nil {
-		r.Problems = append(r.Problems, fmt.Sprintf("--inputs %s: %v", opts.Inputs[0], err))
+		r.Problems = append(r.Problems, fmt.Sprintf("input %s: %v", opts.Inputs[0], err))
 		return nil
 	}
 	defer in.Close()
