@@ -1,7 +1,6 @@
 package enginebench
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -15,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weft-ml/weft"
-	"github.com/weft-ml/weft/ckpt"
-	"github.com/weft-ml/weft/ops"
-	"github.com/weft-ml/weft/ops/blend"
 	"golang.org/x/sys/unix"
 )
 
@@ -290,46 +285,9 @@ func BenchmarkBlend(b *testing.B) {
 	}
 }
 
-// TestSweepChild is the sweep driver BenchmarkSweep runs as a child process: blends of
-// WEFT_SWEEP_BASE and WEFT_SWEEP_TUNED at the alphas of WEFT_SWEEP_ALPHAS written together
-// by ckpt.ExecuteMany into WEFT_SWEEP_OUT/blend-ALPHA.safetensors. (Until weft run exists,
-// this is how a sweep is run.)
-func TestSweepChild(t *testing.T) {
-	if os.Getenv("WEFT_SWEEP_OUT") == "" {
-		t.Skip("the sweep driver for BenchmarkSweep; runs only as its child")
-	}
-	open := func(p string) *weft.Checkpoint {
-		c, err := ckpt.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	base, tuned := open(os.Getenv("WEFT_SWEEP_BASE")), open(os.Getenv("WEFT_SWEEP_TUNED"))
-	var outs []ckpt.Output
-	for _, a := range strings.Split(os.Getenv("WEFT_SWEEP_ALPHAS"), ",") {
-		alpha, err := strconv.ParseFloat(a, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := ops.Run(&blend.Options{Alpha: alpha}, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}, weft.Safetensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		outs = append(outs, ckpt.Output{Checkpoint: r.Out, Path: filepath.Join(os.Getenv("WEFT_SWEEP_OUT"), "blend-"+a+".safetensors"),
-			Options: ckpt.WriteOptions{Inputs: []*weft.Checkpoint{base, tuned}}})
-	}
-	plans, err := ckpt.PlanMany(outs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ckpt.ExecuteMany(context.Background(), outs, plans, ckpt.ManyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// BenchmarkSweep: a 5-alpha blend sweep of a BF16 pair from disk, written together by
-// ExecuteMany, against five separate weft blend runs and against the floor of reading both
+// BenchmarkSweep: a 5-alpha blend sweep of a BF16 pair from disk, written together by one
+// command (weft blend --alpha 0.1,0.3,0.5,0.7,0.9 -o 'DIR/blend-{alpha}.safetensors', the
+// outputs in lockstep from one read), against five separate weft blend runs and against the floor of reading both
 // inputs once and writing five outputs (plain copies, fsync).
 func BenchmarkSweep(b *testing.B) {
 	bin := binary(b)
@@ -343,17 +301,12 @@ func BenchmarkSweep(b *testing.B) {
 		os.MkdirAll(outDir, 0o755)
 		evict(base, tuned)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
 	var fl, many, sep []measure
 	for r := 0; r < rounds(); r++ {
 		clean()
 		fl = append(fl, floor(b, outDir, len(alphas), base, tuned))
 		clean()
-		many = append(many, run(b, []string{"WEFT_SWEEP_BASE=" + base, "WEFT_SWEEP_TUNED=" + tuned, "WEFT_SWEEP_OUT=" + outDir,
-			"WEFT_SWEEP_ALPHAS=" + strings.Join(alphas, ",")}, self, "-test.run=^TestSweepChild$"))
+		many = append(many, run(b, nil, bin, "blend", base, tuned, "--alpha", strings.Join(alphas, ","), "-o", filepath.Join(outDir, "blend-{alpha}.safetensors"), "--quiet"))
 		clean()
 		var s measure
 		for _, a := range alphas {
@@ -367,7 +320,7 @@ func BenchmarkSweep(b *testing.B) {
 	os.RemoveAll(outDir)
 	sz := fmt.Sprintf("2 x %d GiB, 5 alphas (disk)", gib)
 	f := median(fl)
-	row("sweep, one ExecuteMany", sz, median(many), f, "floor (read once, write 5)")
+	row("sweep, one weft blend --alpha 0.1,...,0.9", sz, median(many), f, "floor (read once, write 5)")
 	row("sweep, 5 separate weft blend", sz, median(sep), f, "floor (read once, write 5)")
 }
 
