@@ -267,7 +267,13 @@ func containsStr(xs []string, x string) bool {
 
 // value decodes one value for a field of type t at path.
 func (d *decoder) value(n *yaml.Node, t reflect.Type, path []string) (json.RawMessage, error) {
-	if m, ok := sweepMarker(n); ok {
+	m, ok := sweepMarker(n)
+	if !ok && n.Kind == yaml.SequenceNode && isScalarType(t) {
+		// A list where the parameter takes one value is a sweep of those values
+		// (alpha: [0.1, 0.3] is alpha: {sweep: [0.1, 0.3]}).
+		m, ok = map[string]*yaml.Node{"sweep": n}, true
+	}
+	if ok {
 		if d.in == nil {
 			return d.sweep(n, m, t, path)
 		}
@@ -429,6 +435,21 @@ func generic(d *decoder, n *yaml.Node, name string) (json.RawMessage, error) {
 }
 
 // isLayerList reports whether t is a list of integers (a list of layers, for 'each').
+// isScalarType reports whether a field of type t takes one value (a number, a string, a
+// bool, a type name), so that a list given for it can only be a sweep.
+func isScalarType(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
 func isLayerList(t reflect.Type) bool {
 	return (t.Kind() == reflect.Slice) && t.Elem().Kind() == reflect.Int
 }

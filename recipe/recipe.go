@@ -29,11 +29,12 @@
 // alike), or its command-line flag where that is spelled otherwise (`flag` tags); the
 // options of a struct the command line gives as flags of their own (ops.Types' quant, tagged
 // `flag:",inline"`) may be given flat, and a dtype naming a llama-quantize mixture (Q4_K_M)
-// selects it, as --dtype does. A list
-// that is a parameter's own value (blend's weights, ablate's drop) is never a sweep: a sweep
-// is always written {sweep: [...]}, optionally with name: VAR for the template variable
-// (the parameter's key by default), and {sweep: each} on a list of layers makes one variant
-// per layer, named {layer}.
+// selects it, as --dtype does. A sweep is written {sweep: [...]}, optionally with name: VAR
+// for the template variable (the parameter's key by default); a plain list given for a
+// parameter that takes one value (alpha: [0.1, 0.3], seed, an output's dtype) is a sweep too.
+// A list that is a parameter's own value (blend's weights, ablate's drop) is never a sweep
+// unless marked, and {sweep: each} on a list of layers makes one variant per layer, named
+// {layer}.
 package recipe
 
 import (

@@ -186,3 +186,58 @@ func TestAliasBomb(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestPlainListSweepsAOneValueParameter: a plain list given for a parameter that takes one
+// value (alpha, seed, an output's dtype) is a sweep of those values, the same as {sweep:
+// [...]}; a plain list for a list parameter (blend's weights) stays that parameter's value.
+func TestPlainListSweepsAOneValueParameter(t *testing.T) {
+	plain := `inputs: {base: a, chat: b, math: c}
+steps:
+  - op: blend
+    inputs: [base, chat]
+    alpha: [0.1, 0.3]
+  - op: noise
+    seed: [1, 2]
+    std: 0.01
+outputs:
+  - path: out/{alpha}-{seed}-{dtype}.gguf
+    dtype: [f16, bf16]
+`
+	marked := strings.NewReplacer("[0.1, 0.3]", "{sweep: [0.1, 0.3]}", "[1, 2]", "{sweep: [1, 2]}", "[f16, bf16]", "{sweep: [f16, bf16]}").Replace(plain)
+	paths := func(src string) []string {
+		r, err := Parse("r.yaml", "/base", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, o := range r.Outputs {
+			for _, v := range variants(r.axesOf(o)) {
+				p, err := r.expand(o, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, p)
+			}
+		}
+		return got
+	}
+	a, b := paths(plain), paths(marked)
+	if len(a) != 8 || strings.Join(a, " ") != strings.Join(b, " ") {
+		t.Fatalf("plain lists give %v, marked sweeps %v", a, b)
+	}
+	// weights takes a list: [0.7, 0.3] is its value, and no sweep is made.
+	r, err := Parse("r.yaml", "/base", []byte(`inputs: {base: a, chat: b, math: c}
+steps:
+  - op: blend
+    inputs: [base, chat, math]
+    weights: [0.7, 0.3]
+outputs:
+  - path: out/x
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Axes) != 0 {
+		t.Fatalf("weights: [0.7, 0.3] made %d sweeps, want none", len(r.Axes))
+	}
+}
