@@ -19,7 +19,9 @@ import (
 
 // mergekit configurations (github.com/arcee-ai/mergekit, mergekit/config.py and
 // merge_methods/), run with mergekit's definitions through weft's ops: linear, slerp and
-// task_arithmetic as blends, passthrough as a stack of layers. A parameter's value for a
+// task_arithmetic as blends; ties, dare_*, breadcrumbs*, della*, model_stock, nuslerp and
+// multislerp as blends configured by blend.MergeParams (mkmerge.go); passthrough as a stack
+// of layers. A parameter's value for a
 // tensor follows mergekit's evaluate_setting: a number, a gradient (a list of numbers
 // interpolated over the layers, layer i of n at t = i/(n-1), tensors outside the layers at
 // t = 0), or a list of {filter, value} conditions, the first whose filter is a substring of

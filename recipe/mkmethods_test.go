@@ -45,14 +45,20 @@ func mkModels(t *testing.T, dt weft.DType) (dir string, paths [4]string) {
 	return dir, paths
 }
 
-// mkBuild parses and builds a mergekit configuration.
+// mkBuild parses and builds a mergekit configuration, for a safetensors output.
 func mkBuild(t *testing.T, dir, cfg string) (*Built, error) {
+	t.Helper()
+	return mkBuildTo(t, dir, cfg, "out")
+}
+
+// mkBuildTo parses and builds a mergekit configuration for the output out (in dir).
+func mkBuildTo(t *testing.T, dir, cfg, out string) (*Built, error) {
 	t.Helper()
 	r, err := Parse("merge.yml", dir, []byte(cfg))
 	if err != nil {
 		return nil, err
 	}
-	b, err := Build(r, BuildOptions{Output: filepath.Join(dir, "out")})
+	b, err := Build(r, BuildOptions{Output: filepath.Join(dir, out)})
 	if err != nil {
 		return nil, err
 	}
@@ -645,5 +651,88 @@ func TestMergekitMethodMistakes(t *testing.T) {
 				t.Fatalf("got %v (line %d col %d), want line %d col %d containing %q", err, re.Line, re.Column, c.line, c.col, c.want)
 			}
 		})
+	}
+}
+
+// TestMergekitGGUF: on quantized GGUF models (Q8_0 matrices), filters match the tensors'
+// Hugging Face names (blk.N.ffn_up is mlp.up_proj) and gradients their layers; the merge
+// equals blend given the values tensor by tensor by hand, and the output keeps the inputs'
+// types.
+func TestMergekitGGUF(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i, name := range []string{"a.gguf", "b.gguf", "c.gguf"} {
+		s := synth.Spec{Layers: mkLayers, Hidden: 32, Intermediate: 64, Vocab: 64, Heads: 4, DType: weft.Q8_0, Seed: uint64(40 + i), GGUF: true}
+		if i > 0 {
+			s.Related = 40
+		}
+		paths = append(paths, filepath.Join(dir, name))
+		if err := s.Write(context.Background(), paths[i], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := mkOpen(t, paths...)
+	b, err := mkBuildTo(t, dir, `models:
+  - model: b.gguf
+    parameters:
+      weight:
+        - filter: mlp.up_proj
+          value: [0.2, 1]
+        - value: 0.5
+  - model: c.gguf
+    parameters: {weight: 0.5}
+merge_method: della_linear
+base_model: a.gguf
+parameters:
+  density:
+    - filter: self_attn
+      value: 0.3
+    - value: 0.6
+`, "out.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := func(n string) float64 {
+		var l int
+		if _, err := fmt.Sscanf(n, "blk.%d.", &l); err == nil {
+			return float64(l) / float64(mkLayers-1)
+		}
+		return 0
+	}
+	weightB := func(n string) float64 {
+		if strings.Contains(n, ".ffn_up.") {
+			return mkGrad([]float64{0.2, 1}, layer(n))
+		}
+		return 0.5
+	}
+	density := func(n string) float64 {
+		if strings.Contains(n, ".attn_q.") || strings.Contains(n, ".attn_k.") || strings.Contains(n, ".attn_v.") || strings.Contains(n, ".attn_output.") {
+			return 0.3
+		}
+		return 0.6
+	}
+	opts := blend.Options{Method: blend.DELLALinear, Params: blend.MergeParams{Models: []blend.ModelParams{
+		{Weight: mkRules(in[0], weightB), Density: mkRules(in[0], density)},
+		{Weight: blend.Const(0.5), Density: mkRules(in[0], density)}}}}
+	got := b.Outputs[0].Checkpoint
+	want, err := ops.Run(&opts, ops.Inputs{Checkpoints: in}, weft.GGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quantized := 0
+	for i, g := range got.Tensors {
+		w := want.Out.Tensors[i]
+		if g.Name != w.Name || g.DType != in[0].Tensors[i].DType || w.DType != g.DType {
+			t.Fatalf("tensor %d: %s %v, blend by hand %s %v, input %v", i, g.Name, g.DType, w.Name, w.DType, in[0].Tensors[i].DType)
+		}
+		if !bytes.Equal(tensorBytes(t, g), tensorBytes(t, w)) {
+			t.Fatalf("tensor %s differs from blend by hand", g.Name)
+		}
+		if g.DType == weft.Q8_0 {
+			quantized++
+		}
+	}
+	if quantized == 0 {
+		t.Fatal("no quantized tensor merged")
 	}
 }
