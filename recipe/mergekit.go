@@ -21,12 +21,12 @@ import (
 // merge_methods/), run with mergekit's definitions through weft's ops: linear, slerp and
 // task_arithmetic as blends; ties, dare_*, breadcrumbs*, della*, model_stock, nuslerp and
 // multislerp as blends configured by blend.MergeParams (mkmerge.go); passthrough as a stack
-// of layers. A parameter's value for a
-// tensor follows mergekit's evaluate_setting: a number, a gradient (a list of numbers
-// interpolated over the layers, layer i of n at t = i/(n-1), tensors outside the layers at
-// t = 0), or a list of {filter, value} conditions, the first whose filter is a substring of
-// the tensor's Hugging Face name (GGUF names are read as their Hugging Face names) giving the
-// value. A model's parameters come first, then the slice's, then the configuration's.
+// of layers. A parameter's value for a tensor follows mergekit's evaluate_setting: a number,
+// a gradient (a list of numbers interpolated over the layers, layer i of n at t = i/(n-1),
+// tensors outside the layers at t = 0), or a list of {filter, value} conditions, the first
+// whose filter is a substring of the tensor's Hugging Face name (GGUF names are read as
+// their Hugging Face names) giving the value. A model's parameters come first, then the
+// slice's, then the configuration's.
 
 // mkMethod is one mergekit method weft runs: its global and per-model parameters
 // (mergekit's registry: parameters() and tensor_parameters()), whether it needs a base
@@ -979,6 +979,10 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 	names := make([]string, len(baseC.Tensors))
 	alphas := make([]float64, len(baseC.Tensors))
 	var weights []float64 // constant per-model weights (linear, task_arithmetic)
+	// coeffs are each tensor's per-model coefficients (several tuned models), varying
+	// whether they differ between tensors.
+	coeffs := make([][]float64, len(baseC.Tensors))
+	varying := false
 	tuned := order[1:]
 	num := func(name string, v mkValue, ok bool, what string) (float64, error) {
 		if !ok {
@@ -1069,17 +1073,19 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 				alphas[ti] = alpha * c[0]
 				continue
 			}
+			coeffs[ti] = c
 			if weights == nil {
 				weights = c
 			} else {
 				for k := range c {
-					if c[k] != weights[k] {
-						return nil, fmt.Errorf("%s of %d models whose weights differ between tensors (%s: %v, earlier tensors %v): weft blends several models with one weight each; give constant weights", mk.method, len(order), t.Name, c, weights)
-					}
+					varying = varying || c[k] != weights[k]
 				}
 			}
 			alphas[ti] = alpha
 		}
+	}
+	if varying {
+		return mk.varyingOp(baseC, names, coeffs, alphas, filters)
 	}
 	op := &blend.Options{Method: blend.Linear, Weights: weights}
 	if mk.method == "slerp" {
@@ -1091,6 +1097,36 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 	}
 	op.Alpha, op.AlphaFor = alpha, rules
 	return op, nil
+}
+
+// varyingOp is the blend of several tuned models whose coefficients differ between tensors
+// (linear or task_arithmetic with per-tensor weights): base + alpha*sum_k c_k*(x_k - base)
+// with c_k and alpha per tensor, which blend's task_arithmetic computes with per-tensor
+// weights c_k and lambda alpha (normalize off: c_k are already normalized).
+func (mk *mkConfig) varyingOp(baseC *weft.Checkpoint, names []string, coeffs [][]float64, alphas []float64, filters map[string]bool) (ops.Op, error) {
+	skip := make([]bool, len(baseC.Tensors))
+	for ti, t := range baseC.Tensors {
+		skip[ti] = mkUnmerged(t)
+	}
+	var params blend.MergeParams
+	params.Models = make([]blend.ModelParams, len(coeffs[0]))
+	for k := range params.Models {
+		vals := make([]float64, len(names))
+		for ti := range vals {
+			vals[ti] = coeffs[ti][k]
+		}
+		v, err := mk.value(names, vals, skip, filters)
+		if err != nil {
+			return nil, err
+		}
+		params.Models[k].Weight = v
+	}
+	v, err := mk.value(names, alphas, skip, filters)
+	if err != nil {
+		return nil, err
+	}
+	params.Lambda = v
+	return &blend.Options{Method: blend.TaskArithmetic, Params: params}, nil
 }
 
 // compileAlphas expresses one weight per tensor as a default weight and rules (see

@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
@@ -67,8 +68,7 @@ func (mk *mkConfig) mergeOp(sl *mkSlice, order []int, noBase bool, in ops.Inputs
 
 	nt := len(baseC.Tensors)
 	names := make([]string, nt)
-	// skip marks the tensors blend copies without asking for their parameters: integer and
-	// boolean tensors, and empty ones.
+	// skip marks the tensors blend copies without asking for their parameters.
 	skip := make([]bool, nt)
 	// vals[p][k][ti] is per-model parameter p of model k for tensor ti.
 	vals := map[string][][]float64{}
@@ -85,9 +85,7 @@ func (mk *mkConfig) mergeOp(sl *mkSlice, order []int, noBase bool, in ops.Inputs
 	once := map[string]*mkOnce{}
 	for ti, t := range baseC.Tensors {
 		names[ti] = t.Name
-		ne, _ := t.NumElements()
-		if !(t.DType.Float() || t.DType.Quantized()) || ne == 0 {
-			skip[ti] = true
+		if skip[ti] = mkUnmerged(t); skip[ti] {
 			continue
 		}
 		pt := 0.0
@@ -219,6 +217,13 @@ func (mk *mkConfig) mergeOp(sl *mkSlice, order []int, noBase bool, in ops.Inputs
 		}
 	}
 	return &blend.Options{Method: m.merge, Params: params}, nil
+}
+
+// mkUnmerged reports whether blend copies tensor t of the base without asking for its
+// parameters: integer and boolean tensors, and empty ones.
+func mkUnmerged(t *weft.Tensor) bool {
+	ne, _ := t.NumElements()
+	return !(t.DType.Float() || t.DType.Quantized()) || ne == 0
 }
 
 // value compiles one value per tensor into a blend.Value.

@@ -736,3 +736,82 @@ parameters:
 		t.Fatal("no quantized tensor merged")
 	}
 }
+
+// TestMergekitVaryingWeights: linear and task_arithmetic of several models whose weights
+// differ between tensors (a gradient, a filter), which one weight per model cannot express,
+// give mergekit's definitions per tensor: linear sum_i w_i*x_i / sum_i w_i (normalize),
+// task_arithmetic base + lambda*sum_k w_k*(x_k - base) / sum_k w_k (normalize).
+func TestMergekitVaryingWeights(t *testing.T) {
+	dir, p := mkModels(t, weft.F32)
+	in := mkOpen(t, p[0], p[1], p[2])
+	wA := func(n string) float64 { return mkGrad([]float64{0.1, 0.5, 0.9}, mkT(n)) }
+	wB := func(n string) float64 {
+		if strings.Contains(n, "self_attn") {
+			return 0.7
+		}
+		return 0.2
+	}
+	wC := func(string) float64 { return 0.4 }
+	b, err := mkBuild(t, dir, `models:
+  - model: a
+    parameters: {weight: [0.1, 0.5, 0.9]}
+  - model: b
+    parameters:
+      weight:
+        - filter: self_attn
+          value: 0.7
+        - value: 0.2
+  - model: c
+    parameters: {weight: 0.4}
+merge_method: linear
+dtype: float32
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := b.Outputs[0].Chain[0].Op.(*blend.Options).Method; m != blend.TaskArithmetic {
+		t.Fatalf("method %s", m)
+	}
+	for _, name := range mkRefTensors {
+		xa, xb, xc := tensorF64(t, in[0].Tensor(name)), tensorF64(t, in[1].Tensor(name)), tensorF64(t, in[2].Tensor(name))
+		a, bb, c := wA(name), wB(name), wC(name)
+		ref, mag := make([]float64, len(xa)), make([]float64, len(xa))
+		for i := range ref {
+			ref[i] = (a*xa[i] + bb*xb[i] + c*xc[i]) / (a + bb + c)
+			mag[i] = math.Abs(xa[i]) + math.Abs(xb[i]) + math.Abs(xc[i])
+		}
+		mkCheckF32(t, "linear "+name, tensorF64(t, b.Outputs[0].Checkpoint.Tensor(name)), ref, mag, 1e-14)
+	}
+
+	b, err = mkBuild(t, dir, `models:
+  - model: b
+    parameters:
+      weight:
+        - filter: mlp
+          value: [0.3, 1.2]
+        - value: 0.6
+  - model: c
+    parameters: {weight: 0.5}
+merge_method: task_arithmetic
+base_model: a
+parameters: {lambda: [0.5, 1], normalize: true}
+dtype: float32
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range mkRefTensors {
+		xa, xb, xc := tensorF64(t, in[0].Tensor(name)), tensorF64(t, in[1].Tensor(name)), tensorF64(t, in[2].Tensor(name))
+		wb, wc := 0.6, 0.5
+		if strings.Contains(name, "mlp") {
+			wb = mkGrad([]float64{0.3, 1.2}, mkT(name))
+		}
+		lambda := mkGrad([]float64{0.5, 1}, mkT(name))
+		ref, mag := make([]float64, len(xa)), make([]float64, len(xa))
+		for i := range ref {
+			ref[i] = xa[i] + lambda*(wb*(xb[i]-xa[i])+wc*(xc[i]-xa[i]))/(wb+wc)
+			mag[i] = math.Abs(xa[i]) + math.Abs(xb[i]) + math.Abs(xc[i])
+		}
+		mkCheckF32(t, "task_arithmetic "+name, tensorF64(t, b.Outputs[0].Checkpoint.Tensor(name)), ref, mag, 1e-14)
+	}
+}
