@@ -14,6 +14,8 @@ func FuzzParse(f *testing.F) {
 		`{"inputs": {"m": "a"}, "steps": [{"op": "convert", "dtype": "f16"}], "outputs": [{"path": "x"}]}`,
 		"merge_method: slerp\nbase_model: a\nmodels:\n  - model: a\n  - model: b\nparameters:\n  t:\n    - filter: self_attn\n      value: [0, 0.5, 1]\n    - value: 0.5\ndtype: bfloat16\n",
 		"merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n        layer_range: [0, 2]\n  - sources:\n      - model: b\n        layer_range: [1, 3]\n",
+		"merge_method: ties\nbase_model: a\nmodels:\n  - model: b\n    parameters:\n      weight: [0.2, 0.8]\n      density:\n        - filter: mlp\n          value: 0.5\n        - value: 1\nparameters: {lambda: 0.9, normalize: true}\n",
+		"merge_method: multislerp\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: 2}\nparameters: {eps: 1e-6, normalize_weights: false}\n",
 		"a: &x [*x]\n", "- [", "inputs: {a: b}\nsteps: [{op: blend, alpha: !!binary AAAA}]\n",
 	} {
 		f.Add([]byte(s))

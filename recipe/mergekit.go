@@ -19,27 +19,80 @@ import (
 
 // mergekit configurations (github.com/arcee-ai/mergekit, mergekit/config.py and
 // merge_methods/), run with mergekit's definitions through weft's ops: linear, slerp and
-// task_arithmetic as blends, passthrough as a stack of layers. A parameter's value for a
-// tensor follows mergekit's evaluate_setting: a number, a gradient (a list of numbers
-// interpolated over the layers, layer i of n at t = i/(n-1), tensors outside the layers at
-// t = 0), or a list of {filter, value} conditions, the first whose filter is a substring of
-// the tensor's Hugging Face name (GGUF names are read as their Hugging Face names) giving the
-// value. A model's parameters come first, then the slice's, then the configuration's.
+// task_arithmetic as blends; ties, dare_*, breadcrumbs*, della*, model_stock, nuslerp and
+// multislerp as blends configured by blend.MergeParams (mkmerge.go); passthrough as a stack
+// of layers. A parameter's value for a tensor follows mergekit's evaluate_setting: a number,
+// a gradient (a list of numbers interpolated over the layers, layer i of n at t = i/(n-1),
+// tensors outside the layers at t = 0), or a list of {filter, value} conditions, the first
+// whose filter is a substring of the tensor's Hugging Face name (GGUF names are read as
+// their Hugging Face names) giving the value. A model's parameters come first, then the
+// slice's, then the configuration's.
 
-// mkMethods are the methods weft runs, with their global and per-model parameters and
-// those parameters' defaults (mergekit's).
-var mkMethods = map[string]struct {
+// mkMethod is one mergekit method weft runs: its global and per-model parameters
+// (mergekit's registry: parameters() and tensor_parameters()), whether it needs a base
+// model, and, for the methods blend.MergeParams configures, the blend method.
+type mkMethod struct {
 	global, perModel []string
-}{
-	"linear":          {[]string{"normalize"}, []string{"weight"}},
-	"slerp":           {[]string{"t"}, nil},
-	"task_arithmetic": {[]string{"normalize", "rescale", "lambda", "int8_mask"}, []string{"weight", "density"}},
-	"passthrough":     {nil, []string{"scale"}},
+	base             mkBase
+	merge            blend.Method
+}
+
+// mkBase is how a method uses base_model.
+type mkBase int
+
+const (
+	mkBaseNone     mkBase = iota // linear, passthrough: the checks are the method's own
+	mkBaseRequired               // the task-vector methods, slerp, model_stock
+	mkBaseOptional               // nuslerp, multislerp: task vectors with one, the models without
+)
+
+// mkGTA are the global and per-model parameters of mergekit's generalized task arithmetic
+// methods (GeneralizedTaskArithmeticMerge): every one has weight and density; breadcrumbs
+// adds gamma, della epsilon.
+var (
+	mkGTAGlobal = []string{"normalize", "rescale", "lambda", "int8_mask"}
+	mkGTAModel  = []string{"weight", "density"}
+)
+
+// mkMethods are the methods weft runs, by mergekit's name. A parameter's default is
+// mergekit's, which is blend's (ops/blend's defaults are mergekit's; see blend.MergeParams).
+var mkMethods = map[string]mkMethod{
+	"linear":           {global: []string{"normalize"}, perModel: []string{"weight"}},
+	"slerp":            {global: []string{"t"}, base: mkBaseRequired},
+	"task_arithmetic":  {global: mkGTAGlobal, perModel: mkGTAModel, base: mkBaseRequired},
+	"passthrough":      {perModel: []string{"scale"}},
+	"ties":             {global: mkGTAGlobal, perModel: mkGTAModel, base: mkBaseRequired, merge: blend.TIES},
+	"dare_ties":        {global: mkGTAGlobal, perModel: mkGTAModel, base: mkBaseRequired, merge: blend.DARETIES},
+	"dare_linear":      {global: mkGTAGlobal, perModel: mkGTAModel, base: mkBaseRequired, merge: blend.DARELinear},
+	"breadcrumbs":      {global: mkGTAGlobal, perModel: []string{"weight", "density", "gamma"}, base: mkBaseRequired, merge: blend.Breadcrumbs},
+	"breadcrumbs_ties": {global: mkGTAGlobal, perModel: []string{"weight", "density", "gamma"}, base: mkBaseRequired, merge: blend.BreadcrumbsTIES},
+	"della":            {global: mkGTAGlobal, perModel: []string{"weight", "density", "epsilon"}, base: mkBaseRequired, merge: blend.DELLA},
+	"della_linear":     {global: mkGTAGlobal, perModel: []string{"weight", "density", "epsilon"}, base: mkBaseRequired, merge: blend.DELLALinear},
+	"model_stock":      {global: []string{"filter_wise"}, base: mkBaseRequired, merge: blend.ModelStock},
+	"nuslerp":          {global: []string{"nuslerp_row_wise", "nuslerp_flatten"}, perModel: []string{"weight"}, base: mkBaseOptional, merge: blend.NuSlerp},
+	"multislerp":       {global: []string{"normalize_weights", "eps"}, perModel: []string{"weight"}, base: mkBaseOptional, merge: blend.MultiSlerp},
 }
 
 // mkKnownMethods are mergekit's other methods, refused by name.
-var mkKnownMethods = []string{"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear",
-	"model_stock", "nuslerp", "multislerp", "karcher", "arcee_fusion", "nearswap", "sce", "ram"}
+var mkKnownMethods = []string{"karcher", "arcee_fusion", "nearswap", "sce", "ram"}
+
+// mkKind is what values a parameter takes.
+type mkKind int
+
+const (
+	mkNumber   mkKind = iota // any finite number (a gradient, conditions)
+	mkFraction               // a number in [0, 1]
+	mkNonNeg                 // a number >= 0
+	mkBool                   // true or false (conditions; no lists: mergekit reads those as numbers)
+)
+
+// mkKinds are the kinds of the parameters of the methods weft runs.
+var mkKinds = map[string]mkKind{
+	"weight": mkNumber, "t": mkNumber, "lambda": mkNumber, "scale": mkNumber, "epsilon": mkNumber,
+	"density": mkFraction, "gamma": mkFraction, "eps": mkNonNeg,
+	"normalize": mkBool, "rescale": mkBool, "int8_mask": mkBool, "filter_wise": mkBool,
+	"nuslerp_row_wise": mkBool, "nuslerp_flatten": mkBool, "normalize_weights": mkBool,
+}
 
 // mkSetting is a parameter's setting (mergekit's ParameterSetting).
 type mkSetting struct {
@@ -495,20 +548,27 @@ func (r *Recipe) mkCond(n *yaml.Node) (mkCond, error) {
 // eval is mergekit's evaluate_setting: the setting's value for the tensor named name (its
 // Hugging Face name) at position t, and whether it has one.
 func (s *mkSetting) eval(name string, t float64) (mkValue, bool) {
+	v, _, ok := s.evalAt(name, t)
+	return v, ok
+}
+
+// evalAt is eval that also returns where the value is written (the number, the gradient or
+// the list it comes from).
+func (s *mkSetting) evalAt(name string, t float64) (mkValue, pos, bool) {
 	switch {
 	case s.val != nil:
-		return *s.val, true
+		return *s.val, posOf(s.node), true
 	case s.grad != nil:
-		return mkValue{num: gradientAt(s.grad, t)}, true
+		return mkValue{num: gradientAt(s.grad, t)}, posOf(s.node), true
 	case s.steps != nil:
-		return s.steps[int(t*float64(len(s.steps)-1))], true
+		return s.steps[int(t*float64(len(s.steps)-1))], posOf(s.node), true
 	}
 	for _, c := range s.conds {
 		if c.filter == "" || c.filter == "*" || strings.Contains(name, c.filter) {
-			return c.value.eval(name, t)
+			return c.value.evalAt(name, t)
 		}
 	}
-	return mkValue{}, false
+	return mkValue{}, pos{}, false
 }
 
 // gradientAt interpolates a gradient at t as mergekit does: t*(len-1) falls between entries
@@ -567,6 +627,9 @@ func (mk *mkConfig) checkParams() error {
 			case k == "scale":
 				return errAt(r.File, s.p, "passthrough's scale parameter is not supported by weft")
 			}
+			if err := mk.checkKind(k, s); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -581,6 +644,55 @@ func (mk *mkConfig) checkParams() error {
 			if err := check(src.params, true); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkKind checks every value a setting of parameter name can give against the
+// parameter's kind, naming the value at fault. A gradient's values lie between its entries,
+// so checking the entries checks them all.
+func (mk *mkConfig) checkKind(name string, s *mkSetting) error {
+	r := mk.r
+	kind := mkKinds[name]
+	num := func(x float64, p pos) error {
+		switch {
+		case kind == mkFraction && (x < 0 || x > 1):
+			return errAt(r.File, p, "%s %v is outside [0, 1]", name, x)
+		case kind == mkNonNeg && x < 0:
+			return errAt(r.File, p, "%s %v is negative", name, x)
+		}
+		return nil
+	}
+	switch {
+	case s.val != nil:
+		v, p := s.val, posOf(s.node)
+		switch {
+		case kind == mkBool && !v.isBool:
+			return errAt(r.File, p, "%s: want true or false, got %s", name, describe(s.node))
+		case kind != mkBool && (v.isBool || v.isStr):
+			return errAt(r.File, p, "%s: want a number, got %s", name, describe(s.node))
+		case kind != mkBool:
+			return num(v.num, p)
+		}
+	case s.grad != nil:
+		if kind == mkBool {
+			return errAt(r.File, posOf(s.node), "%s: want true or false (or conditions), got a list of numbers", name)
+		}
+		for i, x := range s.grad {
+			if err := num(x, posOf(s.node.Content[i])); err != nil {
+				return err
+			}
+		}
+	case s.steps != nil:
+		if kind == mkBool {
+			return errAt(r.File, posOf(s.node), "%s: a list of true/false is not supported by weft (mergekit reads it as numbers interpolated over the layers): give true, false or conditions", name)
+		}
+		return errAt(r.File, posOf(s.node), "%s: want a number or a list of numbers, got %s", name, describe(s.node))
+	}
+	for _, c := range s.conds {
+		if err := mk.checkKind(name, c.value); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -613,23 +725,42 @@ func (mk *mkConfig) tokenizerSource(n *yaml.Node) error {
 // param returns the value of parameter name for a tensor: the model's (model >= 0), the
 // slice's, then the configuration's.
 func (mk *mkConfig) param(name string, model int, sl *mkSlice, tensor string, t float64) (mkValue, bool) {
+	v, _, ok := mk.paramAt(name, model, sl, tensor, t)
+	return v, ok
+}
+
+// paramAt is param that also returns where the value is written.
+func (mk *mkConfig) paramAt(name string, model int, sl *mkSlice, tensor string, t float64) (mkValue, pos, bool) {
 	if model >= 0 {
 		for _, src := range sl.sources {
 			if src.input == model && src.params[name] != nil {
-				if v, ok := src.params[name].eval(tensor, t); ok {
-					return v, true
+				if v, p, ok := src.params[name].evalAt(tensor, t); ok {
+					return v, p, true
 				}
 			}
 		}
 	}
 	for _, p := range []mkParams{sl.params, mk.params} {
 		if s := p[name]; s != nil {
-			if v, ok := s.eval(tensor, t); ok {
-				return v, true
+			if v, at, ok := s.evalAt(tensor, t); ok {
+				return v, at, true
 			}
 		}
 	}
-	return mkValue{}, false
+	return mkValue{}, pos{}, false
+}
+
+// given reports whether parameter name has a setting that may apply to the model (model >=
+// 0) or to the merge (model < 0): the model's own, the slice's or the configuration's.
+func (mk *mkConfig) given(name string, model int, sl *mkSlice) bool {
+	if model >= 0 {
+		for _, src := range sl.sources {
+			if src.input == model && src.params[name] != nil {
+				return true
+			}
+		}
+	}
+	return sl.params[name] != nil || mk.params[name] != nil
 }
 
 // step turns the configuration into the recipe's one step.
@@ -652,15 +783,16 @@ func (mk *mkConfig) step() error {
 		return false
 	}
 	base := mk.base
-	switch mk.method {
-	case "slerp", "task_arithmetic":
+	m := mkMethods[mk.method]
+	switch {
+	case m.base == mkBaseRequired || (m.base == mkBaseOptional && base >= 0):
 		if base < 0 {
 			return errAt(r.File, mk.methodP, "%s needs a base_model", mk.method)
 		}
 		if !inSlice(base) {
 			sl.sources = append(sl.sources, mkSource{input: base, hi: -1, p: mk.basep})
 		}
-	case "linear":
+	case mk.method == "linear":
 		if base >= 0 && !inSlice(base) {
 			return errAt(r.File, mk.basep, "linear: base_model %s is not among the models (mergekit would give it no weight)", r.Inputs[base].Name)
 		}
@@ -668,10 +800,22 @@ func (mk *mkConfig) step() error {
 			base = sl.sources[0].input
 		}
 	}
-	if mk.method == "slerp" && len(sl.sources) != 2 {
-		return errAt(r.File, sl.p, "slerp merges exactly two models (the base_model and one other), got %d", len(sl.sources))
+	// nuslerp and multislerp without a base_model merge the models themselves; blend takes
+	// the first as its first input (no_base).
+	noBase := m.base == mkBaseOptional && base < 0
+	if noBase {
+		base = sl.sources[0].input
 	}
-	if len(sl.sources) < 2 {
+	switch {
+	case mk.method == "slerp" && len(sl.sources) != 2:
+		return errAt(r.File, sl.p, "slerp merges exactly two models (the base_model and one other), got %d", len(sl.sources))
+	case mk.method == "model_stock" && len(sl.sources) < 3:
+		return errAt(r.File, sl.p, "model_stock needs the base_model and at least two other models, got %d other", len(sl.sources)-1)
+	case mk.method == "nuslerp" && !noBase && len(sl.sources) != 3:
+		return errAt(r.File, sl.p, "nuslerp with a base_model merges exactly two other models, got %d", len(sl.sources)-1)
+	case mk.method == "nuslerp" && noBase && len(sl.sources) != 2:
+		return errAt(r.File, sl.p, "nuslerp merges exactly two models (plus an optional base_model), got %d", len(sl.sources))
+	case len(sl.sources) < 2:
 		return errAt(r.File, sl.p, "%s needs at least two models", mk.method)
 	}
 	order := []int{base}
@@ -680,11 +824,34 @@ func (mk *mkConfig) step() error {
 			order = append(order, s.input)
 		}
 	}
+	if m.merge != "" {
+		// mergekit requires every merged model's weight (ConfigParameterDef weight,
+		// required; the base model's is not read).
+		for _, src := range sl.sources {
+			if src.input == base && !noBase {
+				continue
+			}
+			for _, p := range m.perModel {
+				if p == "weight" && !mk.given(p, src.input, sl) {
+					which := "every model merged"
+					if !noBase {
+						which += " but the base_model"
+					}
+					return errAt(r.File, src.p, "%s: model %s has no weight (mergekit requires one for %s)", mk.method, r.Inputs[src.input].Name, which)
+				}
+			}
+		}
+	}
 	for _, i := range order {
 		st.Inputs = append(st.Inputs, Ref{Input: i, Step: -1})
 	}
 	st.Op = "blend"
-	st.make = func(_ Variant, in ops.Inputs) (ops.Op, error) { return mk.blendOp(sl, order, in) }
+	st.make = func(_ Variant, in ops.Inputs) (ops.Op, error) {
+		if m.merge != "" {
+			return mk.mergeOp(sl, order, noBase, in)
+		}
+		return mk.blendOp(sl, order, in)
+	}
 	r.Steps = []*Step{st}
 	return nil
 }
@@ -747,14 +914,15 @@ func (mk *mkConfig) stackStep(st *Step) error {
 	return nil
 }
 
-// blendOp computes, from the models' headers, the blend that is the configuration's merge:
-// each tensor's weight by mergekit's definitions, as the blend's weight for that tensor.
-func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, error) {
+// checkModels checks, from the models' headers, that the models merged are whole models
+// with the base's number of layers (and, with tokenizer_source: base, vocabularies of its
+// size), and returns that number of layers.
+func (mk *mkConfig) checkModels(sl *mkSlice, order []int, in ops.Inputs) (int, error) {
 	r := mk.r
 	baseC := in.Checkpoints[0]
 	n, err := ablate.NumLayers(baseC)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	for k, i := range order {
 		for _, s := range sl.sources {
@@ -763,13 +931,13 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 			}
 			ni, err := ablate.NumLayers(in.Checkpoints[k])
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			if s.lo != 0 || s.hi != ni {
-				return nil, errAt(r.File, s.p, "layer_range [%d, %d) of %s: %s merges whole models (layer_range [0, %d))", s.lo, s.hi, r.Inputs[i].Name, mk.method, ni)
+				return 0, errAt(r.File, s.p, "layer_range [%d, %d) of %s: %s merges whole models (layer_range [0, %d))", s.lo, s.hi, r.Inputs[i].Name, mk.method, ni)
 			}
 			if ni != n {
-				return nil, errAt(r.File, s.p, "%s has %d layers, the base %d", r.Inputs[i].Name, ni, n)
+				return 0, errAt(r.File, s.p, "%s has %d layers, the base %d", r.Inputs[i].Name, ni, n)
 			}
 		}
 	}
@@ -784,9 +952,21 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 		}
 		for k := 1; k < len(in.Checkpoints); k++ {
 			if a, b := rows(baseC), rows(in.Checkpoints[k]); a != b {
-				return nil, &Error{File: r.File, Msg: fmt.Sprintf("tokenizer_source: base with vocabularies of %d and %d rows: mergekit aligns embedding rows by token, weft blends them by index: unsupported", a, b)}
+				return 0, &Error{File: r.File, Msg: fmt.Sprintf("tokenizer_source: base with vocabularies of %d and %d rows: mergekit aligns embedding rows by token, weft blends them by index: unsupported", a, b)}
 			}
 		}
+	}
+	return n, nil
+}
+
+// blendOp computes, from the models' headers, the blend that is the configuration's merge:
+// each tensor's weight by mergekit's definitions, as the blend's weight for that tensor.
+func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, error) {
+	r := mk.r
+	baseC := in.Checkpoints[0]
+	n, err := mk.checkModels(sl, order, in)
+	if err != nil {
+		return nil, err
 	}
 	filters := map[string]bool{}
 	for _, name := range []string{"t", "weight", "lambda", "normalize"} {
@@ -799,6 +979,10 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 	names := make([]string, len(baseC.Tensors))
 	alphas := make([]float64, len(baseC.Tensors))
 	var weights []float64 // constant per-model weights (linear, task_arithmetic)
+	// coeffs are each tensor's per-model coefficients (several tuned models), varying
+	// whether they differ between tensors.
+	coeffs := make([][]float64, len(baseC.Tensors))
+	varying := false
 	tuned := order[1:]
 	num := func(name string, v mkValue, ok bool, what string) (float64, error) {
 		if !ok {
@@ -889,17 +1073,19 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 				alphas[ti] = alpha * c[0]
 				continue
 			}
+			coeffs[ti] = c
 			if weights == nil {
 				weights = c
 			} else {
 				for k := range c {
-					if c[k] != weights[k] {
-						return nil, fmt.Errorf("%s of %d models whose weights differ between tensors (%s: %v, earlier tensors %v): weft blends several models with one weight each; give constant weights", mk.method, len(order), t.Name, c, weights)
-					}
+					varying = varying || c[k] != weights[k]
 				}
 			}
 			alphas[ti] = alpha
 		}
+	}
+	if varying {
+		return mk.varyingOp(baseC, names, coeffs, alphas, filters)
 	}
 	op := &blend.Options{Method: blend.Linear, Weights: weights}
 	if mk.method == "slerp" {
@@ -913,31 +1099,79 @@ func (mk *mkConfig) blendOp(sl *mkSlice, order []int, in ops.Inputs) (ops.Op, er
 	return op, nil
 }
 
-// compileAlphas expresses one weight per tensor as a default weight and rules: the most
-// common weight is the default; the others are given by rules that match exactly their
-// tensors: one per layer when a layer's tensors (or those of it whose names hold one of
-// the filters) share a weight, one per tensor otherwise.
+// varyingOp is the blend of several tuned models whose coefficients differ between tensors
+// (linear or task_arithmetic with per-tensor weights): base + alpha*sum_k c_k*(x_k - base)
+// with c_k and alpha per tensor, which blend's task_arithmetic computes with per-tensor
+// weights c_k and lambda alpha (normalize off: c_k are already normalized).
+func (mk *mkConfig) varyingOp(baseC *weft.Checkpoint, names []string, coeffs [][]float64, alphas []float64, filters map[string]bool) (ops.Op, error) {
+	skip := make([]bool, len(baseC.Tensors))
+	for ti, t := range baseC.Tensors {
+		skip[ti] = mkUnmerged(t)
+	}
+	var params blend.MergeParams
+	params.Models = make([]blend.ModelParams, len(coeffs[0]))
+	for k := range params.Models {
+		vals := make([]float64, len(names))
+		for ti := range vals {
+			vals[ti] = coeffs[ti][k]
+		}
+		v, err := mk.value(names, vals, skip, filters)
+		if err != nil {
+			return nil, err
+		}
+		params.Models[k].Weight = v
+	}
+	v, err := mk.value(names, alphas, skip, filters)
+	if err != nil {
+		return nil, err
+	}
+	params.Lambda = v
+	return &blend.Options{Method: blend.TaskArithmetic, Params: params}, nil
+}
+
+// compileAlphas expresses one weight per tensor as a default weight and rules (see
+// compileValues).
 func compileAlphas(names []string, alphas []float64, filters map[string]bool) (float64, []blend.AlphaRule, error) {
+	best, rules, err := compileValues(names, alphas, nil, filters)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]blend.AlphaRule, len(rules))
+	for i, rl := range rules {
+		out[i] = blend.AlphaRule{Pattern: rl.Pattern, Alpha: rl.Value}
+	}
+	return best, out, nil
+}
+
+// compileValues expresses one value per tensor as a default value and rules: the most
+// common value is the default; the others are given by rules that match exactly their
+// tensors: one per layer when a layer's tensors (or those of it whose names hold one of
+// the filters) share a value, one per tensor otherwise. Tensors marked in skip (nil: none)
+// take any value: the op never asks for it.
+func compileValues(names []string, vals []float64, skip []bool, filters map[string]bool) (float64, []blend.ValueRule, error) {
+	skipped := func(i int) bool { return skip != nil && skip[i] }
 	count := map[float64]int{}
 	best, bestN := 0.0, -1
-	for _, a := range alphas {
-		count[a]++
+	for i, a := range vals {
+		if !skipped(i) {
+			count[a]++
+		}
 	}
-	for _, a := range alphas { // first in tensor order among the most common
-		if count[a] > bestN {
+	for i, a := range vals { // first in tensor order among the most common
+		if !skipped(i) && count[a] > bestN {
 			best, bestN = a, count[a]
 		}
 	}
 	type group struct {
 		prefix string
-		alpha  float64
+		value  float64
 		idx    []int
 	}
 	var groups []*group
 	byKey := map[string]*group{}
 	var singles []int
 	for i, name := range names {
-		if alphas[i] == best {
+		if skipped(i) || vals[i] == best {
 			continue
 		}
 		_, rest, ok := arch.Layer(name)
@@ -946,10 +1180,10 @@ func compileAlphas(names []string, alphas []float64, filters map[string]bool) (f
 			continue
 		}
 		prefix := name[:len(name)-len(rest)]
-		k := fmt.Sprintf("%s|%v", prefix, alphas[i])
+		k := fmt.Sprintf("%s|%v", prefix, vals[i])
 		g := byKey[k]
 		if g == nil {
-			g = &group{prefix: prefix, alpha: alphas[i]}
+			g = &group{prefix: prefix, value: vals[i]}
 			byKey[k] = g
 			groups = append(groups, g)
 		}
@@ -970,13 +1204,13 @@ func compileAlphas(names []string, alphas []float64, filters map[string]bool) (f
 			want[i] = true
 		}
 		for i, n := range names {
-			if p.Match(n) != want[i] {
+			if !skipped(i) && p.Match(n) != want[i] {
 				return false
 			}
 		}
 		return true
 	}
-	var rules []blend.AlphaRule
+	var rules []blend.ValueRule
 	for _, g := range groups {
 		cands := []string{globEscape(g.prefix) + "*"}
 		for _, f := range fl {
@@ -985,7 +1219,7 @@ func compileAlphas(names []string, alphas []float64, filters map[string]bool) (f
 		done := false
 		for _, c := range cands {
 			if matchesExactly(c, g.idx) {
-				rules = append(rules, blend.AlphaRule{Pattern: c, Alpha: g.alpha})
+				rules = append(rules, blend.ValueRule{Pattern: c, Value: g.value})
 				done = true
 				break
 			}
@@ -996,9 +1230,9 @@ func compileAlphas(names []string, alphas []float64, filters map[string]bool) (f
 	}
 	sort.Ints(singles)
 	for _, i := range singles {
-		rules = append(rules, blend.AlphaRule{Pattern: globEscape(names[i]), Alpha: alphas[i]})
+		rules = append(rules, blend.ValueRule{Pattern: globEscape(names[i]), Value: vals[i]})
 	}
-	// Check: every tensor's first matching rule gives its weight.
+	// Check: every tensor's first matching rule gives its value.
 	pats := make([]*ops.Pattern, len(rules))
 	for k, rl := range rules {
 		p, err := ops.CompilePattern(rl.Pattern)
@@ -1008,15 +1242,18 @@ func compileAlphas(names []string, alphas []float64, filters map[string]bool) (f
 		pats[k] = p
 	}
 	for i, n := range names {
+		if skipped(i) {
+			continue
+		}
 		got := best
 		for k, p := range pats {
 			if p.Match(n) {
-				got = rules[k].Alpha
+				got = rules[k].Value
 				break
 			}
 		}
-		if got != alphas[i] {
-			return 0, nil, fmt.Errorf("internal: the rules give tensor %s weight %v, not %v", n, got, alphas[i])
+		if got != vals[i] {
+			return 0, nil, fmt.Errorf("internal: the rules give tensor %s the value %v, not %v", n, got, vals[i])
 		}
 	}
 	return best, rules, nil
