@@ -2,11 +2,14 @@ package blend
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"sync"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/internal/fp"
 	"github.com/weft-ml/weft/ops"
+	"github.com/weft-ml/weft/quant"
 )
 
 // The fused path blends two inputs of the common float types (BF16, F16, F32) into one of
@@ -23,10 +26,17 @@ import (
 
 func fusedType(dt weft.DType) bool { return dt == weft.BF16 || dt == weft.F16 || dt == weft.F32 }
 
-// canFuse reports whether blendRows may take the fused path.
+// canFuse reports whether blendRows may take the fused path: two float inputs, and an
+// output of a float type or a quantized one (the fused loop then rounds once to F32, which
+// is what codec.EncodeF64 rounds float64 values to before quantizing them, and the
+// quantizer takes the F32 values: the same bytes as the float64 path).
 func (j *job) canFuse() bool {
-	return j.method == Linear && len(j.ins) == 2 && fusedType(j.ins[0].DType) && fusedType(j.ins[1].DType) && fusedType(j.out.DType)
+	return j.method == Linear && len(j.ins) == 2 && fusedType(j.ins[0].DType) && fusedType(j.ins[1].DType) &&
+		(fusedType(j.out.DType) || (j.out.DType.Quantized() && quant.CanQuantize(j.out.DType)))
 }
+
+// f32Pool holds the F32 rows of a fused blend into a quantized type.
+var f32Pool sync.Pool
 
 func load(dt weft.DType, b []byte, i int) float64 {
 	switch dt {
@@ -53,7 +63,26 @@ func (j *job) fusedRows(r0, r1 int64, dst []byte) error {
 		return err
 	}
 	n := int((r1 - r0) * j.out.RowLen())
-	fusedLoop(b.DType, t.DType, j.out.DType, dst, *bp, *tp, n, j.coeffs[0])
+	if !j.out.DType.Quantized() {
+		fusedLoop(b.DType, t.DType, j.out.DType, dst, *bp, *tp, n, j.coeffs[0])
+		return nil
+	}
+	fb := ops.GetBytes(4 * n)
+	defer ops.PutBytes(fb)
+	fusedLoop(b.DType, t.DType, weft.F32, *fb, *bp, *tp, n, j.coeffs[0])
+	fp32, _ := f32Pool.Get().(*[]float32)
+	if fp32 == nil || cap(*fp32) < n {
+		v := make([]float32, n)
+		fp32 = &v
+	}
+	defer f32Pool.Put(fp32)
+	f := (*fp32)[:n]
+	for i := range f {
+		f[i] = math.Float32frombits(binary.LittleEndian.Uint32((*fb)[4*i:]))
+	}
+	if err := quant.Quantize(j.out.DType, f, dst); err != nil {
+		return fmt.Errorf("blend: tensor %q: %w", j.out.Name, err)
+	}
 	return nil
 }
 

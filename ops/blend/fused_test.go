@@ -45,3 +45,42 @@ func TestSingleRoundingEveryTypePair(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedIntoQuantizedTypes: a two-input linear blend into a quantized type takes the fused
+// loop into F32 rows and quantizes them; the bytes equal the float64 path's (the exact blend
+// rounded once to float32, then quantized), for every pair of float input types.
+func TestFusedIntoQuantizedTypes(t *testing.T) {
+	const rows, cols = 3, 256
+	n := rows * cols
+	bv, tv := make([]float64, n), make([]float64, n)
+	x := uint32(12345)
+	next := func() float64 { // multiples of 2^-7 in (-2, 2): exact in BF16, F16 and F32
+		x = x*1664525 + 1013904223
+		return float64(int(x>>23)%511-255) / 128
+	}
+	for i := range bv {
+		bv[i], tv[i] = next(), next()
+	}
+	for _, out := range []weft.DType{weft.Q8_0, weft.Q4_0, weft.Q5_0, weft.Q4_K, weft.Q6_K, weft.Q2_K, weft.IQ4_NL} {
+		for _, bt := range []weft.DType{weft.BF16, weft.F16, weft.F32} {
+			for _, tt := range []weft.DType{weft.BF16, weft.F32} {
+				base := mkCkpt("base", weft.GGUF, mkTensor(t, "blk.0.ffn_up.weight", bt, []int64{rows, cols}, bv))
+				tuned := mkCkpt("tuned", weft.GGUF, mkTensor(t, "blk.0.ffn_up.weight", tt, []int64{rows, cols}, tv))
+				for _, alpha := range []float64{0.3, 1.7, -0.25} {
+					r, err := ops.Run(&Options{Alpha: alpha, Types: ops.Types{DType: out}}, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, tuned}}, weft.GGUF)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := r.Out.Tensors[0].DType; got != out {
+						t.Fatalf("output type %v, want %v", got, out)
+					}
+					got := readAll(t, r.Out.Tensors[0])
+					want := encode(t, out, refLinear(bv, [][]float64{tv}, []float64{alpha}))
+					if !bytes.Equal(got, want) {
+						t.Fatalf("%v + %v -> %v at alpha %g: the bytes differ from the float64 path's", bt, tt, out, alpha)
+					}
+				}
+			}
+		}
+	}
+}
