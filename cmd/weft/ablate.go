@@ -15,8 +15,8 @@ import (
 	"github.com/weft-ml/weft/recipe"
 )
 
-func init() {
-	register(&command{
+func ablateCmd() *command {
+	return &command{
 		name:    "ablate",
 		summary: "drop, duplicate, zero, scale, perturb or replace layers; zero heads; project out a direction",
 		usage: `Usage: weft ablate IN -o OUT [--drop SPEC] [--duplicate SPEC] [--zero attn|mlp|layer]
@@ -84,7 +84,7 @@ Example:
   weft ablate chat -o chat-abl --project-out refusal.npy --layers all --embeddings
 `,
 		run: runAblate,
-	})
+	}
 }
 
 // parseScale parses "attn=F,mlp=F" (either may be absent; "layer=F" sets both).

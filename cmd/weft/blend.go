@@ -12,8 +12,8 @@ import (
 	"github.com/weft-ml/weft/recipe"
 )
 
-func init() {
-	register(&command{
+func blendCmd() *command {
+	return &command{
 		name:    "blend",
 		summary: "interpolate or merge a base and tuned models (weights, schedules, slerp, ties, dare, della, ...)",
 		usage: `Usage: weft blend BASE TUNED [TUNED2 ...] -o OUT --alpha A [--alpha-for PATTERN=A ...]
@@ -80,7 +80,7 @@ Example:
   weft blend base chat --alpha 0.1,0.3,0.5 -o 'out/blend-{alpha}'   # three outputs, one read
 `,
 		run: runBlend,
-	})
+	}
 }
 
 // alphaRules is a repeatable --alpha-for flag.

@@ -10,8 +10,8 @@ import (
 	"github.com/weft-ml/weft/ops/convert"
 )
 
-func init() {
-	register(&command{
+func convertCmd() *command {
+	return &command{
 		name:    "convert",
 		summary: "cast dtypes, quantize GGUF, turn .bin into safetensors, reshard, change formats",
 		usage: `Usage: weft convert IN -o OUT [--dtype T] [--type-for PATTERN=T ...] [--max-shard-size S]
@@ -39,7 +39,7 @@ Example:
   weft convert model-f16.gguf -o model-Q4_K_M.gguf --dtype Q4_K_M --imatrix imatrix.gguf
 `,
 		run: runConvert,
-	})
+	}
 }
 
 func runConvert(ctx context.Context, e *env, args []string) error {

@@ -12,8 +12,8 @@ import (
 	"github.com/weft-ml/weft/ops/blend"
 )
 
-func init() {
-	register(&command{
+func diffCmd() *command {
+	return &command{
 		name:    "diff",
 		summary: "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
 		usage: `Usage: weft diff A B [--json] [--top K] [--threads N] [--plot FILE]
@@ -44,7 +44,7 @@ Example:
   weft diff base/ chat/ --plot where.png
 `,
 		run: runDiff,
-	})
+	}
 }
 
 func runDiff(ctx context.Context, e *env, args []string) error {

@@ -11,8 +11,8 @@ import (
 	"github.com/weft-ml/weft/ops/glitch"
 )
 
-func init() {
-	register(&command{
+func glitchCmd() *command {
+	return &command{
 		name:    "glitch",
 		summary: "add untrained (glitch) tokens, or make existing tokens untrained again",
 		usage: `Usage: weft glitch add IN -o OUT (--count N | --token STR ...) --seed N [--special]
@@ -64,7 +64,7 @@ Example:
   weft glitch reset model -o model-reset --tokens 1000-1009 --seed 3 --init mean-untrained
 `,
 		run: runGlitch,
-	})
+	}
 }
 
 func runGlitch(ctx context.Context, e *env, args []string) error {

@@ -16,8 +16,8 @@ import (
 	"github.com/weft-ml/weft/arch"
 )
 
-func init() {
-	register(&command{
+func inspectCmd() *command {
+	return &command{
 		name:    "inspect",
 		summary: "show a checkpoint's format, metadata, tensors and totals (reads headers only)",
 		usage: `Usage: weft inspect PATH [--json] [--tensors=false] [--full] [--gguf-order]
@@ -44,7 +44,7 @@ Example:
   weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
 `,
 		run: runInspect,
-	})
+	}
 }
 
 type inspectTensor struct {

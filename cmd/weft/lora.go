@@ -16,8 +16,8 @@ import (
 	"github.com/weft-ml/weft/remote"
 )
 
-func init() {
-	register(&command{
+func loraCmd() *command {
+	return &command{
 		name:    "lora",
 		summary: "extract a LoRA adapter of tuned - base, or merge an adapter into a checkpoint",
 		usage: `Usage: weft lora extract BASE TUNED -o ADAPTER --rank R [--embeddings] [--head]
@@ -72,7 +72,7 @@ Example:
   weft lora merge base-q4_k.gguf chat-lora.gguf -o chat-0.5.gguf --scale 0.5
 `,
 		run: runLora,
-	})
+	}
 }
 
 func runLora(ctx context.Context, e *env, args []string) error {

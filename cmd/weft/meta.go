@@ -15,8 +15,8 @@ import (
 	"github.com/weft-ml/weft/remote"
 )
 
-func init() {
-	register(&command{
+func metaCmd() *command {
+	return &command{
 		name:    "meta",
 		summary: "set, delete and rename GGUF key-values and safetensors metadata",
 		usage: `Usage: weft meta IN [--set KEY=VALUE ...] [--set-file KEY=FILE ...] [--delete KEY ...]
@@ -59,7 +59,7 @@ Example:
   weft meta model.safetensors --set note=tuned --delete stage --in-place
 `,
 		run: runMeta,
-	})
+	}
 }
 
 // metaSetFileMax bounds a file read by --set-file.

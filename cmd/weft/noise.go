@@ -14,8 +14,8 @@ import (
 	"github.com/weft-ml/weft/recipe"
 )
 
-func init() {
-	register(&command{
+func noiseCmd() *command {
+	return &command{
 		name:    "noise",
 		summary: "add Gaussian, uniform or NEFTune noise to embedding rows (or other tensors)",
 		usage: `Usage: weft noise IN -o OUT --seed N (--std S | --relative K [--scale-by row|tensor] |
@@ -54,7 +54,7 @@ Example:
   weft noise model -o neft --seed 3 --neftune 5 --seq-len 512
 `,
 		run: runNoise,
-	})
+	}
 }
 
 func runNoise(ctx context.Context, e *env, args []string) error {

@@ -16,8 +16,8 @@ import (
 	"github.com/weft-ml/weft/safetensors"
 )
 
-func init() {
-	register(&command{
+func runCmd() *command {
+	return &command{
 		name:    "run",
 		summary: "run a recipe (weft's or a mergekit configuration): chained ops, sweeps, N outputs from one read",
 		usage: `Usage: weft run RECIPE [-o OUT] [--dry-run] [--part I/N | --part auto [--parts N]]
@@ -90,7 +90,7 @@ Example:
   weft run slerp.yml -o merged/                 # a mergekit configuration
 `,
 		run: runRun,
-	})
+	}
 }
 
 // runOptions are weft run's options beyond the output flags (which hold --part).

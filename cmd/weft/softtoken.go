@@ -10,8 +10,8 @@ import (
 	"github.com/weft-ml/weft/ops/glitch"
 )
 
-func init() {
-	register(&command{
+func softTokenCmd() *command {
+	return &command{
 		name:    "soft-token",
 		summary: "draw noise vectors in a model's embedding space, for inputs_embeds",
 		usage: `Usage: weft soft-token IN -o FILE.safetensors --count N --seed N
@@ -32,7 +32,7 @@ Example:
   weft soft-token Llama-3.1-8B -o soft.safetensors --count 16 --seed 1 --match mvn
 `,
 		run: runSoftToken,
-	})
+	}
 }
 
 func runSoftToken(ctx context.Context, e *env, args []string) error {

@@ -134,8 +134,8 @@ func TestSurfaceEveryCommand(t *testing.T) {
 	dir := t.TempDir()
 	cases := surfaceCases(t, dir)
 	var names []string
-	for n := range commands {
-		names = append(names, n)
+	for _, c := range commands {
+		names = append(names, c.name)
 	}
 	sort.Strings(names)
 	for _, name := range names {

@@ -11,8 +11,8 @@ import (
 	"github.com/weft-ml/weft/internal/synth"
 )
 
-func init() {
-	register(&command{
+func synthCmd() *command {
+	return &command{
 		name:    "synth",
 		summary: "write a synthetic Llama-style checkpoint (for demos, tests and benchmarks)",
 		usage: `Usage: weft synth -o OUT [--size S | --tiny] [--seed N] [--related-to SEED] [--dtype T]
@@ -29,7 +29,7 @@ Example:
   weft synth --size 2GB --dtype bf16 -o /tmp/big
 `,
 		run: runSynth,
-	})
+	}
 }
 
 func runSynth(ctx context.Context, e *env, args []string) error {

@@ -12,8 +12,8 @@ import (
 	"github.com/weft-ml/weft/ops/glitch"
 )
 
-func init() {
-	register(&command{
+func tokensCmd() *command {
+	return &command{
 		name:    "tokens",
 		summary: "find the tokens whose rows look untrained (glitch tokens), from the weights alone",
 		usage: `Usage: weft tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE]
@@ -43,7 +43,7 @@ Example:
   weft tokens scan model.gguf --plot tokens.svg
 `,
 		run: runTokens,
-	})
+	}
 }
 
 func runTokens(ctx context.Context, e *env, args []string) error {

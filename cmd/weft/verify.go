@@ -12,8 +12,8 @@ import (
 	"github.com/weft-ml/weft/ops/verify"
 )
 
-func init() {
-	register(&command{
+func verifyCmd() *command {
+	return &command{
 		name:    "verify",
 		summary: "re-read a checkpoint end to end: structure, every byte, NaN/Inf, and its provenance",
 		usage: `Usage: weft verify PATH [--inputs IN ...] [INPUT ...] [--samples N | --full]
@@ -55,7 +55,7 @@ Example:
   weft verify resharded/ --inputs original/
 `,
 		run: runVerify,
-	})
+	}
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
