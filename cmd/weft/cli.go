@@ -45,11 +45,6 @@ type command struct {
 	subs []*command
 	// parent is the command of a subcommand (set by commandList).
 	parent *command
-
-	// usage and run are the hand-written help and the run function of a command not yet
-	// converted to options (removed when every command is).
-	usage string
-	run   func(ctx context.Context, e *env, args []string) error
 }
 
 // example is one example command line of a command's help, run by a test in a directory
@@ -93,9 +88,6 @@ func (c *command) flags() (*flagSet, options) {
 
 // execute runs the command with the arguments after its name.
 func (c *command) execute(ctx context.Context, e *env, args []string) error {
-	if c.run != nil {
-		return c.run(ctx, e, args)
-	}
 	if len(c.subs) > 0 {
 		var names []string
 		for _, s := range c.subs {
@@ -280,10 +272,6 @@ const (
 // help, from the flag set), notes and examples; a command with subcommands prints each
 // subcommand's in turn.
 func printUsage(w io.Writer, c *command) {
-	if c.usage != "" {
-		fmt.Fprint(w, c.usage)
-		return
-	}
 	leaves := []*command{c}
 	if len(c.subs) > 0 {
 		leaves = c.subs
@@ -300,14 +288,13 @@ func printUsage(w io.Writer, c *command) {
 	}
 	for _, l := range leaves {
 		if l != c {
-			fmt.Fprintf(w, "\nweft %s:", l.fullName())
+			fmt.Fprintf(w, "\nweft %s:\n", l.fullName())
 			if l.about != "" {
-				fmt.Fprintf(w, " %s", strings.TrimRight(l.about, "\n"))
+				fmt.Fprintf(w, "%s\n", strings.TrimRight(l.about, "\n"))
 			}
-			fmt.Fprintln(w)
 		}
 		fs, _ := l.flags()
-		printFlags(w, fs, l != c)
+		printFlags(w, fs)
 		if l != c && l.notes != "" {
 			fmt.Fprintf(w, "\n%s\n", strings.TrimRight(l.notes, "\n"))
 		}
@@ -324,16 +311,12 @@ func printUsage(w io.Writer, c *command) {
 }
 
 // printFlags prints the flags of fs by section.
-func printFlags(w io.Writer, fs *flagSet, sub bool) {
+func printFlags(w io.Writer, fs *flagSet) {
 	for _, s := range fs.sections {
 		if len(s.names) == 0 {
 			continue
 		}
-		title := s.title
-		if sub {
-			title = "  " + title
-		}
-		fmt.Fprintf(w, "\n%s:\n", title)
+		fmt.Fprintf(w, "\n%s:\n", s.title)
 		for _, name := range s.names {
 			if _, ok := fs.aliasOf[name]; ok {
 				continue
