@@ -79,7 +79,7 @@ float64 and quantized again in their own type (zeroed ones are that type's zeros
 			{line: "weft ablate base -o probe --zero mlp --layers 1-2 --dry-run"},
 			{line: "weft ablate model.gguf --drop each -o 'out/drop-{layer}.gguf'    # one output per layer",
 				outputs: []string{"out/drop-0.gguf", "out/drop-3.gguf"}},
-			{line: "weft ablate chat -o chat-abl --project-out refusal.npy --layers all --embeddings"},
+			{line: "weft ablate chat -o chat-abl --project-out refusal.safetensors --layers all --embeddings"},
 			{line: "weft ablate chat -o chat-base-mlp --replace-from base --layers 2,3 --heads 0:1"},
 		},
 		newOptions: func() options { return &ablateOptions{} },

@@ -171,8 +171,8 @@ func exampleFiles(t *testing.T, dir string) {
 		{"synth", "--tiny", "--seed", "1", "-o", p("base.gguf")},
 		{"synth", "--tiny", "--seed", "2", "--related-to", "1", "-o", p("chat.gguf")},
 		{"synth", "--tiny", "--seed", "5", "-o", p("model.gguf")},
-		{"synth", "--tiny", "--seed", "6", "-o", p("model.safetensors")},
-		{"meta", p("model.safetensors"), "--set", "stage=sft", "--in-place"},
+		{"synth", "--tiny", "--seed", "6", "-o", p("plain.safetensors")},
+		{"meta", p("plain.safetensors"), "--set", "stage=sft", "-o", p("model.safetensors")},
 		{"lora", "extract", p("base"), p("chat"), "-o", p("adapter"), "--rank", "4"},
 		{"lora", "extract", p("base.gguf"), p("chat.gguf"), "-o", p("adapter.gguf"), "--rank", "4"},
 		{"blend", p("base"), p("chat"), "--alpha", "0.5", "-o", p("blend-0.5")},
@@ -181,6 +181,9 @@ func exampleFiles(t *testing.T, dir string) {
 	}
 	bin, err := os.ReadFile(filepath.Join(moduleRoot(t), "testdata", "torch", "micro-base-bf16.bin"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("plain.safetensors")); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, p("pytorch_model.bin"), string(bin))

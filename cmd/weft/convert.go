@@ -18,7 +18,7 @@ func convertCmd() *command {
 (a Hugging Face directory: safetensors shards, index, and IN's side files, with config.json's
 torch_dtype updated). IN is any checkpoint weft reads.`,
 		examples: []example{
-			{line: "weft convert pytorch_model.bin -o model.safetensors --dtype bf16"},
+			{line: "weft convert pytorch_model.bin -o model-bf16.safetensors --dtype bf16"},
 			{line: "weft convert model.gguf -o model-Q4_K_M.gguf --dtype Q4_K_M"},
 			{line: "weft convert base -o base-sharded --max-shard-size 100KB"},
 			{line: "weft convert model.gguf -o split.gguf --split-max-tensors 10",
