@@ -114,12 +114,28 @@ func (c *command) execute(ctx context.Context, e *env, args []string) error {
 	fs, o := c.flags()
 	pos, err := parseFlags(fs.FlagSet, args)
 	if err != nil {
-		return err
+		return c.siblingFlag(err)
 	}
 	if err := o.validate(e, pos); err != nil {
 		return err
 	}
 	return o.run(ctx, e, pos)
+}
+
+// siblingFlag turns an unknown flag of a subcommand that another subcommand of its command
+// defines into a message saying where it belongs (weft glitch add --tokens).
+func (c *command) siblingFlag(err error) error {
+	msg := err.Error()
+	name, ok := strings.CutPrefix(msg, "unknown flag --")
+	if !ok || c.parent == nil {
+		return err
+	}
+	for _, s := range c.parent.subs {
+		if fs, _ := s.flags(); s != c && fs.Lookup(name) != nil {
+			return usagef("--%s belongs to 'weft %s', not 'weft %s'", name, s.fullName(), c.fullName())
+		}
+	}
+	return err
 }
 
 // flagSet is a flag.FlagSet that remembers, for the help, the order in which flags were
@@ -333,6 +349,11 @@ func flagHelp(fs *flagSet, name string) string {
 	if isBoolFlag(fs.FlagSet, name) {
 		metavar = ""
 	}
+	// A help that starts with its value's name ("`P=T`: tensors matching P ...") does not
+	// repeat it after the flag's.
+	if strings.HasPrefix(f.Usage, "`"+metavar+"`: ") {
+		usage = strings.TrimPrefix(usage, metavar+": ")
+	}
 	names := []string{dashes(name)}
 	for _, a := range fs.aliases[name] {
 		names = append(names, dashes(a))
@@ -341,7 +362,7 @@ func flagHelp(fs *flagSet, name string) string {
 	if metavar != "" {
 		head += " " + metavar
 	}
-	if d := f.DefValue; !strings.Contains(usage, "default") && d != "" && d != "0" && d != "false" && d != "[]" {
+	if d := f.DefValue; !strings.Contains(usage, "default") && d != "" && d != "0" && d != "-1" && d != "false" && d != "[]" {
 		usage += fmt.Sprintf(" (default %s)", d)
 	}
 	var b strings.Builder

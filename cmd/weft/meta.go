@@ -54,7 +54,7 @@ would refuse. weft meta records no provenance: the edit is the metadata.`,
 			{line: "weft meta model.gguf --set-file tokenizer.chat_template=template.jinja -o chat-template.gguf"},
 			{line: "weft meta model.gguf --set llama.context_length=u32:4096 --in-place"},
 			{line: "weft meta model.safetensors --set stage=dpo --in-place"},
-			{line: "weft meta model.safetensors --rename stage=training_stage --set note=tuned -o renamed.safetensors"},
+			{line: "weft meta model.safetensors --rename stage=phase --set note=tuned -o renamed.safetensors"},
 		},
 		newOptions: func() options { return &metaOptions{} },
 	}

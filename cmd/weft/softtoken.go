@@ -19,7 +19,7 @@ otherwise): N vectors in the space of IN's input embedding, matched to the stati
 token rows (padding rows past the tokenizer left out), to feed a model as inputs_embeds.`,
 		examples: []example{
 			{line: "weft soft-token base -o soft.safetensors --count 16 --seed 1 --match mvn"},
-			{line: "weft soft-token model.gguf -o soft-normal.safetensors --count 4 --seed 2 --match normal:0.02 --dtype bf16"},
+			{line: "weft soft-token model.gguf -o soft-bf16.safetensors --count 4 --seed 2 --dtype bf16"},
 		},
 		newOptions: func() options { return &softTokenOptions{} },
 	}
