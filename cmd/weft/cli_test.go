@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/weft-ml/weft/internal/hubtest"
 )
 
 // leaves returns the commands that run (a command, or each of its subcommands).
@@ -256,7 +258,7 @@ func flagValue(args []string, names ...string) string {
 
 // TestExamplesRun runs every example of every command, as its --help prints it, in a
 // directory holding the files the examples name (made by weft itself: see exampleFiles),
-// each in a fresh copy of that directory. Each must exit 0 and write what it names (-o's
+// each in a fresh copy of that directory; hf:// inputs come from a loopback Hub. Each must exit 0 and write what it names (-o's
 // value, --plot's, or the files the example lists for a template); a --dry-run writes
 // nothing; --json prints valid JSON. A command without an example fails the test.
 func TestExamplesRun(t *testing.T) {
@@ -265,6 +267,14 @@ func TestExamplesRun(t *testing.T) {
 	}
 	fixtures := t.TempDir()
 	exampleFiles(t, fixtures)
+	// hf:// examples read from a Hub look-alike on loopback serving the synthetic base under
+	// the example's repository name.
+	hub := hubtest.New(t)
+	hub.AddRepo("Qwen/Qwen2.5-0.5B").AddDir(t, "", filepath.Join(fixtures, "base"))
+	t.Setenv("HF_ENDPOINT", hub.Endpoint())
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("HUGGING_FACE_HUB_TOKEN", "")
+	t.Setenv("HF_TOKEN_PATH", filepath.Join(t.TempDir(), "no-token"))
 	root := t.TempDir()
 	n := 0
 	for _, c := range commands {

@@ -73,6 +73,7 @@ way round (ne[0], the innermost, first), as llama.cpp and gguf-py print them.`,
 			{line: "weft inspect base --tensors=false"},
 			{line: "weft inspect model.gguf --gguf-order"},
 			{line: "weft inspect pytorch_model.bin --json"},
+			{line: "weft inspect hf://Qwen/Qwen2.5-0.5B --tensors=false   # reads the headers by range requests"},
 		},
 		newOptions: func() options { return &inspectOptions{} },
 	}
