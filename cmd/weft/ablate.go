@@ -122,48 +122,47 @@ func (o *ablateOptions) addFlags(fs *flagSet) {
 }
 
 func (o *ablateOptions) validate(e *env, pos []string) error {
-	of, zero, scale, replace, project, embeddings, drop, dup, heads, layers, noise, seed := &o.of, &o.zero, &o.scale, &o.replace, &o.project, &o.embeddings, &o.drop, &o.dup, &o.heads, &o.layers, &o.noise, &o.seed
 	var err error
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
 	set := setFlags(o.fs.FlagSet)
 	o.set = set
-	needLayers := *zero != "" || *scale != "" || set["noise"] || *replace != "" || (*project != "" && !*embeddings)
-	usesLayers := *zero != "" || *scale != "" || set["noise"] || *replace != "" || *project != ""
+	needLayers := o.zero != "" || o.scale != "" || set["noise"] || o.replace != "" || (o.project != "" && !o.embeddings)
+	usesLayers := o.zero != "" || o.scale != "" || set["noise"] || o.replace != "" || o.project != ""
 	switch {
-	case !usesLayers && *drop == "" && *dup == "" && *heads == "":
+	case !usesLayers && o.drop == "" && o.dup == "" && o.heads == "":
 		return usagef("nothing to do: give --drop, --duplicate, --zero, --scale, --heads, --noise, --replace-from or --project-out")
-	case needLayers && *layers == "":
+	case needLayers && o.layers == "":
 		return usagef("--zero, --scale, --noise, --replace-from and --project-out act on the layers given by --layers SPEC")
-	case *layers != "" && !usesLayers:
+	case o.layers != "" && !usesLayers:
 		return usagef("--layers is for --zero, --scale, --noise, --replace-from and --project-out")
 	case set["seed"] && !set["noise"]:
 		return usagef("--seed is for --noise")
-	case (set["weight"] || *embeddings) && *project == "":
+	case (set["weight"] || o.embeddings) && o.project == "":
 		return usagef("--weight and --embeddings are for --project-out")
-	case !of.dryRun && of.out == "":
+	case !o.of.dryRun && o.of.out == "":
 		return usagef("an output is required: -o PATH")
 	}
-	if *zero != "" {
-		switch ablate.Sublayer(*zero) {
+	if o.zero != "" {
+		switch ablate.Sublayer(o.zero) {
 		case ablate.Attn, ablate.MLP, ablate.Layer:
 		default:
-			return usagef("--zero %q: want attn, mlp or layer", *zero)
+			return usagef("--zero %q: want attn, mlp or layer", o.zero)
 		}
 	}
-	if *scale != "" {
-		if o.sa, o.sm, err = parseScale(*scale); err != nil {
+	if o.scale != "" {
+		if o.sa, o.sm, err = parseScale(o.scale); err != nil {
 			return usagef("%v", err)
 		}
 	}
-	if set["noise"] && !(*noise > 0) {
-		return usagef("--noise %v: want a positive standard deviation (relative to each tensor's)", *noise)
+	if set["noise"] && !(o.noise > 0) {
+		return usagef("--noise %v: want a positive standard deviation (relative to each tensor's)", o.noise)
 	}
-	if *seed < 0 {
-		return usagef("--seed %d: want a non-negative number", *seed)
+	if o.seed < 0 {
+		return usagef("--seed %d: want a non-negative number", o.seed)
 	}
-	if *drop == "each" && *layers == "each" {
+	if o.drop == "each" && o.layers == "each" {
 		return usagef("--drop each and --layers each: sweep one of them at a time")
 	}
 	return nil
@@ -171,10 +170,8 @@ func (o *ablateOptions) validate(e *env, pos []string) error {
 
 func (o *ablateOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	of, inp, set, sa, sm := &o.of, &o.inp, o.set, o.sa, o.sm
-	zero, scale, replace, project, embeddings, drop, dup, heads, layers, noise, seed, weight, jsonOut := &o.zero, &o.scale, &o.replace, &o.project, &o.embeddings, &o.drop, &o.dup, &o.heads, &o.layers, &o.noise, &o.seed, &o.weight, &o.jsonOut
 
-	in, err := inp.open(pos[0])
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -184,7 +181,7 @@ func (o *ablateOptions) run(ctx context.Context, e *env, pos []string) error {
 		return err
 	}
 	opts := &ablate.Options{}
-	if opts.Types, err = of.outputTypes(); err != nil {
+	if opts.Types, err = o.of.outputTypes(); err != nil {
 		return err
 	}
 	spec := func(flagName, s string) ([]int, error) {
@@ -195,43 +192,43 @@ func (o *ablateOptions) run(ctx context.Context, e *env, pos []string) error {
 		return l, nil
 	}
 	var sweeps []recipe.Sweep
-	if *drop == "each" {
+	if o.drop == "each" {
 		sweeps = append(sweeps, recipe.Sweep{Name: "layer", Paths: [][]string{{"drop"}}, Each: true})
-	} else if *drop != "" {
-		if opts.Drop, err = spec("drop", *drop); err != nil {
+	} else if o.drop != "" {
+		if opts.Drop, err = spec("drop", o.drop); err != nil {
 			return err
 		}
 	}
-	if *dup != "" {
-		if opts.Duplicate, err = ablate.ParseBlocks(*dup, n); err != nil {
+	if o.dup != "" {
+		if opts.Duplicate, err = ablate.ParseBlocks(o.dup, n); err != nil {
 			return usagef("--duplicate: %s", strings.TrimPrefix(err.Error(), "ablate: "))
 		}
 	}
-	if *heads != "" {
-		if opts.Heads, err = ablate.ParseHeads(*heads, n); err != nil {
+	if o.heads != "" {
+		if opts.Heads, err = ablate.ParseHeads(o.heads, n); err != nil {
 			return usagef("--heads: %s", strings.TrimPrefix(err.Error(), "ablate: "))
 		}
 	}
 	var sel []int
-	each := *layers == "each"
-	if *layers != "" && !each {
-		if sel, err = spec("layers", *layers); err != nil {
+	each := o.layers == "each"
+	if o.layers != "" && !each {
+		if sel, err = spec("layers", o.layers); err != nil {
 			return err
 		}
 	}
-	if *zero != "" {
-		opts.Zero = &ablate.Zero{What: ablate.Sublayer(*zero), Layers: sel}
+	if o.zero != "" {
+		opts.Zero = &ablate.Zero{What: ablate.Sublayer(o.zero), Layers: sel}
 	}
-	if *scale != "" {
-		opts.Scale = &ablate.Scale{Attn: sa, MLP: sm, Layers: sel}
+	if o.scale != "" {
+		opts.Scale = &ablate.Scale{Attn: o.sa, MLP: o.sm, Layers: sel}
 	}
-	if set["noise"] {
-		opts.Noise = &ablate.Noise{Std: *noise, Seed: *seed, Layers: sel}
+	if o.set["noise"] {
+		opts.Noise = &ablate.Noise{Std: o.noise, Seed: o.seed, Layers: sel}
 	}
 	inputs := []*weft.Checkpoint{in}
 	opIn := ops.Inputs{Checkpoints: inputs}
-	if *replace != "" {
-		other, err := inp.open(*replace)
+	if o.replace != "" {
+		other, err := o.inp.open(o.replace)
 		if err != nil {
 			return err
 		}
@@ -240,9 +237,9 @@ func (o *ablateOptions) run(ctx context.Context, e *env, pos []string) error {
 		inputs = append(inputs, other)
 		opIn.Checkpoints = inputs
 	}
-	if *project != "" {
-		opts.Project = &ablate.Project{Source: filepath.Base(*project), Layers: sel, Weight: *weight, Embeddings: *embeddings}
-		opIn.Files = []string{*project}
+	if o.project != "" {
+		opts.Project = &ablate.Project{Source: filepath.Base(o.project), Layers: sel, Weight: o.weight, Embeddings: o.embeddings}
+		opIn.Files = []string{o.project}
 	}
 	if each {
 		sw := recipe.Sweep{Name: "layer", Each: true}
@@ -256,47 +253,47 @@ func (o *ablateOptions) run(ctx context.Context, e *env, pos []string) error {
 		}
 		sweeps = append(sweeps, sw)
 	}
-	if err := of.check(in); err != nil {
+	if err := o.of.check(in); err != nil {
 		return err
 	}
-	if templated(of.out, sweeps) {
-		if of.out == "" {
+	if templated(o.of.out, sweeps) {
+		if o.of.out == "" {
 			return usagef("a sweep (each) needs -o, a template such as 'out/drop-{layer}.gguf'")
 		}
-		return writeSweep(ctx, e, of, opts, inputs, opIn.Files, sweeps)
+		return writeSweep(ctx, e, &o.of, opts, inputs, opIn.Files, sweeps)
 	}
-	r, err := ops.Run(opts, opIn, targetFormat(of.out, in))
+	r, err := ops.Run(opts, opIn, targetFormat(o.of.out, in))
 	if err != nil {
 		return flagErr(err)
 	}
-	if err := of.check(r.Out); err != nil {
+	if err := o.of.check(r.Out); err != nil {
 		return err
 	}
 	plan := r.Report.(*ablate.Plan)
-	if of.dryRun {
-		if of.out != "" {
-			wo, err := of.options(e, inputs...)
+	if o.of.dryRun {
+		if o.of.out != "" {
+			wo, err := o.of.options(e, inputs...)
 			if err != nil {
 				return err
 			}
-			if _, err := ckpt.MakePlan(r.Out, of.out, wo); err != nil {
+			if _, err := ckpt.MakePlan(r.Out, o.of.out, wo); err != nil {
 				return err
 			}
 		}
-		if *jsonOut {
+		if o.jsonOut {
 			return plan.WriteJSON(e.stdout)
 		}
 		return plan.WriteText(e.stdout)
 	}
-	if !of.quiet {
+	if !o.of.quiet {
 		for _, note := range r.Notes {
 			fmt.Fprintf(e.stderr, "note: %s\n", note)
 		}
 	}
-	if err := of.write(ctx, e, r.Out, describeWith(r), inputs...); err != nil {
+	if err := o.of.write(ctx, e, r.Out, describeWith(r), inputs...); err != nil {
 		return err
 	}
-	if *jsonOut {
+	if o.jsonOut {
 		return plan.WriteJSON(e.stdout)
 	}
 	return nil

@@ -85,53 +85,52 @@ func (o *blendOptions) addFlags(fs *flagSet) {
 }
 
 func (o *blendOptions) validate(e *env, pos []string) error {
-	alpha, schedule, weights, method, mf, missing, vocab, aRules, of := &o.alpha, &o.schedule, &o.weights, &o.method, o.mf, &o.missing, &o.vocab, o.aRules, &o.of
 	var err error
 
 	if len(pos) < 2 {
 		return usagef("want a base and at least one tuned model, got %d arguments", len(pos))
 	}
-	if of.out == "" {
+	if o.of.out == "" {
 		return usagef("an output is required: -o PATH")
 	}
-	opts := &blend.Options{Method: blend.Method(*method), AlphaFor: aRules, Missing: *missing, Vocab: *vocab}
-	if opts.Types, err = of.outputTypes(); err != nil {
+	opts := &blend.Options{Method: blend.Method(o.method), AlphaFor: o.aRules, Missing: o.missing, Vocab: o.vocab}
+	if opts.Types, err = o.of.outputTypes(); err != nil {
 		return err
 	}
 	if opts.Method != blend.Linear && opts.Method != blend.Slerp && !isMerge(opts.Method) {
-		return usagef("--method %q: want one of %s", *method, methodNames())
+		return usagef("--method %q: want one of %s", o.method, methodNames())
 	}
-	mf.afterParse(*weights)
+	o.mf.afterParse(o.weights)
 	merging := isMerge(opts.Method)
-	if !merging && mf.anyMergeFlags {
-		return usagef("%s is for the merge methods (--method ties, dare_linear, ...), not %s", mf.firstMergeFlag(), opts.Method)
+	if !merging && o.mf.anyMergeFlags {
+		return usagef("%s is for the merge methods (--method ties, dare_linear, ...), not %s", o.mf.firstMergeFlag(), opts.Method)
 	}
 	if merging {
-		if *alpha != "" || *schedule != "" || len(aRules) > 0 {
+		if o.alpha != "" || o.schedule != "" || len(o.aRules) > 0 {
 			return usagef("--alpha, --alpha-for and --alpha-schedule are for linear and slerp; %s scales with --lambda (--lambda-for, --lambda-schedule) and --weights", opts.Method)
 		}
 		nModels := len(pos) - 1
-		if *mf.noBase {
+		if *o.mf.noBase {
 			nModels = len(pos)
 		}
-		if opts.Params, err = mf.params(opts.Method, nModels); err != nil {
+		if opts.Params, err = o.mf.params(opts.Method, nModels); err != nil {
 			return err
 		}
 	}
 	switch opts.Missing {
 	case blend.MissingError, blend.MissingBase:
 	default:
-		return usagef("--missing %q: want base", *missing)
+		return usagef("--missing %q: want base", o.missing)
 	}
 	switch opts.Vocab {
 	case blend.VocabError, blend.VocabBase, blend.VocabTuned, blend.VocabUnion:
 	default:
-		return usagef("--vocab %q: want base, tuned or union", *vocab)
+		return usagef("--vocab %q: want base, tuned or union", o.vocab)
 	}
 	if merging {
 		// The method's parameters are set above.
-	} else if *weights != "" {
-		if opts.Weights, err = blend.ParseList(*weights); err != nil {
+	} else if o.weights != "" {
+		if opts.Weights, err = blend.ParseList(o.weights); err != nil {
 			return usagef("--weights: %v", err)
 		}
 		if len(opts.Weights) != len(pos)-1 {
@@ -143,8 +142,8 @@ func (o *blendOptions) validate(e *env, pos []string) error {
 	var sweeps []recipe.Sweep
 	switch {
 	case merging:
-	case *alpha != "":
-		first, sw, err := sweepList("alpha", "alpha", *alpha, []string{"alpha"}, func(s string) (any, error) { return blend.ParseReal(s) })
+	case o.alpha != "":
+		first, sw, err := sweepList("alpha", "alpha", o.alpha, []string{"alpha"}, func(s string) (any, error) { return blend.ParseReal(s) })
 		if err != nil {
 			return err
 		}
@@ -154,13 +153,13 @@ func (o *blendOptions) validate(e *env, pos []string) error {
 		}
 	case opts.Weights != nil:
 		opts.Alpha = 1
-	case *schedule != "":
+	case o.schedule != "":
 		return usagef("--alpha is required: it weights the tensors outside the layers (embeddings, head, final norm), which --alpha-schedule does not cover")
 	default:
 		return usagef("--alpha is required (0 = base, 1 = tuned)")
 	}
-	if *schedule != "" {
-		if opts.Schedule, err = blend.ParseList(*schedule); err != nil {
+	if o.schedule != "" {
+		if opts.Schedule, err = blend.ParseList(o.schedule); err != nil {
 			return usagef("--alpha-schedule: %v", err)
 		}
 	}
@@ -171,7 +170,6 @@ func (o *blendOptions) validate(e *env, pos []string) error {
 
 func (o *blendOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	of, inp, opts, sweeps := &o.of, &o.inp, o.op, o.sweeps
 	var inputs []*weft.Checkpoint
 	defer func() {
 		for _, c := range inputs {
@@ -179,21 +177,21 @@ func (o *blendOptions) run(ctx context.Context, e *env, pos []string) error {
 		}
 	}()
 	for _, p := range pos {
-		c, err := inp.open(p)
+		c, err := o.inp.open(p)
 		if err != nil {
 			return err
 		}
 		inputs = append(inputs, c)
 	}
-	if err := of.check(inputs[0]); err != nil {
+	if err := o.of.check(inputs[0]); err != nil {
 		return err
 	}
-	if templated(of.out, sweeps) {
-		return writeSweep(ctx, e, of, opts, inputs, nil, sweeps)
+	if templated(o.of.out, o.sweeps) {
+		return writeSweep(ctx, e, &o.of, o.op, inputs, nil, o.sweeps)
 	}
-	res, err := runOp(e, of, opts, ops.Inputs{Checkpoints: inputs})
+	res, err := runOp(e, &o.of, o.op, ops.Inputs{Checkpoints: inputs})
 	if err != nil {
 		return err
 	}
-	return of.write(ctx, e, res.Out, describeWith(res), inputs...)
+	return o.of.write(ctx, e, res.Out, describeWith(res), inputs...)
 }

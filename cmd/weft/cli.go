@@ -14,6 +14,13 @@ import (
 // is read) and a run step (open the inputs, run the op, write). The help of a command is
 // generated from its flags, its synopsis, its description and its examples, so that the
 // flags and their help cannot drift apart.
+//
+// To add a command: write FOOCmd() returning its *command (name, summary, synopsis, about,
+// examples, newOptions) and its options type (addFlags registering each flag with a help
+// whose back-quoted word names the value, and calling the shared groups it takes: outFlags.add
+// and addTypes, inputFlags.add last; validate; run), then list it in main.go's commands.
+// TestHelpFromFlags checks every flag's help and TestExamplesRun runs every example, in a
+// directory exampleFiles prepares: an example may name only files made there.
 
 // options are one invocation's options of a command.
 type options interface {

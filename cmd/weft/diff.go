@@ -73,39 +73,38 @@ func (o *diffOptions) validate(e *env, pos []string) error {
 
 func (o *diffOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	inp, pf, asJSON, top, threads := &o.inp, &o.pf, &o.asJSON, &o.top, &o.threads
 	topSet := setFlags(o.fs.FlagSet)["top"]
-	a, err := inp.open(pos[0])
+	a, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := inp.open(pos[1])
+	b, err := o.inp.open(pos[1])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if err := pf.check(a, b); err != nil {
+	if err := o.pf.check(a, b); err != nil {
 		return err
 	}
 	bar := e.newProgress("comparing", false)
-	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads, Progress: bar.fn()})
+	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: o.threads, Progress: bar.fn()})
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Diff(res, f, s) }); err != nil {
+	if err := o.pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Diff(res, f, s) }); err != nil {
 		return err
 	}
 	total := len(res.Tensors)
-	k := *top
-	if *asJSON && !topSet {
+	k := o.top
+	if o.asJSON && !topSet {
 		k = 0
 	}
 	if k > 0 && k < total {
 		res.Tensors = res.Tensors[:k]
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

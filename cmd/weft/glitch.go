@@ -97,39 +97,38 @@ func (o *glitchOptions) addFlags(fs *flagSet) {
 }
 
 func (o *glitchOptions) validate(e *env, pos []string) error {
-	sub, fs, of, count, names, tokens, initR, initIn, initOut, pad, seed := o.sub, o.fs, &o.of, &o.count, o.names, &o.tokens, &o.initR, &o.initIn, &o.initOut, &o.pad, &o.seed
 	var err error
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	if sub == "add" {
+	if o.sub == "add" {
 		e.spell("tokens", "token")
 	}
-	if err := positive(fs.FlagSet, map[string]string{"count": "the number of new tokens", "pad-to-multiple-of": "the multiple"}); err != nil {
+	if err := positive(o.fs.FlagSet, map[string]string{"count": "the number of new tokens", "pad-to-multiple-of": "the multiple"}); err != nil {
 		return err
 	}
-	if *seed < 0 {
+	if o.seed < 0 {
 		return usagef("--seed N (N >= 0) is required: it fixes the new rows")
 	}
-	if of.out == "" && !of.dryRun {
+	if o.of.out == "" && !o.of.dryRun {
 		return usagef("an output is required: -o PATH")
 	}
-	if sub == "add" {
-		if (*count > 0) == (len(names) > 0) {
+	if o.sub == "add" {
+		if (o.count > 0) == (len(o.names) > 0) {
 			return usagef("give --count N or --token STR (not both)")
 		}
-		if *pad < 0 {
+		if o.pad < 0 {
 			return usagef("--pad-to-multiple-of must be positive")
 		}
 	} else {
-		if *tokens == "" {
+		if o.tokens == "" {
 			return usagef("--tokens SPEC is required")
 		}
-		if o.resetList, err = parseTokenList("tokens", *tokens); err != nil {
+		if o.resetList, err = parseTokenList("tokens", o.tokens); err != nil {
 			return err
 		}
 	}
-	for f, s := range map[string]string{"init-in": *initIn, "init-out": *initOut, "init": *initR} {
+	for f, s := range map[string]string{"init-in": o.initIn, "init-out": o.initOut, "init": o.initR} {
 		if s != "" {
 			if _, err := glitch.ParseInit(s); err != nil {
 				return usagef("--%s %s: %w", f, quoteArg(s), err)
@@ -141,48 +140,47 @@ func (o *glitchOptions) validate(e *env, pos []string) error {
 
 func (o *glitchOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	sub, of, inp, resetList, count, names, initR, initIn, initOut, pad, reuse, special, seed, asJSON := o.sub, &o.of, &o.inp, o.resetList, &o.count, o.names, &o.initR, &o.initIn, &o.initOut, &o.pad, &o.reuse, &o.special, &o.seed, &o.asJSON
-	in, err := inp.open(pos[0])
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	resetSet, err := resetList.resolve(in)
+	resetSet, err := o.resetList.resolve(in)
 	if err != nil {
 		return err
 	}
-	types, err := of.outputTypes()
+	types, err := o.of.outputTypes()
 	if err != nil {
 		return err
 	}
 	var op ops.Op
-	if sub == "add" {
-		op = &glitch.AddOptions{Count: *count, Tokens: names, Seed: *seed, Special: *special,
-			InitIn: *initIn, InitOut: *initOut, PadToMultipleOf: *pad, ReusePadding: *reuse, Types: types}
+	if o.sub == "add" {
+		op = &glitch.AddOptions{Count: o.count, Tokens: o.names, Seed: o.seed, Special: o.special,
+			InitIn: o.initIn, InitOut: o.initOut, PadToMultipleOf: o.pad, ReusePadding: o.reuse, Types: types}
 	} else {
-		op = &glitch.ResetOptions{Tokens: resetSet, Seed: *seed, Init: *initR, InitOut: *initOut, Types: types}
+		op = &glitch.ResetOptions{Tokens: resetSet, Seed: o.seed, Init: o.initR, InitOut: o.initOut, Types: types}
 	}
-	if err := of.check(in); err != nil {
+	if err := o.of.check(in); err != nil {
 		return err
 	}
-	res, err := runOp(e, of, op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	res, err := runOp(e, &o.of, op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
 	rep := res.Report.(*glitch.Report)
 	switch {
-	case *asJSON:
+	case o.asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
-	case of.dryRun:
+	case o.of.dryRun:
 		describeGlitch(e, rep, true)
-	case !of.quiet:
+	case !o.of.quiet:
 		describeGlitch(e, rep, false)
 	}
-	if of.out == "" || (of.dryRun && *asJSON) {
+	if o.of.out == "" || (o.of.dryRun && o.asJSON) {
 		return nil
 	}
-	return of.write(ctx, e, res.Out, describeWith(res), in)
+	return o.of.write(ctx, e, res.Out, describeWith(res), in)
 }
 
 // describeGlitch prints the tokens and tensors of a glitch report, on stdout for a dry run

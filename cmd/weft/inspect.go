@@ -102,8 +102,7 @@ func (o *inspectOptions) validate(e *env, pos []string) error {
 
 func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	inp, asJSON, showTensors, full, ggufOrder := &o.inp, &o.asJSON, &o.showTensors, &o.full, &o.ggufOrder
-	c, err := inp.open(pos[0])
+	c, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -116,20 +115,20 @@ func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 		return err
 	}
 	r.ShapeOrder = shapeOrderRowMajor
-	if *ggufOrder {
+	if o.ggufOrder {
 		r.ShapeOrder = shapeOrderGGUF
 	}
 	for _, kv := range c.KV {
-		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, *full, *asJSON)})
+		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, o.full, o.asJSON)})
 	}
 	for _, s := range c.SideFiles {
 		r.SideFiles = append(r.SideFiles, s.Name)
 	}
-	if *showTensors {
+	if o.showTensors {
 		for _, t := range c.Tensors {
 			n, _ := t.Size()
 			shape := nonNil(t.Shape)
-			if *ggufOrder {
+			if o.ggufOrder {
 				shape = reversed(shape)
 			}
 			r.Tensors = append(r.Tensors, inspectTensor{Name: t.Name, DType: t.DType.String(), Shape: shape, Bytes: n, Shard: t.Shard})
@@ -140,7 +139,7 @@ func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 	for d, x := range tot.ByDType {
 		r.ByDType[d.String()] = inspectTotal{x.Tensors, x.Parameters, x.Bytes}
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
@@ -172,7 +171,7 @@ func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(w, "  %-40s %s\n", safe(k), safe(clip(r.Metadata[k], 120, *full)))
+			fmt.Fprintf(w, "  %-40s %s\n", safe(k), safe(clip(r.Metadata[k], 120, o.full)))
 		}
 	}
 	if len(r.KV) > 0 {
@@ -181,7 +180,7 @@ func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 			fmt.Fprintf(w, "  %-44s %-10s %v\n", safe(kv.Key), kv.Type, kv.Value)
 		}
 	}
-	if *showTensors {
+	if o.showTensors {
 		fmt.Fprintf(w, "\ntensors (%d), shapes %s:\n", len(r.Tensors), r.ShapeOrder)
 		fmt.Fprintf(w, "  %-52s %-7s %-18s %12s\n", "name", "dtype", "shape", "bytes")
 		for _, t := range r.Tensors {

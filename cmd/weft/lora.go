@@ -100,15 +100,14 @@ type loraExtractOptions struct {
 }
 
 func (o *loraExtractOptions) addFlags(fs *flagSet) {
-	opts := &o.opts
-	fs.IntVar(&opts.Rank, "rank", 0, "required: the adapter's rank `R`")
-	fs.BoolVar(&opts.Embeddings, "embeddings", false, "also factorise the token embedding's difference")
-	fs.BoolVar(&opts.Head, "head", false, "also factorise the output head's difference")
-	fs.IntVar(&opts.PowerIters, "power-iters", lora.DefaultPowerIters, "the randomized SVD's power iterations `Q`")
-	fs.IntVar(&opts.Oversample, "oversample", lora.DefaultOversample, "the randomized SVD's extra columns `P`")
-	fs.Int64Var(&opts.DenseElems, "dense-max", lora.DefaultDenseElems, "matrices of at most `N` elements get the exact SVD")
-	fs.Uint64Var(&opts.Seed, "seed", 0, "the randomized SVD's seed `N`")
-	fs.StringVar(&opts.BaseName, "base-name", "", "base_model_name_or_path of a PEFT adapter (`NAME`)")
+	fs.IntVar(&o.opts.Rank, "rank", 0, "required: the adapter's rank `R`")
+	fs.BoolVar(&o.opts.Embeddings, "embeddings", false, "also factorise the token embedding's difference")
+	fs.BoolVar(&o.opts.Head, "head", false, "also factorise the output head's difference")
+	fs.IntVar(&o.opts.PowerIters, "power-iters", lora.DefaultPowerIters, "the randomized SVD's power iterations `Q`")
+	fs.IntVar(&o.opts.Oversample, "oversample", lora.DefaultOversample, "the randomized SVD's extra columns `P`")
+	fs.Int64Var(&o.opts.DenseElems, "dense-max", lora.DefaultDenseElems, "matrices of at most `N` elements get the exact SVD")
+	fs.Uint64Var(&o.opts.Seed, "seed", 0, "the randomized SVD's seed `N`")
+	fs.StringVar(&o.opts.BaseName, "base-name", "", "base_model_name_or_path of a PEFT adapter (`NAME`)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the kept energy per tensor as JSON on stdout")
 	o.of.add(fs)
 	o.of.addTypes(fs)
@@ -116,51 +115,50 @@ func (o *loraExtractOptions) addFlags(fs *flagSet) {
 }
 
 func (o *loraExtractOptions) validate(e *env, pos []string) error {
-	opts, of := &o.opts, &o.of
 	var err error
 	if len(pos) != 2 {
 		return usagef("want BASE and TUNED, got %d arguments", len(pos))
 	}
-	if of.out == "" {
+	if o.of.out == "" {
 		return usagef("an output is required: -o ADAPTER (a directory, or a .gguf file)")
 	}
-	if opts.Rank < 1 {
+	if o.opts.Rank < 1 {
 		return usagef("--rank R is required (a positive integer)")
 	}
-	if opts.PowerIters == 0 {
-		opts.PowerIters = -1 // the library's 0 means its default; the flag's 0 means none
+	if o.opts.PowerIters == 0 {
+		o.opts.PowerIters = -1 // the library's 0 means its default; the flag's 0 means none
 	}
-	if opts.Oversample < 0 {
+	if o.opts.Oversample < 0 {
 		return usagef("--oversample must not be negative")
 	}
-	if opts.DenseElems == 0 {
-		opts.DenseElems = -1
+	if o.opts.DenseElems == 0 {
+		o.opts.DenseElems = -1
 	}
-	if opts.Seed > 1<<63-1 {
-		return usagef("--seed %d: at most %d", opts.Seed, int64(1<<63-1))
+	if o.opts.Seed > 1<<63-1 {
+		return usagef("--seed %d: at most %d", o.opts.Seed, int64(1<<63-1))
 	}
-	if opts.Types, err = of.outputTypes(); err != nil {
+	if o.opts.Types, err = o.of.outputTypes(); err != nil {
 		return err
 	}
-	switch opts.DType {
+	switch o.opts.DType {
 	case weft.Invalid, weft.F32, weft.F16, weft.BF16:
 	default:
-		return usagef("--dtype %v: an adapter's tensors are f32, f16 or bf16", opts.DType)
+		return usagef("--dtype %v: an adapter's tensors are f32, f16 or bf16", o.opts.DType)
 	}
-	if opts.Quant != nil {
+	if o.opts.Quant != nil {
 		return usagef("an adapter takes none of llama-quantize's options (--dtype with a mixture, --imatrix, --override-kv, --prune-layers, ...)")
 	}
-	low := strings.ToLower(of.out)
+	low := strings.ToLower(o.of.out)
 	switch {
 	case strings.HasSuffix(low, ".gguf"):
 	case strings.HasSuffix(low, ".safetensors"), strings.HasSuffix(low, ".bin"), strings.HasSuffix(low, ".pt"), strings.HasSuffix(low, ".pth"):
-		return usagef("-o %s: a PEFT adapter is a directory (adapter_model.safetensors and adapter_config.json inside); name a directory, or a .gguf file for llama.cpp", of.out)
+		return usagef("-o %s: a PEFT adapter is a directory (adapter_model.safetensors and adapter_config.json inside); name a directory, or a .gguf file for llama.cpp", o.of.out)
 	default:
-		of.dirName = "adapter_model"
-		if opts.BaseName == "" {
+		o.of.dirName = "adapter_model"
+		if o.opts.BaseName == "" {
 			// Recorded, so that a replay writes the same adapter_config.json wherever it
 			// finds the base.
-			opts.BaseName = baseModelName(pos[0])
+			o.opts.BaseName = baseModelName(pos[0])
 		}
 	}
 
@@ -169,7 +167,6 @@ func (o *loraExtractOptions) validate(e *env, pos []string) error {
 
 func (o *loraExtractOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	opts, of, inp, asJSON := &o.opts, &o.of, &o.inp, &o.asJSON
 	var inputs []*weft.Checkpoint
 	defer func() {
 		for _, c := range inputs {
@@ -177,20 +174,20 @@ func (o *loraExtractOptions) run(ctx context.Context, e *env, pos []string) erro
 		}
 	}()
 	for _, p := range pos {
-		c, err := inp.open(p)
+		c, err := o.inp.open(p)
 		if err != nil {
 			return err
 		}
 		inputs = append(inputs, c)
 	}
-	res, err := runOp(e, of, opts, ops.Inputs{Checkpoints: inputs})
+	res, err := runOp(e, &o.of, &o.opts, ops.Inputs{Checkpoints: inputs})
 	if err != nil {
 		return err
 	}
-	if err := of.write(ctx, e, res.Out, describeWith(res), inputs...); err != nil {
+	if err := o.of.write(ctx, e, res.Out, describeWith(res), inputs...); err != nil {
 		return err
 	}
-	if of.dryRun {
+	if o.of.dryRun {
 		return nil
 	}
 	ex := res.Report.(*lora.Extraction)
@@ -203,7 +200,7 @@ func (o *loraExtractOptions) run(ctx context.Context, e *env, pos []string) erro
 		}
 		rep = append(rep, loraReport{Tensor: m.Tensor, Shape: m.Shape, Rank: m.Rank, SVD: svd, Kept: k})
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
@@ -251,15 +248,14 @@ func (o *loraMergeOptions) validate(e *env, pos []string) error {
 
 func (o *loraMergeOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	inp, of, opts := &o.inp, &o.of, o.op
-	base, err := inp.open(pos[0])
+	base, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer base.Close()
 	var adapter *weft.Checkpoint
 	if remote.IsRemote(pos[1]) {
-		if adapter, err = inp.open(pos[1]); err != nil {
+		if adapter, err = o.inp.open(pos[1]); err != nil {
 			return err
 		}
 	} else {
@@ -270,12 +266,12 @@ func (o *loraMergeOptions) run(ctx context.Context, e *env, pos []string) error 
 		adapter = ad.Checkpoint
 	}
 	defer adapter.Close()
-	if err := of.check(base); err != nil {
+	if err := o.of.check(base); err != nil {
 		return err
 	}
-	res, err := runOp(e, of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, adapter}})
+	res, err := runOp(e, &o.of, o.op, ops.Inputs{Checkpoints: []*weft.Checkpoint{base, adapter}})
 	if err != nil {
 		return err
 	}
-	return of.write(ctx, e, res.Out, describeWith(res), base, adapter)
+	return o.of.write(ctx, e, res.Out, describeWith(res), base, adapter)
 }

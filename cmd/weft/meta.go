@@ -102,20 +102,19 @@ func (o *metaOptions) validate(e *env, pos []string) error {
 
 func (o *metaOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	of, raw, inPlace := &o.of, o.raw, &o.inPlace
 	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if len(raw) == 0 {
+	if len(o.raw) == 0 {
 		return listMeta(e.stdout, in)
 	}
-	edits, err := parseEdits(raw, in.Format)
+	edits, err := parseEdits(o.raw, in.Format)
 	if err != nil {
 		return err
 	}
-	if *inPlace {
+	if o.inPlace {
 		in.Close()
 		plan, err := meta.PlanInPlace(pos[0], edits)
 		if err != nil {
@@ -130,13 +129,13 @@ func (o *metaOptions) run(ctx context.Context, e *env, pos []string) error {
 		for _, f := range plan.Files {
 			fmt.Fprintf(e.stdout, "%s: header %d of %d bytes\n", f.Path, f.Used, f.Room)
 		}
-		if of.dryRun {
+		if o.of.dryRun {
 			return nil
 		}
 		if err := plan.Write(); err != nil {
 			return err
 		}
-		if !of.quiet {
+		if !o.of.quiet {
 			fmt.Fprintf(e.stderr, "edited %s in place (%d edits)\n", pos[0], len(edits))
 		}
 		return nil
@@ -146,16 +145,16 @@ func (o *metaOptions) run(ctx context.Context, e *env, pos []string) error {
 		return err
 	}
 	// A metadata edit keeps the layout: a split GGUF stays split part for part.
-	if in.Format == weft.GGUF && len(in.Files) > 1 && of.splitMaxSize == "" {
-		of.keepSplit = true
+	if in.Format == weft.GGUF && len(in.Files) > 1 && o.of.splitMaxSize == "" {
+		o.of.keepSplit = true
 	}
-	if err := of.check(out); err != nil {
+	if err := o.of.check(out); err != nil {
 		return err
 	}
 	for _, ed := range edits {
 		fmt.Fprintf(e.stdout, "%s\n", ed)
 	}
-	return of.write(ctx, e, out, nil, in)
+	return o.of.write(ctx, e, out, nil, in)
 }
 
 // parseEdits turns the flags into edits for a checkpoint of format f.

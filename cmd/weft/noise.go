@@ -134,38 +134,37 @@ func (o *noiseOptions) validate(e *env, pos []string) error {
 
 func (o *noiseOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	of, inp, opts, tl, sweeps, asJSON := &o.of, &o.inp, o.op, o.tl, o.sweeps, &o.asJSON
 	var err error
-	in, err := inp.open(pos[0])
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if opts.Tokens, err = tl.resolve(in); err != nil {
+	if o.op.Tokens, err = o.tl.resolve(in); err != nil {
 		return err
 	}
-	if err := of.check(in); err != nil {
+	if err := o.of.check(in); err != nil {
 		return err
 	}
-	if templated(of.out, sweeps) {
-		return writeSweep(ctx, e, of, opts, []*weft.Checkpoint{in}, nil, sweeps)
+	if templated(o.of.out, o.sweeps) {
+		return writeSweep(ctx, e, &o.of, o.op, []*weft.Checkpoint{in}, nil, o.sweeps)
 	}
-	res, err := runOp(e, of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	res, err := runOp(e, &o.of, o.op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
 	rep := res.Report.(*noise.Report)
 	switch {
-	case *asJSON:
+	case o.asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
-	case of.dryRun:
+	case o.of.dryRun:
 		fmt.Fprint(e.stdout, rep.Describe())
-	case !of.quiet:
+	case !o.of.quiet:
 		fmt.Fprint(e.stderr, rep.Describe())
 	}
-	if of.out == "" || (of.dryRun && *asJSON) {
+	if o.of.out == "" || (o.of.dryRun && o.asJSON) {
 		return nil
 	}
-	return of.write(ctx, e, res.Out, describeWith(res), in)
+	return o.of.write(ctx, e, res.Out, describeWith(res), in)
 }

@@ -74,28 +74,27 @@ func (o *synthOptions) validate(e *env, pos []string) error {
 }
 
 func (o *synthOptions) run(ctx context.Context, e *env, pos []string) error {
-	tiny, size, seed, dt, related, out, shard, force, quiet := &o.tiny, &o.size, &o.seed, o.dt, &o.related, &o.out, &o.shard, &o.force, &o.quiet
 	var err error
 	var s synth.Spec
 	switch {
-	case *tiny:
-		s = synth.Tiny(*seed)
-		s.DType = dt
+	case o.tiny:
+		s = synth.Tiny(o.seed)
+		s.DType = o.dt
 	default:
-		n, err := sizeFlag("size", *size)
+		n, err := sizeFlag("size", o.size)
 		if err != nil {
 			return err
 		}
-		s = synth.Sized(n, dt, *seed)
+		s = synth.Sized(n, o.dt, o.seed)
 	}
-	s.Related = *related
-	s.GGUF = strings.HasSuffix(strings.ToLower(*out), ".gguf")
-	if *shard != "" {
-		if s.MaxShardSize, err = sizeFlag("max-shard-size", *shard); err != nil {
+	s.Related = o.related
+	s.GGUF = strings.HasSuffix(strings.ToLower(o.out), ".gguf")
+	if o.shard != "" {
+		if s.MaxShardSize, err = sizeFlag("max-shard-size", o.shard); err != nil {
 			return err
 		}
 	}
-	kind, err := ckpt.OutputKind(*out)
+	kind, err := ckpt.OutputKind(o.out)
 	if err != nil {
 		return err
 	}
@@ -103,18 +102,18 @@ func (o *synthOptions) run(ctx context.Context, e *env, pos []string) error {
 	if kind != ckpt.KindHFDir {
 		c.SideFiles = nil // a lone file is the weights alone: no config or tokenizer is made for it
 	}
-	plan, err := ckpt.MakePlan(c, *out, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize})
+	plan, err := ckpt.MakePlan(c, o.out, ckpt.WriteOptions{MaxShardSize: s.MaxShardSize})
 	if err != nil {
 		return err
 	}
-	bar := e.newProgress("writing", *quiet)
+	bar := e.newProgress("writing", o.quiet)
 	defer bar.finish()
-	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: *force, Progress: bar.fn(), Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
+	opts := ckpt.WriteOptions{MaxShardSize: s.MaxShardSize, Force: o.force, Progress: bar.fn(), Note: func(msg string) { fmt.Fprintf(e.stderr, "note: %s\n", msg) }}
 	e.writing = true
 	if err := ckpt.Execute(ctx, c, plan, opts); err != nil {
 		return err
 	}
-	if !*quiet {
+	if !o.quiet {
 		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), humanBytes(plan.Total))
 	}
 	return nil

@@ -81,17 +81,16 @@ func (o *tokensScanOptions) validate(e *env, pos []string) error {
 
 func (o *tokensScanOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	inp, pf, asJSON, refList := &o.inp, &o.pf, &o.asJSON, o.refs
 	opts := glitch.ScanOptions{Top: o.top}
-	in, err := inp.open(pos[0])
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if opts.Reference, err = refList.resolve(in); err != nil {
+	if opts.Reference, err = o.refs.resolve(in); err != nil {
 		return err
 	}
-	if err := pf.check(in); err != nil {
+	if err := o.pf.check(in); err != nil {
 		return err
 	}
 	bar := e.newProgress("scanning", false)
@@ -101,10 +100,10 @@ func (o *tokensScanOptions) run(ctx context.Context, e *env, pos []string) error
 	if err != nil {
 		return err
 	}
-	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Scan(res, f, s) }); err != nil {
+	if err := o.pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Scan(res, f, s) }); err != nil {
 		return err
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")

@@ -85,15 +85,14 @@ func (o *verifyOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
 	opts := verify.Options{Inputs: append(o.inputs, pos[1:]...), Samples: o.samples, Full: o.full,
 		StructureOnly: o.structure || o.samples == 0, Threads: o.threads, AllowNonFinite: o.allowNF, Open: o.inp.open}
-	quiet, asJSON := &o.quiet, &o.asJSON
-	bar := e.newProgress("reading", *quiet)
+	bar := e.newProgress("reading", o.quiet)
 	opts.Progress = bar.fn()
 	rep, err := verify.Verify(ctx, pos[0], opts)
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
