@@ -8,38 +8,9 @@ import (
 	"github.com/weft-ml/weft/ops/blend"
 )
 
-// methodsUsage documents the merge methods' flags in blend's usage text.
-const methodsUsage = `Merge methods (mergekit's definitions and parameter names; float64, one rounding):
-  --method M           task_arithmetic, ties, dare_linear, dare_ties, della, della_linear,
-                       breadcrumbs, breadcrumbs_ties (task vectors tuned_i - base, sparsified,
-                       sign-elected for the *ties and della, summed with the weights, scaled
-                       by lambda); model_stock (base + 2 or more tuned); nuslerp (2 tuned, or
-                       2 models with --no-base); multislerp (1 or more tuned, or 2 or more
-                       models with --no-base). --alpha does not apply: use --lambda and --weights
-  --weights w1,w2,...  per-model weight (default 1 each; one value applies to every model)
-  --density d1,...     fraction of each task vector kept (ties, dare_*, della*, breadcrumbs*)
-  --epsilon e1,...     della: keep probabilities range over density±epsilon (default 0.15)
-  --gamma g1,...       breadcrumbs: fraction of largest magnitudes dropped (default 0.01)
-  --lambda L           scale of the merged task vector (default 1)
-  --P-for PATTERN=V    per-tensor value of P (weight, density, epsilon, gamma, lambda), for
-                       every model; patterns as in --alpha-for; first matching rule wins
-  --P-schedule a,b,... per-layer values of P, interpolated as --alpha-schedule
-  --normalize B        divide by the weights that contributed (default: on for ties, della)
-  --rescale B          rescale sparsified task vectors to their L1 norm (default: on for
-                       dare_*, della*)
-  --consensus sum|count  sign election of the *ties methods and della (default sum)
-  --seed N             seed of the dare/della drops (counter-based: same bytes at any
-                       --threads)
-  --filter-wise        model_stock: one interpolation weight per row
-  --nuslerp-flatten=false, --nuslerp-row-wise   nuslerp per row, or per column
-  --normalize-weights=false, --eps E            multislerp options
-  --no-base            nuslerp, multislerp: merge the inputs themselves, not their task
-                       vectors (the output still takes the first input's layout)
-`
-
 // mergeFlags are blend's flags for the merge methods.
 type mergeFlags struct {
-	fs                        *flag.FlagSet
+	fs                        *flagSet
 	lists                     map[string]*string // weight lists: density, epsilon, gamma, lambda
 	rules                     map[string]*valueRules
 	schedules                 map[string]*string
@@ -75,28 +46,45 @@ func (r *valueRules) Set(v string) error {
 	return nil
 }
 
-func addMergeFlags(fs *flag.FlagSet) *mergeFlags {
+// mergeParamHelp says what each per-tensor parameter of the merge methods is.
+var mergeParamHelp = map[string]string{
+	"weight":  "the per-model weight",
+	"density": "the fraction of each task vector kept",
+	"epsilon": "della's epsilon",
+	"gamma":   "breadcrumbs' gamma",
+	"lambda":  "the scale of the merged task vector",
+}
+
+// addMergeFlags registers the merge methods' flags, under their own section of the help.
+func addMergeFlags(fs *flagSet) *mergeFlags {
+	fs.section("Merge methods (mergekit's definitions and parameter names; float64, one rounding)")
 	m := &mergeFlags{fs: fs, lists: map[string]*string{}, rules: map[string]*valueRules{}, schedules: map[string]*string{}}
 	before := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })
+	lists := map[string]string{
+		"density": "the fraction of each task vector kept (ties, dare_*, della*, breadcrumbs*), `d1,...`: one value for every model, or one per model",
+		"epsilon": "della: keep probabilities range over density±epsilon, `e1,...` (default 0.15)",
+		"gamma":   "breadcrumbs: the fraction of largest magnitudes dropped, `g1,...` (default 0.01)",
+		"lambda":  "the scale `L` of the merged task vector (default 1)",
+	}
 	for _, p := range mergeParamNames {
 		if p != "weight" {
-			m.lists[p] = fs.String(p, "", "")
+			m.lists[p] = fs.String(p, "", lists[p])
 		}
 		m.rules[p] = &valueRules{flag: "--" + p + "-for"}
-		fs.Var(m.rules[p], p+"-for", "")
-		m.schedules[p] = fs.String(p+"-schedule", "", "")
+		fs.Var(m.rules[p], p+"-for", mergeParamHelp[p]+" of the tensors matching a pattern, `PATTERN=V`, for every model; patterns as in --alpha-for; first matching rule wins; repeatable")
+		m.schedules[p] = fs.String(p+"-schedule", "", mergeParamHelp[p]+" per layer, `a,b,...`, interpolated as --alpha-schedule")
 	}
-	m.normalize = fs.Bool("normalize", false, "")
-	m.rescale = fs.Bool("rescale", false, "")
-	m.consensus = fs.String("consensus", "", "")
-	m.seed = fs.Uint64("seed", 0, "")
-	m.filterWise = fs.Bool("filter-wise", false, "")
-	m.nuFlatten = fs.Bool("nuslerp-flatten", true, "")
-	m.nuRowWise = fs.Bool("nuslerp-row-wise", false, "")
-	m.normalizeWeights = fs.Bool("normalize-weights", true, "")
-	m.eps = fs.Float64("eps", blend.MultiSlerpEps, "")
-	m.noBase = fs.Bool("no-base", false, "")
+	m.normalize = fs.Bool("normalize", false, "divide by the weights that contributed (default: on for ties, della)")
+	m.rescale = fs.Bool("rescale", false, "rescale sparsified task vectors to their L1 norm (default: on for dare_*, della*)")
+	m.consensus = fs.String("consensus", "", "the sign election of the *ties methods and della, `sum` or count (default sum)")
+	m.seed = fs.Uint64("seed", 0, "the seed `N` of the dare and della drops (counter-based: the same bytes at any --threads)")
+	m.filterWise = fs.Bool("filter-wise", false, "model_stock: one interpolation weight per row")
+	m.nuFlatten = fs.Bool("nuslerp-flatten", true, "nuslerp: each tensor one flat vector; --nuslerp-flatten=false interpolates per row, or with --nuslerp-row-wise per column")
+	m.nuRowWise = fs.Bool("nuslerp-row-wise", false, "nuslerp with --nuslerp-flatten=false: per column instead of per row")
+	m.normalizeWeights = fs.Bool("normalize-weights", true, "multislerp: make the weights sum to 1 (--normalize-weights=false: as given)")
+	m.eps = fs.Float64("eps", blend.MultiSlerpEps, "multislerp's stabilising constant `E`")
+	m.noBase = fs.Bool("no-base", false, "nuslerp, multislerp: merge the inputs themselves, not their task vectors (the output still takes the first input's layout)")
 	m.names = map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
 		if !before[f.Name] {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"runtime"
 	"strings"
@@ -12,13 +11,12 @@ import (
 	"github.com/weft-ml/weft/ops/blend"
 )
 
-func init() {
-	register(&command{
-		name:    "diff",
-		summary: "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
-		usage: `Usage: weft diff A B [--json] [--top K] [--threads N] [--plot FILE]
-
-Compares every tensor A and B share, streaming them (float64 accumulation): cosine
+func diffCmd() *command {
+	return &command{
+		name:     "diff",
+		summary:  "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
+		synopsis: []string{"diff A B [--json] [--top K] [--threads N] [--plot FILE]"},
+		about: `Compares every tensor A and B share, streaming them (float64 accumulation): cosine
 similarity, relative L2 distance ||B-A||/||A|| and largest absolute difference, listed most
 changed first, then a summary per layer (mean relative L2 of the layer's tensors, and the
 layer's distance as one vector, with a bar of it), plus the embeddings, the head and the
@@ -31,80 +29,82 @@ GGUF).
 change by layer and tensor part (q, k, v, o, gate, up, down, norms, experts; the same cells
 in Hugging Face and GGUF naming), the tensors outside the layers as a strip, a colour bar,
 and each layer's relative L2 and cosine beside it. In SVG each cell carries its layer, part
-and values (data-* attributes and a tooltip).
-
-Flags:
-  --json        machine-readable output (infinite or NaN values as "+Inf"/"NaN" strings)
-  --top K       list the K most changed tensors (default 20 in the table, all with --json;
-                0 means all)
-  --threads N   tensors compared at once (results do not depend on it)
-` + plotFlagsUsage(plots.DefaultDiffSize, 16) + inputUsage + `
-Example:
-  weft diff Llama-3.1-8B Llama-3.1-8B-Instruct --top 10
-  weft diff base/ chat/ --plot where.png
-`,
-		run: runDiff,
-	})
+and values (data-* attributes and a tooltip).`,
+		examples: []example{
+			{line: "weft diff base chat --top 10"},
+			{line: "weft diff base.gguf chat.gguf --json"},
+			{line: "weft diff base/ chat/ --plot where.png"},
+		},
+		newOptions: func() options { return &diffOptions{} },
+	}
 }
 
-func runDiff(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "")
-	top := fs.Int("top", 20, "")
-	threads := fs.Int("threads", runtime.NumCPU(), "")
-	var pf plotFlags
-	pf.add(fs, plots.DefaultDiffSize)
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
+// diffOptions are weft diff's options.
+type diffOptions struct {
+	asJSON  bool
+	top     int
+	threads int
+	pf      plotFlags
+	inp     inputFlags
+	fs      *flagSet
+}
+
+func (o *diffOptions) addFlags(fs *flagSet) {
+	o.fs = fs
+	fs.BoolVar(&o.asJSON, "json", false, `machine-readable output (infinite or NaN values as "+Inf"/"NaN" strings)`)
+	fs.IntVar(&o.top, "top", 20, "list the `K` most changed tensors (default 20 in the table, all with --json; 0 means all)")
+	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "tensors compared at once, `N` (default: the number of CPUs; results do not depend on it)")
+	o.pf.add(fs, plots.DefaultDiffSize)
+	o.inp.add(fs)
+}
+
+func (o *diffOptions) validate(e *env, pos []string) error {
 	if len(pos) != 2 {
 		return usagef("want two checkpoints, got %d arguments", len(pos))
 	}
-	if *top < 0 {
-		return usagef("--top must be 0 or more, got %d", *top)
+	if o.top < 0 {
+		return usagef("--top must be 0 or more, got %d", o.top)
 	}
-	if *threads < 1 {
-		return usagef("--threads must be at least 1, got %d", *threads)
+	if o.threads < 1 {
+		return usagef("--threads must be at least 1, got %d", o.threads)
 	}
-	if err := pf.validate(); err != nil {
-		return err
-	}
-	topSet := false
-	fs.Visit(func(f *flag.Flag) { topSet = topSet || f.Name == "top" })
-	a, err := inp.open(pos[0])
+	return o.pf.validate()
+}
+
+func (o *diffOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	topSet := setFlags(o.fs.FlagSet)["top"]
+	a, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := inp.open(pos[1])
+	b, err := o.inp.open(pos[1])
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if err := pf.check(a, b); err != nil {
+	if err := o.pf.check(a, b); err != nil {
 		return err
 	}
 	bar := e.newProgress("comparing", false)
-	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: *threads, Progress: bar.fn()})
+	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: o.threads, Progress: bar.fn()})
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Diff(res, f, s) }); err != nil {
+	if err := o.pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Diff(res, f, s) }); err != nil {
 		return err
 	}
 	total := len(res.Tensors)
-	k := *top
-	if *asJSON && !topSet {
+	k := o.top
+	if o.asJSON && !topSet {
 		k = 0
 	}
 	if k > 0 && k < total {
 		res.Tensors = res.Tensors[:k]
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

@@ -70,7 +70,7 @@ func report(e *env, c *command, err error) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, errHelp):
-		fmt.Fprint(e.stdout, c.usage)
+		printUsage(e.stdout, c)
 		return exitOK
 	case errors.Is(err, context.Canceled):
 		if e.writing {

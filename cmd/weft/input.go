@@ -3,32 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/remote"
 )
-
-// inputUsage is the help of the flag every command that reads checkpoints has, and of
-// remote inputs.
-const inputUsage = `  --token T        Hugging Face access token for hf:// inputs (default: HF_TOKEN, else the
-                   token file 'hf auth login' writes; those stay out of the process list)
-
-Inputs may also be hf://ORG/NAME[@REVISION][/PATH] (a Hugging Face Hub repository, a folder
-or a file in it) or https:// URLs of single files, read by range requests as needed;
-HF_ENDPOINT names a Hub mirror.
-`
-
-// inputUsageHF is inputUsage for commands whose --token means something else.
-const inputUsageHF = `  --hf-token T     Hugging Face access token for hf:// inputs (default: HF_TOKEN, else the
-                   token file 'hf auth login' writes; those stay out of the process list)
-
-Inputs may also be hf://ORG/NAME[@REVISION][/PATH] (a Hugging Face Hub repository, a folder
-or a file in it) or https:// URLs of single files, read by range requests as needed;
-HF_ENDPOINT names a Hub mirror.
-`
 
 // inputFlags are the flags of every command that reads checkpoints: inputs may be local
 // paths, hf://ORG/NAME[@REVISION][/PATH] names or https:// URLs.
@@ -42,14 +22,23 @@ type inputFlags struct {
 
 // add registers --hf-token, and --token when the command has no flag of that name (call it
 // after the command's own flags).
-func (in *inputFlags) add(ctx context.Context, fs *flag.FlagSet, e *env) {
-	in.ctx, in.e = ctx, e
+func (in *inputFlags) add(fs *flagSet) {
+	fs.section("Input flags")
+	help := "Hugging Face access token `T` for hf:// inputs (default: HF_TOKEN, else the token file 'hf auth login' writes; those stay out of the process list). Inputs may be local paths, hf://ORG/NAME[@REVISION][/PATH] (a Hugging Face Hub repository, a folder or a file in it) or https:// URLs of single files, read by range requests as needed; HF_ENDPOINT names a Hub mirror"
 	in.flag = "hf-token"
-	fs.StringVar(&in.token, "hf-token", "", "Hugging Face access token for hf:// inputs")
 	if fs.Lookup("token") == nil {
 		in.flag = "token"
-		fs.StringVar(&in.token, "token", "", "Hugging Face access token for hf:// inputs")
+		fs.StringVar(&in.token, "token", "", help)
+		fs.alias("hf-token", "token")
+		return
 	}
+	fs.StringVar(&in.token, "hf-token", "", help)
+}
+
+// bind gives the flags the command's context (an interrupt ends remote requests) and env
+// (retries are reported on its stderr).
+func (in *inputFlags) bind(ctx context.Context, e *env) {
+	in.ctx, in.e = ctx, e
 }
 
 // remote returns the command's remote client, made on first use: the environment's

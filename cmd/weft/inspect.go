@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"reflect"
@@ -15,37 +14,6 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
 )
-
-func init() {
-	register(&command{
-		name:    "inspect",
-		summary: "show a checkpoint's format, metadata, tensors and totals (reads headers only)",
-		usage: `Usage: weft inspect PATH [--json] [--tensors=false] [--full] [--gguf-order]
-
-Shows the format; the model (architecture, layers, hidden size, attention and key-value
-heads, intermediate size, vocabulary, context length, experts, whether the output head is
-tied, and torch_dtype or the GGUF file type), from config.json or the GGUF key-values, and
-from the tensors where those are silent; the metadata (safetensors __metadata__ or GGUF
-key-values, long arrays summarised); a table of tensors (name, dtype, shape, bytes) and
-totals by dtype. PATH is a .safetensors, .gguf (the first part of a split), .bin/.pt file,
-or a Hugging Face directory. Only headers (and config.json) are read.
-
-Shapes are printed in row-major order, outermost dimension first, as PyTorch and
-safetensors write them ([vocab, hidden] for an embedding); GGUF files store them the other
-way round (ne[0], the innermost, first), as llama.cpp and gguf-py print them.
-
-Flags:
-  --json           machine-readable output
-  --tensors=false  omit the tensor table
-  --full           print arrays in full
-  --gguf-order     print shapes in GGUF order (innermost first, [hidden, vocab])
-` + inputUsage + `
-Example:
-  weft inspect ../models/Llama-3.1-8B-Instruct --tensors=false
-`,
-		run: runInspect,
-	})
-}
 
 type inspectTensor struct {
 	Name  string  `json:"name"`
@@ -85,22 +53,56 @@ type inspectKV struct {
 	Value any    `json:"value"`
 }
 
-func runInspect(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "")
-	showTensors := fs.Bool("tensors", true, "")
-	full := fs.Bool("full", false, "")
-	ggufOrder := fs.Bool("gguf-order", false, "")
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+func inspectCmd() *command {
+	return &command{
+		name:     "inspect",
+		summary:  "show a checkpoint's format, metadata, tensors and totals (reads headers only)",
+		synopsis: []string{"inspect PATH [--json] [--tensors=false] [--full] [--gguf-order]"},
+		about: `Shows the format; the model (architecture, layers, hidden size, attention and key-value
+heads, intermediate size, vocabulary, context length, experts, whether the output head is
+tied, and torch_dtype or the GGUF file type), from config.json or the GGUF key-values, and
+from the tensors where those are silent; the metadata (safetensors __metadata__ or GGUF
+key-values, long arrays summarised); a table of tensors (name, dtype, shape, bytes) and
+totals by dtype. PATH is a .safetensors, .gguf (the first part of a split), .bin/.pt file,
+or a Hugging Face directory. Only headers (and config.json) are read.
+
+Shapes are printed in row-major order, outermost dimension first, as PyTorch and
+safetensors write them ([vocab, hidden] for an embedding); GGUF files store them the other
+way round (ne[0], the innermost, first), as llama.cpp and gguf-py print them.`,
+		examples: []example{
+			{line: "weft inspect base --tensors=false"},
+			{line: "weft inspect model.gguf --gguf-order"},
+			{line: "weft inspect pytorch_model.bin --json"},
+			{line: "weft inspect hf://Qwen/Qwen2.5-0.5B --tensors=false   # reads the headers by range requests"},
+		},
+		newOptions: func() options { return &inspectOptions{} },
 	}
+}
+
+// inspectOptions are weft inspect's options.
+type inspectOptions struct {
+	asJSON, showTensors, full, ggufOrder bool
+	inp                                  inputFlags
+}
+
+func (o *inspectOptions) addFlags(fs *flagSet) {
+	fs.BoolVar(&o.asJSON, "json", false, "machine-readable output")
+	fs.BoolVar(&o.showTensors, "tensors", true, "print the tensor table (--tensors=false omits it)")
+	fs.BoolVar(&o.full, "full", false, "print arrays in full")
+	fs.BoolVar(&o.ggufOrder, "gguf-order", false, "print shapes in GGUF order (innermost first, [hidden, vocab])")
+	o.inp.add(fs)
+}
+
+func (o *inspectOptions) validate(e *env, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want one PATH, got %d arguments", len(pos))
 	}
-	c, err := inp.open(pos[0])
+	return nil
+}
+
+func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	c, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -113,20 +115,20 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	r.ShapeOrder = shapeOrderRowMajor
-	if *ggufOrder {
+	if o.ggufOrder {
 		r.ShapeOrder = shapeOrderGGUF
 	}
 	for _, kv := range c.KV {
-		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, *full, *asJSON)})
+		r.KV = append(r.KV, inspectKV{Key: kv.Key, Type: kvType(kv.Value), Value: summarise(kv.Value, o.full, o.asJSON)})
 	}
 	for _, s := range c.SideFiles {
 		r.SideFiles = append(r.SideFiles, s.Name)
 	}
-	if *showTensors {
+	if o.showTensors {
 		for _, t := range c.Tensors {
 			n, _ := t.Size()
 			shape := nonNil(t.Shape)
-			if *ggufOrder {
+			if o.ggufOrder {
 				shape = reversed(shape)
 			}
 			r.Tensors = append(r.Tensors, inspectTensor{Name: t.Name, DType: t.DType.String(), Shape: shape, Bytes: n, Shard: t.Shard})
@@ -137,7 +139,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	for d, x := range tot.ByDType {
 		r.ByDType[d.String()] = inspectTotal{x.Tensors, x.Parameters, x.Bytes}
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
@@ -169,7 +171,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(w, "  %-40s %s\n", safe(k), safe(clip(r.Metadata[k], 120, *full)))
+			fmt.Fprintf(w, "  %-40s %s\n", safe(k), safe(clip(r.Metadata[k], 120, o.full)))
 		}
 	}
 	if len(r.KV) > 0 {
@@ -178,7 +180,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(w, "  %-44s %-10s %v\n", safe(kv.Key), kv.Type, kv.Value)
 		}
 	}
-	if *showTensors {
+	if o.showTensors {
 		fmt.Fprintf(w, "\ntensors (%d), shapes %s:\n", len(r.Tensors), r.ShapeOrder)
 		fmt.Fprintf(w, "  %-52s %-7s %-18s %12s\n", "name", "dtype", "shape", "bytes")
 		for _, t := range r.Tensors {

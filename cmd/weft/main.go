@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -20,23 +19,31 @@ import (
 	"github.com/weft-ml/weft/ckpt"
 )
 
-// command is one subcommand. run gets the arguments after the command name.
-type command struct {
-	name    string
-	summary string
-	// usage is the synopsis and an example, shown by --help and on usage errors.
-	usage string
-	run   func(ctx context.Context, e *env, args []string) error
+// commands are weft's commands, in the order 'weft help' lists them.
+var commands = commandList(
+	inspectCmd(), convertCmd(), diffCmd(), verifyCmd(), metaCmd(),
+	blendCmd(), loraCmd(), noiseCmd(), ablateCmd(), glitchCmd(), tokensCmd(), softTokenCmd(),
+	runCmd(), synthCmd(),
+)
+
+// commandList links subcommands to their command and returns cs.
+func commandList(cs ...*command) []*command {
+	for _, c := range cs {
+		for _, s := range c.subs {
+			s.parent = c
+		}
+	}
+	return cs
 }
 
-var commands = map[string]*command{}
-
-// register adds a subcommand; each command file calls it from an init function.
-func register(c *command) {
-	if commands[c.name] != nil {
-		panic("weft: command registered twice: " + c.name)
+// findCommand returns the command of that name, or nil.
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
 	}
-	commands[c.name] = c
+	return nil
 }
 
 // env is what a command may touch: its output streams.
@@ -87,8 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	switch name {
 	case "help", "-h", "--help", "-help":
 		if len(args) > 1 {
-			if c := commands[args[1]]; c != nil {
-				fmt.Fprint(stdout, c.usage)
+			if c := findCommand(args[1]); c != nil {
+				printUsage(stdout, c)
 				return 0
 			}
 			fmt.Fprintf(stderr, "weft: unknown command %q; see 'weft help'\n", args[1])
@@ -100,23 +107,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stdout, "weft %s\n", weft.Version)
 		return 0
 	}
-	c := commands[name]
+	c := findCommand(name)
 	if c == nil {
 		fmt.Fprintf(stderr, "weft: unknown command %q; see 'weft help'\n", name)
 		return exitUsage
 	}
-	return report(e, c, c.run(ctx, e, args[1:]))
+	return report(e, c, c.execute(ctx, e, args[1:]))
 }
 
 func printHelp(w io.Writer) {
 	fmt.Fprintf(w, "weft %s: edit LLM checkpoints by streaming them\n\nUsage: weft COMMAND [ARGS] [FLAGS]\n\nCommands:\n", weft.Version)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'weft COMMAND --help' for a command's flags and an example.\n")
 }

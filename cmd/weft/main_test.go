@@ -27,7 +27,8 @@ func TestHelpForEveryCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "inspect") || !strings.Contains(out, "convert") {
 		t.Fatalf("help: %d %q", code, out)
 	}
-	for name := range commands {
+	for _, c := range commands {
+		name := c.name
 		for _, args := range [][]string{{name, "--help"}, {"help", name}} {
 			code, out, _ := runCLI(t, args...)
 			if code != 0 || !strings.Contains(out, "Usage: weft "+name) || !strings.Contains(out, "Example") {

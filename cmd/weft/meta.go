@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,53 +13,6 @@ import (
 	"github.com/weft-ml/weft/ops/meta"
 	"github.com/weft-ml/weft/remote"
 )
-
-func init() {
-	register(&command{
-		name:    "meta",
-		summary: "set, delete and rename GGUF key-values and safetensors metadata",
-		usage: `Usage: weft meta IN [--set KEY=VALUE ...] [--set-file KEY=FILE ...] [--delete KEY ...]
-                 [--rename OLD=NEW ...] (-o OUT | --in-place) [--dry-run] [--force]
-
-Edits the metadata of IN, a GGUF file or a safetensors file or directory, and leaves its
-tensors as they are. Edits apply in the order given. Without edits, lists the metadata.
-
-  --set KEY=VALUE      GGUF: VALUE is TYPE:VALUE with a GGUF type:
-                         u8 i8 u16 i16 u32 i32 u64 i64 (decimal or 0x hex), f32 f64,
-                         bool (true, false), str (the rest of the argument, as it is),
-                         arr[T] (T one of those: arr[i32]:1,2,3, or a JSON array:
-                         arr[str]:["a,b","c"]; arr[T]: alone is the empty array)
-                       safetensors: VALUE is a string (a leading str: is dropped)
-  --set-file KEY=FILE  set KEY to the text of FILE (a str; UTF-8), e.g. a chat template
-  --delete KEY         remove KEY
-  --rename OLD=NEW     rename OLD, keeping its value (and its place in a GGUF)
-  -o OUT               write the edited checkpoint to OUT: the tensor bytes are copied as
-                       they are, through the normal write path (a temporary file renamed
-                       into place when complete; --force, --threads, --split-max-size apply);
-                       a split GGUF stays split part for part unless --split-max-size is given
-  --in-place           rewrite only IN's header, when the new header takes exactly the old
-                       one's room (GGUF: the header padded to the alignment, at most one
-                       alignment shorter; safetensors: at most as long, padded with spaces);
-                       otherwise refused. One positioned write per file, then fsync: a
-                       crash during that write can leave a torn header (the data is never
-                       touched); use -o when that matters
-  --dry-run            check and print the edits; write nothing
-
-` + inputUsage + `
-Refused: the split.* keys (weft writes them), general.alignment in place,
-general.quantization_version and general.file_type (they describe the tensors),
-deleting or renaming general.architecture, and a safetensors format entry transformers
-would refuse. weft meta records no provenance: the edit is the metadata.
-
-Example:
-  weft meta model.gguf --set general.name=str:Blend -o named.gguf
-  weft meta model.gguf --set-file tokenizer.chat_template=template.jinja -o chat.gguf
-  weft meta model.gguf --set llama.rope.freq_base=f32:500000 --in-place
-  weft meta model.safetensors --set note=tuned --delete stage --in-place
-`,
-		run: runMeta,
-	})
-}
 
 // metaSetFileMax bounds a file read by --set-file.
 const metaSetFileMax = 64 << 20
@@ -79,49 +31,90 @@ func (f editFlag) Set(v string) error {
 	return nil
 }
 
-func runMeta(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("meta", flag.ContinueOnError)
-	var of outFlags
-	of.add(fs)
-	var raw []rawEdit
-	for _, k := range []string{"set", "set-file", "delete", "rename"} {
-		fs.Var(editFlag{k, &raw}, k, "")
+func metaCmd() *command {
+	return &command{
+		name:     "meta",
+		summary:  "set, delete and rename GGUF key-values and safetensors metadata",
+		synopsis: []string{"meta IN [--set KEY=VALUE ...] [--set-file KEY=FILE ...] [--delete KEY ...]\n                 [--rename OLD=NEW ...] (-o OUT | --in-place) [--dry-run] [--force]"},
+		about: `Edits the metadata of IN, a GGUF file or a safetensors file or directory, and leaves its
+tensors as they are. Edits apply in the order given. Without edits, lists the metadata.
+
+With -o the edited checkpoint is written to OUT: the tensor bytes are copied as they are,
+through the normal write path (a temporary file renamed into place when complete; --force,
+--threads, --split-max-size apply); a split GGUF stays split part for part unless
+--split-max-size is given.
+
+Refused: the split.* keys (weft writes them), general.alignment in place,
+general.quantization_version and general.file_type (they describe the tensors),
+deleting or renaming general.architecture, and a safetensors format entry transformers
+would refuse. weft meta records no provenance: the edit is the metadata.`,
+		examples: []example{
+			{line: "weft meta model.gguf"},
+			{line: "weft meta model.gguf --set general.name=str:Blend -o named.gguf"},
+			{line: "weft meta model.gguf --set-file tokenizer.chat_template=template.jinja -o chat-template.gguf"},
+			{line: "weft meta model.gguf --set llama.context_length=u32:4096 --in-place"},
+			{line: "weft meta model.safetensors --set stage=dpo --in-place"},
+			{line: "weft meta model.safetensors --rename stage=phase --set note=tuned -o renamed.safetensors"},
+		},
+		newOptions: func() options { return &metaOptions{} },
 	}
-	inPlace := fs.Bool("in-place", false, "")
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
+}
+
+// metaOptions are weft meta's options.
+type metaOptions struct {
+	raw     []rawEdit
+	inPlace bool
+	of      outFlags
+	inp     inputFlags
+}
+
+func (o *metaOptions) addFlags(fs *flagSet) {
+	fs.Var(editFlag{"set", &o.raw}, "set", "`KEY=VALUE`: in a GGUF, VALUE is TYPE:VALUE with a GGUF type:\nu8 i8 u16 i16 u32 i32 u64 i64 (decimal or 0x hex), f32 f64, bool (true, false), str (the rest of the argument, as it is), arr[T] (T one of those: arr[i32]:1,2,3, or a JSON array: arr[str]:[\"a,b\",\"c\"]; arr[T]: alone is the empty array);\nin safetensors, VALUE is a string (a leading str: is dropped)")
+	fs.Var(editFlag{"set-file", &o.raw}, "set-file", "`KEY=FILE`: set KEY to the text of FILE (a str; UTF-8), e.g. a chat template")
+	fs.Var(editFlag{"delete", &o.raw}, "delete", "remove the key `KEY`")
+	fs.Var(editFlag{"rename", &o.raw}, "rename", "`OLD=NEW`: rename OLD, keeping its value (and its place in a GGUF)")
+	fs.BoolVar(&o.inPlace, "in-place", false, "rewrite only IN's header, when the new header takes exactly the old one's room (GGUF: the header padded to the alignment, at most one alignment shorter; safetensors: at most as long, padded with spaces); otherwise refused. One positioned write per file, then fsync: a crash during that write can leave a torn header (the data is never touched); use -o when that matters")
+	o.of.add(fs)
+	o.inp.add(fs)
+}
+
+func (o *metaOptions) validate(e *env, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	if *inPlace && remote.IsRemote(pos[0]) {
+	if o.inPlace && remote.IsRemote(pos[0]) {
 		return usagef("--in-place edits a local file; %s is remote: give -o OUT", pos[0])
 	}
-	in, err := inp.open(pos[0])
+	if len(o.raw) == 0 {
+		if o.of.out != "" || o.inPlace {
+			return usagef("no edits: give --set, --set-file, --delete or --rename")
+		}
+		return nil
+	}
+	switch {
+	case o.inPlace && o.of.out != "":
+		return usagef("give either -o OUT or --in-place, not both")
+	case !o.inPlace && o.of.out == "":
+		return usagef("give -o OUT (a rewrite) or --in-place")
+	}
+	return nil
+}
+
+func (o *metaOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if len(raw) == 0 {
-		if of.out != "" || *inPlace {
-			return usagef("no edits: give --set, --set-file, --delete or --rename")
-		}
+	if len(o.raw) == 0 {
 		return listMeta(e.stdout, in)
 	}
-	edits, err := parseEdits(raw, in.Format)
+	edits, err := parseEdits(o.raw, in.Format)
 	if err != nil {
 		return err
 	}
-	switch {
-	case *inPlace && of.out != "":
-		return usagef("give either -o OUT or --in-place, not both")
-	case !*inPlace && of.out == "":
-		return usagef("give -o OUT (a rewrite) or --in-place")
-	}
-	if *inPlace {
+	if o.inPlace {
 		in.Close()
 		plan, err := meta.PlanInPlace(pos[0], edits)
 		if err != nil {
@@ -136,13 +129,13 @@ func runMeta(ctx context.Context, e *env, args []string) error {
 		for _, f := range plan.Files {
 			fmt.Fprintf(e.stdout, "%s: header %d of %d bytes\n", f.Path, f.Used, f.Room)
 		}
-		if of.dryRun {
+		if o.of.dryRun {
 			return nil
 		}
 		if err := plan.Write(); err != nil {
 			return err
 		}
-		if !of.quiet {
+		if !o.of.quiet {
 			fmt.Fprintf(e.stderr, "edited %s in place (%d edits)\n", pos[0], len(edits))
 		}
 		return nil
@@ -152,16 +145,16 @@ func runMeta(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// A metadata edit keeps the layout: a split GGUF stays split part for part.
-	if in.Format == weft.GGUF && len(in.Files) > 1 && of.splitMaxSize == "" {
-		of.keepSplit = true
+	if in.Format == weft.GGUF && len(in.Files) > 1 && o.of.splitMaxSize == "" {
+		o.of.keepSplit = true
 	}
-	if err := of.check(out); err != nil {
+	if err := o.of.check(out); err != nil {
 		return err
 	}
 	for _, ed := range edits {
 		fmt.Fprintf(e.stdout, "%s\n", ed)
 	}
-	return of.write(ctx, e, out, nil, in)
+	return o.of.write(ctx, e, out, nil, in)
 }
 
 // parseEdits turns the flags into edits for a checkpoint of format f.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
 	"strconv"
@@ -14,84 +13,79 @@ import (
 	"github.com/weft-ml/weft/recipe"
 )
 
-func init() {
-	register(&command{
+func noiseCmd() *command {
+	return &command{
 		name:    "noise",
 		summary: "add Gaussian, uniform or NEFTune noise to embedding rows (or other tensors)",
-		usage: `Usage: weft noise IN -o OUT --seed N (--std S | --relative K [--scale-by row|tensor] |
+		synopsis: []string{`noise IN -o OUT --seed N (--std S | --relative K [--scale-by row|tensor] |
                   --neftune ALPHA --seq-len L) [--tokens SPEC] [--tensor PATTERN ...]
-                  [--dist gaussian|uniform] [--dry-run] [--json] [--threads N] [--force]
-
-Adds noise to rows of IN (any checkpoint weft reads) and writes OUT. By default the noise
+                  [--dist gaussian|uniform] [--dry-run] [--json] [--threads N] [--force]`},
+		about: `Adds noise to rows of IN (any checkpoint weft reads) and writes OUT. By default the noise
 goes on every row of the input token embedding (model.embed_tokens.weight, token_embd.weight,
 ...). With tied embeddings the output head is the same matrix, so it changes too (a note
 says so on stderr; a head tensor stored separately gets the very same noise).
 
-  --seed N             required: the noise of row r of tensor T depends only on (N, T, r),
-                       so the output is the same at any --threads; several seeds
-                       (--seed 1,2,3) write one output each, together, to -o's template
-                       (-o 'noisy-{seed}'); --std takes several values likewise ({std})
-  --std S              standard deviation of the noise
-  --relative K         standard deviation K x the row's own standard deviation, or with
-                       --scale-by tensor K x the whole tensor's
-  --neftune ALPHA      NEFTune's noise: uniform in [-m, m], m = ALPHA / sqrt(L x d), d the
-  --seq-len L          hidden size (the row length)
-  --dist D             gaussian (default) or uniform (uniform of standard deviation S is
-                       uniform in [-S sqrt(3), S sqrt(3)])
-  --tokens LIST        only the rows of these tokens: ` + tokensUsage + `
-  --tensor PATTERN     noise these tensors instead of the embedding: a name, a glob
-                       (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms);
-                       repeatable
-  --dry-run            print the plan and write nothing; --json prints the report as JSON
-  --threads N, --max-shard-size S, --split-max-size S, --force, --quiet: as in convert
-` + typesUsage + `
 Rows that are not chosen keep their bytes exactly, even in quantized GGUF tensors; chosen
-rows are decoded, noised in float64 and encoded once in the tensor's own type.
-` + inputUsage + `
-Example:
-  weft noise Llama-3.1-8B -o llama-noisy --seed 1 --std 0.01
-  weft noise model.gguf -o noisy.gguf --seed 7 --relative 0.1 --tokens 100-199
-  weft noise model -o neft --seed 3 --neftune 5 --seq-len 512
-`,
-		run: runNoise,
-	})
+rows are decoded, noised in float64 and encoded once in the tensor's own type (unless the
+output types below say otherwise).`,
+		examples: []example{
+			{line: "weft noise base -o base-noisy --seed 1 --std 0.01"},
+			{line: "weft noise model.gguf -o noisy.gguf --seed 7 --relative 0.1 --tokens 100-199"},
+			{line: "weft noise base -o neft --seed 3 --neftune 5 --seq-len 512"},
+			{line: "weft noise base --seed 1,2,3 --std 0.01 -o 'noisy-{seed}'   # three outputs, one read",
+				outputs: []string{"noisy-1", "noisy-2", "noisy-3"}},
+		},
+		newOptions: func() options { return &noiseOptions{} },
+	}
 }
 
-func runNoise(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("noise", flag.ContinueOnError)
-	var of outFlags
-	of.add(fs)
-	of.addTypes(fs)
-	seedS := fs.String("seed", "", "")
-	stdS := fs.String("std", "", "")
-	rel := fs.Float64("relative", 0, "")
-	scaleBy := fs.String("scale-by", "", "")
-	neft := fs.Float64("neftune", 0, "")
-	seqLen := fs.Int64("seq-len", 0, "")
-	dist := fs.String("dist", "", "")
-	tokens := fs.String("tokens", "", "")
-	asJSON := fs.Bool("json", false, "")
-	var tensors stringList
-	fs.Var(&tensors, "tensor", "")
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
+// noiseOptions are weft noise's options.
+type noiseOptions struct {
+	seedS, stdS, scaleBy, dist, tokens string
+	rel, neft                          float64
+	seqLen                             int64
+	asJSON                             bool
+	tensors                            stringList
+	of                                 outFlags
+	inp                                inputFlags
+
+	// set by validate
+	fs     *flagSet
+	sweeps []recipe.Sweep
+	op     *noise.Options
+	tl     *tokenList
+}
+
+func (o *noiseOptions) addFlags(fs *flagSet) {
+	o.fs = fs
+	fs.StringVar(&o.seedS, "seed", "", "required: the noise of row r of tensor T depends only on (`N`, T, r), so the output is the same at any --threads; several seeds (--seed 1,2,3) write one output each, together, to -o's template (-o 'noisy-{seed}')")
+	fs.StringVar(&o.stdS, "std", "", "the standard deviation `S` of the noise; several values (--std 0.01,0.02) write one output each to -o's template ({std})")
+	fs.Float64Var(&o.rel, "relative", 0, "the standard deviation is `K` x the row's own standard deviation, or with --scale-by tensor K x the whole tensor's")
+	fs.StringVar(&o.scaleBy, "scale-by", "", "what --relative is relative to (`HOW`): row (default) or tensor")
+	fs.Float64Var(&o.neft, "neftune", 0, "NEFTune's noise: uniform in [-m, m], m = `ALPHA` / sqrt(L x d), L from --seq-len, d the hidden size (the row length)")
+	fs.Int64Var(&o.seqLen, "seq-len", 0, "the sequence length `L` of --neftune")
+	fs.StringVar(&o.dist, "dist", "", "the noise's distribution `D`: gaussian (default) or uniform (uniform of standard deviation S is uniform in [-S sqrt(3), S sqrt(3)])")
+	fs.StringVar(&o.tokens, "tokens", "", "only the rows of these tokens (`LIST`): "+tokensUsage)
+	fs.Var(&o.tensors, "tensor", "noise these tensors instead of the embedding: a name, a glob (blk.*.attn_q.weight) or a group (embed, head, attn, mlp, norms) (`PATTERN`); repeatable")
+	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON on stdout (with --dry-run: the plan alone)")
+	o.of.add(fs)
+	o.of.addTypes(fs)
+	o.inp.add(fs)
+}
+
+func (o *noiseOptions) validate(e *env, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
 	e.spell("neftune_alpha", "neftune")
 	e.spell("tensors", "tensor")
-	if err := positive(fs, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
+	if err := positive(o.fs.FlagSet, map[string]string{"std": "the standard deviation", "relative": "the relative standard deviation", "neftune": "NEFTune's alpha", "seq-len": "the sequence length"}); err != nil {
 		return err
 	}
-	if *seedS == "" {
+	if o.seedS == "" {
 		return usagef("--seed N (N >= 0) is required: it fixes the noise")
 	}
-	var sweeps []recipe.Sweep
-	seed, sw, err := sweepList("seed", "seed", *seedS, []string{"seed"}, func(s string) (any, error) {
+	seed, sw, err := sweepList("seed", "seed", o.seedS, []string{"seed"}, func(s string) (any, error) {
 		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || v < 0 {
 			return nil, fmt.Errorf("%q: want N >= 0", s)
@@ -102,11 +96,11 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if sw != nil {
-		sweeps = append(sweeps, *sw)
+		o.sweeps = append(o.sweeps, *sw)
 	}
 	std := any(0.0)
-	if *stdS != "" {
-		if std, sw, err = sweepList("std", "std", *stdS, []string{"std"}, func(s string) (any, error) {
+	if o.stdS != "" {
+		if std, sw, err = sweepList("std", "std", o.stdS, []string{"std"}, func(s string) (any, error) {
 			v, err := strconv.ParseFloat(s, 64)
 			if err != nil || !(v > 0) || math.IsInf(v, 0) {
 				return nil, fmt.Errorf("%q: the standard deviation must be a positive number", s)
@@ -116,56 +110,61 @@ func runNoise(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if sw != nil {
-			sweeps = append(sweeps, *sw)
+			o.sweeps = append(o.sweeps, *sw)
 		}
 	}
-	if of.out == "" && !of.dryRun {
+	if o.of.out == "" && !o.of.dryRun {
 		return usagef("an output is required: -o PATH")
 	}
-	if *scaleBy != "" && *rel == 0 {
+	if o.scaleBy != "" && o.rel == 0 {
 		return usagef("--scale-by goes with --relative")
 	}
-	opts := &noise.Options{Seed: seed.(int64), Std: std.(float64), Relative: *rel, ScaleBy: *scaleBy, Dist: *dist,
-		NEFTuneAlpha: *neft, SeqLen: *seqLen, Tensors: tensors}
-	if opts.Types, err = of.outputTypes(); err != nil {
+	o.op = &noise.Options{Seed: seed.(int64), Std: std.(float64), Relative: o.rel, ScaleBy: o.scaleBy, Dist: o.dist,
+		NEFTuneAlpha: o.neft, SeqLen: o.seqLen, Tensors: o.tensors}
+	if o.op.Types, err = o.of.outputTypes(); err != nil {
 		return err
 	}
-	var tl *tokenList
-	if *tokens != "" {
-		if tl, err = parseTokenList("tokens", *tokens); err != nil {
+	if o.tokens != "" {
+		if o.tl, err = parseTokenList("tokens", o.tokens); err != nil {
 			return err
 		}
 	}
-	in, err := inp.open(pos[0])
+	return nil
+}
+
+func (o *noiseOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	var err error
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if opts.Tokens, err = tl.resolve(in); err != nil {
+	if o.op.Tokens, err = o.tl.resolve(in); err != nil {
 		return err
 	}
-	if err := of.check(in); err != nil {
+	if err := o.of.check(in); err != nil {
 		return err
 	}
-	if templated(of.out, sweeps) {
-		return writeSweep(ctx, e, &of, opts, []*weft.Checkpoint{in}, nil, sweeps)
+	if templated(o.of.out, o.sweeps) {
+		return writeSweep(ctx, e, &o.of, o.op, []*weft.Checkpoint{in}, nil, o.sweeps)
 	}
-	res, err := runOp(e, &of, opts, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
+	res, err := runOp(e, &o.of, o.op, ops.Inputs{Checkpoints: []*weft.Checkpoint{in}})
 	if err != nil {
 		return err
 	}
 	rep := res.Report.(*noise.Report)
 	switch {
-	case *asJSON:
+	case o.asJSON:
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
-	case of.dryRun:
+	case o.of.dryRun:
 		fmt.Fprint(e.stdout, rep.Describe())
-	case !of.quiet:
+	case !o.of.quiet:
 		fmt.Fprint(e.stderr, rep.Describe())
 	}
-	if of.out == "" || (of.dryRun && *asJSON) {
+	if o.of.out == "" || (o.of.dryRun && o.asJSON) {
 		return nil
 	}
-	return of.write(ctx, e, res.Out, describeWith(res), in)
+	return o.of.write(ctx, e, res.Out, describeWith(res), in)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -37,19 +36,21 @@ type outFlags struct {
 	dirName string
 }
 
-func (o *outFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&o.out, "o", "", "output: a .safetensors or .gguf file, or a directory (Hugging Face layout)")
-	fs.StringVar(&o.out, "output", "", "same as -o")
-	fs.BoolVar(&o.force, "force", false, "replace the files of an existing output that weft writes (never an input, never other files)")
-	fs.BoolVar(&o.allowLoss, "allow-loss", false, "write even when the output cannot hold everything (GGUF key-values to safetensors, changed side files to a lone file), listing what is dropped")
-	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "worker threads")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan and write nothing")
-	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output (e.g. 5GB, 500MB)")
-	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most this size (e.g. 2G, 2GB)")
-	fs.IntVar(&o.splitTensors, "split-max-tensors", 0, "split GGUF output into parts of at most this many tensors")
-	fs.BoolVar(&o.keepSplit, "keep-split", false, "split a GGUF output like its split input (llama-quantize --keep-split)")
-	fs.StringVar(&o.part, "part", "", "write only part I of N of the output's files (I/N, from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array")
+// add registers the output flags, under their own section of the help.
+func (o *outFlags) add(fs *flagSet) {
+	fs.section("Output flags")
+	fs.StringVar(&o.out, "o", "", "the output `PATH`: a .safetensors file, a .gguf file, or a directory (Hugging Face layout: safetensors shards, index, and the input's side files)")
+	fs.alias("output", "o")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the plan (what happens to each tensor, the files, the bytes read and written) and write nothing")
+	fs.BoolVar(&o.force, "force", false, "replace the files of an existing output that weft writes: its shards, index, split parts and the side files it copies (never an input, never other files)")
+	fs.BoolVar(&o.allowLoss, "allow-loss", false, "write even when the output cannot hold everything (GGUF key-values to safetensors, changed side files to a lone file), listing on stderr what is dropped")
+	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "worker threads; the output bytes do not depend on `N` (default: the number of CPUs)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar and no summary on stderr")
+	fs.StringVar(&o.maxShardSize, "max-shard-size", "", "shard safetensors output into files of at most `S` bytes. Sizes are written as gguf-split and Hugging Face write them, in any case: 2G and 500M (gguf-split: M = 10^6 bytes, G = 10^9), 5GB and 500MB (powers of 1000), 2GiB and 512MiB (powers of 1024), 1.5GB, or a number of bytes")
+	fs.StringVar(&o.splitMaxSize, "split-max-size", "", "split GGUF output into parts of at most `S` bytes, as gguf-split does (NAME-00001-of-0000N.gguf)")
+	fs.IntVar(&o.splitTensors, "split-max-tensors", 0, "split GGUF output into parts of at most `N` tensors (gguf-split's option; with --split-max-size a part ends at the first limit)")
+	fs.BoolVar(&o.keepSplit, "keep-split", false, "a split GGUF input gives a split output, part for part, tensors in input order (otherwise a quantization mixture writes llama-quantize's order: by layer, then name)")
+	fs.StringVar(&o.part, "part", "", "write only part `I/N` of the output's files (from 0): N runs with --part 0/N .. N-1/N, on one machine or several, write the whole output with no coordinator; part 0 writes the index and side files; auto reads I and N from a Kubernetes Indexed Job or a Slurm job array (see weft run)")
 }
 
 // parsePart parses --part I/N into a part and a count of parts (0, 0 when s is empty), or

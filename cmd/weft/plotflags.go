@@ -2,27 +2,11 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/internal/plots"
 )
-
-// plotFlagsUsage describes the picture flags in a command's usage, the descriptions starting
-// at column col as the command's other flags do.
-func plotFlagsUsage(def plots.Size, col int) string {
-	var b strings.Builder
-	for _, f := range [][2]string{
-		{"--plot FILE", "also draw a picture of the result, PNG or SVG by FILE's extension"},
-		{"--plot-size WxH", fmt.Sprintf("the picture's size in pixels (default %dx%d)", def.W, def.H)},
-		{"--force", "replace an existing picture file (never an input)"},
-	} {
-		fmt.Fprintf(&b, "  %-*s%s\n", col-2, f[0]+"  ", f[1])
-	}
-	return b.String()
-}
 
 // plotFlags are the flags of a command that can draw a picture of its result: the picture is
 // drawn from the result the command computed, so it reads nothing more.
@@ -34,11 +18,12 @@ type plotFlags struct {
 }
 
 // add registers the flags; def is the picture's default size.
-func (p *plotFlags) add(fs *flag.FlagSet, def plots.Size) {
+func (p *plotFlags) add(fs *flagSet, def plots.Size) {
 	p.px = def
-	fs.StringVar(&p.path, "plot", "", "")
-	fs.StringVar(&p.size, "plot-size", "", "")
-	fs.BoolVar(&p.force, "force", false, "")
+	fs.section("Picture flags")
+	fs.StringVar(&p.path, "plot", "", "also draw a picture of the result to `FILE`, PNG or SVG by its extension")
+	fs.StringVar(&p.size, "plot-size", "", fmt.Sprintf("the picture's size in pixels, `WxH` (default %dx%d)", def.W, def.H))
+	fs.BoolVar(&p.force, "force", false, "replace an existing picture file (never an input)")
 }
 
 // validate checks the flags' values (usage errors).

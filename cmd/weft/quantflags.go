@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -18,17 +17,18 @@ type quantFlags struct {
 	tensorTypes, overrides stringList
 }
 
-// addQuant adds llama-quantize's options.
-func (o *outFlags) addQuant(fs *flag.FlagSet) {
+// addQuant adds llama-quantize's options, with its names and meanings.
+func (o *outFlags) addQuant(fs *flagSet) {
+	fs.section("llama-quantize's options, for .gguf outputs (its names and meanings)")
 	q := &o.quant
-	fs.BoolVar(&q.pure, "pure", false, "every quantizable tensor takes the mixture's main type")
+	fs.BoolVar(&q.pure, "pure", false, "with a mixture: every quantizable tensor takes its main type (Q4_K for Q4_K_M), output and token embedding included")
 	fs.BoolVar(&q.leaveOutput, "leave-output-tensor", false, "keep output.weight as it is")
-	fs.StringVar(&q.outputType, "output-tensor-type", "", "type of output.weight")
-	fs.StringVar(&q.tokenEmbd, "token-embedding-type", "", "type of token_embd.weight")
-	fs.Var(&q.tensorTypes, "tensor-type", "REGEX=TYPE: tensors whose GGUF name contains a match take TYPE")
-	fs.StringVar(&q.imatrix, "imatrix", "", "importance matrix (GGUF or .dat) weighting the quantizers")
-	fs.Var(&q.overrides, "override-kv", "KEY=TYPE:VALUE (int, float, bool, str) set on the output")
-	fs.StringVar(&q.prune, "prune-layers", "", "comma-separated layers to remove; the rest are renumbered")
+	fs.StringVar(&q.outputType, "output-tensor-type", "", "the type `T` of output.weight")
+	fs.StringVar(&q.tokenEmbd, "token-embedding-type", "", "the type `T` of token_embd.weight")
+	fs.Var(&q.tensorTypes, "tensor-type", "`R=T`: tensors whose GGUF name contains a match of the regular expression R (lowercased, searched anywhere, as llama-quantize's std::regex_search) take T, within the mixture; first match wins; repeatable. --type-for is weft's rule: a glob that must match the whole name, or a group, and it applies before the mixture, to any output")
+	fs.StringVar(&q.imatrix, "imatrix", "", "importance matrix `FILE` (llama-imatrix's GGUF or .dat): the quantizers use its weights (byte-identical to llama-quantize's); types that need one (IQ1_*, IQ2_*, IQ3_XXS, Q2_K in Q2_K_S) are refused without it; its provenance goes to quantize.imatrix.* key-values")
+	fs.Var(&q.overrides, "override-kv", "`K=T:V`: set key K on the output, T int (written u32, absolute value), float (f32), bool or str (at most 127 bytes); repeatable")
+	fs.StringVar(&q.prune, "prune-layers", "", "remove these layers (`L,...`), renumber the rest and set {arch}.block_count")
 }
 
 // quantOptions returns the llama-quantize options asked for, with the mixture fileType
@@ -86,27 +86,3 @@ func (o *outFlags) quantOptions(fileType string) (*ops.Quant, error) {
 	}
 	return q, nil
 }
-
-// quantUsage documents addQuant's flags for a command's usage text.
-const quantUsage = `  llama-quantize's options, for .gguf outputs (its names and meanings):
-  --pure               with a mixture: every quantizable tensor takes its main type (Q4_K for
-                       Q4_K_M), output and token embedding included
-  --leave-output-tensor  keep output.weight as it is
-  --output-tensor-type T, --token-embedding-type T
-                       the type of output.weight, of token_embd.weight
-  --tensor-type R=T    tensors whose GGUF name contains a match of the regular expression R
-                       (lowercased, searched anywhere, as llama-quantize's std::regex_search)
-                       take T, within the mixture; first match wins. --type-for is weft's
-                       rule: a glob that must match the whole name, or a group, and it applies
-                       before the mixture, to any output
-  --imatrix FILE       importance matrix (llama-imatrix's GGUF or .dat): the quantizers use
-                       its weights (byte-identical to llama-quantize's); types that need one
-                       (IQ1_*, IQ2_*, IQ3_XXS, Q2_K in Q2_K_S) are refused without it; its
-                       provenance goes to quantize.imatrix.* key-values
-  --override-kv K=T:V  set key K on the output, T int (written u32, absolute value), float
-                       (f32), bool or str (at most 127 bytes); repeatable
-  --prune-layers L,..  remove these layers, renumber the rest and set {arch}.block_count
-  --keep-split         a split GGUF input gives a split output, part for part, tensors in
-                       input order (otherwise a mixture writes llama-quantize's order: by
-                       layer, then name)
-`

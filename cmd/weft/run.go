@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,19 +15,27 @@ import (
 	"github.com/weft-ml/weft/safetensors"
 )
 
-func init() {
-	register(&command{
-		name:    "run",
-		summary: "run a recipe (weft's or a mergekit configuration): chained ops, sweeps, N outputs from one read",
-		usage: `Usage: weft run RECIPE [-o OUT] [--dry-run] [--part I/N | --part auto [--parts N]]
-                [--memory-budget SIZE] [--threads N] [--force] [--allow-loss] [--quiet]
-
-Runs RECIPE, a weft recipe or a mergekit configuration (YAML or JSON), writing every output
+func runCmd() *command {
+	return &command{
+		name:     "run",
+		summary:  "run a recipe (weft's or a mergekit configuration): chained ops, sweeps, N outputs from one read",
+		synopsis: []string{"run RECIPE [-o OUT] [--dry-run] [--part I/N | --part auto [--parts N]]\n                [--memory-budget SIZE] [--threads N] [--force] [--allow-loss] [--quiet]"},
+		about: `Runs RECIPE, a weft recipe or a mergekit configuration (YAML or JSON), writing every output
 together: each input byte is read once for all of them (in passes when the outputs do not
 fit the memory budget at once), and every tensor goes through the whole chain of steps in
-memory, with no intermediate files.
-
-A weft recipe:
+memory, with no intermediate files. -o names the output of a recipe without outputs (a
+template too); --dry-run prints the plan: every output, the chain of ops applied to each
+tensor, the bytes read (each once) and written, the passes the memory budget makes, and an
+estimate of the time at the disk speed a short timed read of the inputs (64 MiB) measures.
+--part I/N writes part I of N (0 <= I < N) of the work: whole outputs of a sweep, or the
+files of one large output (part 0 then writes its index and side files); N runs (--part 0/N
+to N-1/N) on one machine or N, with no coordination, write everything one run writes.
+--part auto takes I and N from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, and N from
+--parts or WEFT_PARTS, since Kubernetes does not give it) or a Slurm job array
+(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, divided by SLURM_ARRAY_TASK_STEP, of
+SLURM_ARRAY_TASK_COUNT); see docs/distributed.md. The output flags' sizes apply to outputs
+that give none.`,
+		notes: `A weft recipe:
 
   inputs:
     base: models/base                       # paths are relative to the recipe's directory;
@@ -48,9 +55,9 @@ A weft recipe:
       dtype: q8_0                           # output types, given to the last step
       split_max_size: 2GB                   # also max_shard_size, format, allow_loss, from
 
-A step's parameters are its op's options, named as the op's flags are (alpha_for or
-alpha-for for --alpha-for, dtype, type_for, ...); 'weft run --help' of the op's command
-lists them. A list that is a parameter's value (weights: [0.7, 0.3]; drop: [3, 4]) is never
+A step's parameters are its op's options, named as the op's command names its flags
+(alpha_for or alpha-for for blend's alpha-for, dtype, type_for, ...); 'weft help CMD' lists
+them. A list that is a parameter's value (weights: [0.7, 0.3]; drop: [3, 4]) is never
 a sweep: a sweep is always {sweep: [...]} (name: VAR names its template variable, by
 default the parameter's key), and {sweep: each} on a list of layers (ablate's drop, or the
 layers of zero/scale/noise) makes one variant per layer, {layer}. Swept values appear in
@@ -61,36 +68,15 @@ linear (normalize), slerp (t with filters and gradients), task_arithmetic, passt
 with slices (frankenmerges, from one or several models), on any checkpoint weft reads,
 quantized GGUF included; -o OUT names the output. Model names that are not local paths are
 read from the Hugging Face Hub. Unsupported methods and fields are refused by name.
-
-Flags:
-  -o OUT               the output of a recipe without outputs (a template too)
-  --dry-run            print the plan: every output, the chain of ops applied to each
-                       tensor, the bytes read (each once) and written, the passes the
-                       memory budget makes, and an estimate of the time at the disk speed
-                       a short timed read of the inputs (64 MiB) measures; write nothing
-  --part I/N           write part I of N (0 <= I < N) of the work: whole outputs of a
-                       sweep, or the files of one large output (part 0 then writes its
-                       index and side files); N runs (--part 0/N to N-1/N) on one machine
-                       or N, with no coordination, write everything one run writes
-  --part auto          take I and N from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, and
-                       N from --parts or WEFT_PARTS, since Kubernetes does not give it) or a
-                       Slurm job array (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, divided
-                       by SLURM_ARRAY_TASK_STEP, of SLURM_ARRAY_TASK_COUNT); see
-                       docs/distributed.md
-  --parts N            the number of parts, for --part auto under Kubernetes
-  --memory-budget S    bound the memory the write holds (e.g. 4GB): outputs are written in
-                       passes over the inputs when they do not fit together (default 0:
-                       one pass)
-  --threads N, --force, --allow-loss, --quiet, --max-shard-size S, --split-max-size S:
-                       as in convert (the sizes apply to outputs that give none)
-` + inputUsage + `
-Example:
-  weft run sweep.yaml --dry-run
-  weft run sweep.yaml --part 2/4                # the third of four parts
-  weft run slerp.yml -o merged/                 # a mergekit configuration
 `,
-		run: runRun,
-	})
+		examples: []example{
+			{line: "weft run sweep.yaml --dry-run"},
+			{line: "weft run sweep.yaml", outputs: []string{"out/blend-0.3-1.gguf", "out/blend-0.5-2.gguf"}},
+			{line: "weft run sweep.yaml --part 2/4                # the third of four parts", outputs: []string{"out/blend-0.5-1.gguf"}},
+			{line: "weft run slerp.yml -o merged/                 # a mergekit configuration", outputs: []string{"merged"}},
+		},
+		newOptions: func() options { return &runOptions{} },
+	}
 }
 
 // runOptions are weft run's options beyond the output flags (which hold --part).
@@ -98,31 +84,30 @@ type runOptions struct {
 	recipe       string
 	parts        int
 	memoryBudget string
+	of           outFlags
+	inp          inputFlags
 }
 
-func (o *runOptions) add(fs *flag.FlagSet) {
-	fs.IntVar(&o.parts, "parts", 0, "")
-	fs.StringVar(&o.memoryBudget, "memory-budget", "", "")
+func (o *runOptions) addFlags(fs *flagSet) {
+	fs.IntVar(&o.parts, "parts", 0, "the number of parts `N`, for --part auto under Kubernetes")
+	fs.StringVar(&o.memoryBudget, "memory-budget", "", "bound the memory the write holds (`S`, e.g. 4GB): outputs are written in passes over the inputs when they do not fit together (default 0: one pass)")
+	o.of.add(fs)
+	o.inp.add(fs)
+}
+
+func (o *runOptions) validate(e *env, pos []string) error {
+	if len(pos) != 1 {
+		return usagef("want one recipe, got %d arguments", len(pos))
+	}
+	return nil
 }
 
 // getenv reads the environment (--part auto); tests replace it.
 var getenv = os.Getenv
 
-func runRun(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var of outFlags
-	of.add(fs)
-	var ro runOptions
-	ro.add(fs)
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want one recipe, got %d arguments", len(pos))
-	}
+func (o *runOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	ro, of, inp := o, &o.of, &o.inp
 	ro.recipe = pos[0]
 	data, err := readRecipe(ro.recipe)
 	if err != nil {
@@ -145,7 +130,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	return writeBuilt(ctx, e, b, &of, &ro)
+	return writeBuilt(ctx, e, b, of, ro)
 }
 
 // readRecipe reads a recipe file, refusing what cannot be one before reading it.

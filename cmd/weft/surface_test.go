@@ -93,8 +93,8 @@ func surfaceCases(t *testing.T, dir string) map[string]surfaceCase {
 			data:  []string{"ablate", bad, "-o", out("a2.gguf"), "--drop", "1"}, file: "cut.gguf",
 		},
 		"glitch": {
-			usage: [][]string{{"glitch", "add", gg, "-o", out("g.gguf"), "--seed", "1", "--count", "0"}, {"glitch", "reset", gg, "-o", out("g.gguf"), "--seed", "1", "--tokens", "5", "--init", "gauss"}, {"glitch", "frob"}},
-			want:  []string{"--count 0: the number of new tokens must be positive", "--init gauss: unknown init", `unknown subcommand "frob"`},
+			usage: [][]string{{"glitch", "add", gg, "-o", out("g.gguf"), "--seed", "1", "--count", "0"}, {"glitch", "reset", gg, "-o", out("g.gguf"), "--seed", "1", "--tokens", "5", "--init", "gauss"}, {"glitch", "frob"}, {"glitch", "add", gg, "-o", out("g.gguf"), "--seed", "1", "--tokens", "5"}},
+			want:  []string{"--count 0: the number of new tokens must be positive", "--init gauss: unknown init", `unknown subcommand "frob"`, "--tokens belongs to 'weft glitch reset', not 'weft glitch add'"},
 			data:  []string{"glitch", "add", bad, "-o", out("g2.gguf"), "--seed", "1", "--count", "1"}, file: "cut.gguf",
 		},
 		"soft-token": {
@@ -134,8 +134,8 @@ func TestSurfaceEveryCommand(t *testing.T) {
 	dir := t.TempDir()
 	cases := surfaceCases(t, dir)
 	var names []string
-	for n := range commands {
-		names = append(names, n)
+	for _, c := range commands {
+		names = append(names, c.name)
 	}
 	sort.Strings(names)
 	for _, name := range names {

@@ -6,11 +6,8 @@ import (
 	"github.com/weft-ml/weft/ops/noise"
 )
 
-// tokensUsage documents the value of a token list flag.
-const tokensUsage = `ids and inclusive ranges (5,10-20), @FILE (ids and ranges separated by
-                       commas, spaces or newlines, # starts a comment) and tokens by their text
-                       (<|im_end|>,hello, or quoted as "a,b" for a text with a comma or digits
-                       only), found in the input's tokenizer`
+// tokensUsage documents the value of a token list flag, for the flag's help.
+const tokensUsage = "ids and inclusive ranges (5,10-20), @FILE (ids and ranges separated by commas, spaces or newlines, # starts a comment) and tokens by their text (<|im_end|>,hello, or quoted as \"a,b\" for a text with a comma or digits only), found in the input's tokenizer"
 
 // tokenList is the value of a token list flag (--tokens, --reference): ids, and texts the
 // input's tokenizer turns into ids.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -12,88 +11,86 @@ import (
 	"github.com/weft-ml/weft/ops/glitch"
 )
 
-func init() {
-	register(&command{
+func tokensCmd() *command {
+	return &command{
 		name:    "tokens",
 		summary: "find the tokens whose rows look untrained (glitch tokens), from the weights alone",
-		usage: `Usage: weft tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE]
-
-Ranks the tokens of IN by how untrained their rows look, streaming over the embedding, with
-the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
+		subs: []*command{{
+			name:     "scan",
+			synopsis: []string{"tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE]"},
+			about: `Ranks the tokens of IN by how untrained their rows look, streaming over the
+embedding, with the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
   untied models   the L2 norm of the input embedding row (untrained rows keep their small
                   initial norm); the head row's norm is shown too
   tied models     the cosine distance, after removing the matrix's first principal
                   component, between the row and the mean of rows known or seen to be unused:
-                  --reference LIST (ids, ranges or token texts, as glitch reset's
-                  --tokens takes them), else the padding rows past the tokenizer and GGUF
+                  --reference LIST, else the padding rows past the tokenizer and GGUF
                   tokens of type UNUSED, else the 1% non-zero rows of smallest norm; the plain
                   cosine and L2 distances are shown too
 All-zero rows come first. Lower indicator values look more untrained.
-  --top K         show the K most untrained-looking tokens (default 20; 0 for all)
-  --json          a JSON object: tensor, indicator, reference, and tokens, each with id,
-                  token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators
-` + plotFlagsUsage(plots.DefaultScanSize, 18) + inputUsage + `
-The picture: a histogram of the indicator over the whole vocabulary, the K listed tokens
-marked under it, and below on the same axis up to 40 of them labelled with their id and
-string (control characters, invalid UTF-8 and characters the font lacks escaped).
 
-Example:
-  weft tokens scan Llama-3.1-8B --top 50
-  weft tokens scan model.gguf --json > scan.json
-  weft tokens scan model.gguf --plot tokens.svg
-`,
-		run: runTokens,
-	})
+The picture (--plot): a histogram of the indicator over the whole vocabulary, the K listed
+tokens marked under it, and below on the same axis up to 40 of them labelled with their id
+and string (control characters, invalid UTF-8 and characters the font lacks escaped).`,
+			examples: []example{
+				{line: "weft tokens scan base --top 50"},
+				{line: "weft tokens scan model.gguf --json"},
+				{line: "weft tokens scan model.gguf --plot tokens.svg"},
+			},
+			newOptions: func() options { return &tokensScanOptions{} },
+		}},
+	}
 }
 
-func runTokens(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: scan")
-	}
-	switch args[0] {
-	case "scan":
-	case "-h", "--help", "-help", "help":
-		return errHelp
-	default:
-		return usagef("unknown subcommand %q: want scan", args[0])
-	}
-	fs := flag.NewFlagSet("tokens scan", flag.ContinueOnError)
-	top := fs.Int("top", 20, "")
-	asJSON := fs.Bool("json", false, "")
-	ref := fs.String("reference", "", "")
-	var pf plotFlags
-	pf.add(fs, plots.DefaultScanSize)
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args[1:])
-	if err != nil {
-		return err
-	}
+// tokensScanOptions are weft tokens scan's options.
+type tokensScanOptions struct {
+	top    int
+	asJSON bool
+	ref    string
+	pf     plotFlags
+	inp    inputFlags
+	refs   *tokenList // set by validate
+}
+
+func (o *tokensScanOptions) addFlags(fs *flagSet) {
+	fs.IntVar(&o.top, "top", 20, "show the `K` most untrained-looking tokens (0 for all)")
+	fs.BoolVar(&o.asJSON, "json", false, "a JSON object: tensor, indicator, reference, and tokens, each with id, token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators")
+	fs.StringVar(&o.ref, "reference", "", "the rows known to be unused, for tied models (`LIST`: ids, ranges or token texts, as glitch reset takes its tokens)")
+	o.pf.add(fs, plots.DefaultScanSize)
+	o.inp.add(fs)
+}
+
+func (o *tokensScanOptions) validate(e *env, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want one input, got %d arguments", len(pos))
 	}
-	if *top < 0 {
+	if o.top < 0 {
 		return usagef("--top must be 0 or more")
 	}
-	if err := pf.validate(); err != nil {
+	if err := o.pf.validate(); err != nil {
 		return err
 	}
-	opts := glitch.ScanOptions{Top: *top}
-	var refList *tokenList
-	if *ref != "" {
-		if refList, err = parseTokenList("reference", *ref); err != nil {
+	if o.ref != "" {
+		var err error
+		if o.refs, err = parseTokenList("reference", o.ref); err != nil {
 			return err
 		}
 	}
-	in, err := inp.open(pos[0])
+	return nil
+}
+
+func (o *tokensScanOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	opts := glitch.ScanOptions{Top: o.top}
+	in, err := o.inp.open(pos[0])
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if opts.Reference, err = refList.resolve(in); err != nil {
+	if opts.Reference, err = o.refs.resolve(in); err != nil {
 		return err
 	}
-	if err := pf.check(in); err != nil {
+	if err := o.pf.check(in); err != nil {
 		return err
 	}
 	bar := e.newProgress("scanning", false)
@@ -103,10 +100,10 @@ func runTokens(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Scan(res, f, s) }); err != nil {
+	if err := o.pf.write(e, func(f plots.Format, s plots.Size) ([]byte, error) { return plots.Scan(res, f, s) }); err != nil {
 		return err
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"regexp"
 	"strings"
@@ -31,11 +30,13 @@ func (r *typeRules) Set(v string) error {
 	return nil
 }
 
-// addTypes adds --dtype (and its older spelling --out-type) and --type-for.
-func (o *outFlags) addTypes(fs *flag.FlagSet) {
-	fs.StringVar(&o.types.dtype, "dtype", "", "output type of every floating-point tensor")
-	fs.StringVar(&o.types.dtype, "out-type", "", "same as --dtype")
-	fs.Var(&o.types.rules, "type-for", "PATTERN=TYPE: matching tensors become TYPE (first match wins)")
+// addTypes adds --dtype (and its older spelling --out-type) and --type-for, and
+// llama-quantize's options.
+func (o *outFlags) addTypes(fs *flagSet) {
+	fs.section("Output types")
+	fs.StringVar(&o.types.dtype, "dtype", "", "every floating-point tensor becomes `T`: f32, f16, bf16 (f64, f8_e4m3, f8_e5m2 for safetensors), or for .gguf outputs a quantized type, in any case. A llama-quantize type (Q4_K_M, Q5_K_S, Q2_K, Q8_0, IQ4_XS, Q4_K for Q4_K_M, ...) selects its mixture: each tensor takes the type llama-quantize gives it (by role, layer, GQA, experts, with the same fallbacks) and general.file_type is llama-quantize's; --pure makes it one type for every weight. Other quantized types (mxfp4, ...) are one type for the weights llama-quantize quantizes. In GGUF 1-D tensors (norms, biases) stay F32 unless a --type-for names them. Integer and bool tensors keep their type")
+	fs.alias("out-type", "dtype")
+	fs.Var(&o.types.rules, "type-for", "`P=T`: tensors matching P (a glob where * crosses dots, or a group: embeddings, head, attention, mlp, norms) become T; first match wins, before any mixture; a rule that matches no tensor is an error; repeatable")
 	o.addQuant(fs)
 }
 
@@ -66,22 +67,6 @@ func (o *outFlags) outputTypes() (ops.Types, error) {
 	t.Quant = q
 	return t, nil
 }
-
-// typesUsage documents addTypes' flags for a command's usage text.
-const typesUsage = `  --dtype T            every floating-point tensor becomes T: f32, f16, bf16 (f64, f8_e4m3,
-                       f8_e5m2 for safetensors), or for .gguf outputs a quantized type, given
-                       in any case. A llama-quantize type (Q4_K_M, Q5_K_S, Q2_K, Q8_0, IQ4_XS,
-                       Q4_K for Q4_K_M, ...) selects its mixture: each tensor takes the type
-                       llama-quantize gives it (by role, layer, GQA, experts, with the same
-                       fallbacks) and general.file_type is llama-quantize's; --pure makes it
-                       one type for every weight. Other quantized types (mxfp4, ...) are one
-                       type for the weights llama-quantize quantizes. In GGUF 1-D tensors
-                       (norms, biases) stay F32 unless a --type-for names them. Integer and
-                       bool tensors keep their type. --out-type is the same flag
-  --type-for P=T       tensors matching P (glob where * crosses dots, or a group: embeddings,
-                       head, attention, mlp, norms) become T; first match wins, before any
-                       mixture; a rule that matches no tensor is an error
-` + quantUsage
 
 // targetFormat is the format of the output path: GGUF for a .gguf name (any case),
 // safetensors otherwise (a .safetensors file or a Hugging Face directory). Without an

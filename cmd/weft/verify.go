@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -12,14 +11,12 @@ import (
 	"github.com/weft-ml/weft/ops/verify"
 )
 
-func init() {
-	register(&command{
-		name:    "verify",
-		summary: "re-read a checkpoint end to end: structure, every byte, NaN/Inf, and its provenance",
-		usage: `Usage: weft verify PATH [--inputs IN ...] [INPUT ...] [--samples N | --full]
-                   [--structure-only] [--json] [--allow-nonfinite] [--threads N] [--quiet]
-
-Opens PATH (any checkpoint weft reads: the readers check headers, sizes, offsets and shard
+func verifyCmd() *command {
+	return &command{
+		name:     "verify",
+		summary:  "re-read a checkpoint end to end: structure, every byte, NaN/Inf, and its provenance",
+		synopsis: []string{"verify PATH [--inputs IN ...] [INPUT ...] [--samples N | --full]\n                   [--structure-only] [--json] [--allow-nonfinite] [--threads N] [--quiet]"},
+		about: `Opens PATH (any checkpoint weft reads: the readers check headers, sizes, offsets and shard
 indexes), reads every byte of every tensor in chunks (truncated or unreadable files fail
 here), counts NaN and Inf values of every floating-point or decodable quantized tensor, and
 parses the .json side files of a Hugging Face directory.
@@ -37,66 +34,65 @@ Recorded inputs that cannot be found are an error (exit 1) naming them, unless
 A checkpoint without provenance (a reshard, a split, a copy) is compared tensor by tensor,
 byte for byte, with the one input given with --inputs.
 
-Prints one line per tensor (or a report with --json) and exits 1 if anything is wrong.
-
-Flags:
-  --inputs IN          an input checkpoint or file (repeatable; further arguments are
-                       inputs too)
-  --samples N          elements compared per tensor (default 1000; 0 is --structure-only)
-  --full               compare every element of every tensor
-  --structure-only     do not replay: check PATH on its own
-  --allow-nonfinite    report NaN and Inf values without failing
-  --json               machine-readable report
-  --threads N          reader threads
-  --quiet              no progress bar
-` + inputUsage + `
-Example:
-  weft verify out/blend-0.5 --inputs out/base out/tuned
-  weft verify resharded/ --inputs original/
-`,
-		run: runVerify,
-	})
+Prints one line per tensor (or a report with --json) and exits 1 if anything is wrong.`,
+		examples: []example{
+			{line: "weft verify blend-0.5 --inputs base chat"},
+			{line: "weft verify blend-0.5 base chat --full --json"},
+			{line: "weft verify model.gguf --structure-only"},
+		},
+		newOptions: func() options { return &verifyOptions{} },
+	}
 }
 
-func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	var inputs stringList
-	fs.Var(&inputs, "inputs", "")
-	samples := fs.Int("samples", verify.DefaultSamples, "")
-	full := fs.Bool("full", false, "")
-	structure := fs.Bool("structure-only", false, "")
-	allowNF := fs.Bool("allow-nonfinite", false, "")
-	asJSON := fs.Bool("json", false, "")
-	threads := fs.Int("threads", runtime.NumCPU(), "")
-	quiet := fs.Bool("quiet", false, "")
-	var inp inputFlags
-	inp.add(ctx, fs, e)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
+// verifyOptions are weft verify's options.
+type verifyOptions struct {
+	inputs                           stringList
+	samples, threads                 int
+	full, structure, allowNF, asJSON bool
+	quiet                            bool
+	inp                              inputFlags
+}
+
+func (o *verifyOptions) addFlags(fs *flagSet) {
+	fs.Var(&o.inputs, "inputs", "an input checkpoint or file `IN` (repeatable; further arguments are inputs too)")
+	fs.IntVar(&o.samples, "samples", verify.DefaultSamples, "about `N` elements compared per tensor (0 is --structure-only)")
+	fs.BoolVar(&o.full, "full", false, "compare every element of every tensor")
+	fs.BoolVar(&o.structure, "structure-only", false, "do not replay: check PATH on its own")
+	fs.BoolVar(&o.allowNF, "allow-nonfinite", false, "report NaN and Inf values without failing")
+	fs.BoolVar(&o.asJSON, "json", false, "machine-readable report")
+	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "reader threads `N` (default: the number of CPUs)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	o.inp.add(fs)
+}
+
+func (o *verifyOptions) validate(e *env, pos []string) error {
 	if len(pos) == 0 {
 		return usagef("want a checkpoint to verify")
 	}
-	if *threads < 1 {
-		return usagef("--threads must be at least 1, got %d", *threads)
+	if o.threads < 1 {
+		return usagef("--threads must be at least 1, got %d", o.threads)
 	}
-	if *samples < 0 {
-		return usagef("--samples must be 0 or more, got %d", *samples)
+	if o.samples < 0 {
+		return usagef("--samples must be 0 or more, got %d", o.samples)
 	}
-	opts := verify.Options{Inputs: append(inputs, pos[1:]...), Samples: *samples, Full: *full,
-		StructureOnly: *structure || *samples == 0, Threads: *threads, AllowNonFinite: *allowNF, Open: inp.open}
-	if opts.StructureOnly && (len(opts.Inputs) > 0 || *full) {
+	if (o.structure || o.samples == 0) && (len(o.inputs)+len(pos)-1 > 0 || o.full) {
 		return usagef("--structure-only (or --samples 0) checks PATH alone: it takes no inputs and no --full")
 	}
-	bar := e.newProgress("reading", *quiet)
+	return nil
+}
+
+func (o *verifyOptions) run(ctx context.Context, e *env, pos []string) error {
+	o.inp.bind(ctx, e)
+	opts := verify.Options{Inputs: append(o.inputs, pos[1:]...), Samples: o.samples, Full: o.full,
+		StructureOnly: o.structure || o.samples == 0, Threads: o.threads, AllowNonFinite: o.allowNF, Open: o.inp.open}
+	bar := e.newProgress("reading", o.quiet)
 	opts.Progress = bar.fn()
 	rep, err := verify.Verify(ctx, pos[0], opts)
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
