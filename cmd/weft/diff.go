@@ -15,7 +15,7 @@ func diffCmd() *command {
 	return &command{
 		name:     "diff",
 		summary:  "measure, tensor by tensor and layer by layer, how far one checkpoint moved from another",
-		synopsis: []string{"diff A B [--json] [--top K] [--threads N] [--plot FILE]"},
+		synopsis: []string{"diff A B [--json] [--top K] [--threads N] [--plot FILE] [--quiet]"},
 		about: `Compares every tensor A and B share, streaming them (float64 accumulation): cosine
 similarity, relative L2 distance ||B-A||/||A|| and largest absolute difference, listed most
 changed first, then a summary per layer (mean relative L2 of the layer's tensors, and the
@@ -44,6 +44,7 @@ type diffOptions struct {
 	asJSON  bool
 	top     int
 	threads int
+	quiet   bool
 	pf      plotFlags
 	inp     inputFlags
 	fs      *flagSet
@@ -54,6 +55,7 @@ func (o *diffOptions) addFlags(fs *flagSet) {
 	fs.BoolVar(&o.asJSON, "json", false, `machine-readable output (infinite or NaN values as "+Inf"/"NaN" strings)`)
 	fs.IntVar(&o.top, "top", 20, "list the `K` most changed tensors (default 20 in the table, all with --json; 0 means all)")
 	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "tensors compared at once, `N` (default: the number of CPUs; results do not depend on it)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	o.pf.add(fs, plots.DefaultDiffSize)
 	o.inp.add(fs)
 }
@@ -87,7 +89,7 @@ func (o *diffOptions) run(ctx context.Context, e *env, pos []string) error {
 	if err := o.pf.check(a, b); err != nil {
 		return err
 	}
-	bar := e.newProgress("comparing", false)
+	bar := e.newProgress("comparing", o.quiet)
 	res, err := blend.Diff(ctx, a, b, blend.DiffOptions{Threads: o.threads, Progress: bar.fn()})
 	bar.finish()
 	if err != nil {

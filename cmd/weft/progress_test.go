@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weft-ml/weft/internal/testshared"
 )
 
 // fakeClock returns a clock that reads t0 and then whatever *now is set to.
@@ -86,5 +89,40 @@ func TestProgressBar(t *testing.T) {
 	}
 	if roundLeft(93*time.Minute+20*time.Second) != 93*time.Minute || roundLeft(1500*time.Millisecond) != 2*time.Second {
 		t.Fatal("roundLeft")
+	}
+}
+
+// TestQuietEveryReader: the commands that read tensor data for a while (diff, tokens scan,
+// verify) draw a bar on a terminal, and --quiet stops it, as it does for every writer.
+func TestQuietEveryReader(t *testing.T) {
+	gg := testshared.Testdata(t, "gguf/micro-base-f16.gguf")
+	tu := testshared.Testdata(t, "gguf/micro-tuned-f16.gguf")
+	for _, c := range []struct {
+		args []string
+		what string
+	}{
+		{[]string{"diff", gg, tu}, "comparing"},
+		{[]string{"tokens", "scan", gg}, "scanning"},
+		{[]string{"verify", gg}, "reading"},
+	} {
+		for _, quiet := range []bool{false, true} {
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var errb, outb bytes.Buffer
+			e := &env{stdout: &outb, stderr: &errb, tty: true, clock: func() time.Time {
+				now = now.Add(time.Second) // every tick a second later: every tick draws
+				return now
+			}}
+			args := c.args[1:]
+			if quiet {
+				args = append(append([]string(nil), args...), "--quiet")
+			}
+			if err := findCommand(c.args[0]).execute(context.Background(), e, args); err != nil {
+				t.Fatalf("%v (quiet %v): %v", c.args, quiet, err)
+			}
+			drew := strings.Contains(errb.String(), c.what)
+			if drew == quiet {
+				t.Errorf("%v, --quiet %v: stderr %q", c.args[:1], quiet, errb.String())
+			}
+		}
 	}
 }

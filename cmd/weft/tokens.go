@@ -17,7 +17,7 @@ func tokensCmd() *command {
 		summary: "find the tokens whose rows look untrained (glitch tokens), from the weights alone",
 		subs: []*command{{
 			name:     "scan",
-			synopsis: []string{"tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE]"},
+			synopsis: []string{"tokens scan IN [--top K] [--json] [--reference SPEC] [--plot FILE] [--quiet]"},
 			about: `Ranks the tokens of IN by how untrained their rows look, streaming over the
 embedding, with the indicators of "Fishing for Magikarp" (Land and Bartolo, 2024):
   untied models   the L2 norm of the input embedding row (untrained rows keep their small
@@ -46,6 +46,7 @@ and string (control characters, invalid UTF-8 and characters the font lacks esca
 type tokensScanOptions struct {
 	top    int
 	asJSON bool
+	quiet  bool
 	ref    string
 	pf     plotFlags
 	inp    inputFlags
@@ -56,6 +57,7 @@ func (o *tokensScanOptions) addFlags(fs *flagSet) {
 	fs.IntVar(&o.top, "top", 20, "show the `K` most untrained-looking tokens (0 for all)")
 	fs.BoolVar(&o.asJSON, "json", false, "a JSON object: tensor, indicator, reference, and tokens, each with id, token (from tokenizer.json or tokenizer.ggml.tokens), rank and indicators")
 	fs.StringVar(&o.ref, "reference", "", "the rows known to be unused, for tied models (`LIST`: ids, ranges or token texts, as glitch reset takes its tokens)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	o.pf.add(fs, plots.DefaultScanSize)
 	o.inp.add(fs)
 }
@@ -93,7 +95,7 @@ func (o *tokensScanOptions) run(ctx context.Context, e *env, pos []string) error
 	if err := o.pf.check(in); err != nil {
 		return err
 	}
-	bar := e.newProgress("scanning", false)
+	bar := e.newProgress("scanning", o.quiet)
 	opts.Progress = bar.fn()
 	res, err := glitch.Scan(in, opts)
 	bar.finish()
