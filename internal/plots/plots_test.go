@@ -406,8 +406,10 @@ func counted(n *atomic.Int64, cs ...*weft.Checkpoint) int64 {
 // TestPicturesReadNothing: the pictures come from the one pass diff makes: drawing them, in
 // both formats, reads no byte of the inputs, and that pass read each tensor's bytes once.
 func TestPicturesReadNothing(t *testing.T) {
-	open := func(rel ...string) func() (*weft.Checkpoint, *weft.Checkpoint) {
-		return func() (*weft.Checkpoint, *weft.Checkpoint) {
+	// Each case opens its inputs with its own subtest's t, so that a missing ../shared
+	// skips that subtest (not the parent from inside a subtest).
+	open := func(rel ...string) func(*testing.T) (*weft.Checkpoint, *weft.Checkpoint) {
+		return func(t *testing.T) (*weft.Checkpoint, *weft.Checkpoint) {
 			var cs []*weft.Checkpoint
 			for _, r := range rel {
 				c, err := ckpt.Open(testshared.Path(t, r))
@@ -422,15 +424,15 @@ func TestPicturesReadNothing(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		get  func() (*weft.Checkpoint, *weft.Checkpoint)
+		get  func(*testing.T) (*weft.Checkpoint, *weft.Checkpoint)
 	}{
-		{"synth", func() (*weft.Checkpoint, *weft.Checkpoint) { return synthPair(false) }},
+		{"synth", func(*testing.T) (*weft.Checkpoint, *weft.Checkpoint) { return synthPair(false) }},
 		{"hf", open("fixtures/hf/tiny-llama-base", "fixtures/hf/tiny-llama-tuned")},
 		{"gguf", open("fixtures/gguf/tiny-llama-base-q4_k.gguf", "fixtures/gguf/tiny-llama-tuned-q4_k.gguf")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a, b := c.get()
+			a, b := c.get(t)
 			var n atomic.Int64
 			total := counted(&n, a, b)
 			res := mustDiff(t, a, b)
