@@ -24,8 +24,8 @@ import (
 func withSIMD(t *testing.T, fn func(t *testing.T)) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			was := simd.Set(m.On)
-			defer simd.Set(was)
+			was := simd.SetLevel(m.Level)
+			defer simd.SetLevel(was)
 			fn(t)
 		})
 	}
@@ -259,10 +259,10 @@ func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
 	for _, dt := range []weft.DType{weft.F16, weft.BF16} {
 		var outs [][]float64
 		for _, m := range simd.Modes() {
-			was := simd.Set(m.On)
+			was := simd.SetLevel(m.Level)
 			d := make([]float64, 65536)
 			err := DecodeF64(dt, src, d)
-			simd.Set(was)
+			simd.SetLevel(was)
 			if err != nil {
 				t.Fatal(err)
 			}

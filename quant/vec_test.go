@@ -29,7 +29,7 @@ var vecTypes = []weft.DType{weft.Q4_0, weft.Q5_0, weft.Q8_0, weft.Q2_K, weft.Q3_
 func inModes(t *testing.T, fn func(t *testing.T)) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			fn(t)
 		})
 	}

@@ -78,7 +78,7 @@ func TestFusedKernelsMatchScalar(t *testing.T) {
 func TestFusedEveryLength(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			for _, bt := range fusedTypes {
 				x := fusedInput(bt, 64, 977)
 				for _, tt := range fusedTypes {
@@ -109,7 +109,7 @@ func TestFusedEveryLength(t *testing.T) {
 func TestFusedNaNRule(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			const n = 16
 			x, y := make([]byte, 4*n), make([]byte, 4*n)
 			for i := 0; i < n; i++ {
@@ -165,7 +165,7 @@ func FuzzFusedKernels(f *testing.F) {
 func TestFusedModes(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			t.Run("LinearMatchesFloat64Reference", TestLinearMatchesFloat64Reference)
 			t.Run("SingleRoundingEveryTypePair", TestSingleRoundingEveryTypePair)
 			t.Run("ChunkingAndThreadsDoNotChangeBytes", TestChunkingAndThreadsDoNotChangeBytes)
