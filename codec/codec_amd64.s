@@ -615,3 +615,407 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func decodeBF16AVX512(dst []float32, src []byte)
+// Requires: AVX, AVX512F
+TEXT ·decodeBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), DX
+	SHRQ $0x05, CX
+	JZ   done
+
+loop:
+	VPMOVZXWD (DX), Z0
+	VPMOVZXWD 32(DX), Z1
+	VPSLLD    $0x10, Z0, Z0
+	VPSLLD    $0x10, Z1, Z1
+	VMOVDQU32 Z0, (AX)
+	VMOVDQU32 Z1, 64(AX)
+	ADDQ      $0x40, DX
+	ADDQ      $0x00000080, AX
+	DECQ      CX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func encodeBF16AVX512(dst []byte, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·encodeBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD splat32_7fffffff<>+0(SB), Z0
+	VPBROADCASTD splat32_7f800000<>+0(SB), Z1
+	VPBROADCASTD splat32_00000001<>+0(SB), Z2
+	VPBROADCASTD splat32_00007fff<>+0(SB), Z3
+	VPBROADCASTD splat32_00000040<>+0(SB), Z4
+	SHRQ         $0x05, DX
+	JZ           done
+
+loop:
+	VMOVDQU32 (CX), Z5
+	VPANDD    Z0, Z5, Z6
+	VPCMPUD   $0x06, Z1, Z6, K1
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z2, Z6, Z7
+	VPADDD    Z3, Z7, Z7
+	VPADDD    Z5, Z7, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPORD     Z4, Z6, Z6
+	VPBLENDMD Z6, Z7, K1, Z7
+	VPMOVDW   Z7, (AX)
+	VMOVDQU32 64(CX), Z5
+	VPANDD    Z0, Z5, Z6
+	VPCMPUD   $0x06, Z1, Z6, K1
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z2, Z6, Z7
+	VPADDD    Z3, Z7, Z7
+	VPADDD    Z5, Z7, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPORD     Z4, Z6, Z6
+	VPBLENDMD Z6, Z7, K1, Z7
+	VPMOVDW   Z7, 32(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x40, AX
+	DECQ      DX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeF16AVX512(dst []float32, src []byte)
+// Requires: AVX, AVX512F
+TEXT ·decodeF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), DX
+	VPBROADCASTD splat32_00007fff<>+0(SB), Z0
+	VPBROADCASTD splat32_00007c00<>+0(SB), Z1
+	VPBROADCASTD splat32_00007e00<>+0(SB), Z2
+	VPBROADCASTD splat32_00400000<>+0(SB), Z3
+	SHRQ         $0x05, CX
+	JZ           done
+
+loop:
+	VCVTPH2PS (DX), Z4
+	VPMOVZXWD (DX), Z5
+	VPANDD    Z0, Z5, Z5
+	VPCMPUD   $0x06, Z1, Z5, K1
+	VPCMPUD   $0x01, Z2, Z5, K1, K1
+	VPANDND   Z4, Z3, Z5
+	VPBLENDMD Z5, Z4, K1, Z4
+	VMOVDQU32 Z4, (AX)
+	VCVTPH2PS 32(DX), Z4
+	VPMOVZXWD 32(DX), Z5
+	VPANDD    Z0, Z5, Z5
+	VPCMPUD   $0x06, Z1, Z5, K1
+	VPCMPUD   $0x01, Z2, Z5, K1, K1
+	VPANDND   Z4, Z3, Z5
+	VPBLENDMD Z5, Z4, K1, Z4
+	VMOVDQU32 Z4, 64(AX)
+	ADDQ      $0x40, DX
+	ADDQ      $0x00000080, AX
+	DECQ      CX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func encodeF16AVX512(dst []byte, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·encodeF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	SHRQ $0x05, DX
+	JZ   done
+
+loop:
+	VMOVUPS   (CX), Z0
+	VCVTPS2PH $0x00, Z0, (AX)
+	VMOVUPS   64(CX), Z0
+	VCVTPS2PH $0x00, Z0, 32(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x40, AX
+	DECQ      DX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func encodeF64BF16AVX512(dst []byte, src []float64)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·encodeF64BF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTQ splat64_7fffffffffffffff<>+0(SB), Z0
+	VPBROADCASTQ splat64_3810000000000000<>+0(SB), Z1
+	VPBROADCASTQ splat64_47f0000000000000<>+0(SB), Z2
+	VPBROADCASTQ splat64_0000000000000001<>+0(SB), Z3
+	VPBROADCASTQ splat64_00000fffffffffff<>+0(SB), Z4
+	VPBROADCASTQ splat64_000000000001c000<>+0(SB), Z5
+	VPBROADCASTQ splat64_0000000000008000<>+0(SB), Z6
+	SHRQ         $0x04, DX
+	JZ           done
+
+loop:
+	VMOVUPD        (CX), Z7
+	VMOVUPD        64(CX), Z8
+	VPANDQ         Z0, Z7, Z9
+	VPCMPUQ        $0x05, Z1, Z9, K1
+	VPCMPUQ        $0x01, Z2, Z9, K1, K1
+	VPANDQ         Z0, Z8, Z10
+	VPCMPUQ        $0x05, Z1, Z10, K2
+	VPCMPUQ        $0x01, Z2, Z10, K2, K2
+	KANDB          K1, K2, K1
+	KORTESTB       K1, K1
+	JCS            fast
+	VPSRLQ         $0x2d, Z9, Z12
+	VPANDQ         Z3, Z12, Z12
+	VPADDQ         Z4, Z9, Z11
+	VPADDQ         Z12, Z11, Z11
+	VPSRLQ         $0x2d, Z11, Z11
+	VPSUBQ         Z5, Z11, Z11
+	VMULPD.BCST    splat64_4840000000000000<>+0(SB), Z9, Z12
+	VRNDSCALEPD    $0x00, Z12, Z12
+	VCVTTPD2QQ     Z12, Z12
+	VPCMPUQ        $0x01, Z1, Z9, K1
+	VPBLENDMQ      Z12, Z11, K1, Z11
+	VPCMPUQ        $0x05, Z2, Z9, K1
+	VPBLENDMQ.BCST splat64_0000000000007f80<>+0(SB), Z11, K1, Z11
+	VPCMPUQ.BCST   $0x06, splat64_7ff0000000000000<>+0(SB), Z9, K1
+	VPSRLQ         $0x2d, Z9, Z9
+	VPANDQ.BCST    splat64_000000000000007f<>+0(SB), Z9, Z9
+	VPORQ.BCST     splat64_0000000000007fc0<>+0(SB), Z9, Z9
+	VPBLENDMQ      Z9, Z11, K1, Z11
+	VPSRLQ         $0x30, Z7, Z7
+	VPANDQ         Z6, Z7, Z7
+	VPORQ          Z7, Z11, Z7
+	VPSRLQ         $0x2d, Z10, Z11
+	VPANDQ         Z3, Z11, Z11
+	VPADDQ         Z4, Z10, Z9
+	VPADDQ         Z11, Z9, Z9
+	VPSRLQ         $0x2d, Z9, Z9
+	VPSUBQ         Z5, Z9, Z9
+	VMULPD.BCST    splat64_4840000000000000<>+0(SB), Z10, Z11
+	VRNDSCALEPD    $0x00, Z11, Z11
+	VCVTTPD2QQ     Z11, Z11
+	VPCMPUQ        $0x01, Z1, Z10, K1
+	VPBLENDMQ      Z11, Z9, K1, Z9
+	VPCMPUQ        $0x05, Z2, Z10, K1
+	VPBLENDMQ.BCST splat64_0000000000007f80<>+0(SB), Z9, K1, Z9
+	VPCMPUQ.BCST   $0x06, splat64_7ff0000000000000<>+0(SB), Z10, K1
+	VPSRLQ         $0x2d, Z10, Z10
+	VPANDQ.BCST    splat64_000000000000007f<>+0(SB), Z10, Z10
+	VPORQ.BCST     splat64_0000000000007fc0<>+0(SB), Z10, Z10
+	VPBLENDMQ      Z10, Z9, K1, Z9
+	VPSRLQ         $0x30, Z8, Z8
+	VPANDQ         Z6, Z8, Z8
+	VPORQ          Z8, Z9, Z8
+	JMP            rounded
+
+fast:
+	VPSRLQ $0x2d, Z9, Z11
+	VPANDQ Z3, Z11, Z11
+	VPADDQ Z4, Z9, Z9
+	VPADDQ Z11, Z9, Z9
+	VPSRLQ $0x2d, Z9, Z9
+	VPSUBQ Z5, Z9, Z9
+	VPSRLQ $0x30, Z7, Z7
+	VPANDQ Z6, Z7, Z7
+	VPORQ  Z7, Z9, Z7
+	VPSRLQ $0x2d, Z10, Z9
+	VPANDQ Z3, Z9, Z9
+	VPADDQ Z4, Z10, Z10
+	VPADDQ Z9, Z10, Z10
+	VPSRLQ $0x2d, Z10, Z10
+	VPSUBQ Z5, Z10, Z10
+	VPSRLQ $0x30, Z8, Z8
+	VPANDQ Z6, Z8, Z8
+	VPORQ  Z8, Z10, Z8
+
+rounded:
+	VPMOVQW Z7, (AX)
+	VPMOVQW Z8, 16(AX)
+	ADDQ    $0x00000080, CX
+	ADDQ    $0x20, AX
+	DECQ    DX
+	JNZ     loop
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat64_3810000000000000<>+0(SB)/8, $0x3810000000000000
+DATA splat64_3810000000000000<>+8(SB)/8, $0x3810000000000000
+DATA splat64_3810000000000000<>+16(SB)/8, $0x3810000000000000
+DATA splat64_3810000000000000<>+24(SB)/8, $0x3810000000000000
+GLOBL splat64_3810000000000000<>(SB), RODATA|NOPTR, $32
+
+// func decodeBF16F64AVX512(dst []float64, src []byte)
+// Requires: AVX, AVX512F
+TEXT ·decodeBF16F64AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), DX
+	SHRQ $0x04, CX
+	JZ   done
+
+loop:
+	VPMOVZXWD     (DX), Z0
+	VPSLLD        $0x10, Z0, Z0
+	VCVTPS2PD     Y0, Z1
+	VEXTRACTF64X4 $0x01, Z0, Y0
+	VCVTPS2PD     Y0, Z0
+	VMOVUPD       Z1, (AX)
+	VMOVUPD       Z0, 64(AX)
+	ADDQ          $0x20, DX
+	ADDQ          $0x00000080, AX
+	DECQ          CX
+	JNZ           loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func encodeF64F16AVX512(dst []byte, src []float64)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·encodeF64F16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTQ splat64_7fffffffffffffff<>+0(SB), Z0
+	VPBROADCASTQ splat64_3f10000000000000<>+0(SB), Z1
+	VPBROADCASTQ splat64_40f0000000000000<>+0(SB), Z2
+	VPBROADCASTQ splat64_0000000000000001<>+0(SB), Z3
+	VPBROADCASTQ splat64_000001ffffffffff<>+0(SB), Z4
+	VPBROADCASTQ splat64_00000000000fc000<>+0(SB), Z5
+	VPBROADCASTQ splat64_0000000000008000<>+0(SB), Z6
+	SHRQ         $0x04, DX
+	JZ           done
+
+loop:
+	VMOVUPD        (CX), Z7
+	VMOVUPD        64(CX), Z8
+	VPANDQ         Z0, Z7, Z9
+	VPCMPUQ        $0x05, Z1, Z9, K1
+	VPCMPUQ        $0x01, Z2, Z9, K1, K1
+	VPANDQ         Z0, Z8, Z10
+	VPCMPUQ        $0x05, Z1, Z10, K2
+	VPCMPUQ        $0x01, Z2, Z10, K2, K2
+	KANDB          K1, K2, K1
+	KORTESTB       K1, K1
+	JCS            fast
+	VPSRLQ         $0x2a, Z9, Z12
+	VPANDQ         Z3, Z12, Z12
+	VPADDQ         Z4, Z9, Z11
+	VPADDQ         Z12, Z11, Z11
+	VPSRLQ         $0x2a, Z11, Z11
+	VPSUBQ         Z5, Z11, Z11
+	VMULPD.BCST    splat64_4170000000000000<>+0(SB), Z9, Z12
+	VRNDSCALEPD    $0x00, Z12, Z12
+	VCVTTPD2QQ     Z12, Z12
+	VPCMPUQ        $0x01, Z1, Z9, K1
+	VPBLENDMQ      Z12, Z11, K1, Z11
+	VPCMPUQ        $0x05, Z2, Z9, K1
+	VPBLENDMQ.BCST splat64_0000000000007c00<>+0(SB), Z11, K1, Z11
+	VPCMPUQ.BCST   $0x06, splat64_7ff0000000000000<>+0(SB), Z9, K1
+	VPSRLQ         $0x2a, Z9, Z9
+	VPANDQ.BCST    splat64_00000000000003ff<>+0(SB), Z9, Z9
+	VPORQ.BCST     splat64_0000000000007e00<>+0(SB), Z9, Z9
+	VPBLENDMQ      Z9, Z11, K1, Z11
+	VPSRLQ         $0x30, Z7, Z7
+	VPANDQ         Z6, Z7, Z7
+	VPORQ          Z7, Z11, Z7
+	VPSRLQ         $0x2a, Z10, Z11
+	VPANDQ         Z3, Z11, Z11
+	VPADDQ         Z4, Z10, Z9
+	VPADDQ         Z11, Z9, Z9
+	VPSRLQ         $0x2a, Z9, Z9
+	VPSUBQ         Z5, Z9, Z9
+	VMULPD.BCST    splat64_4170000000000000<>+0(SB), Z10, Z11
+	VRNDSCALEPD    $0x00, Z11, Z11
+	VCVTTPD2QQ     Z11, Z11
+	VPCMPUQ        $0x01, Z1, Z10, K1
+	VPBLENDMQ      Z11, Z9, K1, Z9
+	VPCMPUQ        $0x05, Z2, Z10, K1
+	VPBLENDMQ.BCST splat64_0000000000007c00<>+0(SB), Z9, K1, Z9
+	VPCMPUQ.BCST   $0x06, splat64_7ff0000000000000<>+0(SB), Z10, K1
+	VPSRLQ         $0x2a, Z10, Z10
+	VPANDQ.BCST    splat64_00000000000003ff<>+0(SB), Z10, Z10
+	VPORQ.BCST     splat64_0000000000007e00<>+0(SB), Z10, Z10
+	VPBLENDMQ      Z10, Z9, K1, Z9
+	VPSRLQ         $0x30, Z8, Z8
+	VPANDQ         Z6, Z8, Z8
+	VPORQ          Z8, Z9, Z8
+	JMP            rounded
+
+fast:
+	VPSRLQ $0x2a, Z9, Z11
+	VPANDQ Z3, Z11, Z11
+	VPADDQ Z4, Z9, Z9
+	VPADDQ Z11, Z9, Z9
+	VPSRLQ $0x2a, Z9, Z9
+	VPSUBQ Z5, Z9, Z9
+	VPSRLQ $0x30, Z7, Z7
+	VPANDQ Z6, Z7, Z7
+	VPORQ  Z7, Z9, Z7
+	VPSRLQ $0x2a, Z10, Z9
+	VPANDQ Z3, Z9, Z9
+	VPADDQ Z4, Z10, Z10
+	VPADDQ Z9, Z10, Z10
+	VPSRLQ $0x2a, Z10, Z10
+	VPSUBQ Z5, Z10, Z10
+	VPSRLQ $0x30, Z8, Z8
+	VPANDQ Z6, Z8, Z8
+	VPORQ  Z8, Z10, Z8
+
+rounded:
+	VPMOVQW Z7, (AX)
+	VPMOVQW Z8, 16(AX)
+	ADDQ    $0x00000080, CX
+	ADDQ    $0x20, AX
+	DECQ    DX
+	JNZ     loop
+
+done:
+	VZEROUPPER
+	RET
+
+DATA splat64_3f10000000000000<>+0(SB)/8, $0x3f10000000000000
+DATA splat64_3f10000000000000<>+8(SB)/8, $0x3f10000000000000
+DATA splat64_3f10000000000000<>+16(SB)/8, $0x3f10000000000000
+DATA splat64_3f10000000000000<>+24(SB)/8, $0x3f10000000000000
+GLOBL splat64_3f10000000000000<>(SB), RODATA|NOPTR, $32
+
+// func decodeF16F64AVX512(dst []float64, src []byte)
+// Requires: AVX, AVX512F
+TEXT ·decodeF16F64AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), DX
+	SHRQ $0x04, CX
+	JZ   done
+
+loop:
+	VCVTPH2PS     (DX), Z0
+	VCVTPS2PD     Y0, Z1
+	VEXTRACTF64X4 $0x01, Z0, Y0
+	VCVTPS2PD     Y0, Z0
+	VMOVUPD       Z1, (AX)
+	VMOVUPD       Z0, 64(AX)
+	ADDQ          $0x20, DX
+	ADDQ          $0x00000080, AX
+	DECQ          CX
+	JNZ           loop
+
+done:
+	VZEROUPPER
+	RET
