@@ -10,26 +10,19 @@ import "github.com/weft-ml/weft/internal/simd"
 // elements: the AVX2 ones 16 (8 for float64), the AVX-512 ones 32 (16 for float64). The vec
 // functions below run them on the leading groups when package simd says they may (the
 // AVX-512 kernel first, then the AVX2 one on what remains), and return how many elements
-// they converted. The scalar loops do the rest.
+// they converted. The scalar loops do the rest. The decoders have no AVX-512 versions: they
+// were no faster than the AVX2 ones (see internal/asmgen/codec512.go).
 
 //go:noescape
 func decodeBF16AVX2(dst []float32, src []byte)
-
-//go:noescape
-func decodeBF16AVX512(dst []float32, src []byte)
 
 func vecDecodeBF16(src []byte, dst []float32) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(dst) &^ 31
-		decodeBF16AVX512(dst[:n], src[:2*n])
-	}
-	m := n + (len(dst)-n)&^15
-	decodeBF16AVX2(dst[n:m], src[2*n:2*m])
-	return m
+	n := len(dst) &^ 15
+	decodeBF16AVX2(dst[:n], src[:2*n])
+	return n
 }
 
 //go:noescape
@@ -55,21 +48,13 @@ func vecEncodeBF16(src []float32, dst []byte) int {
 //go:noescape
 func decodeF16AVX2(dst []float32, src []byte)
 
-//go:noescape
-func decodeF16AVX512(dst []float32, src []byte)
-
 func vecDecodeF16(src []byte, dst []float32) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(dst) &^ 31
-		decodeF16AVX512(dst[:n], src[:2*n])
-	}
-	m := n + (len(dst)-n)&^15
-	decodeF16AVX2(dst[n:m], src[2*n:2*m])
-	return m
+	n := len(dst) &^ 15
+	decodeF16AVX2(dst[:n], src[:2*n])
+	return n
 }
 
 //go:noescape
@@ -135,39 +120,23 @@ func vecEncodeF64F16(src []float64, dst []byte) int {
 //go:noescape
 func decodeBF16F64AVX2(dst []float64, src []byte)
 
-//go:noescape
-func decodeBF16F64AVX512(dst []float64, src []byte)
-
 func vecDecodeBF16F64(src []byte, dst []float64) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(dst) &^ 15
-		decodeBF16F64AVX512(dst[:n], src[:2*n])
-	}
-	m := n + (len(dst)-n)&^7
-	decodeBF16F64AVX2(dst[n:m], src[2*n:2*m])
-	return m
+	n := len(dst) &^ 7
+	decodeBF16F64AVX2(dst[:n], src[:2*n])
+	return n
 }
 
 //go:noescape
 func decodeF16F64AVX2(dst []float64, src []byte)
 
-//go:noescape
-func decodeF16F64AVX512(dst []float64, src []byte)
-
 func vecDecodeF16F64(src []byte, dst []float64) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(dst) &^ 15
-		decodeF16F64AVX512(dst[:n], src[:2*n])
-	}
-	m := n + (len(dst)-n)&^7
-	decodeF16F64AVX2(dst[n:m], src[2*n:2*m])
-	return m
+	n := len(dst) &^ 7
+	decodeF16F64AVX2(dst[:n], src[:2*n])
+	return n
 }

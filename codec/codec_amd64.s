@@ -616,31 +616,6 @@ done:
 	VZEROUPPER
 	RET
 
-// func decodeBF16AVX512(dst []float32, src []byte)
-// Requires: AVX, AVX512F
-TEXT ·decodeBF16AVX512(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), DX
-	SHRQ $0x05, CX
-	JZ   done
-
-loop:
-	VPMOVZXWD (DX), Z0
-	VPMOVZXWD 32(DX), Z1
-	VPSLLD    $0x10, Z0, Z0
-	VPSLLD    $0x10, Z1, Z1
-	VMOVDQU32 Z0, (AX)
-	VMOVDQU32 Z1, 64(AX)
-	ADDQ      $0x40, DX
-	ADDQ      $0x00000080, AX
-	DECQ      CX
-	JNZ       loop
-
-done:
-	VZEROUPPER
-	RET
-
 // func encodeBF16AVX512(dst []byte, src []float32)
 // Requires: AVX, AVX512F
 TEXT ·encodeBF16AVX512(SB), NOSPLIT, $0-48
@@ -681,45 +656,6 @@ loop:
 	ADDQ      $0x00000080, CX
 	ADDQ      $0x40, AX
 	DECQ      DX
-	JNZ       loop
-
-done:
-	VZEROUPPER
-	RET
-
-// func decodeF16AVX512(dst []float32, src []byte)
-// Requires: AVX, AVX512F
-TEXT ·decodeF16AVX512(SB), NOSPLIT, $0-48
-	MOVQ         dst_base+0(FP), AX
-	MOVQ         dst_len+8(FP), CX
-	MOVQ         src_base+24(FP), DX
-	VPBROADCASTD splat32_00007fff<>+0(SB), Z0
-	VPBROADCASTD splat32_00007c00<>+0(SB), Z1
-	VPBROADCASTD splat32_00007e00<>+0(SB), Z2
-	VPBROADCASTD splat32_00400000<>+0(SB), Z3
-	SHRQ         $0x05, CX
-	JZ           done
-
-loop:
-	VCVTPH2PS (DX), Z4
-	VPMOVZXWD (DX), Z5
-	VPANDD    Z0, Z5, Z5
-	VPCMPUD   $0x06, Z1, Z5, K1
-	VPCMPUD   $0x01, Z2, Z5, K1, K1
-	VPANDND   Z4, Z3, Z5
-	VPBLENDMD Z5, Z4, K1, Z4
-	VMOVDQU32 Z4, (AX)
-	VCVTPH2PS 32(DX), Z4
-	VPMOVZXWD 32(DX), Z5
-	VPANDD    Z0, Z5, Z5
-	VPCMPUD   $0x06, Z1, Z5, K1
-	VPCMPUD   $0x01, Z2, Z5, K1, K1
-	VPANDND   Z4, Z3, Z5
-	VPBLENDMD Z5, Z4, K1, Z4
-	VMOVDQU32 Z4, 64(AX)
-	ADDQ      $0x40, DX
-	ADDQ      $0x00000080, AX
-	DECQ      CX
 	JNZ       loop
 
 done:
@@ -859,32 +795,6 @@ DATA splat64_3810000000000000<>+16(SB)/8, $0x3810000000000000
 DATA splat64_3810000000000000<>+24(SB)/8, $0x3810000000000000
 GLOBL splat64_3810000000000000<>(SB), RODATA|NOPTR, $32
 
-// func decodeBF16F64AVX512(dst []float64, src []byte)
-// Requires: AVX, AVX512F
-TEXT ·decodeBF16F64AVX512(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), DX
-	SHRQ $0x04, CX
-	JZ   done
-
-loop:
-	VPMOVZXWD     (DX), Z0
-	VPSLLD        $0x10, Z0, Z0
-	VCVTPS2PD     Y0, Z1
-	VEXTRACTF64X4 $0x01, Z0, Y0
-	VCVTPS2PD     Y0, Z0
-	VMOVUPD       Z1, (AX)
-	VMOVUPD       Z0, 64(AX)
-	ADDQ          $0x20, DX
-	ADDQ          $0x00000080, AX
-	DECQ          CX
-	JNZ           loop
-
-done:
-	VZEROUPPER
-	RET
-
 // func encodeF64F16AVX512(dst []byte, src []float64)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·encodeF64F16AVX512(SB), NOSPLIT, $0-48
@@ -994,28 +904,3 @@ DATA splat64_3f10000000000000<>+8(SB)/8, $0x3f10000000000000
 DATA splat64_3f10000000000000<>+16(SB)/8, $0x3f10000000000000
 DATA splat64_3f10000000000000<>+24(SB)/8, $0x3f10000000000000
 GLOBL splat64_3f10000000000000<>(SB), RODATA|NOPTR, $32
-
-// func decodeF16F64AVX512(dst []float64, src []byte)
-// Requires: AVX, AVX512F
-TEXT ·decodeF16F64AVX512(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), DX
-	SHRQ $0x04, CX
-	JZ   done
-
-loop:
-	VCVTPH2PS     (DX), Z0
-	VCVTPS2PD     Y0, Z1
-	VEXTRACTF64X4 $0x01, Z0, Y0
-	VCVTPS2PD     Y0, Z0
-	VMOVUPD       Z1, (AX)
-	VMOVUPD       Z0, 64(AX)
-	ADDQ          $0x20, DX
-	ADDQ          $0x00000080, AX
-	DECQ          CX
-	JNZ           loop
-
-done:
-	VZEROUPPER
-	RET

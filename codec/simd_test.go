@@ -134,8 +134,8 @@ func TestKernelsEncodeEdgeFloat64s(t *testing.T) {
 }
 
 // TestKernelsEveryLength converts n elements at offsets 0..3 for every n up to 100: the
-// AVX-512 kernel takes the whole groups of 32, the AVX2 kernel a remaining group of 16 and the
-// scalar loop the rest, and nothing outside the slices is touched.
+// AVX-512 kernel (encoders only) takes the whole groups of 32, the AVX2 kernel the (remaining)
+// groups of 16 and the scalar loop the rest, and nothing outside the slices is touched.
 func TestKernelsEveryLength(t *testing.T) {
 	vals := edge.Float32s(0, 0)[1000:1200]
 	withSIMD(t, func(t *testing.T) {
@@ -290,8 +290,9 @@ func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
 
 // TestKernelsF64EveryLength runs EncodeF64 and DecodeF64 on n elements at offsets 0..3 for
 // every n up to 60 (edge float64 values from several places in the list, so that the short
-// and the general rounding paths both run): the AVX-512 kernel takes the whole groups of 16,
-// the AVX2 kernel a remaining group of 8 and the scalar loop the rest; the results are the
+// and the general rounding paths both run): the AVX-512 kernel (EncodeF64 only) takes the
+// whole groups of 16, the AVX2 kernel the (remaining) groups of 8 and the scalar loop the
+// rest; the results are the
 // scalar functions' and nothing outside the slices is touched.
 func TestKernelsF64EveryLength(t *testing.T) {
 	all := edge.Float64s(0, 0)

@@ -5,13 +5,13 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 )
 
-// genCodec512 writes the AVX-512 (F, BW, DQ, VL) versions of the conversions of package
-// codec: the float32 ones take whole groups of 32 elements, the float64 ones groups of 16.
-// Each computes what its AVX2 version computes, with opmask registers in place of blends.
+// genCodec512 writes the AVX-512 (F, BW, DQ, VL) versions of the encoding conversions of
+// package codec: the float32 ones take whole groups of 32 elements, the float64 ones groups
+// of 16. Each computes what its AVX2 version computes, with opmask registers in place of
+// blends. There are no AVX-512 decoders: written and measured (commit 402d565), they were
+// no faster than the AVX2 ones (BENCHMARKS.md), whose speed is the memory's.
 func genCodec512() {
-	genDecodeBF16512()
 	genEncodeBF16512()
-	genDecodeF16512()
 	genEncodeF16512()
 	genF64512()
 }
@@ -21,30 +21,6 @@ func bcast32(v uint32) reg.VecVirtual {
 	z := c.ZMM()
 	c.VPBROADCASTD(splat32(v), z)
 	return z
-}
-
-func genDecodeBF16512() {
-	text("decodeBF16AVX512", "func(dst []float32, src []byte)",
-		"decodeBF16AVX512 widens len(dst) bfloat16 values (a multiple of 32) to float32: the 16 bits",
-		"become the high half of each float32.")
-	d, n, s := loadBase("dst"), loadLen("dst"), loadBase("src")
-	c.SHRQ(U8(5), n)
-	c.JZ(lbl("done"))
-	c.Label("loop")
-	z0, z1 := c.ZMM(), c.ZMM()
-	c.VPMOVZXWD(mem(s, 0), z0)
-	c.VPMOVZXWD(mem(s, 32), z1)
-	c.VPSLLD(U8(16), z0, z0)
-	c.VPSLLD(U8(16), z1, z1)
-	c.VMOVDQU32(z0, mem(d, 0))
-	c.VMOVDQU32(z1, mem(d, 64))
-	c.ADDQ(U8(64), s)
-	c.ADDQ(U32(128), d)
-	c.DECQ(n)
-	c.JNZ(lbl("loop"))
-	c.Label("done")
-	c.VZEROUPPER()
-	c.RET()
 }
 
 func genEncodeBF16512() {
@@ -80,38 +56,6 @@ func genEncodeBF16512() {
 	c.RET()
 }
 
-func genDecodeF16512() {
-	text("decodeF16AVX512", "func(dst []float32, src []byte)",
-		"decodeF16AVX512 widens len(dst) IEEE halves (a multiple of 32) to float32, then clears",
-		"the quiet bit of each signalling NaN (which VCVTPH2PS sets), so that every value, NaN",
-		"payloads included, is what fp.F16ToF32 gives.")
-	d, n, s := loadBase("dst"), loadLen("dst"), loadBase("src")
-	abs, inf, qnan, qbit := bcast32(0x7fff), bcast32(0x7c00), bcast32(0x7e00), bcast32(0x00400000)
-	c.SHRQ(U8(5), n)
-	c.JZ(lbl("done"))
-	c.Label("loop")
-	for k := 0; k < 2; k++ {
-		f, h := c.ZMM(), c.ZMM()
-		c.VCVTPH2PS(mem(s, 32*k), f)
-		c.VPMOVZXWD(mem(s, 32*k), h)
-		c.VPANDD(abs, h, h)
-		nan, snan := c.K(), c.K()
-		c.VPCMPUD(U8(6), inf, h, nan)        // |h| > inf: NaN
-		c.VPCMPUD(U8(1), qnan, h, nan, snan) // and the quiet bit clear
-		g := c.ZMM()
-		c.VPANDND(f, qbit, g) // f &^ quiet bit
-		c.VPBLENDMD(g, f, snan, f)
-		c.VMOVDQU32(f, mem(d, 64*k))
-	}
-	c.ADDQ(U8(64), s)
-	c.ADDQ(U32(128), d)
-	c.DECQ(n)
-	c.JNZ(lbl("loop"))
-	c.Label("done")
-	c.VZEROUPPER()
-	c.RET()
-}
-
 func genEncodeF16512() {
 	text("encodeF16AVX512", "func(dst []byte, src []float32)",
 		"encodeF16AVX512 rounds len(src) float32 values (a multiple of 32) to IEEE halves with",
@@ -134,7 +78,7 @@ func genEncodeF16512() {
 	c.RET()
 }
 
-// genF64512 writes the float64 conversions of BF16 and F16, sixteen elements at a time.
+// genF64512 writes the float64 encodings of BF16 and F16, sixteen elements at a time.
 func genF64512() {
 	for _, f := range []narrow{toBF16, toF16} {
 		text("encodeF64"+f.name+"AVX512", "func(dst []byte, src []float64)",
@@ -154,24 +98,6 @@ func genF64512() {
 		c.VPMOVQW(h[1], mem(d, 16))
 		c.ADDQ(U32(128), s)
 		c.ADDQ(U8(32), d)
-		c.DECQ(n)
-		c.JNZ(lbl("loop"))
-		c.Label("done")
-		c.VZEROUPPER()
-		c.RET()
-
-		text("decode"+f.name+"F64AVX512", "func(dst []float64, src []byte)",
-			"decode"+f.name+"F64AVX512 widens len(dst) values (a multiple of 16) to float64 (exact;",
-			"NaNs quieted, as float64(float32) does).")
-		d, n, s = loadBase("dst"), loadLen("dst"), loadBase("src")
-		c.SHRQ(U8(4), n)
-		c.JZ(lbl("done"))
-		c.Label("loop")
-		w := toF64Z(widenZ(f.name, mem(s, 0)))
-		c.VMOVUPD(w[0], mem(d, 0))
-		c.VMOVUPD(w[1], mem(d, 64))
-		c.ADDQ(U8(32), s)
-		c.ADDQ(U32(128), d)
 		c.DECQ(n)
 		c.JNZ(lbl("loop"))
 		c.Label("done")
