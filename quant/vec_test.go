@@ -94,17 +94,28 @@ func vecInputs() map[string][]float32 {
 	return in
 }
 
-// quantBoth quantizes x as typ with the kernels off and on.
+// quantBoth quantizes x as typ with the kernels off and at each vector level the CPU offers,
+// and returns the scalar bytes and those of the highest level; it fails the test at once when
+// a lower level's bytes differ from the scalar ones.
 func quantBoth(t testing.TB, typ weft.DType, x []float32) (scalar, vec []byte) {
+	t.Helper()
 	n := len(x) / int(typ.BlockSize()) * int(typ.BlockBytes())
-	scalar, vec = make([]byte, n), make([]byte, n)
-	was := simd.Set(false)
-	err := Quantize(typ, x, scalar)
-	simd.Set(true)
-	err2 := Quantize(typ, x, vec)
-	simd.Set(was)
-	if err != nil || err2 != nil {
-		t.Fatal(err, err2)
+	was := simd.SetLevel(simd.LevelScalar)
+	defer simd.SetLevel(was)
+	scalar = make([]byte, n)
+	if err := Quantize(typ, x, scalar); err != nil {
+		t.Fatal(err)
+	}
+	vec = scalar
+	for _, m := range simd.Modes()[1:] {
+		simd.SetLevel(m.Level)
+		vec = make([]byte, n)
+		if err := Quantize(typ, x, vec); err != nil {
+			t.Fatal(err)
+		}
+		if m.Level != simd.CPULevel() && !bytes.Equal(scalar, vec) {
+			t.Fatalf("%v at level %s: %s", typ, m.Name, legacyFirstBlockDiff(vec, scalar, int(typ.BlockBytes())))
+		}
 	}
 	return scalar, vec
 }
@@ -228,7 +239,7 @@ func TestVecLegacyCraftedBlocks(t *testing.T) {
 			}
 		})
 	}
-	for _, p := range [][2]int{{5, 20}, {20, 5}, {0, 31}, {31, 0}, {16, 15}} {
+	for _, p := range [][2]int{{5, 20}, {20, 5}, {0, 31}, {31, 0}, {16, 15}, {15, 16}, {0, 16}, {16, 0}} {
 		add(func(b *[32]float32) {
 			b[p[0]], b[p[1]] = -9, 9
 		})
