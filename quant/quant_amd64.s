@@ -3353,6 +3353,527 @@ DATA splat32_00000004<>+24(SB)/4, $0x00000004
 DATA splat32_00000004<>+28(SB)/4, $0x00000004
 GLOBL splat32_00000004<>(SB), RODATA|NOPTR, $32
 
+// func dequantQ4KAVX512(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ4KAVX512(SB), NOSPLIT, $0-80
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         nb+72(FP), BX
+	VPBROADCASTD splat32_0000000f<>+0(SB), Z0
+	TESTQ        BX, BX
+	JZ           done
+
+block:
+	VBROADCASTSS (DX), Z1
+	VBROADCASTSS 32(DX), Z2
+	VBROADCASTSS 4(DX), Z3
+	VBROADCASTSS 36(DX), Z4
+	VPMOVZXBD    16(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, (AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VSUBPS       Z4, Z5, Z5
+	VMOVUPS      Z5, 128(AX)
+	VPMOVZXBD    32(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 64(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z1
+	VMULPS       Z3, Z1, Z1
+	VSUBPS       Z4, Z1, Z1
+	VMOVUPS      Z1, 192(AX)
+	VBROADCASTSS 8(DX), Z1
+	VBROADCASTSS 40(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+	VBROADCASTSS 44(DX), Z4
+	VPMOVZXBD    48(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 256(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VSUBPS       Z4, Z5, Z5
+	VMOVUPS      Z5, 384(AX)
+	VPMOVZXBD    64(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 320(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z1
+	VMULPS       Z3, Z1, Z1
+	VSUBPS       Z4, Z1, Z1
+	VMOVUPS      Z1, 448(AX)
+	VBROADCASTSS 16(DX), Z1
+	VBROADCASTSS 48(DX), Z2
+	VBROADCASTSS 20(DX), Z3
+	VBROADCASTSS 52(DX), Z4
+	VPMOVZXBD    80(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 512(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VSUBPS       Z4, Z5, Z5
+	VMOVUPS      Z5, 640(AX)
+	VPMOVZXBD    96(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 576(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z1
+	VMULPS       Z3, Z1, Z1
+	VSUBPS       Z4, Z1, Z1
+	VMOVUPS      Z1, 704(AX)
+	VBROADCASTSS 24(DX), Z1
+	VBROADCASTSS 56(DX), Z2
+	VBROADCASTSS 28(DX), Z3
+	VBROADCASTSS 60(DX), Z4
+	VPMOVZXBD    112(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 768(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VSUBPS       Z4, Z5, Z5
+	VMOVUPS      Z5, 896(AX)
+	VPMOVZXBD    128(CX), Z5
+	VPANDD       Z0, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z1, Z6, Z6
+	VSUBPS       Z2, Z6, Z6
+	VMOVUPS      Z6, 832(AX)
+	VPSRLD       $0x04, Z5, Z5
+	VCVTDQ2PS    Z5, Z1
+	VMULPS       Z3, Z1, Z1
+	VSUBPS       Z4, Z1, Z1
+	VMOVUPS      Z1, 960(AX)
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantQ5KAVX512(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ5KAVX512(SB), NOSPLIT, $0-80
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         nb+72(FP), BX
+	VPBROADCASTD splat32_0000000f<>+0(SB), Z0
+	VPBROADCASTD splat32_00000001<>+0(SB), Z1
+	TESTQ        BX, BX
+	JZ           done
+
+block:
+	VBROADCASTSS (DX), Z2
+	VBROADCASTSS 32(DX), Z3
+	VBROADCASTSS 4(DX), Z4
+	VBROADCASTSS 36(DX), Z5
+	VPMOVZXBD    48(CX), Z6
+	VPMOVZXBD    16(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x00, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, (AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x01, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	VSUBPS       Z5, Z6, Z6
+	VMOVUPS      Z6, 128(AX)
+	VPMOVZXBD    64(CX), Z6
+	VPMOVZXBD    32(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x00, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 64(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x01, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z2
+	VMULPS       Z4, Z2, Z2
+	VSUBPS       Z5, Z2, Z2
+	VMOVUPS      Z2, 192(AX)
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 40(DX), Z3
+	VBROADCASTSS 12(DX), Z4
+	VBROADCASTSS 44(DX), Z5
+	VPMOVZXBD    80(CX), Z6
+	VPMOVZXBD    16(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x02, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 256(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x03, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	VSUBPS       Z5, Z6, Z6
+	VMOVUPS      Z6, 384(AX)
+	VPMOVZXBD    96(CX), Z6
+	VPMOVZXBD    32(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x02, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 320(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x03, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z2
+	VMULPS       Z4, Z2, Z2
+	VSUBPS       Z5, Z2, Z2
+	VMOVUPS      Z2, 448(AX)
+	VBROADCASTSS 16(DX), Z2
+	VBROADCASTSS 48(DX), Z3
+	VBROADCASTSS 20(DX), Z4
+	VBROADCASTSS 52(DX), Z5
+	VPMOVZXBD    112(CX), Z6
+	VPMOVZXBD    16(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x04, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 512(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x05, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	VSUBPS       Z5, Z6, Z6
+	VMOVUPS      Z6, 640(AX)
+	VPMOVZXBD    128(CX), Z6
+	VPMOVZXBD    32(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x04, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 576(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x05, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z2
+	VMULPS       Z4, Z2, Z2
+	VSUBPS       Z5, Z2, Z2
+	VMOVUPS      Z2, 704(AX)
+	VBROADCASTSS 24(DX), Z2
+	VBROADCASTSS 56(DX), Z3
+	VBROADCASTSS 28(DX), Z4
+	VBROADCASTSS 60(DX), Z5
+	VPMOVZXBD    144(CX), Z6
+	VPMOVZXBD    16(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x06, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 768(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x07, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	VSUBPS       Z5, Z6, Z6
+	VMOVUPS      Z6, 896(AX)
+	VPMOVZXBD    160(CX), Z6
+	VPMOVZXBD    32(CX), Z7
+	VPANDD       Z0, Z6, Z8
+	VPSRLD       $0x06, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z2, Z8, Z8
+	VSUBPS       Z3, Z8, Z8
+	VMOVUPS      Z8, 832(AX)
+	VPSRLD       $0x04, Z6, Z6
+	VPSRLD       $0x07, Z7, Z9
+	VPANDD       Z1, Z9, Z9
+	VPSLLD       $0x04, Z9, Z9
+	VPORD        Z9, Z6, Z6
+	VCVTDQ2PS    Z6, Z2
+	VMULPS       Z4, Z2, Z2
+	VSUBPS       Z5, Z2, Z2
+	VMOVUPS      Z2, 960(AX)
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantQ6KAVX512(dst []float32, src []byte, sc []float32, nb int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ6KAVX512(SB), NOSPLIT, $0-80
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         nb+72(FP), BX
+	VPBROADCASTD splat32_0000000f<>+0(SB), Z0
+	VPBROADCASTD splat32_00000003<>+0(SB), Z1
+	VPBROADCASTD splat32_00000020<>+0(SB), Z2
+	TESTQ        BX, BX
+	JZ           done
+
+block:
+	VPMOVZXBD    (CX), Z3
+	VPMOVZXBD    32(CX), Z4
+	VPMOVZXBD    128(CX), Z5
+	VPANDD       Z0, Z3, Z6
+	VPSRLD       $0x00, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS (DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, (AX)
+	VPANDD       Z0, Z4, Z6
+	VPSRLD       $0x02, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 8(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 128(AX)
+	VPSRLD       $0x04, Z3, Z3
+	VPSRLD       $0x04, Z5, Z6
+	VPANDD       Z1, Z6, Z6
+	VPSLLD       $0x04, Z6, Z6
+	VPORD        Z6, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 16(DX), Z6
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z6, Z3, Z3
+	VMOVUPS      Z3, 256(AX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSRLD       $0x06, Z5, Z4
+	VPANDD       Z1, Z4, Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPORD        Z4, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 24(DX), Z4
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z4, Z3, Z3
+	VMOVUPS      Z3, 384(AX)
+	VPMOVZXBD    16(CX), Z3
+	VPMOVZXBD    48(CX), Z4
+	VPMOVZXBD    144(CX), Z5
+	VPANDD       Z0, Z3, Z6
+	VPSRLD       $0x00, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 4(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 64(AX)
+	VPANDD       Z0, Z4, Z6
+	VPSRLD       $0x02, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 12(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 192(AX)
+	VPSRLD       $0x04, Z3, Z3
+	VPSRLD       $0x04, Z5, Z6
+	VPANDD       Z1, Z6, Z6
+	VPSLLD       $0x04, Z6, Z6
+	VPORD        Z6, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 20(DX), Z6
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z6, Z3, Z3
+	VMOVUPS      Z3, 320(AX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSRLD       $0x06, Z5, Z4
+	VPANDD       Z1, Z4, Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPORD        Z4, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 28(DX), Z4
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z4, Z3, Z3
+	VMOVUPS      Z3, 448(AX)
+	VPMOVZXBD    64(CX), Z3
+	VPMOVZXBD    96(CX), Z4
+	VPMOVZXBD    160(CX), Z5
+	VPANDD       Z0, Z3, Z6
+	VPSRLD       $0x00, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 32(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 512(AX)
+	VPANDD       Z0, Z4, Z6
+	VPSRLD       $0x02, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 40(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 640(AX)
+	VPSRLD       $0x04, Z3, Z3
+	VPSRLD       $0x04, Z5, Z6
+	VPANDD       Z1, Z6, Z6
+	VPSLLD       $0x04, Z6, Z6
+	VPORD        Z6, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 48(DX), Z6
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z6, Z3, Z3
+	VMOVUPS      Z3, 768(AX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSRLD       $0x06, Z5, Z4
+	VPANDD       Z1, Z4, Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPORD        Z4, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 56(DX), Z4
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z4, Z3, Z3
+	VMOVUPS      Z3, 896(AX)
+	VPMOVZXBD    80(CX), Z3
+	VPMOVZXBD    112(CX), Z4
+	VPMOVZXBD    176(CX), Z5
+	VPANDD       Z0, Z3, Z6
+	VPSRLD       $0x00, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 36(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 576(AX)
+	VPANDD       Z0, Z4, Z6
+	VPSRLD       $0x02, Z5, Z7
+	VPANDD       Z1, Z7, Z7
+	VPSLLD       $0x04, Z7, Z7
+	VPORD        Z7, Z6, Z6
+	VPSUBD       Z2, Z6, Z6
+	VBROADCASTSS 44(DX), Z7
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z7, Z6, Z6
+	VMOVUPS      Z6, 704(AX)
+	VPSRLD       $0x04, Z3, Z3
+	VPSRLD       $0x04, Z5, Z6
+	VPANDD       Z1, Z6, Z6
+	VPSLLD       $0x04, Z6, Z6
+	VPORD        Z6, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 52(DX), Z6
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z6, Z3, Z3
+	VMOVUPS      Z3, 832(AX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSRLD       $0x06, Z5, Z4
+	VPANDD       Z1, Z4, Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPORD        Z4, Z3, Z3
+	VPSUBD       Z2, Z3, Z3
+	VBROADCASTSS 60(DX), Z4
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z4, Z3, Z3
+	VMOVUPS      Z3, 960(AX)
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
 // func dequantQ4_0AVX2(dst []float32, src []byte)
 // Requires: AVX, AVX2, F16C, SSE2
 TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-48

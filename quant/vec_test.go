@@ -134,8 +134,28 @@ func TestVecQuantizeMatchesScalar(t *testing.T) {
 	}
 }
 
+// dequantLevels decodes src (whole blocks of typ) with the kernels off and at each vector
+// level the CPU offers, and describes the first difference from the scalar decoding ("" when
+// every level gives the scalar bits).
+func dequantLevels(typ weft.DType, src []byte) string {
+	n := len(src) / int(typ.BlockBytes()) * int(typ.BlockSize())
+	was := simd.SetLevel(simd.LevelScalar)
+	defer simd.SetLevel(was)
+	want := make([]float32, n)
+	Dequantize(typ, src, want)
+	for _, m := range simd.Modes()[1:] {
+		simd.SetLevel(m.Level)
+		got := make([]float32, n)
+		Dequantize(typ, src, got)
+		if d := legacyFirstDiff(got, want, int(typ.BlockSize())); d != "no difference" {
+			return m.Name + ": " + d
+		}
+	}
+	return ""
+}
+
 // TestVecDequantizeMatchesScalar decodes quantized rows and random blocks (with arbitrary,
-// also NaN and infinite, fp16 scales) with the kernels off and on.
+// also NaN and infinite, fp16 scales) with the kernels off and at every level.
 func TestVecDequantizeMatchesScalar(t *testing.T) {
 	if !simd.CPUHasAVX2() {
 		t.Skip("no AVX2 on this CPU: only the scalar path exists")
@@ -153,21 +173,14 @@ func TestVecDequantizeMatchesScalar(t *testing.T) {
 		}
 		srcs = append(srcs, raw)
 		for k, src := range srcs {
-			n := len(src) / int(typ.BlockBytes()) * int(typ.BlockSize())
-			a, b := make([]float32, n), make([]float32, n)
-			was := simd.Set(false)
-			Dequantize(typ, src, a)
-			simd.Set(true)
-			Dequantize(typ, src, b)
-			simd.Set(was)
-			if d := legacyFirstDiff(b, a, int(typ.BlockSize())); d != "no difference" {
+			if d := dequantLevels(typ, src); d != "" {
 				t.Errorf("%v input %d: %s", typ, k, d)
 			}
 		}
 	}
 }
 
-// FuzzVecQuant compares the kernels with the scalar code on arbitrary float32 input for
+// FuzzVecQuant compares the kernels of every level with the scalar code on arbitrary float32 input for
 // every vector type, and decodes the bytes as blocks of each type too.
 func FuzzVecQuant(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0, 0, 0x80, 0x3f}, 256), uint8(0))
@@ -191,13 +204,7 @@ func FuzzVecQuant(f *testing.F) {
 			t.Fatalf("%v quantize: %s", typ, legacyFirstBlockDiff(v, s, int(typ.BlockBytes())))
 		}
 		nb := len(raw) / int(typ.BlockBytes())
-		a, b := make([]float32, nb*bs), make([]float32, nb*bs)
-		was := simd.Set(false)
-		Dequantize(typ, raw[:nb*int(typ.BlockBytes())], a)
-		simd.Set(true)
-		Dequantize(typ, raw[:nb*int(typ.BlockBytes())], b)
-		simd.Set(was)
-		if d := legacyFirstDiff(b, a, bs); d != "no difference" {
+		if d := dequantLevels(typ, raw[:nb*int(typ.BlockBytes())]); d != "" {
 			t.Fatalf("%v dequantize: %s", typ, d)
 		}
 	})

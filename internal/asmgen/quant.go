@@ -16,6 +16,7 @@ func genQuant() {
 		genLegacy512(k)
 	}
 	genDequantK()
+	genDequantK512()
 	genDequantLegacy()
 	genRoundDiv(false)
 	genRoundDiv(true)
