@@ -1266,7 +1266,7 @@ func kQuantQ5K(src []float32, dst []byte) {
 
 func kDequantQ4K(src []byte, dst []float32) {
 	if vecOn() {
-		kDequantVec(src, dst, kQ4Bytes, 16, kScalesQ45K, kDequantKernel(dequantQ4KAVX2, dequantQ4KAVX512))
+		kDequantVec(src, dst, kQ4Bytes, 16, kScalesQ45K, dequantQ4KAVX2)
 		return
 	}
 	var t1, t2 [16]float32
@@ -1327,7 +1327,7 @@ func kDeqNibbles(q *[32]byte, lo, hi *[16]float32, out *[64]float32) {
 
 func kDequantQ5K(src []byte, dst []float32) {
 	if vecOn() {
-		kDequantVec(src, dst, kQ5Bytes, 16, kScalesQ45K, kDequantKernel(dequantQ5KAVX2, dequantQ5KAVX512))
+		kDequantVec(src, dst, kQ5Bytes, 16, kScalesQ45K, dequantQ5KAVX2)
 		return
 	}
 	for b := 0; b < len(dst)/kQK; b++ {
@@ -1461,7 +1461,7 @@ func kQuantQ6K(src []float32, dst []byte) {
 
 func kDequantQ6K(src []byte, dst []float32) {
 	if vecOn() {
-		kDequantVec(src, dst, kQ6Bytes, 16, kScalesQ6K, kDequantKernel(dequantQ6KAVX2, dequantQ6KAVX512))
+		kDequantVec(src, dst, kQ6Bytes, 16, kScalesQ6K, dequantQ6KAVX2)
 		return
 	}
 	for b := 0; b < len(dst)/kQK; b++ {

@@ -92,7 +92,7 @@ func kMakeQkx2QuantsVec(nmax int32, x, w []float32, L []uint8, xm []float32, mn,
 	return scale, -mn
 }
 
-// kDequantVec decodes K-quant blocks with a vector kernel (AVX2 or AVX-512): for up to 16 blocks at a time,
+// kDequantVec decodes K-quant blocks with the AVX2 kernel: for up to 16 blocks at a time,
 // scales computes each block's sub-block scales (and mins) into sc, nsc floats per block,
 // with the scalar code's float32 products; the kernel decodes the quants.
 func kDequantVec(src []byte, dst []float32, bb, nsc int, scales func(x []byte, sc []float32), kernel func([]float32, []byte, []float32, int)) {
@@ -106,14 +106,6 @@ func kDequantVec(src []byte, dst []float32, bb, nsc int, scales func(x []byte, s
 		}
 		kernel(dst[b0*kQK:(b0+k)*kQK], src[b0*bb:(b0+k)*bb], sc[:nsc*k], k)
 	}
-}
-
-// kDequantKernel returns the AVX-512 dequantization kernel when those run, else the AVX2 one.
-func kDequantKernel(avx2, avx512 func([]float32, []byte, []float32, int)) func([]float32, []byte, []float32, int) {
-	if vec512On() {
-		return avx512
-	}
-	return avx2
 }
 
 // kScalesQ45K: d*scale and dmin*min of the 8 sub-blocks of a Q4_K or Q5_K block.

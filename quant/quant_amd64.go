@@ -14,8 +14,7 @@ import "github.com/weft-ml/weft/internal/simd"
 func vecOn() bool { return simd.AVX2() }
 
 // vec512On reports whether the AVX-512 kernels run (where there are some: the Q4_0, Q5_0
-// and Q8_0 quantizers and the Q4_K, Q5_K and Q6_K dequantizers; the AVX2 kernels
-// elsewhere).
+// and Q8_0 quantizers; the AVX2 kernels elsewhere).
 func vec512On() bool { return simd.AVX512() }
 
 //go:noescape
@@ -56,15 +55,6 @@ func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int)
 
 //go:noescape
 func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int)
-
-//go:noescape
-func dequantQ4KAVX512(dst []float32, src []byte, sc []float32, nb int)
-
-//go:noescape
-func dequantQ5KAVX512(dst []float32, src []byte, sc []float32, nb int)
-
-//go:noescape
-func dequantQ6KAVX512(dst []float32, src []byte, sc []float32, nb int)
 
 //go:noescape
 func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte)

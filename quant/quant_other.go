@@ -34,10 +34,6 @@ func dequantQ4KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noK
 func dequantQ5KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
 func dequantQ6KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
 
-func dequantQ4KAVX512(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
-func dequantQ5KAVX512(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
-func dequantQ6KAVX512(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
-
 const noKernels = "quant: no vector kernels on this architecture"
 
 func roundDivAVX2(x *float32, n int, d float32, lo, hi, off int32, L *byte) { panic(noKernels) }

@@ -16,7 +16,6 @@ func genQuant() {
 		genLegacy512(k)
 	}
 	genDequantK()
-	genDequantK512()
 	genDequantLegacy()
 	genRoundDiv(false)
 	genRoundDiv(true)
