@@ -7,11 +7,11 @@ import "github.com/weft-ml/weft/internal/simd"
 //go:generate go run -C ../internal/asmgen . -pkg codec
 
 // The vector kernels (codec_amd64.s, written by internal/asmgen) convert whole groups of
-// elements: the AVX2 ones 16 (8 for float64), the AVX-512 ones 32 (16 for float64). The vec
+// elements: the AVX2 ones 16 (8 for float64), the AVX-512 ones (EncodeF64 only) 16. The vec
 // functions below run them on the leading groups when package simd says they may (the
 // AVX-512 kernel first, then the AVX2 one on what remains), and return how many elements
-// they converted. The scalar loops do the rest. The decoders have no AVX-512 versions: they
-// were no faster than the AVX2 ones (see internal/asmgen/codec512.go).
+// they converted. The scalar loops do the rest. The other conversions have no AVX-512
+// versions: they were no faster than the AVX2 ones (see internal/asmgen/codec512.go).
 
 //go:noescape
 func decodeBF16AVX2(dst []float32, src []byte)
@@ -28,21 +28,13 @@ func vecDecodeBF16(src []byte, dst []float32) int {
 //go:noescape
 func encodeBF16AVX2(dst []byte, src []float32)
 
-//go:noescape
-func encodeBF16AVX512(dst []byte, src []float32)
-
 func vecEncodeBF16(src []float32, dst []byte) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(src) &^ 31
-		encodeBF16AVX512(dst[:2*n], src[:n])
-	}
-	m := n + (len(src)-n)&^15
-	encodeBF16AVX2(dst[2*n:2*m], src[n:m])
-	return m
+	n := len(src) &^ 15
+	encodeBF16AVX2(dst[:2*n], src[:n])
+	return n
 }
 
 //go:noescape
@@ -60,21 +52,13 @@ func vecDecodeF16(src []byte, dst []float32) int {
 //go:noescape
 func encodeF16AVX2(dst []byte, src []float32)
 
-//go:noescape
-func encodeF16AVX512(dst []byte, src []float32)
-
 func vecEncodeF16(src []float32, dst []byte) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	n := 0
-	if simd.AVX512() {
-		n = len(src) &^ 31
-		encodeF16AVX512(dst[:2*n], src[:n])
-	}
-	m := n + (len(src)-n)&^15
-	encodeF16AVX2(dst[2*n:2*m], src[n:m])
-	return m
+	n := len(src) &^ 15
+	encodeF16AVX2(dst[:2*n], src[:n])
+	return n
 }
 
 //go:noescape
