@@ -616,6 +616,91 @@ done:
 	VZEROUPPER
 	RET
 
+// func encodeBF16AVX512(dst []byte, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·encodeBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD splat32_7fffffff<>+0(SB), Z0
+	VPBROADCASTD splat32_7f800000<>+0(SB), Z1
+	VPBROADCASTD splat32_00000001<>+0(SB), Z2
+	VPBROADCASTD splat32_00007fff<>+0(SB), Z3
+	VPBROADCASTD splat32_00000040<>+0(SB), Z4
+	SHRQ         $0x05, DX
+	JZ           done
+
+loop:
+	VMOVDQU32 (CX), Z5
+	VPANDD    Z0, Z5, Z6
+	VPCMPUD   $0x06, Z1, Z6, K1
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z2, Z6, Z7
+	VPADDD    Z3, Z7, Z7
+	VPADDD    Z5, Z7, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPORD     Z4, Z6, Z6
+	VPBLENDMD Z6, Z7, K1, Z7
+	VPMOVDW   Z7, (AX)
+	VMOVDQU32 64(CX), Z5
+	VPANDD    Z0, Z5, Z6
+	VPCMPUD   $0x06, Z1, Z6, K1
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z2, Z6, Z7
+	VPADDD    Z3, Z7, Z7
+	VPADDD    Z5, Z7, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPORD     Z4, Z6, Z6
+	VPBLENDMD Z6, Z7, K1, Z7
+	VPMOVDW   Z7, 32(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x40, AX
+	DECQ      DX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func decodeF16AVX512(dst []float32, src []byte)
+// Requires: AVX, AVX512F
+TEXT ·decodeF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), DX
+	VPBROADCASTD splat32_00007fff<>+0(SB), Z0
+	VPBROADCASTD splat32_00007c00<>+0(SB), Z1
+	VPBROADCASTD splat32_00007e00<>+0(SB), Z2
+	VPBROADCASTD splat32_00400000<>+0(SB), Z3
+	SHRQ         $0x05, CX
+	JZ           done
+
+loop:
+	VCVTPH2PS (DX), Z4
+	VPMOVZXWD (DX), Z5
+	VPANDD    Z0, Z5, Z5
+	VPCMPUD   $0x06, Z1, Z5, K1
+	VPCMPUD   $0x01, Z2, Z5, K1, K1
+	VPANDND   Z4, Z3, Z5
+	VPBLENDMD Z5, Z4, K1, Z4
+	VMOVDQU32 Z4, (AX)
+	VCVTPH2PS 32(DX), Z4
+	VPMOVZXWD 32(DX), Z5
+	VPANDD    Z0, Z5, Z5
+	VPCMPUD   $0x06, Z1, Z5, K1
+	VPCMPUD   $0x01, Z2, Z5, K1, K1
+	VPANDND   Z4, Z3, Z5
+	VPBLENDMD Z5, Z4, K1, Z4
+	VMOVDQU32 Z4, 64(AX)
+	ADDQ      $0x40, DX
+	ADDQ      $0x00000080, AX
+	DECQ      CX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
 // func encodeF64BF16AVX512(dst []byte, src []float64)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·encodeF64BF16AVX512(SB), NOSPLIT, $0-48

@@ -134,8 +134,9 @@ func TestKernelsEncodeEdgeFloat64s(t *testing.T) {
 }
 
 // TestKernelsEveryLength converts n elements at offsets 0..3 for every n up to 100: the
-// AVX2 kernel takes the whole groups of 16 and the scalar loop the rest, and nothing outside
-// the slices is touched.
+// AVX-512 kernel (F32 -> BF16, F16 -> F32) takes the whole groups of 32, the AVX2 kernel the
+// (remaining) groups of 16 and the scalar loop the rest, and nothing outside the slices is
+// touched.
 func TestKernelsEveryLength(t *testing.T) {
 	vals := edge.Float32s(0, 0)[1000:1200]
 	withSIMD(t, func(t *testing.T) {
