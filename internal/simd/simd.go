@@ -8,14 +8,16 @@
 //
 //   - LevelScalar: plain Go everywhere.
 //   - LevelAVX2: the AVX2 kernels; the CPU needs AVX, AVX2, F16C, BMI1 and BMI2.
-//   - LevelAVX512: the AVX-512 kernels where there are some (today the fused blend loop of
-//     ops/blend), the AVX2 ones elsewhere; the CPU needs everything LevelAVX2 needs, and
-//     AVX-512 F, BW, DQ and VL with the operating system saving the AVX-512 state.
+//   - LevelAVX512: the AVX-512 kernels where there are some (the fused blend loop of
+//     ops/blend; codec's F32 -> BF16, F16 -> F32 and F64 -> BF16/F16; quant's Q4_0, Q5_0 and
+//     Q8_0 quantizers), the AVX2 ones elsewhere; the CPU needs everything LevelAVX2 needs,
+//     and AVX-512 F, BW, DQ and VL with the operating system saving the AVX-512 state.
 //
 // By default the highest level the CPU offers runs. Setting WEFT_NOSIMD=1 (any value but ""
 // and "0") forces LevelScalar. WEFT_SIMD caps the level: "scalar", "avx2" or "avx512" (any case;
 // a higher cap than the CPU offers gives what the CPU offers, and a value that is none of
 // these gives LevelScalar, the level that is always right). WEFT_NOSIMD wins over WEFT_SIMD.
+// Tests and benchmarks compare the levels in one process with SetLevel and Modes.
 package simd
 
 import (
