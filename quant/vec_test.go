@@ -25,7 +25,7 @@ import (
 // vecTypes are the types whose quantizer or dequantizer has a vector path.
 var vecTypes = []weft.DType{weft.Q4_0, weft.Q5_0, weft.Q8_0, weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K}
 
-// inModes runs fn once with the kernels off and, where the CPU has them, once on.
+// inModes runs fn once per level the CPU offers (scalar, AVX2, AVX-512).
 func inModes(t *testing.T, fn func(t *testing.T)) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
