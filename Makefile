@@ -25,7 +25,7 @@ demo: build
 test: fmt-check vet asm-check
 	$(GO) test -count=1 ./...
 
-# The AVX2 kernels (x_amd64.s beside the scalar code) are written by internal/asmgen, a module
+# The AVX2 and AVX-512 kernels (x_amd64.s beside the scalar code) are written by internal/asmgen, a module
 # of its own (it needs avo); this checks that the committed files are what it generates now.
 # Regenerate them with: go generate ./codec ./quant ./ops/blend
 asm-check:

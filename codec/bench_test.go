@@ -37,7 +37,7 @@ func benchCodec(b *testing.B, dt weft.DType, encode, f64 bool) {
 				name = m.Name + "/threads=all"
 			}
 			b.Run(name, func(b *testing.B) {
-				defer simd.Set(simd.Set(m.On))
+				defer simd.SetLevel(simd.SetLevel(m.Level))
 				conv := func(lo, hi int) {
 					bb := int(dt.BlockBytes())
 					switch {

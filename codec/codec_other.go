@@ -2,7 +2,7 @@
 
 package codec
 
-// Without the AVX2 kernels every conversion takes the scalar loops.
+// Without the vector kernels every conversion takes the scalar loops.
 
 func vecDecodeBF16(src []byte, dst []float32) int { return 0 }
 func vecEncodeBF16(src []float32, dst []byte) int { return 0 }

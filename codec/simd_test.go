@@ -20,12 +20,12 @@ import (
 // that the split between the kernel and the scalar tail is covered, and on every 16-bit
 // pattern and the edge float32 values.
 
-// withSIMD runs fn once per mode the CPU offers (scalar only, or scalar and AVX2).
+// withSIMD runs fn once per level the CPU offers (scalar, AVX2, AVX-512).
 func withSIMD(t *testing.T, fn func(t *testing.T)) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			was := simd.Set(m.On)
-			defer simd.Set(was)
+			was := simd.SetLevel(m.Level)
+			defer simd.SetLevel(was)
 			fn(t)
 		})
 	}
@@ -133,14 +133,15 @@ func TestKernelsEncodeEdgeFloat64s(t *testing.T) {
 	})
 }
 
-// TestKernelsEveryLength converts n elements at offsets 0..3 for every n up to 70: the kernel
-// takes the whole groups of 16 and the scalar loop the rest, and nothing outside the slices is
+// TestKernelsEveryLength converts n elements at offsets 0..3 for every n up to 100: the
+// AVX-512 kernel (F32 -> BF16, F16 -> F32) takes the whole groups of 32, the AVX2 kernel the
+// (remaining) groups of 16 and the scalar loop the rest, and nothing outside the slices is
 // touched.
 func TestKernelsEveryLength(t *testing.T) {
 	vals := edge.Float32s(0, 0)[1000:1200]
 	withSIMD(t, func(t *testing.T) {
 		for _, dt := range []weft.DType{weft.F16, weft.BF16} {
-			for n := 0; n <= 70; n++ {
+			for n := 0; n <= 100; n++ {
 				for off := 0; off < 4; off++ {
 					name := fmt.Sprintf("%v n=%d off=%d", dt, n, off)
 					src := vals[off : off+n]
@@ -189,7 +190,7 @@ func TestKernelsEveryLength(t *testing.T) {
 	})
 }
 
-// FuzzKernelsCodec compares the kernels with the scalar loops on arbitrary bytes, read as
+// FuzzKernelsCodec compares the kernels of every level the CPU offers with the scalar loops on arbitrary bytes, read as
 // float32, float64 and 16-bit values.
 func FuzzKernelsCodec(f *testing.F) {
 	f.Add(allHalves()[:256])
@@ -209,9 +210,9 @@ func FuzzKernelsCodec(f *testing.F) {
 		for i := range f64 {
 			f64[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
 		}
-		run := func(on bool) (out [][]byte) {
-			was := simd.Set(on)
-			defer simd.Set(was)
+		run := func(l simd.Level) (out [][]byte) {
+			was := simd.SetLevel(l)
+			defer simd.SetLevel(was)
 			for _, dt := range []weft.DType{weft.F16, weft.BF16} {
 				d := make([]float32, n16)
 				if err := Decode(dt, raw[:2*n16], d); err != nil {
@@ -237,10 +238,13 @@ func FuzzKernelsCodec(f *testing.F) {
 			}
 			return out
 		}
-		scalar, vec := run(false), run(true)
-		for i := range scalar {
-			if !bytes.Equal(scalar[i], vec[i]) {
-				t.Fatalf("output %d differs between the scalar loops and the kernels", i)
+		scalar := run(simd.LevelScalar)
+		for _, m := range simd.Modes()[1:] {
+			vec := run(m.Level)
+			for i := range scalar {
+				if !bytes.Equal(scalar[i], vec[i]) {
+					t.Fatalf("output %d differs between the scalar loops and the %s kernels", i, m.Name)
+				}
 			}
 		}
 	})
@@ -259,10 +263,10 @@ func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
 	for _, dt := range []weft.DType{weft.F16, weft.BF16} {
 		var outs [][]float64
 		for _, m := range simd.Modes() {
-			was := simd.Set(m.On)
+			was := simd.SetLevel(m.Level)
 			d := make([]float64, 65536)
 			err := DecodeF64(dt, src, d)
-			simd.Set(was)
+			simd.SetLevel(was)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,4 +287,70 @@ func TestKernelsDecodeF64Every16BitPattern(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKernelsF64EveryLength runs EncodeF64 and DecodeF64 on n elements at offsets 0..3 for
+// every n up to 60 (edge float64 values from several places in the list, so that the short
+// and the general rounding paths both run): the AVX-512 kernel (EncodeF64 only) takes the
+// whole groups of 16, the AVX2 kernel the (remaining) groups of 8 and the scalar loop the
+// rest; the results are the
+// scalar functions' and nothing outside the slices is touched.
+func TestKernelsF64EveryLength(t *testing.T) {
+	all := edge.Float64s(0, 0)
+	withSIMD(t, func(t *testing.T) {
+		for _, dt := range []weft.DType{weft.F16, weft.BF16} {
+			for _, start := range []int{0, len(all) / 3, len(all) - 70} {
+				vals := all[start : start+64]
+				for n := 0; n <= 60; n++ {
+					for off := 0; off < 4; off++ {
+						name := fmt.Sprintf("%v start=%d n=%d off=%d", dt, start, n, off)
+						src := vals[off : off+n]
+						enc := bytes.Repeat([]byte{0xa5}, 2*n+8)
+						if err := EncodeF64(dt, src, enc[off:off+2*n]); err != nil {
+							t.Fatal(err)
+						}
+						want := make([]byte, 2*n)
+						for i, v := range src {
+							h := fp.F64ToBF16(v)
+							if dt == weft.F16 {
+								h = fp.F64ToF16(v)
+							}
+							binary.LittleEndian.PutUint16(want[2*i:], h)
+						}
+						if !bytes.Equal(enc[off:off+2*n], want) {
+							t.Fatalf("%s: EncodeF64 differs from the scalar function", name)
+						}
+						for i, b := range enc {
+							if (i < off || i >= off+2*n) && b != 0xa5 {
+								t.Fatalf("%s: byte %d outside the output was written", name, i)
+							}
+						}
+						dec := make([]float64, n+8)
+						for i := range dec {
+							dec[i] = -7
+						}
+						if err := DecodeF64(dt, want, dec[off:off+n]); err != nil {
+							t.Fatal(err)
+						}
+						for i := 0; i < n; i++ {
+							h := binary.LittleEndian.Uint16(want[2*i:])
+							f := fp.BF16ToF32(h)
+							if dt == weft.F16 {
+								f = fp.F16ToF32(h)
+							}
+							if math.Float64bits(dec[off+i]) != math.Float64bits(float64(f)) {
+								t.Fatalf("%s: DecodeF64 element %d of %04x: %016x, want %016x", name, i, h,
+									math.Float64bits(dec[off+i]), math.Float64bits(float64(f)))
+							}
+						}
+						for i, v := range dec {
+							if (i < off || i >= off+n) && v != -7 {
+								t.Fatalf("%s: element %d outside the output was written", name, i)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
 }

@@ -470,7 +470,7 @@ func BenchmarkKQuantize(b *testing.B) {
 		for _, m := range simd.Modes() {
 			for _, th := range kBenchThreads() {
 				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
-					defer simd.Set(simd.Set(m.On))
+					defer simd.SetLevel(simd.SetLevel(m.Level))
 					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Quantize(typ, x[r*kBenchRow:(r+1)*kBenchRow], dst[r*rowBytes:(r+1)*rowBytes]); err != nil {
@@ -510,7 +510,7 @@ func BenchmarkKDequantize(b *testing.B) {
 		for _, m := range simd.Modes() {
 			for _, th := range kBenchThreads() {
 				b.Run(fmt.Sprintf("%v/%s/threads=%d", typ, m.Name, th), func(b *testing.B) {
-					defer simd.Set(simd.Set(m.On))
+					defer simd.SetLevel(simd.SetLevel(m.Level))
 					rows := func(r0, r1 int) {
 						for r := r0; r < r1; r++ {
 							if err := Dequantize(typ, src[r*rowBytes:(r+1)*rowBytes], y[r*kBenchRow:(r+1)*kBenchRow]); err != nil {

@@ -69,7 +69,7 @@ func BenchmarkQuantize(b *testing.B) {
 			for _, th := range legacyBenchThreads() {
 				for _, m := range simd.Modes() {
 					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
-						defer simd.Set(simd.Set(m.On))
+						defer simd.SetLevel(simd.SetLevel(m.Level))
 						rows := func(r0, r1 int) {
 							if err := Quantize(typ, x[r0*legacyBenchRow:r1*legacyBenchRow], q[r0*rowBytes:r1*rowBytes]); err != nil {
 								panic(err)
@@ -112,7 +112,7 @@ func BenchmarkDequantize(b *testing.B) {
 			for _, th := range legacyBenchThreads() {
 				for _, m := range simd.Modes() {
 					b.Run(fmt.Sprintf("%s/threads=%d", m.Name, th), func(b *testing.B) {
-						defer simd.Set(simd.Set(m.On))
+						defer simd.SetLevel(simd.SetLevel(m.Level))
 						rows := func(r0, r1 int) {
 							if err := Dequantize(typ, q[r0*rowBytes:r1*rowBytes], y[r0*legacyBenchRow:r1*legacyBenchRow]); err != nil {
 								panic(err)

@@ -19,6 +19,22 @@ func legacyVec(src []float32, dst []byte, bb int, kernel func([]byte, []float32)
 	}
 }
 
-func quantQ4_0(src []float32, dst []byte) { legacyVec(src, dst, 18, quantQ4_0AVX2, quantQ4_0Scalar) }
-func quantQ5_0(src []float32, dst []byte) { legacyVec(src, dst, 22, quantQ5_0AVX2, quantQ5_0Scalar) }
-func quantQ8_0(src []float32, dst []byte) { legacyVec(src, dst, 34, quantQ8_0AVX2, quantQ8_0Scalar) }
+// legacyKernel returns the AVX-512 kernel when those run, else the AVX2 one.
+func legacyKernel(avx2, avx512 func([]byte, []float32) int) func([]byte, []float32) int {
+	if vec512On() {
+		return avx512
+	}
+	return avx2
+}
+
+func quantQ4_0(src []float32, dst []byte) {
+	legacyVec(src, dst, 18, legacyKernel(quantQ4_0AVX2, quantQ4_0AVX512), quantQ4_0Scalar)
+}
+
+func quantQ5_0(src []float32, dst []byte) {
+	legacyVec(src, dst, 22, legacyKernel(quantQ5_0AVX2, quantQ5_0AVX512), quantQ5_0Scalar)
+}
+
+func quantQ8_0(src []float32, dst []byte) {
+	legacyVec(src, dst, 34, legacyKernel(quantQ8_0AVX2, quantQ8_0AVX512), quantQ8_0Scalar)
+}

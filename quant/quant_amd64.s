@@ -1429,6 +1429,281 @@ DATA perm_q8<>+24(SB)/4, $0x00000003
 DATA perm_q8<>+28(SB)/4, $0x00000007
 GLOBL perm_q8<>(SB), RODATA|NOPTR, $32
 
+// func quantQ4_0AVX512(dst []byte, src []float32) int
+// Requires: AVX, AVX2, AVX512BW, AVX512F, BMI, F16C, SSE2
+TEXT ·quantQ4_0AVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD splat32_7fffffff<>+0(SB), Z0
+	VPBROADCASTD splat32_0000000f<>+0(SB), Z1
+	VPBROADCASTD splat32_41080000<>+0(SB), Z2
+	SHRQ         $0x05, DX
+	XORQ         BX, BX
+
+block:
+	CMPQ          BX, DX
+	JE            ret
+	VMOVUPS       (CX), Z3
+	VPANDD        Z0, Z3, Z4
+	VMOVUPS       64(CX), Z5
+	VPANDD        Z0, Z5, Z6
+	VPMAXUD       Z6, Z4, Z7
+	VEXTRACTI64X4 $0x01, Z7, Y8
+	VPMAXUD       Y8, Y7, Y7
+	VEXTRACTI128  $0x01, Y7, X8
+	VPMAXUD       X8, X7, X7
+	VPSHUFD       $0x4e, X7, X8
+	VPMAXUD       X8, X7, X7
+	VPSHUFD       $0xb1, X7, X8
+	VPMAXUD       X8, X7, X7
+	MOVD          X7, SI
+	VXORPS        X8, X8, X8
+	TESTL         SI, SI
+	JZ            scaled
+	CMPL          SI, $0x7f7fffff
+	JA            ret
+	CMPL          SI, $0x0d800000
+	JB            ret
+
+scaled:
+	VPBROADCASTD X7, Z7
+	VPCMPEQD     Z7, Z4, K1
+	VPCMPEQD     Z7, Z6, K2
+	KUNPCKWD     K1, K2, K1
+	KMOVD        K1, DI
+	TZCNTL       DI, DI
+	VMOVSS       (CX)(DI*4), X4
+	TESTL        SI, SI
+	JNZ          signed
+	VXORPS       X4, X4, X4
+
+signed:
+	MOVL      $0xc1000000, SI
+	MOVD      SI, X6
+	VDIVSS    X6, X4, X6
+	VCVTPS2PH $0x00, X6, X4
+	MOVD      X4, SI
+	MOVW      SI, (AX)
+	VXORPS    X4, X4, X4
+	VUCOMISS  X4, X6
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X4
+	VDIVSS    X6, X4, X8
+
+zero:
+	VBROADCASTSS X8, Z4
+	VMULPS       Z4, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VCVTTPS2DQ   Z3, Z3
+	VPMINSD      Z1, Z3, Z3
+	VMULPS       Z4, Z5, Z4
+	VADDPS       Z2, Z4, Z4
+	VCVTTPS2DQ   Z4, Z4
+	VPMINSD      Z1, Z4, Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPORD        Z3, Z4, Z4
+	VPMOVDB      Z4, 2(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x12, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func quantQ5_0AVX512(dst []byte, src []float32) int
+// Requires: AVX, AVX2, AVX512BW, AVX512F, BMI, F16C, SSE2
+TEXT ·quantQ5_0AVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD splat32_7fffffff<>+0(SB), Z0
+	VPBROADCASTD splat32_0000001f<>+0(SB), Z1
+	VPBROADCASTD splat32_41840000<>+0(SB), Z2
+	VPBROADCASTD splat32_00000010<>+0(SB), Z3
+	VPBROADCASTD splat32_0000000f<>+0(SB), Z4
+	SHRQ         $0x05, DX
+	XORQ         BX, BX
+
+block:
+	CMPQ          BX, DX
+	JE            ret
+	VMOVUPS       (CX), Z5
+	VPANDD        Z0, Z5, Z6
+	VMOVUPS       64(CX), Z7
+	VPANDD        Z0, Z7, Z8
+	VPMAXUD       Z8, Z6, Z9
+	VEXTRACTI64X4 $0x01, Z9, Y10
+	VPMAXUD       Y10, Y9, Y9
+	VEXTRACTI128  $0x01, Y9, X10
+	VPMAXUD       X10, X9, X9
+	VPSHUFD       $0x4e, X9, X10
+	VPMAXUD       X10, X9, X9
+	VPSHUFD       $0xb1, X9, X10
+	VPMAXUD       X10, X9, X9
+	MOVD          X9, SI
+	VXORPS        X10, X10, X10
+	TESTL         SI, SI
+	JZ            scaled
+	CMPL          SI, $0x7f7fffff
+	JA            ret
+	CMPL          SI, $0x0d800000
+	JB            ret
+
+scaled:
+	VPBROADCASTD X9, Z9
+	VPCMPEQD     Z9, Z6, K1
+	VPCMPEQD     Z9, Z8, K2
+	KUNPCKWD     K1, K2, K1
+	KMOVD        K1, DI
+	TZCNTL       DI, DI
+	VMOVSS       (CX)(DI*4), X6
+	TESTL        SI, SI
+	JNZ          signed
+	VXORPS       X6, X6, X6
+
+signed:
+	MOVL      $0xc1800000, SI
+	MOVD      SI, X8
+	VDIVSS    X8, X6, X8
+	VCVTPS2PH $0x00, X8, X6
+	MOVD      X6, SI
+	MOVW      SI, (AX)
+	VXORPS    X6, X6, X6
+	VUCOMISS  X6, X8
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X6
+	VDIVSS    X8, X6, X10
+
+zero:
+	VBROADCASTSS X10, Z6
+	VMULPS       Z6, Z5, Z5
+	VADDPS       Z2, Z5, Z5
+	VCVTTPS2DQ   Z5, Z5
+	VPMINSD      Z1, Z5, Z5
+	VMULPS       Z6, Z7, Z6
+	VADDPS       Z2, Z6, Z6
+	VCVTTPS2DQ   Z6, Z6
+	VPMINSD      Z1, Z6, Z6
+	VPTESTMD     Z3, Z5, K1
+	VPTESTMD     Z3, Z6, K2
+	KUNPCKWD     K1, K2, K1
+	KMOVD        K1, SI
+	MOVL         SI, 2(AX)
+	VPANDD       Z4, Z5, Z5
+	VPANDD       Z4, Z6, Z6
+	VPSLLD       $0x04, Z6, Z6
+	VPORD        Z5, Z6, Z6
+	VPMOVDB      Z6, 6(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x16, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+DATA splat32_00000010<>+0(SB)/4, $0x00000010
+DATA splat32_00000010<>+4(SB)/4, $0x00000010
+DATA splat32_00000010<>+8(SB)/4, $0x00000010
+DATA splat32_00000010<>+12(SB)/4, $0x00000010
+DATA splat32_00000010<>+16(SB)/4, $0x00000010
+DATA splat32_00000010<>+20(SB)/4, $0x00000010
+DATA splat32_00000010<>+24(SB)/4, $0x00000010
+DATA splat32_00000010<>+28(SB)/4, $0x00000010
+GLOBL splat32_00000010<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8_0AVX512(dst []byte, src []float32) int
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, F16C, SSE2
+TEXT ·quantQ8_0AVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD splat32_7fffffff<>+0(SB), Z0
+	SHRQ         $0x05, DX
+	XORQ         BX, BX
+
+block:
+	CMPQ          BX, DX
+	JE            ret
+	VMOVUPS       (CX), Z1
+	VPANDD        Z0, Z1, Z2
+	VMOVUPS       64(CX), Z3
+	VPANDD        Z0, Z3, Z4
+	VPMAXUD       Z4, Z2, Z2
+	VEXTRACTI64X4 $0x01, Z2, Y4
+	VPMAXUD       Y4, Y2, Y2
+	VEXTRACTI128  $0x01, Y2, X4
+	VPMAXUD       X4, X2, X2
+	VPSHUFD       $0x4e, X2, X4
+	VPMAXUD       X4, X2, X2
+	VPSHUFD       $0xb1, X2, X4
+	VPMAXUD       X4, X2, X2
+	MOVD          X2, SI
+	VXORPS        X2, X2, X2
+	TESTL         SI, SI
+	JZ            scaled
+	CMPL          SI, $0x7f7fffff
+	JA            ret
+	CMPL          SI, $0x0d800000
+	JB            ret
+
+scaled:
+	MOVD      SI, X4
+	MOVL      $0x42fe0000, SI
+	MOVD      SI, X5
+	VDIVSS    X5, X4, X5
+	VCVTPS2PH $0x00, X5, X4
+	MOVD      X4, SI
+	MOVW      SI, (AX)
+	VXORPS    X4, X4, X4
+	VUCOMISS  X4, X5
+	JE        zero
+	MOVL      $0x3f800000, SI
+	MOVD      SI, X2
+	VDIVSS    X5, X2, X2
+
+zero:
+	VBROADCASTSS X2, Z2
+	VMULPS       Z2, Z1, Z1
+	VRNDSCALEPS  $0x03, Z1, Z4
+	VSUBPS       Z4, Z1, Z5
+	VANDPS       Z0, Z5, Z5
+	VCMPPS.BCST  $0x0d, splat32_3f000000<>+0(SB), Z5, K1
+	VPANDD.BCST  splat32_80000000<>+0(SB), Z1, Z1
+	VPORD.BCST   splat32_3f800000<>+0(SB), Z1, Z1
+	VADDPS       Z1, Z4, Z1
+	VBLENDMPS    Z1, Z4, K1, Z4
+	VCVTTPS2DQ   Z4, Z1
+	VPMOVSDB     Z1, 2(AX)
+	VMULPS       Z2, Z3, Z1
+	VRNDSCALEPS  $0x03, Z1, Z2
+	VSUBPS       Z2, Z1, Z3
+	VANDPS       Z0, Z3, Z3
+	VCMPPS.BCST  $0x0d, splat32_3f000000<>+0(SB), Z3, K1
+	VPANDD.BCST  splat32_80000000<>+0(SB), Z1, Z1
+	VPORD.BCST   splat32_3f800000<>+0(SB), Z1, Z1
+	VADDPS       Z1, Z2, Z1
+	VBLENDMPS    Z1, Z2, K1, Z2
+	VCVTTPS2DQ   Z2, Z1
+	VPMOVSDB     Z1, 18(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x22, AX
+	INCQ         BX
+	JMP          block
+
+ret:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
 // func dequantQ4KAVX2(dst []float32, src []byte, sc []float32, nb int)
 // Requires: AVX, AVX2
 TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $0-80
@@ -3242,16 +3517,6 @@ DATA shift_q5_3<>+20(SB)/4, $0x0000001d
 DATA shift_q5_3<>+24(SB)/4, $0x0000001e
 DATA shift_q5_3<>+28(SB)/4, $0x0000001f
 GLOBL shift_q5_3<>(SB), RODATA|NOPTR, $32
-
-DATA splat32_00000010<>+0(SB)/4, $0x00000010
-DATA splat32_00000010<>+4(SB)/4, $0x00000010
-DATA splat32_00000010<>+8(SB)/4, $0x00000010
-DATA splat32_00000010<>+12(SB)/4, $0x00000010
-DATA splat32_00000010<>+16(SB)/4, $0x00000010
-DATA splat32_00000010<>+20(SB)/4, $0x00000010
-DATA splat32_00000010<>+24(SB)/4, $0x00000010
-DATA splat32_00000010<>+28(SB)/4, $0x00000010
-GLOBL splat32_00000010<>(SB), RODATA|NOPTR, $32
 
 // func dequantQ8_0AVX2(dst []float32, src []byte)
 // Requires: AVX, AVX2, F16C, SSE2

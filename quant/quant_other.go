@@ -2,9 +2,10 @@
 
 package quant
 
-// Without the AVX2 kernels every path is scalar; the kernel entry points are never called.
+// Without the vector kernels every path is scalar; the kernel entry points are never called.
 
-func vecOn() bool { return false }
+func vecOn() bool    { return false }
+func vec512On() bool { return false }
 
 func qxQuantsAVX2(x *[16]float32, num *[24]float32, mx float32, lo, hi uint32, nmax int32, L *[16]int8) float32 {
 	panic(noKernels)
@@ -23,6 +24,9 @@ func quantQ5_0AVX2(dst []byte, src []float32) int {
 func quantQ8_0AVX2(dst []byte, src []float32) int {
 	panic(noKernels)
 }
+func quantQ4_0AVX512(dst []byte, src []float32) int { panic(noKernels) }
+func quantQ5_0AVX512(dst []byte, src []float32) int { panic(noKernels) }
+func quantQ8_0AVX512(dst []byte, src []float32) int { panic(noKernels) }
 
 func dequantQ2KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }
 func dequantQ3KAVX2(dst []float32, src []byte, sc []float32, nb int) { panic(noKernels) }

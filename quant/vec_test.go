@@ -25,11 +25,11 @@ import (
 // vecTypes are the types whose quantizer or dequantizer has a vector path.
 var vecTypes = []weft.DType{weft.Q4_0, weft.Q5_0, weft.Q8_0, weft.Q2_K, weft.Q3_K, weft.Q4_K, weft.Q5_K, weft.Q6_K}
 
-// inModes runs fn once with the kernels off and, where the CPU has them, once on.
+// inModes runs fn once per level the CPU offers (scalar, AVX2, AVX-512).
 func inModes(t *testing.T, fn func(t *testing.T)) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			fn(t)
 		})
 	}
@@ -94,17 +94,28 @@ func vecInputs() map[string][]float32 {
 	return in
 }
 
-// quantBoth quantizes x as typ with the kernels off and on.
+// quantBoth quantizes x as typ with the kernels off and at each vector level the CPU offers,
+// and returns the scalar bytes and those of the highest level; it fails the test at once when
+// a lower level's bytes differ from the scalar ones.
 func quantBoth(t testing.TB, typ weft.DType, x []float32) (scalar, vec []byte) {
+	t.Helper()
 	n := len(x) / int(typ.BlockSize()) * int(typ.BlockBytes())
-	scalar, vec = make([]byte, n), make([]byte, n)
-	was := simd.Set(false)
-	err := Quantize(typ, x, scalar)
-	simd.Set(true)
-	err2 := Quantize(typ, x, vec)
-	simd.Set(was)
-	if err != nil || err2 != nil {
-		t.Fatal(err, err2)
+	was := simd.SetLevel(simd.LevelScalar)
+	defer simd.SetLevel(was)
+	scalar = make([]byte, n)
+	if err := Quantize(typ, x, scalar); err != nil {
+		t.Fatal(err)
+	}
+	vec = scalar
+	for _, m := range simd.Modes()[1:] {
+		simd.SetLevel(m.Level)
+		vec = make([]byte, n)
+		if err := Quantize(typ, x, vec); err != nil {
+			t.Fatal(err)
+		}
+		if m.Level != simd.CPULevel() && !bytes.Equal(scalar, vec) {
+			t.Fatalf("%v at level %s: %s", typ, m.Name, legacyFirstBlockDiff(vec, scalar, int(typ.BlockBytes())))
+		}
 	}
 	return scalar, vec
 }
@@ -123,8 +134,28 @@ func TestVecQuantizeMatchesScalar(t *testing.T) {
 	}
 }
 
+// dequantLevels decodes src (whole blocks of typ) with the kernels off and at each vector
+// level the CPU offers, and describes the first difference from the scalar decoding ("" when
+// every level gives the scalar bits).
+func dequantLevels(typ weft.DType, src []byte) string {
+	n := len(src) / int(typ.BlockBytes()) * int(typ.BlockSize())
+	was := simd.SetLevel(simd.LevelScalar)
+	defer simd.SetLevel(was)
+	want := make([]float32, n)
+	Dequantize(typ, src, want)
+	for _, m := range simd.Modes()[1:] {
+		simd.SetLevel(m.Level)
+		got := make([]float32, n)
+		Dequantize(typ, src, got)
+		if d := legacyFirstDiff(got, want, int(typ.BlockSize())); d != "no difference" {
+			return m.Name + ": " + d
+		}
+	}
+	return ""
+}
+
 // TestVecDequantizeMatchesScalar decodes quantized rows and random blocks (with arbitrary,
-// also NaN and infinite, fp16 scales) with the kernels off and on.
+// also NaN and infinite, fp16 scales) with the kernels off and at every level.
 func TestVecDequantizeMatchesScalar(t *testing.T) {
 	if !simd.CPUHasAVX2() {
 		t.Skip("no AVX2 on this CPU: only the scalar path exists")
@@ -142,21 +173,14 @@ func TestVecDequantizeMatchesScalar(t *testing.T) {
 		}
 		srcs = append(srcs, raw)
 		for k, src := range srcs {
-			n := len(src) / int(typ.BlockBytes()) * int(typ.BlockSize())
-			a, b := make([]float32, n), make([]float32, n)
-			was := simd.Set(false)
-			Dequantize(typ, src, a)
-			simd.Set(true)
-			Dequantize(typ, src, b)
-			simd.Set(was)
-			if d := legacyFirstDiff(b, a, int(typ.BlockSize())); d != "no difference" {
+			if d := dequantLevels(typ, src); d != "" {
 				t.Errorf("%v input %d: %s", typ, k, d)
 			}
 		}
 	}
 }
 
-// FuzzVecQuant compares the kernels with the scalar code on arbitrary float32 input for
+// FuzzVecQuant compares the kernels of every level with the scalar code on arbitrary float32 input for
 // every vector type, and decodes the bytes as blocks of each type too.
 func FuzzVecQuant(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0, 0, 0x80, 0x3f}, 256), uint8(0))
@@ -180,13 +204,7 @@ func FuzzVecQuant(f *testing.F) {
 			t.Fatalf("%v quantize: %s", typ, legacyFirstBlockDiff(v, s, int(typ.BlockBytes())))
 		}
 		nb := len(raw) / int(typ.BlockBytes())
-		a, b := make([]float32, nb*bs), make([]float32, nb*bs)
-		was := simd.Set(false)
-		Dequantize(typ, raw[:nb*int(typ.BlockBytes())], a)
-		simd.Set(true)
-		Dequantize(typ, raw[:nb*int(typ.BlockBytes())], b)
-		simd.Set(was)
-		if d := legacyFirstDiff(b, a, bs); d != "no difference" {
+		if d := dequantLevels(typ, raw[:nb*int(typ.BlockBytes())]); d != "" {
 			t.Fatalf("%v dequantize: %s", typ, d)
 		}
 	})
@@ -228,7 +246,7 @@ func TestVecLegacyCraftedBlocks(t *testing.T) {
 			}
 		})
 	}
-	for _, p := range [][2]int{{5, 20}, {20, 5}, {0, 31}, {31, 0}, {16, 15}} {
+	for _, p := range [][2]int{{5, 20}, {20, 5}, {0, 31}, {31, 0}, {16, 15}, {15, 16}, {0, 16}, {16, 0}} {
 		add(func(b *[32]float32) {
 			b[p[0]], b[p[1]] = -9, 9
 		})

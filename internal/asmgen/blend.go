@@ -23,6 +23,7 @@ func genBlend() {
 			}
 		}
 	}
+	genBlend512()
 }
 
 func genBlendKernel(bt string, bs int, tt string, ts int, ot string, os int) {

@@ -13,6 +13,7 @@ func genCodec() {
 	genDecodeF16()
 	genEncodeF16()
 	genF64()
+	genCodec512()
 }
 
 func genDecodeBF16() {

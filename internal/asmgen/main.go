@@ -1,6 +1,7 @@
-// Command asmgen writes weft's AVX2 kernels: the Go assembly files beside the scalar code
-// they accelerate (codec/codec_amd64.s, quant/quant_amd64.s, ops/blend/blend_amd64.s). It is a
-// module of its own so that weft does not depend on avo, the assembler generator it uses.
+// Command asmgen writes weft's AVX2 and AVX-512 kernels: the Go assembly files beside the
+// scalar code they accelerate (codec/codec_amd64.s, quant/quant_amd64.s,
+// ops/blend/blend_amd64.s). It is a module of its own so that weft does not depend on avo, the
+// assembler generator it uses.
 //
 // Each package's x_amd64.go runs it through go generate:
 //

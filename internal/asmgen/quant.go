@@ -12,6 +12,9 @@ func genQuant() {
 	for _, k := range []legacyKind{legQ4_0, legQ5_0, legQ8_0} {
 		genLegacy(k)
 	}
+	for _, k := range []legacyKind{legQ4_0, legQ5_0, legQ8_0} {
+		genLegacy512(k)
+	}
 	genDequantK()
 	genDequantLegacy()
 	genRoundDiv(false)

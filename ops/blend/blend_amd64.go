@@ -30,19 +30,36 @@ func fusedIndex(dt weft.DType) int {
 	return 2
 }
 
-// vecFused blends the leading multiple of 8 of the n elements with the AVX2 kernel when it
-// runs, and returns how many it did.
+// The AVX-512 kernels of the fused loop, in the same order; each blends a multiple of 16
+// elements with the same operations and rounding as the AVX2 ones.
+var fusedKernels512 = [3][3][3]func(dst, x, y []byte, n int, c float64){
+	{{blendBF16BF16BF16AVX512, blendBF16BF16F16AVX512, blendBF16BF16F32AVX512}, {blendBF16F16BF16AVX512, blendBF16F16F16AVX512, blendBF16F16F32AVX512}, {blendBF16F32BF16AVX512, blendBF16F32F16AVX512, blendBF16F32F32AVX512}},
+	{{blendF16BF16BF16AVX512, blendF16BF16F16AVX512, blendF16BF16F32AVX512}, {blendF16F16BF16AVX512, blendF16F16F16AVX512, blendF16F16F32AVX512}, {blendF16F32BF16AVX512, blendF16F32F16AVX512, blendF16F32F32AVX512}},
+	{{blendF32BF16BF16AVX512, blendF32BF16F16AVX512, blendF32BF16F32AVX512}, {blendF32F16BF16AVX512, blendF32F16F16AVX512, blendF32F16F32AVX512}, {blendF32F32BF16AVX512, blendF32F32F16AVX512, blendF32F32F32AVX512}},
+}
+
+// vecFused blends the leading elements with the vector kernels that run (the AVX-512
+// kernel on the leading multiple of 16, then the AVX2 kernel on a remaining 8; or the AVX2
+// kernel on the leading multiple of 8), and returns how many it did.
 func vecFused(bt, tt, ot weft.DType, dst, x, y []byte, n int, c float64) int {
 	if !simd.AVX2() {
 		return 0
 	}
-	k := n &^ 7
-	if k == 0 {
-		return 0
+	bs, ts, os := int(bt.BlockBytes()), int(tt.BlockBytes()), int(ot.BlockBytes())
+	bi, ti, oi := fusedIndex(bt), fusedIndex(tt), fusedIndex(ot)
+	done := 0
+	if k := n &^ 15; k > 0 && simd.AVX512() {
+		_, _, _ = dst[k*os-1], x[k*bs-1], y[k*ts-1]
+		fusedKernels512[bi][ti][oi](dst, x, y, k, c)
+		done = k
 	}
-	_, _, _ = dst[k*int(ot.BlockBytes())-1], x[k*int(bt.BlockBytes())-1], y[k*int(tt.BlockBytes())-1]
-	fusedKernels[fusedIndex(bt)][fusedIndex(tt)][fusedIndex(ot)](dst, x, y, k, c)
-	return k
+	if k := (n - done) &^ 7; k > 0 {
+		d, xx, yy := dst[done*os:], x[done*bs:], y[done*ts:]
+		_, _, _ = d[k*os-1], xx[k*bs-1], yy[k*ts-1]
+		fusedKernels[bi][ti][oi](d, xx, yy, k, c)
+		done += k
+	}
+	return done
 }
 
 //go:noescape
@@ -125,3 +142,84 @@ func blendF32F32F16AVX2(dst, x, y []byte, n int, c float64)
 
 //go:noescape
 func blendF32F32F32AVX2(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16BF16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16BF16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16BF16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F32BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F32F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendBF16F32F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16BF16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16BF16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16BF16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F32BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F32F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF16F32F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32BF16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32BF16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32BF16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F16BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F16F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F16F32AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F32BF16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F32F16AVX512(dst, x, y []byte, n int, c float64)
+
+//go:noescape
+func blendF32F32F32AVX512(dst, x, y []byte, n int, c float64)

@@ -31,7 +31,7 @@ func BenchmarkFusedLoop(b *testing.B) {
 		dst := make([]byte, n*int(c[2].BlockBytes()))
 		for _, m := range simd.Modes() {
 			b.Run(fmt.Sprintf("%v+%v->%v/%s", c[0], c[1], c[2], m.Name), func(b *testing.B) {
-				defer simd.Set(simd.Set(m.On))
+				defer simd.SetLevel(simd.SetLevel(m.Level))
 				fusedLoop(c[0], c[1], c[2], dst, x, y, n, 0.3) // first touch of dst, untimed
 				// Timed in chunks of 64 Ki elements (see benchutil.Chunks).
 				const chunk = 64 << 10

@@ -38,62 +38,67 @@ func fusedInput(dt weft.DType, n int, mult uint32) []byte {
 var fusedCoeffs = []float64{0.5, 0.3, -1.25, 1e-3, 3, 1e10, 1e-30,
 	math.Ldexp(1, -8) + math.Ldexp(1, -30), math.Ldexp(1, -11) + math.Ldexp(1, -30), 1, 0}
 
-// TestFusedKernelsMatchScalar runs every kernel (input pair and output type) on every 16-bit
-// pattern or the edge float32 values, against the scalar loop.
+// TestFusedKernelsMatchScalar runs every kernel (input pair and output type) of every
+// vector level the CPU offers on every 16-bit pattern or the edge float32 values, against
+// the scalar loop.
 func TestFusedKernelsMatchScalar(t *testing.T) {
 	if !simd.CPUHasAVX2() {
 		t.Skip("no AVX2 on this CPU: the kernels cannot run (the scalar loop is tested elsewhere)")
 	}
-	defer simd.Set(simd.Set(true))
 	const n = 65536 + 64
-	for _, bt := range fusedTypes {
-		x := fusedInput(bt, n, 1)
-		for _, tt := range fusedTypes {
-			y := fusedInput(tt, n, 40503)
-			for _, ot := range fusedTypes {
-				for _, c := range fusedCoeffs {
-					want := make([]byte, n*int(ot.BlockBytes()))
-					fusedScalar(bt, tt, ot, want, x, y, 0, n, c)
-					got := make([]byte, len(want))
-					fusedLoop(bt, tt, ot, got, x, y, n, c)
-					if !bytes.Equal(got, want) {
-						sz := int(ot.BlockBytes())
-						for i := 0; i < n; i++ {
-							if !bytes.Equal(got[i*sz:(i+1)*sz], want[i*sz:(i+1)*sz]) {
-								t.Fatalf("%v+%v->%v c=%g element %d (x % x, y % x): kernel % x, scalar % x", bt, tt, ot, c, i,
-									x[i*int(bt.BlockBytes()):(i+1)*int(bt.BlockBytes())], y[i*int(tt.BlockBytes()):(i+1)*int(tt.BlockBytes())],
-									got[i*sz:(i+1)*sz], want[i*sz:(i+1)*sz])
+	for _, m := range simd.Modes()[1:] {
+		t.Run(m.Name, func(t *testing.T) {
+			defer simd.SetLevel(simd.SetLevel(m.Level))
+			for _, bt := range fusedTypes {
+				x := fusedInput(bt, n, 1)
+				for _, tt := range fusedTypes {
+					y := fusedInput(tt, n, 40503)
+					for _, ot := range fusedTypes {
+						for _, c := range fusedCoeffs {
+							want := make([]byte, n*int(ot.BlockBytes()))
+							fusedScalar(bt, tt, ot, want, x, y, 0, n, c)
+							got := make([]byte, len(want))
+							fusedLoop(bt, tt, ot, got, x, y, n, c)
+							if !bytes.Equal(got, want) {
+								sz := int(ot.BlockBytes())
+								for i := 0; i < n; i++ {
+									if !bytes.Equal(got[i*sz:(i+1)*sz], want[i*sz:(i+1)*sz]) {
+										t.Fatalf("%v+%v->%v c=%g element %d (x % x, y % x): kernel % x, scalar % x", bt, tt, ot, c, i,
+											x[i*int(bt.BlockBytes()):(i+1)*int(bt.BlockBytes())], y[i*int(tt.BlockBytes()):(i+1)*int(tt.BlockBytes())],
+											got[i*sz:(i+1)*sz], want[i*sz:(i+1)*sz])
+									}
+								}
 							}
 						}
 					}
 				}
 			}
-		}
+		})
 	}
 }
 
 // TestFusedEveryLength checks the split between the kernel and the scalar tail, and that
-// nothing outside the output is written, for every length up to 40 (with and without the
-// kernels).
+// nothing outside the output is written, for every length up to 72 (at every level: the AVX-512 kernels take 16 elements at a
+// time, then the AVX2 ones 8, then the scalar loop the rest).
 func TestFusedEveryLength(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			for _, bt := range fusedTypes {
-				x := fusedInput(bt, 64, 977)
+				x := fusedInput(bt, 80, 977)
 				for _, tt := range fusedTypes {
-					y := fusedInput(tt, 64, 1013)
+					y := fusedInput(tt, 80, 1013)
 					for _, ot := range fusedTypes {
 						sz := int(ot.BlockBytes())
-						for n := 0; n <= 40; n++ {
+						for n := 0; n <= 72; n++ {
 							want := make([]byte, n*sz)
 							fusedScalar(bt, tt, ot, want, x, y, 0, n, 0.37)
-							got := bytes.Repeat([]byte{0x5a}, n*sz+16)
+							got := bytes.Repeat([]byte{0x5a}, n*sz+64)
 							fusedLoop(bt, tt, ot, got[:n*sz], x, y, n, 0.37)
 							if !bytes.Equal(got[:n*sz], want) {
 								t.Fatalf("%v+%v->%v n=%d: differs from the scalar loop", bt, tt, ot, n)
 							}
-							if !bytes.Equal(got[n*sz:], bytes.Repeat([]byte{0x5a}, 16)) {
+							if !bytes.Equal(got[n*sz:], bytes.Repeat([]byte{0x5a}, 64)) {
 								t.Fatalf("%v+%v->%v n=%d: wrote past the output", bt, tt, ot, n)
 							}
 						}
@@ -109,7 +114,7 @@ func TestFusedEveryLength(t *testing.T) {
 func TestFusedNaNRule(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			const n = 16
 			x, y := make([]byte, 4*n), make([]byte, 4*n)
 			for i := 0; i < n; i++ {
@@ -136,10 +141,12 @@ func TestFusedNaNRule(t *testing.T) {
 	}
 }
 
-// FuzzFusedKernels compares the kernels with the scalar loop on arbitrary bytes.
+// FuzzFusedKernels compares the kernels of every vector level the CPU offers with the
+// scalar loop on arbitrary bytes.
 func FuzzFusedKernels(f *testing.F) {
 	f.Add(fusedInput(weft.F32, 32, 3), 0.5, uint8(0))
 	f.Add(fusedInput(weft.BF16, 64, 5), -2.75, uint8(13))
+	f.Add(fusedInput(weft.F16, 100, 7), 1e-3, uint8(4))
 	f.Fuzz(func(t *testing.T, raw []byte, c float64, combo uint8) {
 		if !simd.CPUHasAVX2() {
 			t.Skip("no AVX2 on this CPU: nothing to compare")
@@ -150,11 +157,14 @@ func FuzzFusedKernels(f *testing.F) {
 		x, y := raw[:n*bs], raw[n*bs:n*(bs+ts)]
 		want := make([]byte, n*int(ot.BlockBytes()))
 		fusedScalar(bt, tt, ot, want, x, y, 0, n, c)
-		got := make([]byte, len(want))
-		defer simd.Set(simd.Set(true))
-		fusedLoop(bt, tt, ot, got, x, y, n, c)
-		if !bytes.Equal(got, want) {
-			t.Fatal(fmt.Sprintf("%v+%v->%v c=%g: kernel differs from the scalar loop", bt, tt, ot, c))
+		for _, m := range simd.Modes()[1:] {
+			got := make([]byte, len(want))
+			was := simd.SetLevel(m.Level)
+			fusedLoop(bt, tt, ot, got, x, y, n, c)
+			simd.SetLevel(was)
+			if !bytes.Equal(got, want) {
+				t.Fatal(fmt.Sprintf("%s: %v+%v->%v c=%g: kernel differs from the scalar loop", m.Name, bt, tt, ot, c))
+			}
 		}
 	})
 }
@@ -165,7 +175,7 @@ func FuzzFusedKernels(f *testing.F) {
 func TestFusedModes(t *testing.T) {
 	for _, m := range simd.Modes() {
 		t.Run(m.Name, func(t *testing.T) {
-			defer simd.Set(simd.Set(m.On))
+			defer simd.SetLevel(simd.SetLevel(m.Level))
 			t.Run("LinearMatchesFloat64Reference", TestLinearMatchesFloat64Reference)
 			t.Run("SingleRoundingEveryTypePair", TestSingleRoundingEveryTypePair)
 			t.Run("ChunkingAndThreadsDoNotChangeBytes", TestChunkingAndThreadsDoNotChangeBytes)
