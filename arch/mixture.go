@@ -2,6 +2,8 @@ package arch
 
 import (
 	"fmt"
+	"math"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -159,6 +161,18 @@ func MixParamsFromKV(get func(key string) (any, bool)) (MixParams, error) {
 
 // kvFirstInt returns an integer GGUF value, or the first element of an integer array.
 func kvFirstInt(v any) (int64, bool) {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice {
+		if rv.Len() == 0 {
+			return 0, false
+		}
+		v = rv.Index(0).Interface()
+	}
+	return KVInt(v)
+}
+
+// KVInt returns a GGUF key-value of any integer type as an int64, and whether it is an
+// integer that fits.
+func KVInt(v any) (int64, bool) {
 	switch x := v.(type) {
 	case uint8:
 		return int64(x), true
@@ -173,44 +187,12 @@ func kvFirstInt(v any) (int64, bool) {
 	case int32:
 		return int64(x), true
 	case uint64:
-		if x > 1<<62 {
+		if x > math.MaxInt64 {
 			return 0, false
 		}
 		return int64(x), true
 	case int64:
 		return x, true
-	case []uint32:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []int32:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []uint16:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []int16:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []uint8:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []int8:
-		if len(x) > 0 {
-			return int64(x[0]), true
-		}
-	case []uint64:
-		if len(x) > 0 && x[0] <= 1<<62 {
-			return int64(x[0]), true
-		}
-	case []int64:
-		if len(x) > 0 {
-			return x[0], true
-		}
 	}
 	return 0, false
 }

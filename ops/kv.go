@@ -3,34 +3,13 @@ package ops
 import (
 	"fmt"
 	"math"
+
+	"github.com/weft-ml/weft/arch"
 )
 
 // KVInt returns a GGUF key-value of any integer type as an int64, and whether it is an
-// integer that fits.
-func KVInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case uint8:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(x), true
-	case int64:
-		return x, true
-	}
-	return 0, false
-}
+// integer that fits (arch.KVInt).
+func KVInt(v any) (int64, bool) { return arch.KVInt(v) }
 
 // SameIntType returns n in the Go integer type of like (a GGUF value being rewritten), so
 // that the key keeps its GGUF type; uint32, GGUF's usual type for counts, when like is not
