@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/weft-ml/weft"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // ErrInputOutput is returned when an output would overwrite an input.
@@ -82,7 +83,7 @@ func (t *target) look() error {
 	for _, l := range sv.dead {
 		size := ""
 		if st, err := os.Lstat(l.path); err == nil && st.Mode().IsRegular() {
-			size = ", " + humanSize(st.Size())
+			size = ", " + text.Bytes(st.Size())
 		}
 		if err := os.RemoveAll(l.path); err != nil {
 			return fmt.Errorf("removing %s, left by a weft run that ended: %w", l.path, err)
@@ -560,18 +561,4 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
-}
-
-// humanSize formats a byte count for a note.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

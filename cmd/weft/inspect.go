@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/arch"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 type inspectTensor struct {
@@ -187,7 +188,7 @@ func (o *inspectOptions) run(ctx context.Context, e *env, pos []string) error {
 			fmt.Fprintf(w, "  %-52s %-7s %-18s %12d\n", safe(t.Name), t.DType, shapeString(t.Shape), t.Bytes)
 		}
 	}
-	fmt.Fprintf(w, "\ntotals: %d tensors, %d parameters, %d bytes (%s)\n", r.Totals.Tensors, r.Totals.Parameters, r.Totals.Bytes, humanBytes(r.Totals.Bytes))
+	fmt.Fprintf(w, "\ntotals: %d tensors, %d parameters, %d bytes (%s)\n", r.Totals.Tensors, r.Totals.Parameters, r.Totals.Bytes, text.Bytes(r.Totals.Bytes))
 	for _, d := range tot.SortedDTypes() {
 		x := tot.ByDType[d]
 		fmt.Fprintf(w, "  %-8s %5d tensors %14d parameters %14d bytes\n", d, x.Tensors, x.Parameters, x.Bytes)

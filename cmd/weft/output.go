@@ -10,6 +10,7 @@ import (
 
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // outFlags are the flags of every command that writes a checkpoint.
@@ -166,9 +167,9 @@ func (o *outFlags) write(ctx context.Context, e *env, out *weft.Checkpoint, desc
 	}
 	if !o.quiet {
 		if parts > 1 {
-			fmt.Fprintf(e.stderr, "wrote part %d of %d of %s: %s (%s)\n", part, parts, plan.Target, shareFiles(plan, sched.Shares[0]), humanBytes(sched.Written))
+			fmt.Fprintf(e.stderr, "wrote part %d of %d of %s: %s (%s)\n", part, parts, plan.Target, shareFiles(plan, sched.Shares[0]), text.Bytes(sched.Written))
 		} else {
-			fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), humanBytes(plan.Total))
+			fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(out.Tensors), text.Bytes(plan.Total))
 		}
 	}
 	return nil
@@ -199,7 +200,7 @@ func shareFiles(plan *ckpt.Plan, sh ckpt.Share) string {
 // printSchedule prints what the write reads and writes, and this part's share.
 func printSchedule(e *env, plan *ckpt.Plan, s *ckpt.Schedule, part, parts int) {
 	w := e.stdout
-	fmt.Fprintf(w, "  reads %s of input tensors once; writes %s\n", humanBytes(s.Read), humanBytes(s.Written))
+	fmt.Fprintf(w, "  reads %s of input tensors once; writes %s\n", text.Bytes(s.Read), text.Bytes(s.Written))
 	if s.Fingerprints > 0 {
 		fmt.Fprintf(w, "  data fingerprints of %d input(s) for provenance: computed from the chunks the write reads\n", s.Fingerprints)
 	}
@@ -210,12 +211,12 @@ func printSchedule(e *env, plan *ckpt.Plan, s *ckpt.Schedule, part, parts int) {
 
 func printPlan(e *env, out *weft.Checkpoint, plan *ckpt.Plan, describe func(*weft.Tensor) string) {
 	w := e.stdout
-	fmt.Fprintf(w, "plan: %d tensors, %s, into %s\n", len(out.Tensors), humanBytes(plan.Total), plan.Target)
+	fmt.Fprintf(w, "plan: %d tensors, %s, into %s\n", len(out.Tensors), text.Bytes(plan.Total), plan.Target)
 	for _, l := range plan.Loss.Lines() {
 		fmt.Fprintf(w, "  %s\n", l)
 	}
 	for _, f := range plan.Layout.Files {
-		fmt.Fprintf(w, "  file %s (%s)\n", f.Name, humanBytes(f.Size))
+		fmt.Fprintf(w, "  file %s (%s)\n", f.Name, text.Bytes(f.Size))
 	}
 	for i, t := range out.Tensors {
 		d := ""
@@ -242,19 +243,6 @@ func shapeString(s []int64) string {
 		b = fmt.Appendf(b, "%d", d)
 	}
 	return string(append(b, ']'))
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // check applies the write path's rule of what an output can hold (ckpt.CheckOutput) to a

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/weft-ml/weft/internal/text"
 )
 
 // Progress bars. Every command that reads or writes tensor data for more than a moment
@@ -110,7 +112,7 @@ func (p *progress) update(done, total int64) {
 
 // label is the text beside the bar: "writing 1.2 GiB of 4.0 GiB, 310.0 MiB/s, 9s left".
 func (p *progress) label(done, total int64, rate float64, left time.Duration) string {
-	return fmt.Sprintf("%s %s of %s, %s/s, %s left", p.what, humanBytes(done), humanBytes(total), humanBytes(int64(rate)), roundLeft(left))
+	return fmt.Sprintf("%s %s of %s, %s/s, %s left", p.what, text.Bytes(done), text.Bytes(total), text.Bytes(int64(rate)), roundLeft(left))
 }
 
 // roundLeft rounds a time left to what is worth showing: seconds under 10 minutes, minutes

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weft-ml/weft/ckpt"
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/recipe"
 	"github.com/weft-ml/weft/safetensors"
 )
@@ -299,7 +300,7 @@ func writeBuilt(ctx context.Context, e *env, b *recipe.Built, of *outFlags, ro *
 		for i, p := range plans {
 			switch sh := sched.Shares[i]; {
 			case sh.All():
-				fmt.Fprintf(e.stderr, "  %s (%d tensors, %s)\n", p.Written(), len(outs[i].Checkpoint.Tensors), humanBytes(p.Total))
+				fmt.Fprintf(e.stderr, "  %s (%d tensors, %s)\n", p.Written(), len(outs[i].Checkpoint.Tensors), text.Bytes(p.Total))
 			case !sh.None():
 				fmt.Fprintf(e.stderr, "  %s: %s\n", p.Target, shareFiles(p, sh))
 			}
@@ -325,7 +326,7 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 		for _, t := range c.Tensors {
 			size += t.MustSize()
 		}
-		fmt.Fprintf(w, "  %-12s %s (%s, %d tensors, %s)\n", in.Name, c.Path, c.Format, len(c.Tensors), humanBytes(size))
+		fmt.Fprintf(w, "  %-12s %s (%s, %d tensors, %s)\n", in.Name, c.Path, c.Format, len(c.Tensors), text.Bytes(size))
 	}
 	for _, n := range b.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
@@ -336,7 +337,7 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 		if len(o.Vars) > 0 {
 			fmt.Fprintf(w, " [%s]", o.VarString())
 		}
-		fmt.Fprintf(w, "\n  chain: %s\n  %d tensors, %s", o.Ops(), len(o.Checkpoint.Tensors), humanBytes(p.Total))
+		fmt.Fprintf(w, "\n  chain: %s\n  %d tensors, %s", o.Ops(), len(o.Checkpoint.Tensors), text.Bytes(p.Total))
 		for _, f := range p.Layout.Files {
 			fmt.Fprintf(w, "; %s", f.Name)
 		}
@@ -367,16 +368,16 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 		}
 	}
 	read, written := sched.Read, sched.Written
-	fmt.Fprintf(w, "\nread: %s of input tensors (each byte once per pass)\nwritten: %s", humanBytes(read), humanBytes(written))
+	fmt.Fprintf(w, "\nread: %s of input tensors (each byte once per pass)\nwritten: %s", text.Bytes(read), text.Bytes(written))
 	if mo.Parts > 1 {
 		fmt.Fprintf(w, " by part %d of %d", mo.Part, mo.Parts)
 	}
 	fmt.Fprintf(w, "\n")
 	budget := "no memory budget"
 	if mo.MemoryBudget > 0 {
-		budget = "memory budget " + humanBytes(mo.MemoryBudget)
+		budget = "memory budget " + text.Bytes(mo.MemoryBudget)
 	}
-	fmt.Fprintf(w, "passes: %d (%s; about %s held in the largest)\n", len(sched.Passes), budget, humanBytes(sched.Memory))
+	fmt.Fprintf(w, "passes: %d (%s; about %s held in the largest)\n", len(sched.Passes), budget, text.Bytes(sched.Memory))
 	for k, pass := range sched.Passes {
 		ids := make([]string, len(pass))
 		for j, i := range pass {
@@ -394,7 +395,7 @@ func printRecipePlan(w io.Writer, b *recipe.Built, outs []ckpt.Output, plans []*
 	case speed > 0:
 		secs := float64(read+written) / speed
 		fmt.Fprintf(w, "estimate: %s at %s/s (read, timed on up to 64 MiB of the inputs; reads and writes both at that speed; quantizing is CPU-bound and may take longer; a second run may read from the page cache)\n",
-			(time.Duration(secs * float64(time.Second))).Round(time.Second), humanBytes(int64(speed)))
+			(time.Duration(secs * float64(time.Second))).Round(time.Second), text.Bytes(int64(speed)))
 	}
 	return nil
 }

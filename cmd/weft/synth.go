@@ -8,6 +8,7 @@ import (
 	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ckpt"
 	"github.com/weft-ml/weft/internal/synth"
+	"github.com/weft-ml/weft/internal/text"
 )
 
 func synthCmd() *command {
@@ -114,7 +115,7 @@ func (o *synthOptions) run(ctx context.Context, e *env, pos []string) error {
 		return err
 	}
 	if !o.quiet {
-		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), humanBytes(plan.Total))
+		fmt.Fprintf(e.stderr, "wrote %s (%d tensors, %s)\n", plan.Written(), len(c.Tensors), text.Bytes(plan.Total))
 	}
 	return nil
 }

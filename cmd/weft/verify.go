@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/weft-ml/weft/internal/text"
 	"github.com/weft-ml/weft/ops/verify"
 )
 
@@ -119,7 +120,7 @@ func printVerify(w io.Writer, r *verify.Report) {
 			decoded++
 		}
 	}
-	fmt.Fprintf(w, "verify:  %s\nformat:  %s, %d file(s), %d tensors, %s\n", safe(r.Path), r.Format, len(r.Files), len(r.Tensors), humanBytes(r.BytesRead))
+	fmt.Fprintf(w, "verify:  %s\nformat:  %s, %d file(s), %d tensors, %s\n", safe(r.Path), r.Format, len(r.Files), len(r.Tensors), text.Bytes(r.BytesRead))
 	if p := r.Provenance; p != nil {
 		if len(p.Steps) == 0 {
 			fmt.Fprintf(w, "made by: %s\n", safe(p.Op))
@@ -192,7 +193,7 @@ func printVerify(w io.Writer, r *verify.Report) {
 	if n := r.ProblemCount(); n > 0 {
 		result = fmt.Sprintf("FAILED: %d problem(s)", n)
 	}
-	fmt.Fprintf(w, "\nresult: %s; %d tensors, %d parameters, %s read, %d tensors decoded", result, len(r.Tensors), params, humanBytes(r.BytesRead), decoded)
+	fmt.Fprintf(w, "\nresult: %s; %d tensors, %d parameters, %s read, %d tensors decoded", result, len(r.Tensors), params, text.Bytes(r.BytesRead), decoded)
 	if r.Provenance != nil && r.Provenance.Verified {
 		fmt.Fprintf(w, ", %d elements compared, %d disagree", recomputed, mismatches)
 	}

@@ -86,3 +86,18 @@ func Lines(names []string, max int, indent string) string {
 	}
 	return b.String()
 }
+
+// Bytes formats a byte count as people read it: "512 B", "1.5 KiB", "3.9 GiB" (powers of
+// 1024, one decimal).
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
