@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/weft-ml/weft"
 	"github.com/weft-ml/weft/ops"
 	"github.com/weft-ml/weft/ops/blend"
 	"github.com/weft-ml/weft/recipe"
@@ -170,18 +169,10 @@ func (o *blendOptions) validate(e *env, pos []string) error {
 
 func (o *blendOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	var inputs []*weft.Checkpoint
-	defer func() {
-		for _, c := range inputs {
-			c.Close()
-		}
-	}()
-	for _, p := range pos {
-		c, err := o.inp.open(p)
-		if err != nil {
-			return err
-		}
-		inputs = append(inputs, c)
+	inputs, closeInputs, err := o.inp.openAll(pos)
+	defer closeInputs()
+	if err != nil {
+		return err
 	}
 	if err := o.of.check(inputs[0]); err != nil {
 		return err

@@ -71,3 +71,21 @@ func (in *inputFlags) open(path string) (*weft.Checkpoint, error) {
 	}
 	return c, err
 }
+
+// openAll opens every input checkpoint in order; close closes those opened (also after an
+// error, when it returns the ones opened before it).
+func (in *inputFlags) openAll(paths []string) (cs []*weft.Checkpoint, close func(), err error) {
+	close = func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	for _, p := range paths {
+		c, err := in.open(p)
+		if err != nil {
+			return cs, close, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, close, nil
+}

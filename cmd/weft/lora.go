@@ -167,18 +167,10 @@ func (o *loraExtractOptions) validate(e *env, pos []string) error {
 
 func (o *loraExtractOptions) run(ctx context.Context, e *env, pos []string) error {
 	o.inp.bind(ctx, e)
-	var inputs []*weft.Checkpoint
-	defer func() {
-		for _, c := range inputs {
-			c.Close()
-		}
-	}()
-	for _, p := range pos {
-		c, err := o.inp.open(p)
-		if err != nil {
-			return err
-		}
-		inputs = append(inputs, c)
+	inputs, closeInputs, err := o.inp.openAll(pos)
+	defer closeInputs()
+	if err != nil {
+		return err
 	}
 	res, err := runOp(e, &o.of, &o.opts, ops.Inputs{Checkpoints: inputs})
 	if err != nil {
