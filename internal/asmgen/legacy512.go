@@ -82,23 +82,7 @@ func genLegacy512(k legacyKind) {
 	} else {
 		c.MOVD(amax, v)
 	}
-	dv := c.XMM()
-	c.MOVL(U32(k.div), amax)
-	c.MOVD(amax, dv)
-	c.VDIVSS(dv, v, dv) // d = v / div
-	h := c.XMM()
-	c.VCVTPS2PH(U8(0), dv, h)
-	hw := c.GP32()
-	c.MOVD(h, hw)
-	c.MOVW(hw.As16(), mem(d, 0))
-	c.VXORPS(h, h, h)
-	c.VUCOMISS(h, dv)
-	c.JE(lbl("zero"))
-	one := c.XMM()
-	c.MOVL(U32(0x3f800000), hw)
-	c.MOVD(hw, one)
-	c.VDIVSS(dv, one, id) // id = 1/d
-	c.Label("zero")
+	legacyScale(k, v, id, amax, d)
 	idv := c.ZMM()
 	c.VBROADCASTSS(id, idv)
 	switch k.name {

@@ -308,6 +308,29 @@ var (
 // is not finite or is below 2^-100 (where 1/d may overflow), which the caller quantizes
 // with the scalar code before calling again. A largest magnitude of 0 is done here (d = 0,
 // id = 0).
+// legacyScale emits the block scale of a Q4_0/Q5_0/Q8_0 block, as ggml computes it: d = v /
+// k.div stored as F16 at the block's start (d), and id = 1/d, left as it is (0) when d is 0.
+// amax is overwritten.
+func legacyScale(k legacyKind, v, id reg.VecVirtual, amax reg.GPVirtual, d reg.Register) {
+	dv := c.XMM()
+	c.MOVL(U32(k.div), amax)
+	c.MOVD(amax, dv)
+	c.VDIVSS(dv, v, dv) // d = v / div
+	h := c.XMM()
+	c.VCVTPS2PH(U8(0), dv, h)
+	hw := c.GP32()
+	c.MOVD(h, hw)
+	c.MOVW(hw.As16(), mem(d, 0))
+	c.VXORPS(h, h, h)
+	c.VUCOMISS(h, dv)
+	c.JE(lbl("zero"))
+	one := c.XMM()
+	c.MOVL(U32(0x3f800000), hw)
+	c.MOVD(hw, one)
+	c.VDIVSS(dv, one, id) // id = 1/d
+	c.Label("zero")
+}
+
 func genLegacy(k legacyKind) {
 	name := "quant" + k.name + "AVX2"
 	text(name, "func(dst []byte, src []float32) int",
@@ -378,23 +401,7 @@ func genLegacy(k legacyKind) {
 	} else {
 		c.MOVD(amax, v)
 	}
-	dv := c.XMM()
-	c.MOVL(U32(k.div), amax)
-	c.MOVD(amax, dv)
-	c.VDIVSS(dv, v, dv) // d = v / div
-	h := c.XMM()
-	c.VCVTPS2PH(U8(0), dv, h)
-	hw := c.GP32()
-	c.MOVD(h, hw)
-	c.MOVW(hw.As16(), mem(d, 0))
-	c.VXORPS(h, h, h)
-	c.VUCOMISS(h, dv)
-	c.JE(lbl("zero"))
-	one := c.XMM()
-	c.MOVL(U32(0x3f800000), hw)
-	c.MOVD(hw, one)
-	c.VDIVSS(dv, one, id) // id = 1/d
-	c.Label("zero")
+	legacyScale(k, v, id, amax, d)
 	idv := c.YMM()
 	c.VBROADCASTSS(id, idv)
 	switch k.name {
