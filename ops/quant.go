@@ -425,6 +425,12 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
+	// Messages name the input whose key-values the mixture reads (the op's output is
+	// derived and has no path of its own).
+	where := Name(first.Out)
+	if len(in.Checkpoints) > 0 {
+		where = Name(in.Checkpoints[0])
+	}
 	var src *mixSource
 	var mix *arch.Mixture
 	if hasMix {
@@ -439,7 +445,7 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 		}
 		params, err := arch.MixParamsFromKV(get)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", first.Out.Path, err)
+			return nil, fmt.Errorf("%s: %v", where, err)
 		}
 		var infos []weft.TensorInfo
 		for _, t := range first.Out.Tensors {
@@ -453,7 +459,7 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 		mo := arch.MixOptions{Pure: q.Pure, LeaveOutput: q.LeaveOutput, OutputType: q.OutputType,
 			TokenEmbeddingType: q.TokenEmbeddingType, TensorTypes: q.TensorTypes, Imatrix: mat != nil}
 		if mix, err = arch.Mix(ft, infos, params, mo); err != nil {
-			return nil, fmt.Errorf("%s: %v", first.Out.Path, err)
+			return nil, fmt.Errorf("%s: %v", where, err)
 		}
 		old := map[string]string{}
 		for o, n := range pr.rename {
@@ -465,8 +471,8 @@ func buildQuant(op Op, in Inputs, target weft.Format, spec Types) (*Result, erro
 				name = o
 			}
 			if mat == nil {
-				return nil, fmt.Errorf("%w: tensor %s would be %s (%v, from the %s mixture); give an importance matrix or choose another type",
-					ErrNeedsImatrix, r.Name, arch.GGMLTypeName(r.Type), r.Type, ft)
+				return nil, fmt.Errorf("%s: %w: tensor %s would be %s (%v, from the %s mixture); give an importance matrix or choose another type",
+					where, ErrNeedsImatrix, r.Name, arch.GGMLTypeName(r.Type), r.Type, ft)
 			}
 			if mat.Weights(name) == nil {
 				return nil, fmt.Errorf("%w: %s has no entry for tensor %s, which the %s mixture makes %v, a very low-bit type that needs one", ErrNeedsImatrix, mat.File, name, ft, r.Type)

@@ -108,7 +108,7 @@ func TestConvertLikeLlamaQuantize(t *testing.T) {
 	// llama-quantize does, before anything is written.
 	dst := filepath.Join(out, "q2ks.gguf")
 	code, _, errs := runCLI(t, "convert", "input-8l-f32.gguf", "-o", dst, "--dtype", "Q2_K_S")
-	if code != 1 || !strings.Contains(errs, "requires an importance matrix") || !strings.Contains(errs, "blk.0.attn_k.weight") || !strings.Contains(errs, "q2_K") {
+	if code != 1 || !strings.Contains(errs, "weft convert: input-8l-f32.gguf: this quantization requires an importance matrix") || !strings.Contains(errs, "blk.0.attn_k.weight") || !strings.Contains(errs, "q2_K") {
 		t.Errorf("Q2_K_S without an importance matrix: exit %d: %s", code, errs)
 	}
 	if _, err := os.Stat(dst); err == nil {

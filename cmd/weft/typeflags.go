@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -102,9 +101,6 @@ func runOp(e *env, of *outFlags, op ops.Op, in ops.Inputs) (*ops.Result, error) 
 	}
 	return res, nil
 }
-
-// unmatchedRule finds the parameter of a per-tensor rule that matched nothing.
-var unmatchedRule = regexp.MustCompile(`\b(alpha|weight|density|epsilon|gamma|lambda) rule "`)
 
 // flagErr names the flag behind an error about the output types.
 func flagErr(err error) error {
