@@ -545,15 +545,9 @@ func (r *Recipe) mkCond(n *yaml.Node) (mkCond, error) {
 	return c, nil
 }
 
-// eval is mergekit's evaluate_setting: the setting's value for the tensor named name (its
-// Hugging Face name) at position t, and whether it has one.
-func (s *mkSetting) eval(name string, t float64) (mkValue, bool) {
-	v, _, ok := s.evalAt(name, t)
-	return v, ok
-}
-
-// evalAt is eval that also returns where the value is written (the number, the gradient or
-// the list it comes from).
+// evalAt is mergekit's evaluate_setting: the setting's value for the tensor named name (its
+// Hugging Face name) at position t, where it is written (the number, the gradient or
+// the list it comes from), and whether it has one.
 func (s *mkSetting) evalAt(name string, t float64) (mkValue, pos, bool) {
 	switch {
 	case s.val != nil:

@@ -266,9 +266,6 @@ func checkName(file string, n *yaml.Node, what string) error {
 	return nil
 }
 
-// stepKeys are the keys every step has besides its op's parameters.
-var stepKeys = map[string]bool{"op": true, "name": true, "input": true, "inputs": true, "files": true}
-
 func (r *Recipe) parseStep(i int, sn *yaml.Node) error {
 	entries, err := pairs(r.File, sn)
 	if err != nil {

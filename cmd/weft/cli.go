@@ -73,14 +73,6 @@ func (c *command) fullName() string {
 	return c.name
 }
 
-// top is the command named right after weft (itself, or a subcommand's parent).
-func (c *command) top() *command {
-	for c.parent != nil {
-		c = c.parent
-	}
-	return c
-}
-
 // flags returns the command's flag set, with its flags registered (and options that hold
 // their values), for help, parsing and tests.
 func (c *command) flags() (*flagSet, options) {

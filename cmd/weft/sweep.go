@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	"github.com/weft-ml/weft"
@@ -40,15 +39,6 @@ func sweepList(flagName, name, s string, path []string, parse func(string) (any,
 		return first, nil, nil
 	}
 	return first, sw, nil
-}
-
-// parseInt64 reads a decimal integer.
-func parseInt64(s string) (any, error) {
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return nil, err
-	}
-	return v, nil
 }
 
 // templated reports whether a command writes through writeSweep: it sweeps a flag, or its

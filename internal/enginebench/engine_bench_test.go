@@ -133,16 +133,6 @@ func files(path string) []string {
 	return out
 }
 
-func size(path string) int64 {
-	var n int64
-	for _, f := range files(path) {
-		if st, err := os.Stat(f); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
-}
-
 // evict drops the files at paths from the page cache (they are clean: written and synced).
 func evict(paths ...string) {
 	for _, p := range paths {
