@@ -469,7 +469,7 @@ func scanPickle(r *bufio.Reader, limit int64, what string) (scanResult, error) {
 		if n < 0 || n > limit-pos {
 			return nil, truncated("argument of %d bytes at offset %d runs past the end (%d bytes)", n, pos, limit)
 		}
-		buf := scratch[:0]
+		var buf []byte
 		if n <= int64(len(scratch)) {
 			buf = scratch[:n]
 		} else {

@@ -590,7 +590,8 @@ func TestMergeIntoQuantizedBase(t *testing.T) {
 			av, bv := decode(t, a.Tensor(x.Name+".lora_a")), decode(t, a.Tensor(x.Name+".lora_b"))
 			m, n, r := int(w.Shape[0]), int(w.Shape[1]), 8
 			want := decode(t, w)
-			s := scale * (8.0 / 8.0) // alpha = r
+			alpha := float64(r) // the adapter was extracted with alpha = r
+			s := scale * (alpha / float64(r))
 			for i := 0; i < m; i++ {
 				for j := 0; j < n; j++ {
 					var d float64
