@@ -3,6 +3,8 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GOFMT   ?= $(shell command -v gofmt 2>/dev/null || echo /usr/local/go/bin/gofmt)
 BIN     := bin/weft
 DEMO    := out/demo
+# A duration (30s) or a count of executions (5000x, what CI uses: on Go 1.26 a duration can end
+# in a spurious "context deadline exceeded", golang/go#75804).
 FUZZTIME ?= 30s
 
 .PHONY: all build demo test vet fmt-check asm-check bench fuzz testdata clean
